@@ -1,0 +1,141 @@
+//! The normalised event every profile produces, and its CloudEvents 1.0 rendering.
+//!
+//! Event ids are name-based UUIDs (version 3, RFC 9562 §5.3: MD5 over a namespace and a
+//! name), so any backend can recompute them and every retry of a notification carries the
+//! same id.
+
+use md5::{Digest, Md5};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+/// Namespace of every webhook-guard event id (a fixed, random UUID).
+pub const ID_NAMESPACE: [u8; 16] = [
+    0x6f, 0x1c, 0x0e, 0x5a, 0x3b, 0x7d, 0x4e, 0x21, 0x9a, 0x52, 0xc4, 0x8d, 0x17, 0xe3, 0x0b, 0x96,
+];
+
+/// A validated notification, ready to forward.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Deterministic UUID (see [`name_based_id`]).
+    pub id: String,
+    /// CloudEvents `type`, a stable documented name.
+    pub kind: String,
+    /// CloudEvents `subject`: the resource the event is about, when there is one.
+    pub subject: Option<String>,
+    /// CloudEvents `time`, RFC 3339, when the notification carries one.
+    pub time: Option<String>,
+    /// Values a rate limit may be keyed on.
+    pub keys: RateKeys,
+    /// The CloudEvent's `data` member, already serialised.
+    pub data: Box<RawValue>,
+}
+
+/// Identifiers of the sender-side resource, used as rate-limit keys.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RateKeys {
+    pub application: Option<String>,
+    pub subscription: Option<String>,
+}
+
+/// UUID version 3 of `name` in the webhook-guard namespace, lowercase hyphenated.
+pub fn name_based_id(name: &str) -> String {
+    let mut hasher = Md5::new();
+    hasher.update(ID_NAMESPACE);
+    hasher.update(name.as_bytes());
+    let mut b: [u8; 16] = hasher.finalize().into();
+    b[6] = (b[6] & 0x0f) | 0x30; // version 3
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 9562 variant
+    let mut out = String::with_capacity(36);
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        push_hex(&mut out, *byte);
+    }
+    out
+}
+
+fn push_hex(out: &mut String, byte: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(char::from(HEX[usize::from(byte >> 4)]));
+    out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+}
+
+#[derive(Serialize)]
+struct CloudEvent<'a> {
+    specversion: &'static str,
+    id: &'a str,
+    source: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time: Option<&'a str>,
+    datacontenttype: &'static str,
+    data: &'a RawValue,
+}
+
+impl Event {
+    /// The event as a structured-mode CloudEvent (`application/cloudevents+json`).
+    pub fn to_cloudevent(&self, source: &str) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(&CloudEvent {
+            specversion: "1.0",
+            id: &self.id,
+            source,
+            kind: &self.kind,
+            subject: self.subject.as_deref(),
+            time: self.time.as_deref(),
+            datacontenttype: "application/json",
+            data: &self.data,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_is_a_version_3_uuid_and_deterministic() {
+        let a = name_based_id("x");
+        assert_eq!(a, name_based_id("x"));
+        assert_ne!(a, name_based_id("y"));
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "3");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
+    }
+
+    #[test]
+    fn id_matches_the_rfc_9562_algorithm() {
+        // Recomputed independently: md5(namespace || "hello"), version and variant bits set.
+        let mut h = Md5::new();
+        h.update(ID_NAMESPACE);
+        h.update(b"hello");
+        let d: [u8; 16] = h.finalize().into();
+        let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+        let id = name_based_id("hello").replace('-', "");
+        assert_eq!(&id[..12], &hex[..12]);
+        assert_eq!(&id[13..16], &hex[13..16]);
+        assert_eq!(&id[17..], &hex[17..]);
+    }
+
+    #[test]
+    fn cloudevent_has_every_required_attribute() {
+        let ev = Event {
+            id: "i".into(),
+            kind: "t".into(),
+            subject: Some("s".into()),
+            time: None,
+            keys: RateKeys::default(),
+            data: RawValue::from_string(r#"{"a":1}"#.into()).unwrap(),
+        };
+        let v: serde_json::Value =
+            serde_json::from_slice(&ev.to_cloudevent("/src").unwrap()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"specversion":"1.0","id":"i","source":"/src","type":"t",
+                "subject":"s","datacontenttype":"application/json","data":{"a":1}})
+        );
+    }
+}
