@@ -4,3 +4,4 @@
 //! Everything but `host` is plain Rust with no proxy-wasm calls and is unit-tested natively.
 
 pub mod event;
+pub mod media;
