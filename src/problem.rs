@@ -1,0 +1,150 @@
+//! Rejections and their RFC 9457 `application/problem+json` bodies.
+
+use serde::Serialize;
+
+/// Why a request was refused. Each reason has one status, one problem type and one
+/// metric; the table in the README lists them with what each sender does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Unauthorized,
+    Forbidden,
+    AmbiguousSecret,
+    Method,
+    TooLarge,
+    MediaType,
+    Invalid,
+    Digest,
+    RateLimited,
+    InFlight,
+    UpstreamRejected,
+}
+
+impl Reason {
+    pub fn status(self) -> u16 {
+        match self {
+            Reason::Unauthorized => 401,
+            Reason::Forbidden => 403,
+            Reason::AmbiguousSecret | Reason::Invalid | Reason::Digest => 400,
+            Reason::Method => 405,
+            Reason::TooLarge => 413,
+            Reason::MediaType => 415,
+            Reason::RateLimited | Reason::InFlight => 429,
+            Reason::UpstreamRejected => 502,
+        }
+    }
+
+    /// Stable machine-readable name: the problem type's suffix, the log and metric name.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Reason::Unauthorized => "unauthorized",
+            Reason::Forbidden => "forbidden",
+            Reason::AmbiguousSecret => "ambiguous_secret",
+            Reason::Method => "method_not_allowed",
+            Reason::TooLarge => "too_large",
+            Reason::MediaType => "unsupported_media_type",
+            Reason::Invalid => "invalid",
+            Reason::Digest => "digest_mismatch",
+            Reason::RateLimited => "rate_limited",
+            Reason::InFlight => "in_flight",
+            Reason::UpstreamRejected => "upstream_rejected",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Reason::Unauthorized => "Missing secret",
+            Reason::Forbidden => "Wrong secret",
+            Reason::AmbiguousSecret => "Secret given more than once",
+            Reason::Method => "Method not allowed",
+            Reason::TooLarge => "Body too large",
+            Reason::MediaType => "Unsupported media type",
+            Reason::Invalid => "Invalid notification",
+            Reason::Digest => "Payload digest mismatch",
+            Reason::RateLimited => "Rate limited",
+            Reason::InFlight => "Same event already in flight",
+            Reason::UpstreamRejected => "Upstream rejected the event",
+        }
+    }
+}
+
+/// A refused request: the reason, a human detail that never contains a secret, and the
+/// extra headers some statuses need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub reason: Reason,
+    pub detail: String,
+    /// `Retry-After` seconds (429).
+    pub retry_after: Option<u64>,
+    /// `Allow` header value (405).
+    pub allow: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+}
+
+impl Rejection {
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Rejection { reason, detail: detail.into(), retry_after: None, allow: None }
+    }
+
+    pub fn status(&self) -> u16 {
+        self.reason.status()
+    }
+
+    /// The `application/problem+json` body.
+    pub fn body(&self) -> Vec<u8> {
+        let problem = Problem {
+            kind: format!("urn:webhook-guard:problem:{}", self.reason.slug()),
+            title: self.reason.title(),
+            status: self.status(),
+            detail: &self.detail,
+        };
+        // Serialising plain strings and numbers cannot fail; keep a valid body regardless.
+        serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec())
+    }
+
+    /// Response headers: content type plus `Retry-After` / `Allow` where they apply.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = vec![("content-type", "application/problem+json".to_string())];
+        if let Some(secs) = self.retry_after {
+            headers.push(("retry-after", secs.to_string()));
+        }
+        if let Some(allow) = self.allow {
+            headers.push(("allow", allow.to_string()));
+        }
+        headers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_rfc_9457() {
+        let r = Rejection::new(Reason::Forbidden, "the secret does not match");
+        let v: serde_json::Value = serde_json::from_slice(&r.body()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "urn:webhook-guard:problem:forbidden",
+                "title": "Wrong secret", "status": 403, "detail": "the secret does not match"})
+        );
+        assert_eq!(r.headers(), vec![("content-type", "application/problem+json".into())]);
+    }
+
+    #[test]
+    fn retry_after_and_allow_headers() {
+        let mut r = Rejection::new(Reason::RateLimited, "x");
+        r.retry_after = Some(3);
+        r.allow = Some("POST");
+        assert_eq!(r.status(), 429);
+        assert!(r.headers().contains(&("retry-after", "3".into())));
+        assert!(r.headers().contains(&("allow", "POST".into())));
+    }
+}

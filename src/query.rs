@@ -1,0 +1,134 @@
+//! The secret query parameter: finding it, decoding it, and removing it from `:path`.
+//!
+//! Keys are percent-decoded before matching, so `s%69g=...` counts as `sig`: a backend
+//! that decodes keys must never see a secret the filter did not check. `+` is kept
+//! literally (RFC 3986); only `%XX` escapes are decoded.
+
+/// What the query string holds under the secret parameter.
+#[derive(Debug, PartialEq)]
+pub enum Found {
+    /// Absent, or present with an empty value.
+    Missing,
+    /// Given more than once: a proxy and a backend could read different copies.
+    Repeated,
+    /// A `%` escape that is not two hex digits, or a value that is not UTF-8.
+    Malformed,
+    /// The single percent-decoded value.
+    Value(Vec<u8>),
+}
+
+/// Splits `:path` into the path proper and the query string (without `?`).
+pub fn split(path: &str) -> (&str, Option<&str>) {
+    match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    }
+}
+
+/// Looks up `param` in `query`.
+pub fn find(query: Option<&str>, param: &str) -> Found {
+    let mut found = None;
+    for piece in query.unwrap_or("").split('&') {
+        let (key, value) = piece.split_once('=').unwrap_or((piece, ""));
+        match decode(key) {
+            Some(k) if k == param.as_bytes() => {}
+            Some(_) => continue,
+            // An undecodable key could be the secret under a disguise; refuse it.
+            None => return Found::Malformed,
+        }
+        if found.is_some() {
+            return Found::Repeated;
+        }
+        found = Some(value);
+    }
+    match found.map(decode) {
+        None => Found::Missing,
+        Some(None) => Found::Malformed,
+        Some(Some(v)) if v.is_empty() => Found::Missing,
+        Some(Some(v)) => Found::Value(v),
+    }
+}
+
+/// `path` with every `param` pair removed from its query; other pairs keep their order
+/// and exact bytes. The `?` goes when nothing is left.
+pub fn without_param(path: &str, param: &str) -> String {
+    let (base, query) = split(path);
+    let Some(query) = query else {
+        return base.to_string();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|piece| {
+            let key = piece.split_once('=').map_or(*piece, |(k, _)| k);
+            decode(key).is_none_or(|k| k != param.as_bytes())
+        })
+        .collect();
+    if kept.iter().all(|p| p.is_empty()) {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
+}
+
+/// Decodes `%XX` escapes; `None` when an escape is malformed.
+pub fn decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hi = hex(bytes.next()?)?;
+            let lo = hex(bytes.next()?)?;
+            out.push(hi << 4 | lo);
+        } else {
+            out.push(b);
+        }
+    }
+    Some(out)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_and_decodes_the_secret() {
+        assert_eq!(find(Some("sig=abc"), "sig"), Found::Value(b"abc".to_vec()));
+        assert_eq!(find(Some("a=1&sig=a%2Bb%3D&b=2"), "sig"), Found::Value(b"a+b=".to_vec()));
+        assert_eq!(find(Some("sig=a+b"), "sig"), Found::Value(b"a+b".to_vec()));
+        assert_eq!(find(Some("s%69g=x"), "sig"), Found::Value(b"x".to_vec()));
+        assert_eq!(find(Some("signature=x"), "sig"), Found::Missing);
+    }
+
+    #[test]
+    fn missing_empty_repeated_malformed() {
+        assert_eq!(find(None, "sig"), Found::Missing);
+        assert_eq!(find(Some(""), "sig"), Found::Missing);
+        assert_eq!(find(Some("sig="), "sig"), Found::Missing);
+        assert_eq!(find(Some("sig"), "sig"), Found::Missing);
+        assert_eq!(find(Some("sig=a&sig=a"), "sig"), Found::Repeated);
+        assert_eq!(find(Some("sig=a&s%69g=b"), "sig"), Found::Repeated);
+        assert_eq!(find(Some("sig=&sig=a"), "sig"), Found::Repeated);
+        assert_eq!(find(Some("sig=%zz"), "sig"), Found::Malformed);
+        assert_eq!(find(Some("sig=%4"), "sig"), Found::Malformed);
+        assert_eq!(find(Some("s%6=x"), "sig"), Found::Malformed);
+    }
+
+    #[test]
+    fn removes_only_the_secret() {
+        assert_eq!(without_param("/r?sig=k", "sig"), "/r");
+        assert_eq!(without_param("/r?a=1&sig=k&b=%20", "sig"), "/r?a=1&b=%20");
+        assert_eq!(without_param("/r?s%69g=k&a", "sig"), "/r?a");
+        assert_eq!(without_param("/r", "sig"), "/r");
+        assert_eq!(without_param("/r?b=2&a=1&sig=k", "sig"), "/r?b=2&a=1");
+    }
+
+    #[test]
+    fn splits_path() {
+        assert_eq!(split("/a?b=c?d"), ("/a", Some("b=c?d")));
+        assert_eq!(split("/a"), ("/a", None));
+    }
+}

@@ -1,0 +1,239 @@
+//! Strict ISO 8601 UTC timestamps, normalised to RFC 3339.
+//!
+//! Only the extended format with seconds is accepted (what Azure sends). A narrow grammar
+//! keeps the normalised form, and so the event id derived from it, unambiguous.
+
+/// The rule a malformed timestamp breaks; callers prefix the field name.
+const SHAPE: &str = "must be an ISO 8601 UTC timestamp such as 2019-08-14T19:20:08.1707163Z";
+
+/// Validates `YYYY-MM-DDTHH:MM:SS[.f{1,7}](Z|+00:00)` (`T` and `Z` in either case) and
+/// returns its RFC 3339 form: uppercase `T` and `Z`, `+00:00` written as `Z`, fractional
+/// digits exactly as given (trimming them would change the event id of a retry).
+/// The error describes the broken rule, without the field name or the value.
+pub fn parse_utc(s: &str) -> Result<String, String> {
+    let shape = || SHAPE.to_owned();
+    let (date, rest) = s.split_at_checked(10).ok_or_else(shape)?;
+    let rest = rest.strip_prefix(['T', 't']).ok_or_else(shape)?;
+    let (time, rest) = rest.split_at_checked(8).ok_or_else(shape)?;
+    let (fraction, zone) = match rest.strip_prefix('.') {
+        Some(tail) => {
+            let n = tail.bytes().take_while(u8::is_ascii_digit).count();
+            if n == 0 {
+                return Err(shape());
+            }
+            if n > 7 {
+                return Err("must have at most 7 fractional second digits".into());
+            }
+            tail.split_at_checked(n).ok_or_else(shape)?
+        }
+        None => ("", rest),
+    };
+    match zone {
+        "Z" | "z" | "+00:00" => {}
+        "" => return Err("must end with the UTC designator Z".into()),
+        z if z.starts_with(['+', '-']) => return Err("must be in UTC (Z or +00:00)".into()),
+        _ => return Err(shape()),
+    }
+    let [year, month, day] = fields(date, '-', [4, 2, 2]).ok_or_else(shape)?;
+    let [hour, minute, second] = fields(time, ':', [2, 2, 2]).ok_or_else(shape)?;
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return Err("is not a valid calendar date".into());
+    }
+    // No leap seconds: RFC 3339 allows :60 but most consumers cannot represent it.
+    if hour > 23 || minute > 59 || second > 59 {
+        return Err("is not a valid time of day".into());
+    }
+    let dot = if fraction.is_empty() { "" } else { "." };
+    Ok(format!("{date}T{time}{dot}{fraction}Z"))
+}
+
+/// Three ASCII-digit fields of fixed widths joined by `sep`.
+fn fields(s: &str, sep: char, widths: [usize; 3]) -> Option<[u32; 3]> {
+    let mut parts = s.split(sep);
+    let mut out = [0; 3];
+    for (slot, width) in out.iter_mut().zip(widths) {
+        let part = parts.next()?;
+        // Checked first because `parse` would also accept a sign.
+        if part.len() != width || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        *slot = part.parse().ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
+    match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// RFC 3339 UTC form of a Unix time, e.g. `1466526410` -> `2016-06-21T16:26:50Z`;
+/// `None` outside the years 0000..=9999, which RFC 3339 cannot write.
+pub fn rfc3339_from_unix(secs: i64) -> Option<String> {
+    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    let sod = secs.rem_euclid(86_400);
+    let (hour, minute, second) = (sod / 3600, sod / 60 % 60, sod % 60);
+    Some(format!(
+        "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z"
+    ))
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01: the inverse of Howard
+/// Hinnant's days-from-civil algorithm (eras of 400 years, years starting in March).
+/// No overflow for any `i64` day count derived from seconds.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // day of era, 0..=146096
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // 0..=399
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of March-based year
+    let mp = (5 * doy + 2) / 153; // March = 0
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hinnant's days-from-civil, to check `civil_from_days` against.
+    fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y.rem_euclid(400);
+        let mp = if m > 2 { m - 3 } else { m + 9 };
+        let doy = (153 * mp + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+
+    #[test]
+    fn accepts_and_normalises() {
+        let cases = [
+            (
+                "2019-08-14T19:20:08.1707163Z",
+                "2019-08-14T19:20:08.1707163Z",
+            ),
+            (
+                "2019-08-14t19:20:08.1707163z",
+                "2019-08-14T19:20:08.1707163Z",
+            ),
+            ("2019-08-14T19:20:08+00:00", "2019-08-14T19:20:08Z"),
+            ("2019-08-14T19:20:08.1+00:00", "2019-08-14T19:20:08.1Z"),
+            (
+                "2019-08-14T19:20:08.0000000Z",
+                "2019-08-14T19:20:08.0000000Z",
+            ),
+            ("2019-08-14T19:20:08.10Z", "2019-08-14T19:20:08.10Z"),
+            ("2020-02-29T00:00:00Z", "2020-02-29T00:00:00Z"),
+            ("2000-02-29T00:00:00Z", "2000-02-29T00:00:00Z"),
+            ("0000-01-01T00:00:00Z", "0000-01-01T00:00:00Z"),
+            (
+                "9999-12-31T23:59:59.9999999Z",
+                "9999-12-31T23:59:59.9999999Z",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_utc(input).as_deref(), Ok(want), "{input}");
+        }
+    }
+
+    #[test]
+    fn rejects_with_the_broken_rule() {
+        let cases = [
+            ("2019-08-14T19:20:08", "must end with the UTC designator Z"),
+            (
+                "2019-08-14T19:20:08.17",
+                "must end with the UTC designator Z",
+            ),
+            ("2019-08-14T19:20:08+01:00", "must be in UTC"),
+            ("2019-08-14T19:20:08-00:00", "must be in UTC"),
+            ("2019-08-14T19:20:08+0000", "must be in UTC"),
+            ("2019-08-14T19:20:08.17071634Z", "at most 7 fractional"),
+            ("2019-02-29T00:00:00Z", "not a valid calendar date"),
+            ("1900-02-29T00:00:00Z", "not a valid calendar date"),
+            ("2019-04-31T00:00:00Z", "not a valid calendar date"),
+            ("2019-13-01T00:00:00Z", "not a valid calendar date"),
+            ("2019-00-10T00:00:00Z", "not a valid calendar date"),
+            ("2019-01-00T00:00:00Z", "not a valid calendar date"),
+            ("2019-01-32T00:00:00Z", "not a valid calendar date"),
+            ("2019-08-14T24:00:00Z", "not a valid time of day"),
+            ("2019-08-14T23:60:00Z", "not a valid time of day"),
+            ("2019-08-14T23:59:60Z", "not a valid time of day"),
+        ];
+        for (input, want) in cases {
+            let err = parse_utc(input).unwrap_err();
+            assert!(err.contains(want), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn rejects_other_shapes() {
+        let cases = [
+            "",
+            "2019-08-14",
+            "2019-08-14 19:20:08Z",
+            "2019-08-14T19:20Z",
+            "2019-8-14T19:20:08Z",
+            "20190814T192008Z",
+            "2019-08-14T19:20:08.Z",
+            "2019-08-14T19:20:08,1Z",
+            "2019-08-14T19:20:08Z ",
+            " 2019-08-14T19:20:08Z",
+            "2019-08-14T19:20:08ZZ",
+            "2019-08-14T19:20:08UTC",
+            "+019-08-14T19:20:08Z",
+            "2019-+8-14T19:20:08Z",
+            "2019-08-14T19:20:+8Z",
+            "2019/08/14T19:20:08Z",
+            "２019-08-14T19:20:08Z",
+            "2019-08-14T19:20:08.１Z",
+            "2019-08-14T19:20:0éZ",
+        ];
+        for input in cases {
+            assert_eq!(parse_utc(input), Err(SHAPE.to_owned()), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn formats_unix_times() {
+        let cases = [
+            (1_466_526_410, Some("2016-06-21T16:26:50Z")),
+            (0, Some("1970-01-01T00:00:00Z")),
+            (-1, Some("1969-12-31T23:59:59Z")),
+            (951_782_400, Some("2000-02-29T00:00:00Z")),
+            (253_402_300_799, Some("9999-12-31T23:59:59Z")),
+            (-62_167_219_200, Some("0000-01-01T00:00:00Z")),
+            (253_402_300_800, None),
+            (-62_167_219_201, None),
+            (i64::MAX, None),
+            (i64::MIN, None),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(rfc3339_from_unix(secs).as_deref(), want, "{secs}");
+        }
+    }
+
+    #[test]
+    fn civil_dates_round_trip_through_the_parser() {
+        // Every day of 1896..=2104 (leap and non-leap centuries) plus the extremes.
+        let days = (days_from_civil(1896, 1, 1)..=days_from_civil(2104, 12, 31))
+            .chain([days_from_civil(0, 1, 1), days_from_civil(9999, 12, 31)]);
+        for day in days {
+            let s = rfc3339_from_unix(day * 86_400 + 3_723).unwrap();
+            assert_eq!(parse_utc(&s).as_deref(), Ok(s.as_str()));
+            let (y, m, d) = civil_from_days(day);
+            assert_eq!(days_from_civil(y, m, d), day);
+            assert!(s.ends_with("T01:02:03Z"), "{s}");
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! The form envelope (`application/x-www-form-urlencoded`): fields `payload` and `md5`.
+//!
+//! Decoding is strict, unlike browsers': `+` is a space, `%` must be followed by two hex
+//! digits, and every decoded name and value must be UTF-8; anything else is refused.
+//! `payload` and `md5` must each appear exactly once; other fields are ignored. The
+//! decoded `payload` must be the text of a JSON object, and the md5 covers that decoded
+//! text exactly (surrounding whitespace included).
+
+use serde_json::value::RawValue;
+
+use super::json::{describe, finish, strict_check};
+use super::{invalid, quote, verify_md5, Format, Rejected};
+use crate::event::Event;
+
+pub(super) fn parse(body: &[u8]) -> Result<Event, Rejected> {
+    let mut payload: Option<String> = None;
+    let mut md5: Option<String> = None;
+    for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        let (raw_name, raw_value) = match pair.iter().position(|b| *b == b'=') {
+            Some(eq) => (pair.get(..eq), pair.get(eq + 1..)),
+            None => (Some(pair), Some(&b""[..])),
+        };
+        let (Some(raw_name), Some(raw_value)) = (raw_name, raw_value) else {
+            return Err(invalid("malformed form body"));
+        };
+        let name = decode(raw_name).map_err(|e| invalid(format!("form field name {e}")))?;
+        let value =
+            decode(raw_value).map_err(|e| invalid(format!("form field {} {e}", quote(&name))))?;
+        let slot = match name.as_str() {
+            "payload" => &mut payload,
+            "md5" => &mut md5,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(invalid(format!("form field {name} appears more than once")));
+        }
+        *slot = Some(value);
+    }
+    let payload = payload.ok_or_else(|| invalid("form field payload is missing"))?;
+    let md5 = verify_md5(md5.as_deref(), payload.as_bytes())?;
+
+    strict_check(&payload).map_err(|e| invalid(describe("payload", &e)))?;
+    let raw: &RawValue =
+        serde_json::from_str(&payload).map_err(|e| invalid(describe("payload", &e)))?;
+    finish(Format::Form, &md5, raw)
+}
+
+/// Percent-decodes one name or value, with `+` as a space; `Err` completes a detail.
+fn decode(raw: &[u8]) -> Result<String, &'static str> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = raw.iter();
+    while let Some(&b) = bytes.next() {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = bytes.next().and_then(|h| hex(*h));
+                let lo = bytes.next().and_then(|l| hex(*l));
+                match (hi, lo) {
+                    (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
+                    _ => return Err("has a '%' not followed by two hexadecimal digits"),
+                }
+            }
+            _ => out.push(b),
+        }
+    }
+    String::from_utf8(out).map_err(|_| "is not UTF-8 once percent-decoded")
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{assert_short, md5_hex};
+    use super::*;
+    use serde_json::Value;
+
+    /// Percent-encodes everything but unreserved characters; spaces as `+`.
+    fn enc(s: &str) -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    char::from(b).to_string()
+                }
+                b' ' => "+".to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+
+    fn signed(payload: &str) -> String {
+        format!(
+            "payload={}&md5={}",
+            enc(payload),
+            md5_hex(payload.as_bytes())
+        )
+    }
+
+    fn invalid_detail(body: &str) -> String {
+        match parse(body.as_bytes()) {
+            Err(r @ Rejected::Invalid(_)) => {
+                assert_short(&r);
+                r.detail().to_string()
+            }
+            other => panic!("expected Invalid for {body:.200}, got {other:?}"),
+        }
+    }
+
+    fn digest_detail(body: &str) -> String {
+        match parse(body.as_bytes()) {
+            Err(r @ Rejected::Digest(_)) => {
+                assert_short(&r);
+                r.detail().to_string()
+            }
+            other => panic!("expected Digest for {body:.200}, got {other:?}"),
+        }
+    }
+
+    const PING: &str = r#"{"type": "ping", "epoch_timestamp": 1466526410}"#;
+
+    #[test]
+    fn spec_ping_is_accepted() {
+        let md5 = md5_hex(PING.as_bytes());
+        let ev = parse(signed(PING).as_bytes()).unwrap();
+        assert_eq!(ev.kind, "webhookguard.vendor.ping");
+        assert_eq!(
+            ev.id,
+            crate::event::name_based_id(&format!("md5_envelope\nping\n{md5}"))
+        );
+        assert_eq!(ev.time, crate::timestamp::rfc3339_from_unix(1_466_526_410));
+        assert!(ev.time.is_some());
+        assert_eq!(ev.subject, None);
+    }
+
+    #[test]
+    fn exact_data_output() {
+        let md5 = md5_hex(PING.as_bytes());
+        let ev = parse(signed(PING).as_bytes()).unwrap();
+        assert_eq!(
+            ev.data.get(),
+            format!(
+                r#"{{"payloadType":"ping","md5":"{md5}","format":"form","epochTimestamp":1466526410,"payload":{PING}}}"#
+            )
+        );
+    }
+
+    #[test]
+    fn purchase_is_accepted_in_any_field_order_with_extra_fields() {
+        let p = r#"{"type":"subscription.cancelled","plan":{"id":"p1"}}"#;
+        let body = format!(
+            "&x=1&&md5={}&payload={}&note=a+b%20c&flag",
+            md5_hex(p.as_bytes()),
+            enc(p)
+        );
+        let ev = parse(body.as_bytes()).unwrap();
+        assert_eq!(ev.kind, "webhookguard.vendor.subscription.cancelled");
+        let data: Value = serde_json::from_str(ev.data.get()).unwrap();
+        assert_eq!(data["payload"]["plan"]["id"], "p1");
+        assert!(data.get("epochTimestamp").is_none());
+    }
+
+    #[test]
+    fn uppercase_md5_is_accepted_and_lowercased() {
+        let md5 = md5_hex(PING.as_bytes());
+        let body = format!("payload={}&md5={}", enc(PING), md5.to_ascii_uppercase());
+        let ev = parse(body.as_bytes()).unwrap();
+        let data: Value = serde_json::from_str(ev.data.get()).unwrap();
+        assert_eq!(data["md5"], md5.as_str());
+    }
+
+    #[test]
+    fn wrong_missing_or_malformed_md5_is_a_digest_rejection() {
+        let body = format!("payload={}&md5={}", enc(PING), md5_hex(b"x"));
+        assert_eq!(digest_detail(&body), "md5 does not match the payload");
+        assert_eq!(
+            digest_detail(&format!("payload={}", enc(PING))),
+            "md5 is missing"
+        );
+        digest_detail(&format!("payload={}&md5=", enc(PING)));
+        digest_detail(&format!("payload={}&md5", enc(PING)));
+        digest_detail(&format!("payload={}&md5=zz", enc(PING)));
+    }
+
+    #[test]
+    fn digest_covers_the_decoded_payload_with_its_whitespace() {
+        let p = " {\n \"type\" : \"ping\" ,\"epoch_timestamp\":1466526410 }\n";
+        let ev = parse(signed(p).as_bytes()).unwrap();
+        // data carries the JSON text itself, without the surrounding whitespace.
+        assert!(ev
+            .data
+            .get()
+            .ends_with(&format!(r#""payload":{}}}"#, p.trim())));
+        digest_detail(&format!(
+            "payload={}&md5={}",
+            enc(p),
+            md5_hex(p.trim().as_bytes())
+        ));
+        // The digest is over the decoded text, not the encoded one.
+        let encoded = enc(p);
+        digest_detail(&format!(
+            "payload={encoded}&md5={}",
+            md5_hex(encoded.as_bytes())
+        ));
+        // `+` and `%20` both decode to a space.
+        let with_plus = "payload=%7B%22type%22:+%22ping%22%7D";
+        let p = r#"{"type": "ping"}"#;
+        parse(format!("{with_plus}&md5={}", md5_hex(p.as_bytes())).as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn payload_must_be_a_json_object() {
+        for p in ["ping", "\"ping\"", "[1]", "", "{", r#"{"type":"ping"} x"#] {
+            let d = invalid_detail(&signed(p));
+            assert!(d.starts_with("payload"), "{p}: {d}");
+        }
+        assert_eq!(
+            invalid_detail(&format!("md5={}", md5_hex(b""))),
+            "form field payload is missing"
+        );
+        assert!(invalid_detail(&signed(r#"{"type":"ping","type":"x"}"#)).contains("duplicate key"));
+    }
+
+    #[test]
+    fn type_and_epoch_rules() {
+        assert_eq!(invalid_detail(&signed("{}")), "payload.type is missing");
+        assert_eq!(
+            invalid_detail(&signed(r#"{"type":7}"#)),
+            "payload.type must be a string"
+        );
+        assert!(invalid_detail(&signed(r#"{"type":"a b"}"#)).starts_with("payload.type"));
+        for e in ["1.5", "\"1466526410\"", "true", "[1]"] {
+            let p = format!(r#"{{"type":"ping","epoch_timestamp":{e}}}"#);
+            assert!(
+                invalid_detail(&signed(&p)).starts_with("payload.epoch_timestamp"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_fields_are_invalid() {
+        let body = format!("{}&payload={}", signed(PING), enc(PING));
+        assert_eq!(
+            invalid_detail(&body),
+            "form field payload appears more than once"
+        );
+        let body = format!("{}&md5={}", signed(PING), md5_hex(PING.as_bytes()));
+        assert_eq!(
+            invalid_detail(&body),
+            "form field md5 appears more than once"
+        );
+        // Also when spelled differently on the wire.
+        let body = format!("{}&%70ayload=x", signed(PING));
+        assert!(invalid_detail(&body).contains("more than once"));
+    }
+
+    #[test]
+    fn bad_percent_encoding_and_bad_utf8_are_invalid() {
+        for bad in ["%zz", "%4", "%", "%4g", "%%41"] {
+            let d = invalid_detail(&format!("{}&x={bad}", signed(PING)));
+            assert!(d.contains("'%'"), "{bad}: {d}");
+            let d = invalid_detail(&format!("payload={bad}&md5={}", md5_hex(b"")));
+            assert!(d.contains("payload"), "{bad}: {d}");
+        }
+        let d = invalid_detail(&format!("{}&a%zz=1", signed(PING)));
+        assert!(d.starts_with("form field name"), "{d}");
+        for bad in ["%FF", "%C3", "%ED%A0%80"] {
+            let d = invalid_detail(&format!("payload={bad}&md5={}", md5_hex(b"")));
+            assert!(d.contains("UTF-8"), "{bad}: {d}");
+        }
+        assert!(matches!(
+            parse(b"payload=\xff&md5=x"),
+            Err(Rejected::Invalid(_))
+        ));
+        // Percent-encoded UTF-8 is fine.
+        let p = r#"{"type":"ping","name":"é"}"#;
+        parse(signed(p).as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn decode_rules() {
+        assert_eq!(decode(b"a+b%20c%2B%41").unwrap(), "a b c+A");
+        assert_eq!(decode(b"").unwrap(), "");
+        assert!(decode(b"%").is_err());
+        assert!(decode(b"%a").is_err());
+        assert!(decode(b"%fe").is_err());
+    }
+}

@@ -1,0 +1,387 @@
+//! The JSON envelope `{"payload": {...}, "md5": "<hex>"}`, and the JSON payload rules the
+//! form envelope shares.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::{build_event, check_type, invalid, quote, verify_md5, Format, Rejected};
+use crate::event::Event;
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    payload: Option<&'a RawValue>,
+    #[serde(default)]
+    md5: Option<Value>,
+}
+
+pub(super) fn parse(body: &[u8]) -> Result<Event, Rejected> {
+    let text = std::str::from_utf8(body).map_err(|_| invalid("body is not valid UTF-8"))?;
+    strict_check(text).map_err(|e| invalid(describe("body", &e)))?;
+    // A derived struct would also accept `[payload, md5]`: insist on an object.
+    if !text.trim_start().starts_with('{') {
+        return Err(invalid(
+            "body must be a JSON object with members payload and md5",
+        ));
+    }
+    let envelope: Envelope<'_> = serde_json::from_str(text)
+        .map_err(|_| invalid("body must be a JSON object with members payload and md5"))?;
+    let payload = envelope
+        .payload
+        .ok_or_else(|| invalid("payload is missing (or null)"))?;
+    let md5 = match &envelope.md5 {
+        None => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => {
+            return Err(Rejected::Digest(
+                "md5 must be a string of 32 hexadecimal digits".into(),
+            ))
+        }
+    };
+    let md5 = verify_md5(md5, payload.get().as_bytes())?;
+    finish(Format::Json, &md5, payload)
+}
+
+/// Steps 3 and on for a payload given as JSON text (JSON and form envelopes): the payload
+/// must be an object with a valid `type` and an integer `epoch_timestamp` when present.
+pub(super) fn finish(format: Format, md5: &str, payload: &RawValue) -> Result<Event, Rejected> {
+    let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(payload.get()) else {
+        return Err(invalid("payload must be a JSON object"));
+    };
+    let kind = match fields.get("type") {
+        None => return Err(invalid("payload.type is missing")),
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(invalid("payload.type must be a string")),
+    };
+    check_type(kind)?;
+    let epoch = match fields.get("epoch_timestamp") {
+        None => None,
+        Some(Value::Number(n)) if n.is_i64() => n.as_i64(),
+        Some(Value::Number(n)) if n.is_u64() => {
+            return Err(invalid("payload.epoch_timestamp is out of range"))
+        }
+        Some(_) => {
+            return Err(invalid(
+                "payload.epoch_timestamp must be an integer number of Unix seconds",
+            ))
+        }
+    };
+    build_event(format, kind, md5, epoch, payload)
+}
+
+/// Checks that `text` is one JSON value with no duplicate key in any object.
+pub(super) fn strict_check(text: &str) -> Result<(), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    Strict::deserialize(&mut de)?;
+    de.end()
+}
+
+/// A `detail` for a JSON error in `what` (`body` or `payload`): serde_json's syntax
+/// messages are short fixed texts with a position, and never quote the input.
+pub(super) fn describe(what: &str, e: &serde_json::Error) -> String {
+    if e.is_eof() {
+        format!("{what} is truncated JSON")
+    } else if e.is_data() {
+        // Only `Strict` raises data errors here: "duplicate key ..." with a position.
+        format!("{what} has a {e}")
+    } else {
+        format!("{what} is not valid JSON: {e}")
+    }
+}
+
+/// Walks any JSON value, rejecting duplicate object keys at every depth.
+struct Strict;
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Strict;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        while seq.next_element::<Strict>()?.is_some() {}
+        Ok(Strict)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        let mut seen = BTreeSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if seen.contains(&key) {
+                return Err(de::Error::custom(format_args!(
+                    "duplicate key \"{}\"",
+                    quote(&key)
+                )));
+            }
+            map.next_value::<Strict>()?;
+            seen.insert(key);
+        }
+        Ok(Strict)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{assert_short, md5_hex};
+    use super::*;
+
+    fn envelope(payload: &str, md5: &str) -> String {
+        format!(r#"{{"payload": {payload}, "md5": "{md5}"}}"#)
+    }
+
+    fn signed(payload: &str) -> String {
+        envelope(payload, &md5_hex(payload.as_bytes()))
+    }
+
+    fn invalid_detail(body: &str) -> String {
+        match parse(body.as_bytes()) {
+            Err(r @ Rejected::Invalid(_)) => {
+                assert_short(&r);
+                r.detail().to_string()
+            }
+            other => panic!("expected Invalid for {body}, got {other:?}"),
+        }
+    }
+
+    fn digest_detail(body: &str) -> String {
+        match parse(body.as_bytes()) {
+            Err(r @ Rejected::Digest(_)) => {
+                assert_short(&r);
+                r.detail().to_string()
+            }
+            other => panic!("expected Digest for {body}, got {other:?}"),
+        }
+    }
+
+    const PING: &str = r#"{ "type": "ping", "epoch_timestamp": 1466526410 }"#;
+
+    #[test]
+    fn spec_ping_is_accepted() {
+        let md5 = md5_hex(PING.as_bytes());
+        let ev = parse(signed(PING).as_bytes()).unwrap();
+        assert_eq!(ev.kind, "webhookguard.vendor.ping");
+        assert_eq!(
+            ev.id,
+            crate::event::name_based_id(&format!("md5_envelope\nping\n{md5}"))
+        );
+        assert_eq!(ev.subject, None);
+        assert_eq!(ev.time, crate::timestamp::rfc3339_from_unix(1_466_526_410));
+        assert!(ev.time.is_some());
+        assert_eq!(ev.keys, crate::event::RateKeys::default());
+    }
+
+    #[test]
+    fn exact_data_output() {
+        let md5 = md5_hex(PING.as_bytes());
+        let ev = parse(signed(PING).as_bytes()).unwrap();
+        assert_eq!(
+            ev.data.get(),
+            format!(
+                r#"{{"payloadType":"ping","md5":"{md5}","format":"json","epochTimestamp":1466526410,"payload":{PING}}}"#
+            )
+        );
+    }
+
+    #[test]
+    fn purchase_is_accepted() {
+        let p =
+            r#"{"type":"App.Purchase","app_id":42,"sku":{"id":"gold","qty":3},"tags":["a","b"]}"#;
+        let ev = parse(signed(p).as_bytes()).unwrap();
+        assert_eq!(ev.kind, "webhookguard.vendor.app.purchase");
+        assert_eq!(ev.time, None);
+        let data: Value = serde_json::from_str(ev.data.get()).unwrap();
+        assert_eq!(data["payloadType"], "App.Purchase");
+        assert_eq!(data["payload"]["sku"]["qty"], 3);
+        assert!(data.get("epochTimestamp").is_none());
+    }
+
+    #[test]
+    fn uppercase_md5_is_accepted_and_lowercased() {
+        let md5 = md5_hex(PING.as_bytes());
+        let ev = parse(envelope(PING, &md5.to_ascii_uppercase()).as_bytes()).unwrap();
+        let lower = parse(signed(PING).as_bytes()).unwrap();
+        assert_eq!(ev.id, lower.id);
+        let data: Value = serde_json::from_str(ev.data.get()).unwrap();
+        assert_eq!(data["md5"], md5.as_str());
+    }
+
+    #[test]
+    fn wrong_md5_is_a_digest_rejection_without_the_expected_value() {
+        let body = envelope(PING, &md5_hex(b"something else"));
+        let d = digest_detail(&body);
+        assert_eq!(d, "md5 does not match the payload");
+        assert!(!d.contains(&md5_hex(PING.as_bytes())));
+    }
+
+    #[test]
+    fn missing_or_malformed_md5_is_a_digest_rejection() {
+        assert_eq!(
+            digest_detail(&format!(r#"{{"payload":{PING}}}"#)),
+            "md5 is missing"
+        );
+        assert_eq!(
+            digest_detail(&format!(r#"{{"payload":{PING},"md5":null}}"#)),
+            "md5 is missing"
+        );
+        digest_detail(&envelope(PING, "abc"));
+        digest_detail(&envelope(PING, &"z".repeat(32)));
+        digest_detail(&format!(r#"{{"payload":{PING},"md5":12}}"#));
+    }
+
+    #[test]
+    fn digest_covers_the_payload_exactly_as_sent() {
+        let p = "{\n  \"type\" :\"ping\",\t\"epoch_timestamp\":  1466526410 ,\"x\":\"\\u00e9\"\n}";
+        // A digest over a re-serialisation would differ.
+        let reserialised =
+            serde_json::to_string(&serde_json::from_str::<Value>(p).unwrap()).unwrap();
+        assert_ne!(md5_hex(p.as_bytes()), md5_hex(reserialised.as_bytes()));
+        let ev = parse(signed(p).as_bytes()).unwrap();
+        assert!(ev.data.get().ends_with(&format!(r#""payload":{p}}}"#)));
+        digest_detail(&envelope(p, &md5_hex(reserialised.as_bytes())));
+        // Whitespace around the value is not covered.
+        let body = format!(
+            "{{\"md5\":\"{}\",\"payload\":  \n{p}\n  }}",
+            md5_hex(p.as_bytes())
+        );
+        parse(body.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn extra_top_level_members_are_allowed() {
+        let body = format!(
+            r#"{{"id":7,"payload":{PING},"note":{{"a":[1]}},"md5":"{}"}}"#,
+            md5_hex(PING.as_bytes())
+        );
+        parse(body.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn payload_must_be_an_object() {
+        for p in [r#""ping""#, "[1,2]", "42", "true"] {
+            assert_eq!(invalid_detail(&signed(p)), "payload must be a JSON object");
+        }
+        assert!(invalid_detail(&format!(
+            r#"{{"payload":null,"md5":"{}"}}"#,
+            md5_hex(b"null")
+        ))
+        .starts_with("payload is missing"));
+        assert!(
+            invalid_detail(r#"{"md5":"00000000000000000000000000000000"}"#)
+                .starts_with("payload is missing")
+        );
+    }
+
+    #[test]
+    fn type_must_be_a_valid_string() {
+        assert_eq!(
+            invalid_detail(&signed(r#"{"epoch_timestamp":1}"#)),
+            "payload.type is missing"
+        );
+        for p in [r#"{"type":1}"#, r#"{"type":null}"#, r#"{"type":{"a":"b"}}"#] {
+            assert_eq!(invalid_detail(&signed(p)), "payload.type must be a string");
+        }
+        for p in [
+            r#"{"type":""}"#,
+            r#"{"type":"a b"}"#,
+            &format!(r#"{{"type":"{}"}}"#, "x".repeat(65)),
+        ] {
+            assert!(invalid_detail(&signed(p)).starts_with("payload.type"));
+        }
+    }
+
+    #[test]
+    fn epoch_timestamp_must_be_an_integer() {
+        for p in [
+            r#"{"type":"ping","epoch_timestamp":1466526410.0}"#,
+            r#"{"type":"ping","epoch_timestamp":1.4e9}"#,
+            r#"{"type":"ping","epoch_timestamp":"1466526410"}"#,
+            r#"{"type":"ping","epoch_timestamp":null}"#,
+            r#"{"type":"ping","epoch_timestamp":18446744073709551615}"#,
+            r#"{"type":"ping","epoch_timestamp":-99999999999999}"#,
+        ] {
+            assert!(
+                invalid_detail(&signed(p)).starts_with("payload.epoch_timestamp"),
+                "{p}"
+            );
+        }
+        let ev = parse(signed(r#"{"type":"ping","epoch_timestamp":0}"#).as_bytes()).unwrap();
+        assert_eq!(ev.time, crate::timestamp::rfc3339_from_unix(0));
+    }
+
+    #[test]
+    fn duplicate_keys_are_invalid_at_any_depth() {
+        let d = invalid_detail(&format!(
+            r#"{{"payload":{PING},"payload":{PING},"md5":"x"}}"#
+        ));
+        assert!(d.contains("duplicate key \"payload\""), "{d}");
+        let p = r#"{"type":"ping","type":"purchase"}"#;
+        assert!(invalid_detail(&signed(p)).contains("duplicate key \"type\""));
+        let p = r#"{"type":"ping","a":[{"b":1,"b":2}]}"#;
+        assert!(invalid_detail(&signed(p)).contains("duplicate key \"b\""));
+        let d = invalid_detail(&format!(
+            r#"{{"x":1,"x":2,"payload":{PING},"md5":"{}"}}"#,
+            md5_hex(PING.as_bytes())
+        ));
+        assert!(d.contains("duplicate key"));
+        // Escaped keys are compared decoded.
+        let p = r#"{"type":"ping","\u0074ype":"x"}"#;
+        assert!(invalid_detail(&signed(p)).contains("duplicate key"));
+    }
+
+    #[test]
+    fn malformed_bodies_are_invalid_with_short_details() {
+        let long = format!(r#"{{"payload":{{"type":"{}"#, "x".repeat(500));
+        for body in [
+            "",
+            "{",
+            "not json",
+            r#"{"payload":{"type":"ping"}"#,
+            r#"{"payload":{"type":"ping"}} trailing"#,
+            r#"[{"type":"ping"},"00000000000000000000000000000000"]"#,
+            "\"just a string\"",
+            &long,
+            &"[".repeat(10_000),
+        ] {
+            invalid_detail(body);
+        }
+        assert!(matches!(
+            parse(b"{\"payload\":\"\xff\"}"),
+            Err(Rejected::Invalid(_))
+        ));
+    }
+}

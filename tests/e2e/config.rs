@@ -1,0 +1,41 @@
+//! Envoy refuses a bad plugin configuration, and the log names the field.
+
+use crate::harness::{Envoy, Options, Upstream};
+use crate::SECRET;
+
+fn refused(opts: Options) -> String {
+    match Envoy::launch(&opts) {
+        Ok(_) => panic!("Envoy accepted an invalid configuration: {}", opts.plugin),
+        Err(log) => log,
+    }
+}
+
+#[test]
+fn envoy_refuses_a_bad_configuration_naming_the_field() {
+    let upstream = Upstream::start();
+    let cases = [
+        (r#"{"endpoints":[{"name":"a","path":"/a","profile":"nope","secret":{"values":["TOPSECRET"]}}]}"#, "endpoints[0].profile"),
+        (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["TOPSECRET"]},"max_body_bytes":0}]}"#, "endpoints[0].max_body_bytes"),
+        (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["TOPSECRET"]},"colour":"red"}]}"#, "unknown field `colour`"),
+        (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"env":["WG_UNSET_VARIABLE"]}}]}"#, "endpoints[0].secret.env"),
+    ];
+    for (plugin, field) in cases {
+        let log = refused(Options::new(plugin, upstream.port));
+        let line = log.lines().find(|l| l.contains("invalid configuration")).unwrap_or_else(|| panic!("no configuration error in:\n{log}"));
+        assert!(line.contains(field), "{line}");
+        assert!(!log.contains("TOPSECRET"), "the secret leaked into the log");
+    }
+}
+
+#[test]
+fn secrets_can_come_from_the_environment() {
+    let upstream = Upstream::start();
+    let plugin = r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"env":["WEBHOOK_SIG"]}}]}"#;
+    let mut opts = Options::new(plugin, upstream.port);
+    opts.env = vec![("WEBHOOK_SIG".into(), "from-env".into())];
+    let envoy = Envoy::start_with(opts);
+    let body = crate::CATALOG_SAMPLE.as_bytes();
+    assert_eq!(crate::harness::post_json(envoy.port, "/a?sig=from-env", body).status, 200);
+    crate::harness::post_json(envoy.port, &format!("/a?sig={SECRET}"), body).assert_problem(403, "forbidden");
+    assert_eq!(upstream.requests().len(), 1);
+}

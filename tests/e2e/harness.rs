@@ -1,0 +1,459 @@
+//! A real Envoy with the built module, a recording upstream, and a raw HTTP/1.1 client.
+//!
+//! Envoy binds port 0 and reports its ports through the admin API, so tests never race
+//! for ports. Missing Envoy or module is a failure with instructions, never a skip.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+fn required_file(var: &str, default: &str) -> PathBuf {
+    let path = std::env::var(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(default));
+    assert!(
+        path.is_file(),
+        "{} not found (set {var} or run `make e2e`, which builds the module and installs Envoy)",
+        path.display()
+    );
+    path
+}
+
+fn wasm_path() -> PathBuf {
+    required_file("WEBHOOK_GUARD_WASM", "webhook_guard.wasm")
+}
+
+fn envoy_path() -> PathBuf {
+    required_file("ENVOY", ".tools/envoy/envoy/_bin/envoy")
+}
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "webhook-guard-e2e-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// How to run Envoy for one test.
+pub struct Options {
+    pub plugin: String,
+    pub upstream_port: u16,
+    pub concurrency: u32,
+    pub route_timeout_ms: u64,
+    pub env: Vec<(String, String)>,
+}
+
+impl Options {
+    pub fn new(plugin: &str, upstream_port: u16) -> Self {
+        Options { plugin: plugin.to_string(), upstream_port, concurrency: 1, route_timeout_ms: 5000, env: vec![] }
+    }
+}
+
+pub struct Envoy {
+    child: Child,
+    pub port: u16,
+    pub admin: u16,
+    dir: PathBuf,
+}
+
+impl Envoy {
+    pub fn start(plugin: &str, upstream: &Upstream) -> Envoy {
+        Self::start_with(Options::new(plugin, upstream.port))
+    }
+
+    pub fn start_with(opts: Options) -> Envoy {
+        match Self::launch(&opts) {
+            Ok(envoy) => envoy,
+            Err(log) => panic!("Envoy did not start:\n{log}"),
+        }
+    }
+
+    /// Starts Envoy and waits until it is ready; on failure returns Envoy's log.
+    pub fn launch(opts: &Options) -> Result<Envoy, String> {
+        let dir = scratch_dir();
+        let config = dir.join("envoy.yaml");
+        std::fs::write(&config, bootstrap(opts, &wasm_path())).unwrap();
+        let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
+        let child = Command::new(envoy_path())
+            .arg("-c")
+            .arg(&config)
+            .args(["--concurrency", &opts.concurrency.to_string()])
+            .arg("--admin-address-path")
+            .arg(dir.join("admin"))
+            .args(["--disable-hot-restart", "--log-level", "info", "--component-log-level", "wasm:debug"])
+            .envs(opts.env.iter().cloned())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let mut envoy = Envoy { child, port: 0, admin: 0, dir };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = envoy.child.try_wait() {
+                return Err(envoy.log());
+            }
+            if let Some(port) = envoy.ready_port() {
+                envoy.port = port;
+                return Ok(envoy);
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("timed out waiting for Envoy\n{}", envoy.log()))
+    }
+
+    fn ready_port(&mut self) -> Option<u16> {
+        let addr = std::fs::read_to_string(self.dir.join("admin")).ok()?;
+        self.admin = addr.trim().rsplit(':').next()?.parse().ok()?;
+        let ready = get(self.admin, "/ready");
+        if ready.status != 200 {
+            return None;
+        }
+        let listeners: serde_json::Value = serde_json::from_slice(&get(self.admin, "/listeners?format=json").body).ok()?;
+        let port = listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"].as_u64()?;
+        u16::try_from(port).ok()
+    }
+
+    /// Everything Envoy has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn bootstrap(opts: &Options, wasm: &Path) -> String {
+    let plugin: String = opts.plugin.lines().map(|l| format!("                    {l}\n")).collect();
+    format!(
+        r#"admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+static_resources:
+  listeners:
+  - name: webhooks
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: webhooks
+          normalize_path: true
+          merge_slashes: true
+          route_config:
+            virtual_hosts:
+            - name: backend
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: backend, timeout: {timeout}s }}
+          http_filters:
+          - name: webhook_guard
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: webhook_guard
+                root_id: webhook_guard
+                vm_config:
+                  vm_id: webhook_guard
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: "{wasm}" }} }}
+                  environment_variables: {{ host_env_keys: [{env_keys}] }}
+                allow_on_headers_stop_iteration: true
+                failure_policy: FAIL_RELOAD
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: |
+{plugin}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: backend
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: backend
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }}
+"#,
+        timeout = opts.route_timeout_ms as f64 / 1000.0,
+        wasm = wasm.display(),
+        env_keys = opts.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", "),
+        upstream = opts.upstream_port,
+    )
+}
+
+/// One request as the upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// What the upstream does with each request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Behaviour {
+    /// Answer with this status.
+    Status(u16),
+    /// Wait, then answer 200.
+    Delay(Duration),
+    /// Read the request, then close the connection without answering.
+    Close,
+}
+
+/// An in-process HTTP/1.1 upstream that records every request it receives.
+pub struct Upstream {
+    pub port: u16,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    behaviour: Arc<Mutex<Behaviour>>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    pub fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let behaviour = Arc::new(Mutex::new(Behaviour::Status(200)));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (reqs, beh, conns) = (Arc::clone(&requests), Arc::clone(&behaviour), Arc::clone(&connections));
+        thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                conns.fetch_add(1, Ordering::SeqCst);
+                let (reqs, beh) = (Arc::clone(&reqs), Arc::clone(&beh));
+                thread::spawn(move || serve(conn, &reqs, &beh));
+            }
+        });
+        Upstream { port, requests, behaviour, connections }
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    pub fn set(&self, behaviour: Behaviour) {
+        *self.behaviour.lock().unwrap() = behaviour;
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// The single request received so far.
+    pub fn only(&self) -> Recorded {
+        let all = self.requests();
+        assert_eq!(all.len(), 1, "expected exactly one upstream request, got {all:#?}");
+        all.into_iter().next().unwrap()
+    }
+
+    /// Asserts that no request, not even a connection, reached the upstream.
+    pub fn assert_untouched(&self) {
+        let all = self.requests();
+        assert!(all.is_empty(), "the upstream must not see this request, but got {all:#?}");
+        assert_eq!(self.connections(), 0, "a connection was opened to the upstream");
+    }
+}
+
+fn serve(conn: TcpStream, requests: &Mutex<Vec<Recorded>>, behaviour: &Mutex<Behaviour>) {
+    let mut writer = conn.try_clone().unwrap();
+    let mut reader = BufReader::new(conn);
+    while let Some(request) = read_request(&mut reader) {
+        requests.lock().unwrap().push(request);
+        let status = match *behaviour.lock().unwrap() {
+            Behaviour::Status(s) => s,
+            Behaviour::Delay(d) => {
+                thread::sleep(d);
+                200
+            }
+            Behaviour::Close => {
+                let _ = writer.shutdown(Shutdown::Both);
+                return;
+            }
+        };
+        let body = format!("{{\"upstream\":{status}}}");
+        let head = format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len());
+        if writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(body.as_bytes())).is_err() {
+            return;
+        }
+    }
+}
+
+fn read_head(reader: &mut impl BufRead) -> Option<(String, Vec<(String, String)>)> {
+    // Lines are read as bytes: header values may legally hold non-UTF-8 octets.
+    let mut line_of = |reader: &mut dyn BufRead| {
+        let mut buf = Vec::new();
+        reader.read_until(b'\n', &mut buf).ok().filter(|n| *n > 0)?;
+        Some(String::from_utf8_lossy(&buf).into_owned())
+    };
+    let first = line_of(reader)?;
+    let mut headers = Vec::new();
+    loop {
+        let line = line_of(reader)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (k, v) = line.split_once(':')?;
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    Some((first.trim_end().to_string(), headers))
+}
+
+fn read_body(reader: &mut impl BufRead, headers: &[(String, String)]) -> Option<Vec<u8>> {
+    let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).ok()?;
+            let size = usize::from_str_radix(size.trim(), 16).ok()?;
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk).ok()?;
+            if size == 0 {
+                return Some(body);
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    }
+    if let Some(len) = find("content-length") {
+        body.resize(len.parse().ok()?, 0);
+        reader.read_exact(&mut body).ok()?;
+    }
+    Some(body)
+}
+
+fn read_request(reader: &mut impl BufRead) -> Option<Recorded> {
+    let (line, headers) = read_head(reader)?;
+    let mut parts = line.split(' ');
+    let (method, path) = (parts.next()?.to_string(), parts.next()?.to_string());
+    let body = read_body(reader, &headers)?;
+    Some(Recorded { method, path, headers, body })
+}
+
+/// An answer as the sender saw it.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// Asserts a problem+json answer with this status and problem type suffix.
+    pub fn assert_problem(&self, status: u16, slug: &str) -> serde_json::Value {
+        assert_eq!(self.status, status, "{self:?} body: {}", String::from_utf8_lossy(&self.body));
+        assert_eq!(self.header("content-type"), Some("application/problem+json"));
+        let problem = self.json();
+        assert_eq!(problem["type"], format!("urn:webhook-guard:problem:{slug}"));
+        assert_eq!(problem["status"], status);
+        assert!(problem["title"].is_string() && problem["detail"].is_string(), "{problem}");
+        problem
+    }
+}
+
+/// Sends raw bytes, then reads one response (the request asks Envoy to close).
+pub fn raw(port: u16, request: &[u8]) -> Response {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    conn.write_all(request).unwrap();
+    read_response(conn)
+}
+
+fn read_response(conn: TcpStream) -> Response {
+    try_read_response(conn).expect("no HTTP response")
+}
+
+fn try_read_response(conn: TcpStream) -> Option<Response> {
+    let mut reader = BufReader::new(conn);
+    let (line, headers) = read_head(&mut reader)?;
+    let status = line.split(' ').nth(1)?.parse().ok()?;
+    let body = read_body(&mut reader, &headers).unwrap_or_default();
+    Some(Response { status, headers, body })
+}
+
+/// A request with a `content-length` body.
+pub fn send(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut req = format!("{method} {target} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    raw(port, &bytes)
+}
+
+/// A JSON POST.
+pub fn post_json(port: u16, target: &str, body: &[u8]) -> Response {
+    send(port, "POST", target, &[("content-type", "application/json")], body)
+}
+
+/// A request whose body is sent in chunks, with a pause between them.
+pub fn send_chunked(port: u16, target: &str, content_type: &str, chunks: &[&[u8]]) -> Response {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "POST {target} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).unwrap();
+    for chunk in chunks {
+        conn.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).unwrap();
+        conn.write_all(chunk).unwrap();
+        conn.write_all(b"\r\n").unwrap();
+        conn.flush().unwrap();
+        thread::sleep(Duration::from_millis(20));
+    }
+    // Envoy may already have answered (and closed) when a chunk broke a limit.
+    let _ = conn.write_all(b"0\r\n\r\n");
+    read_response(conn)
+}
+
+/// A GET that tolerates a server that is not (or no longer) there: status 0.
+pub fn get(port: u16, target: &str) -> Response {
+    let req = format!("GET {target} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
+    let answer = TcpStream::connect(("127.0.0.1", port)).ok().and_then(|mut conn| {
+        conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        conn.write_all(req.as_bytes()).ok()?;
+        try_read_response(conn)
+    });
+    answer.unwrap_or(Response { status: 0, headers: vec![], body: vec![] })
+}
