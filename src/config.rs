@@ -27,6 +27,8 @@ pub struct Endpoint {
     pub max_body_bytes: usize,
     pub forward: Forward,
     pub upstream_4xx: Upstream4xx,
+    /// md5_envelope only: answer `ping` events without calling the upstream.
+    pub answer_ping: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +105,7 @@ struct RawEndpoint {
     max_body_bytes: Option<u64>,
     forward: Option<String>,
     upstream_4xx: Option<String>,
+    answer_ping: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -180,7 +183,11 @@ impl Endpoint {
             Some("pass") => Upstream4xx::Pass,
             Some(other) => return Err(format!("upstream_4xx: unknown value '{}' (expected retry or pass)", clip(other))),
         };
+        if raw.answer_ping.is_some() && profile != Profile::Md5Envelope {
+            return Err("answer_ping: only applies to the md5_envelope profile".into());
+        }
         Ok(Endpoint {
+            answer_ping: raw.answer_ping.unwrap_or(false),
             name: raw.name,
             path: raw.path,
             profile,
@@ -301,6 +308,7 @@ mod tests {
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"param":"s&g","values":["s"]}}]}"#, "endpoints[0].secret.param"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"forward":"x"}]}"#, "endpoints[0].forward"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"upstream_4xx":"x"}]}"#, "endpoints[0].upstream_4xx"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"answer_ping":true}]}"#, "endpoints[0].answer_ping"),
             ("not json", "configuration:"),
         ];
         for (json, want) in cases {

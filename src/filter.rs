@@ -3,10 +3,10 @@
 //! unit-tested natively against a recording mock; `host.rs` implements the trait with
 //! proxy-wasm calls.
 
-use crate::config::{Config, Endpoint, Forward, Upstream4xx};
+use crate::config::{Config, Endpoint, Forward, Profile, Upstream4xx};
 use crate::media::Media;
 use crate::problem::{Reason, Rejection};
-use crate::{check, query};
+use crate::{check, query, vendor};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
 
@@ -23,6 +23,8 @@ pub trait HttpHost {
     fn set_request_body(&self, size: usize, body: &[u8]);
     /// The upstream's `:status`.
     fn response_status(&self) -> Option<u16>;
+    /// Replaces the `:status` the sender will see.
+    fn set_response_status(&self, status: u16);
     /// Answers the sender directly; the upstream is not called (or its answer dropped).
     fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]);
     /// Writes one log line for a refused request.
@@ -139,6 +141,15 @@ impl<H: HttpHost> Guard<H> {
             Ok(event) => event,
             Err(rejection) => return self.reject(endpoint, &rejection),
         };
+        if endpoint.answer_ping && vendor::is_ping(&event) {
+            // The sender disables the webhook when a ping fails: answer it here, so a
+            // console test proves the route and secret without depending on the backend.
+            let body = format!(r#"{{"status":"ok","event_id":"{}"}}"#, event.id);
+            let headers = [("content-type", "application/json"), ("x-webhook-answered-by", "webhook-guard")];
+            self.host.send_response(200, &headers, body.as_bytes());
+            self.stage = Stage::Done;
+            return Action::Pause;
+        }
         if endpoint.forward == Forward::CloudEvent {
             let source = format!("/webhook-guard/{}", endpoint.name);
             let Ok(cloudevent) = event.to_cloudevent(&source) else {
@@ -171,6 +182,10 @@ impl<H: HttpHost> Guard<H> {
             let detail = format!("the upstream answered {status}; retry later");
             return self.reject(endpoint, &Rejection::new(Reason::UpstreamRejected, detail));
         }
+        if endpoint.profile == Profile::Md5Envelope && (201..300).contains(&status) {
+            // Vendor senders count only 200 as delivered and would resend on 201-299.
+            self.host.set_response_status(200);
+        }
         Action::Continue
     }
 
@@ -182,5 +197,192 @@ impl<H: HttpHost> Guard<H> {
         self.stage = Stage::Done;
         // Envoy must not continue the stream after a local reply.
         Action::Pause
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    const CONFIG: &str = r#"{"endpoints":[
+        {"name":"azure","path":"/az","profile":"azure_managed_app","secret":{"values":["k"]},"max_body_bytes":2000},
+        {"name":"store","path":"/store","profile":"md5_envelope","secret":{"values":["k"]},"answer_ping":true}]}"#;
+    const DOC: &str = r#"{"eventType":"PUT","provisioningState":"Succeeded","eventTime":"2019-08-14T19:20:08Z",
+        "applicationId":"subscriptions/s/resourceGroups/r/providers/Microsoft.Solutions/applications/a",
+        "applicationDefinitionId":"subscriptions/s/resourceGroups/r/providers/Microsoft.Solutions/applicationDefinitions/d"}"#;
+
+    /// Records every host call; answers from the request it was given.
+    #[derive(Default)]
+    struct Mock {
+        headers: RefCell<Vec<(String, Vec<u8>)>>,
+        body: RefCell<Vec<u8>>,
+        status: RefCell<Option<u16>>,
+        sent: RefCell<Option<(u16, Vec<u8>)>>,
+        logs: RefCell<Vec<String>>,
+    }
+
+    impl Mock {
+        fn header(&self, name: &str) -> Option<String> {
+            let headers = self.headers.borrow();
+            headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        }
+        fn sent_status(&self) -> Option<u16> {
+            self.sent.borrow().as_ref().map(|s| s.0)
+        }
+    }
+
+    impl HttpHost for Rc<Mock> {
+        fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+            self.headers.borrow().clone()
+        }
+        fn set_request_header(&self, name: &str, value: Option<&str>) {
+            let mut headers = self.headers.borrow_mut();
+            headers.retain(|(k, _)| k != name);
+            if let Some(v) = value {
+                headers.push((name.to_string(), v.as_bytes().to_vec()));
+            }
+        }
+        fn request_body(&self, size: usize) -> Option<Vec<u8>> {
+            self.body.borrow().get(..size).map(<[u8]>::to_vec)
+        }
+        fn set_request_body(&self, _size: usize, body: &[u8]) {
+            *self.body.borrow_mut() = body.to_vec();
+        }
+        fn response_status(&self) -> Option<u16> {
+            *self.status.borrow()
+        }
+        fn set_response_status(&self, status: u16) {
+            *self.status.borrow_mut() = Some(status);
+        }
+        fn send_response(&self, status: u16, _headers: &[(&str, &str)], body: &[u8]) {
+            *self.sent.borrow_mut() = Some((status, body.to_vec()));
+        }
+        fn log_rejection(&self, endpoint: &str, rejection: &Rejection) {
+            self.logs.borrow_mut().push(format!("{endpoint} {} {}", rejection.reason.slug(), rejection.detail));
+        }
+    }
+
+    fn guard(method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
+        let config = Rc::new(Config::parse(CONFIG.as_bytes(), |_| None).unwrap());
+        let mock = Rc::new(Mock::default());
+        let mut headers = vec![(":method".to_string(), method.as_bytes().to_vec()), (":path".to_string(), path.as_bytes().to_vec())];
+        headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())));
+        *mock.headers.borrow_mut() = headers;
+        (Rc::clone(&mock), Guard::new(mock, config))
+    }
+
+    fn feed(mock: &Mock, guard: &mut Guard<Rc<Mock>>, body: &[u8]) -> Action {
+        *mock.body.borrow_mut() = body.to_vec();
+        guard.on_request_body(body.len(), true)
+    }
+
+    #[test]
+    fn other_paths_are_not_touched() {
+        let (mock, mut g) = guard("GET", "/az/x?sig=k", &[("x-webhook-a", "1")]);
+        let before = mock.headers.borrow().clone();
+        assert_eq!(g.on_request_headers(false), Action::Continue);
+        assert_eq!(g.on_request_body(10, true), Action::Continue);
+        assert_eq!(*mock.headers.borrow(), before);
+        assert!(mock.sent.borrow().is_none());
+    }
+
+    #[test]
+    fn a_rejection_answers_pauses_and_logs_without_the_secret() {
+        let (mock, mut g) = guard("POST", "/az?sig=wrong", &[]);
+        assert_eq!(g.on_request_headers(false), Action::Pause);
+        assert_eq!(mock.sent_status(), Some(403));
+        assert_eq!(mock.logs.borrow().len(), 1);
+        assert!(!mock.logs.borrow()[0].contains("wrong"));
+        // The stream is finished: later callbacks change nothing.
+        assert_eq!(g.on_request_body(5, true), Action::Continue);
+    }
+
+    #[test]
+    fn accepted_head_is_held_cleaned_and_rewritten() {
+        let (mock, mut g) = guard("POST", "/az?a=1&sig=k", &[("x-webhook-event-id", "x"), ("ce-id", "y"), ("content-length", "300")]);
+        assert_eq!(g.on_request_headers(false), Action::Pause);
+        assert_eq!(mock.header(":path").as_deref(), Some("/az?a=1"));
+        assert_eq!(mock.header("x-webhook-event-id"), None);
+        assert_eq!(mock.header("ce-id"), None);
+        assert_eq!(mock.header("content-length"), None, "removed: the body will be replaced");
+        assert!(mock.sent.borrow().is_none());
+    }
+
+    #[test]
+    fn body_size_is_cumulative() {
+        let (mock, mut g) = guard("POST", "/az?sig=k", &[]);
+        g.on_request_headers(false);
+        assert_eq!(g.on_request_body(1500, false), Action::Pause);
+        assert!(mock.sent.borrow().is_none());
+        assert_eq!(g.on_request_body(2001, false), Action::Pause);
+        assert_eq!(mock.sent_status(), Some(413));
+    }
+
+    #[test]
+    fn valid_body_becomes_a_cloudevent_with_headers() {
+        let (mock, mut g) = guard("POST", "/az?sig=k", &[]);
+        g.on_request_headers(false);
+        assert_eq!(feed(&mock, &mut g, DOC.as_bytes()), Action::Continue);
+        let event: serde_json::Value = serde_json::from_slice(&mock.body.borrow()).unwrap();
+        assert_eq!(event["type"], "webhookguard.azure.managedapp.put.succeeded");
+        assert_eq!(mock.header("content-type").as_deref(), Some("application/cloudevents+json"));
+        assert_eq!(mock.header("content-length"), Some(mock.body.borrow().len().to_string()));
+        assert_eq!(mock.header("x-webhook-event-id").as_deref(), event["id"].as_str());
+        assert_eq!(mock.header("x-webhook-profile").as_deref(), Some("azure_managed_app"));
+    }
+
+    #[test]
+    fn empty_body_and_invalid_body_are_400() {
+        let (mock, mut g) = guard("POST", "/az?sig=k", &[]);
+        assert_eq!(g.on_request_headers(true), Action::Pause);
+        assert_eq!(mock.sent_status(), Some(400));
+        let (mock, mut g) = guard("POST", "/az?sig=k", &[]);
+        g.on_request_headers(false);
+        assert_eq!(feed(&mock, &mut g, b"{}"), Action::Pause);
+        assert_eq!(mock.sent_status(), Some(400));
+    }
+
+    #[test]
+    fn trailers_finish_the_body() {
+        let (mock, mut g) = guard("POST", "/az?sig=k", &[]);
+        g.on_request_headers(false);
+        *mock.body.borrow_mut() = DOC.as_bytes().to_vec();
+        assert_eq!(g.on_request_body(DOC.len(), false), Action::Pause);
+        assert_eq!(g.on_request_trailers(), Action::Continue);
+        assert!(mock.header("x-webhook-event-id").is_some());
+    }
+
+    #[test]
+    fn upstream_answers_are_mapped_for_the_sender() {
+        for (status, sent) in [(400, Some(502)), (404, Some(502)), (429, None), (500, None), (200, None)] {
+            let (mock, mut g) = guard("POST", "/az?sig=k", &[]);
+            g.on_request_headers(false);
+            feed(&mock, &mut g, DOC.as_bytes());
+            *mock.status.borrow_mut() = Some(status);
+            g.on_response_headers();
+            assert_eq!(mock.sent_status(), sent, "upstream {status}");
+        }
+    }
+
+    fn envelope(payload: &str) -> String {
+        use md5::{Digest, Md5};
+        let md5: String = Md5::digest(payload.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        format!(r#"{{"payload":{payload},"md5":"{md5}"}}"#)
+    }
+
+    #[test]
+    fn vendor_ping_is_answered_and_2xx_becomes_200() {
+        let (mock, mut g) = guard("PUT", "/store?sig=k", &[("content-type", "application/json")]);
+        g.on_request_headers(false);
+        assert_eq!(feed(&mock, &mut g, envelope(r#"{"type":"ping"}"#).as_bytes()), Action::Pause);
+        assert_eq!(mock.sent_status(), Some(200));
+
+        let (mock, mut g) = guard("POST", "/store?sig=k", &[("content-type", "application/json")]);
+        g.on_request_headers(false);
+        assert_eq!(feed(&mock, &mut g, envelope(r#"{"type":"purchase"}"#).as_bytes()), Action::Continue);
+        *mock.status.borrow_mut() = Some(204);
+        assert_eq!(g.on_response_headers(), Action::Continue);
+        assert_eq!(*mock.status.borrow(), Some(200));
     }
 }

@@ -102,6 +102,13 @@ impl HttpHost for WasmHost {
         std::str::from_utf8(&value).ok()?.parse().ok()
     }
 
+    fn set_response_status(&self, status: u16) {
+        let status = status.to_string();
+        if let Err(e) = hostcalls::set_map_value(MapType::HttpResponseHeaders, ":status", Some(&status)) {
+            log::warn!("webhook-guard: rewriting the response status failed: {e:?}");
+        }
+    }
+
     fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
         if let Err(e) = hostcalls::send_http_response(u32::from(status), headers.to_vec(), Some(body)) {
             log::warn!("webhook-guard: sending the local reply failed: {e:?}");

@@ -63,6 +63,13 @@ pub fn parse(media: Media, body: &[u8]) -> Result<Event, Rejected> {
     }
 }
 
+const KIND_PREFIX: &str = "webhookguard.vendor.";
+
+/// True for the console's `ping` test event.
+pub fn is_ping(event: &Event) -> bool {
+    event.kind.strip_prefix(KIND_PREFIX) == Some("ping")
+}
+
 /// Longest `payload.type` accepted, in characters.
 const MAX_TYPE_LEN: usize = 64;
 
@@ -185,7 +192,7 @@ fn build_event(
     .map_err(|_| invalid("payload could not be re-encoded as JSON"))?;
     Ok(Event {
         id: name_based_id(&format!("md5_envelope\n{payload_type}\n{md5}")),
-        kind: format!("webhookguard.vendor.{}", payload_type.to_ascii_lowercase()),
+        kind: format!("{KIND_PREFIX}{}", payload_type.to_ascii_lowercase()),
         subject: None,
         time,
         keys: RateKeys::default(),

@@ -300,7 +300,8 @@ fn serve(conn: TcpStream, requests: &Mutex<Vec<Recorded>>, behaviour: &Mutex<Beh
                 return;
             }
         };
-        let body = format!("{{\"upstream\":{status}}}");
+        // 204 and 304 must not carry a body.
+        let body = if matches!(status, 204 | 304) { String::new() } else { format!("{{\"upstream\":{status}}}") };
         let head = format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len());
         if writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(body.as_bytes())).is_err() {
             return;
@@ -310,7 +311,7 @@ fn serve(conn: TcpStream, requests: &Mutex<Vec<Recorded>>, behaviour: &Mutex<Beh
 
 fn read_head(reader: &mut impl BufRead) -> Option<(String, Vec<(String, String)>)> {
     // Lines are read as bytes: header values may legally hold non-UTF-8 octets.
-    let mut line_of = |reader: &mut dyn BufRead| {
+    let line_of = |reader: &mut dyn BufRead| {
         let mut buf = Vec::new();
         reader.read_until(b'\n', &mut buf).ok().filter(|n| *n > 0)?;
         Some(String::from_utf8_lossy(&buf).into_owned())

@@ -6,6 +6,7 @@ mod harness;
 mod auth;
 mod azure;
 mod config;
+mod vendor;
 
 pub const SECRET: &str = "s3cret-Value";
 pub const OLD_SECRET: &str = "previous/secret+1";
