@@ -2,6 +2,7 @@
 //! so a bad configuration is refused with one message naming the field, never discovered
 //! on a request.
 
+use crate::ratelimit::Limit;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::fmt;
@@ -29,6 +30,35 @@ pub struct Endpoint {
     pub upstream_4xx: Upstream4xx,
     /// md5_envelope only: answer `ping` events without calling the upstream.
     pub answer_ping: bool,
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A token bucket shared by every worker, per endpoint and key.
+#[derive(Debug)]
+pub struct RateLimit {
+    pub limit: Limit,
+    pub key: RateKey,
+    pub on_contention: Contention,
+}
+
+/// What a bucket is keyed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateKey {
+    /// One bucket for the endpoint, checked on the request head.
+    Global,
+    /// One bucket per applicationId, checked once the body is parsed.
+    Application,
+    /// One bucket per subscription ID, checked once the body is parsed.
+    Subscription,
+}
+
+/// What to do when the shared bucket stays contended after every CAS retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contention {
+    /// Answer 429: both senders retry it, so nothing is lost and the cap holds.
+    Deny,
+    /// Let the request through: the cap may be exceeded briefly.
+    Allow,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +136,16 @@ struct RawEndpoint {
     forward: Option<String>,
     upstream_4xx: Option<String>,
     answer_ping: Option<bool>,
+    rate_limit: Option<RawRateLimit>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    per_second: f64,
+    burst: u32,
+    key: Option<String>,
+    on_contention: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -186,7 +226,9 @@ impl Endpoint {
         if raw.answer_ping.is_some() && profile != Profile::Md5Envelope {
             return Err("answer_ping: only applies to the md5_envelope profile".into());
         }
+        let rate_limit = raw.rate_limit.map(|r| RateLimit::validate(r, profile)).transpose()?;
         Ok(Endpoint {
+            rate_limit,
             answer_ping: raw.answer_ping.unwrap_or(false),
             name: raw.name,
             path: raw.path,
@@ -196,6 +238,27 @@ impl Endpoint {
             forward,
             upstream_4xx,
         })
+    }
+}
+
+impl RateLimit {
+    fn validate(raw: RawRateLimit, profile: Profile) -> Result<Self, String> {
+        let limit = Limit::new(raw.per_second, raw.burst)?;
+        let key = match raw.key.as_deref() {
+            None | Some("global") => RateKey::Global,
+            Some("application") => RateKey::Application,
+            Some("subscription") => RateKey::Subscription,
+            Some(other) => return Err(format!("rate_limit.key: unknown key '{}' (expected global, application or subscription)", clip(other))),
+        };
+        if key != RateKey::Global && profile != Profile::AzureManagedApp {
+            return Err("rate_limit.key: application and subscription keys need the azure_managed_app profile".into());
+        }
+        let on_contention = match raw.on_contention.as_deref() {
+            None | Some("deny") => Contention::Deny,
+            Some("allow") => Contention::Allow,
+            Some(other) => return Err(format!("rate_limit.on_contention: unknown value '{}' (expected deny or allow)", clip(other))),
+        };
+        Ok(RateLimit { limit, key, on_contention })
     }
 }
 
@@ -309,6 +372,12 @@ mod tests {
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"forward":"x"}]}"#, "endpoints[0].forward"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"upstream_4xx":"x"}]}"#, "endpoints[0].upstream_4xx"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"answer_ping":true}]}"#, "endpoints[0].answer_ping"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":0,"burst":1}}]}"#, "endpoints[0].rate_limit.per_second"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":0}}]}"#, "endpoints[0].rate_limit.burst"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":1,"key":"ip"}}]}"#, "endpoints[0].rate_limit.key"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"md5_envelope","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":1,"key":"application"}}]}"#, "endpoints[0].rate_limit.key"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":1,"on_contention":"maybe"}}]}"#, "endpoints[0].rate_limit.on_contention"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":1,"per_minute":3}}]}"#, "unknown field `per_minute`"),
             ("not json", "configuration:"),
         ];
         for (json, want) in cases {
@@ -328,6 +397,15 @@ mod tests {
         assert!(err.contains("endpoints[0]: invalid type") && !err.contains("TOPSECRET"), "{err}");
         let c = parse(MINIMAL).unwrap();
         assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn rate_limit_defaults() {
+        let json = MINIMAL.replace(r#""secret""#, r#""rate_limit":{"per_second":0.5,"burst":3},"secret""#);
+        let c = parse(&json).unwrap();
+        let r = c.endpoints[0].rate_limit.as_ref().unwrap();
+        assert_eq!((r.key, r.on_contention, r.limit.burst()), (RateKey::Global, Contention::Deny, 3));
+        assert!(parse(MINIMAL).unwrap().endpoints[0].rate_limit.is_none());
     }
 
     #[test]

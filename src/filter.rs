@@ -3,15 +3,21 @@
 //! unit-tested natively against a recording mock; `host.rs` implements the trait with
 //! proxy-wasm calls.
 
-use crate::config::{Config, Endpoint, Forward, Profile, Upstream4xx};
+use crate::config::{Config, Contention, Endpoint, Forward, Profile, RateKey, Upstream4xx};
+use crate::event::Event;
+use crate::ratelimit::{self, Outcome};
+use crate::shared::SharedStore;
 use crate::media::Media;
 use crate::problem::{Reason, Rejection};
 use crate::{check, query, vendor};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
 
-/// What the flow needs from the proxy for one HTTP stream.
-pub trait HttpHost {
+/// What the flow needs from the proxy for one HTTP stream; the shared store holds
+/// state common to every worker.
+pub trait HttpHost: SharedStore {
+    /// The host clock, nanoseconds since the Unix epoch.
+    fn now_nanos(&self) -> u64;
     /// All request headers, read in one call. Values are bytes: HTTP/1 allows non-UTF-8
     /// header values, and the SDK's string accessors trap on them.
     fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
@@ -79,7 +85,8 @@ impl<H: HttpHost> Guard<H> {
             content_type: content_type.as_deref(),
             content_length: content_length.as_deref(),
         };
-        let media = match check::head(endpoint, &head) {
+        // Authentication runs before the limit, so strangers cannot spend a sender's budget.
+        let media = match check::head(endpoint, &head).and_then(|media| self.limit(endpoint, RateKey::Global, None).map(|()| media)) {
             Ok(media) => media,
             Err(rejection) => return self.reject(endpoint, &rejection),
         };
@@ -137,7 +144,7 @@ impl<H: HttpHost> Guard<H> {
 
     fn finish_body(&mut self, index: usize, endpoint: &Endpoint, media: Media, size: usize) -> Action {
         let body = self.host.request_body(size).unwrap_or_default();
-        let event = match check::body(endpoint, media, &body) {
+        let event = match check::body(endpoint, media, &body).and_then(|event| self.limit_event(endpoint, &event).map(|()| event)) {
             Ok(event) => event,
             Err(rejection) => return self.reject(endpoint, &rejection),
         };
@@ -189,6 +196,35 @@ impl<H: HttpHost> Guard<H> {
         Action::Continue
     }
 
+    /// Applies the endpoint's rate limit if it is keyed on `key`.
+    fn limit(&self, endpoint: &Endpoint, key: RateKey, value: Option<&str>) -> Result<(), Rejection> {
+        let Some(rate) = endpoint.rate_limit.as_ref().filter(|r| r.key == key) else {
+            return Ok(());
+        };
+        let slot = match value {
+            None => ratelimit::slot_key(&endpoint.name, "", 1),
+            Some(v) => ratelimit::slot_key(&endpoint.name, v, ratelimit::DEFAULT_SLOTS),
+        };
+        let retry_after = match ratelimit::acquire(&self.host, &slot, &rate.limit, self.host.now_nanos(), ratelimit::MAX_CAS_ATTEMPTS) {
+            Outcome::Allowed => return Ok(()),
+            Outcome::Contended if rate.on_contention == Contention::Allow => return Ok(()),
+            Outcome::Contended => 1,
+            Outcome::Limited { retry_after_secs } => retry_after_secs,
+        };
+        let subject = value.map_or_else(|| format!("endpoint '{}'", endpoint.name), |v| format!("'{v}'"));
+        let mut rejection = Rejection::new(Reason::RateLimited, format!("rate limit for {subject} exceeded; retry in {retry_after} s"));
+        rejection.retry_after = Some(retry_after);
+        Err(rejection)
+    }
+
+    fn limit_event(&self, endpoint: &Endpoint, event: &Event) -> Result<(), Rejection> {
+        match endpoint.rate_limit.as_ref().map(|r| r.key) {
+            Some(RateKey::Application) => self.limit(endpoint, RateKey::Application, event.keys.application.as_deref()),
+            Some(RateKey::Subscription) => self.limit(endpoint, RateKey::Subscription, event.keys.subscription.as_deref()),
+            _ => Ok(()),
+        }
+    }
+
     fn reject(&mut self, endpoint: &Endpoint, rejection: &Rejection) -> Action {
         self.host.log_rejection(&endpoint.name, rejection);
         let headers = rejection.headers();
@@ -203,11 +239,15 @@ impl<H: HttpHost> Guard<H> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::RefCell;
+    use crate::shared::memory::MemoryStore;
+    use crate::shared::StoreError;
+    use std::cell::{Cell, RefCell};
 
     const CONFIG: &str = r#"{"endpoints":[
         {"name":"azure","path":"/az","profile":"azure_managed_app","secret":{"values":["k"]},"max_body_bytes":2000},
-        {"name":"store","path":"/store","profile":"md5_envelope","secret":{"values":["k"]},"answer_ping":true}]}"#;
+        {"name":"store","path":"/store","profile":"md5_envelope","secret":{"values":["k"]},"answer_ping":true},
+        {"name":"limited","path":"/limited","profile":"azure_managed_app","secret":{"values":["k"]},"rate_limit":{"per_second":0.5,"burst":2}},
+        {"name":"per-app","path":"/per-app","profile":"azure_managed_app","secret":{"values":["k"]},"rate_limit":{"per_second":1,"burst":1,"key":"application"}}]}"#;
     const DOC: &str = r#"{"eventType":"PUT","provisioningState":"Succeeded","eventTime":"2019-08-14T19:20:08Z",
         "applicationId":"subscriptions/s/resourceGroups/r/providers/Microsoft.Solutions/applications/a",
         "applicationDefinitionId":"subscriptions/s/resourceGroups/r/providers/Microsoft.Solutions/applicationDefinitions/d"}"#;
@@ -220,6 +260,8 @@ mod tests {
         status: RefCell<Option<u16>>,
         sent: RefCell<Option<(u16, Vec<u8>)>>,
         logs: RefCell<Vec<String>>,
+        store: Rc<MemoryStore>,
+        now: Cell<u64>,
     }
 
     impl Mock {
@@ -232,7 +274,19 @@ mod tests {
         }
     }
 
+    impl SharedStore for Rc<Mock> {
+        fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+            self.store.get(key)
+        }
+        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+            self.store.set(key, value, cas)
+        }
+    }
+
     impl HttpHost for Rc<Mock> {
+        fn now_nanos(&self) -> u64 {
+            self.now.get()
+        }
         fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
             self.headers.borrow().clone()
         }
@@ -264,8 +318,13 @@ mod tests {
     }
 
     fn guard(method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
+        guard_on(&Rc::new(MemoryStore::new()), 0, method, path, extra)
+    }
+
+    /// A stream whose host shares `store` (the workers' shared data) and reads `now`.
+    fn guard_on(store: &Rc<MemoryStore>, now: u64, method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
         let config = Rc::new(Config::parse(CONFIG.as_bytes(), |_| None).unwrap());
-        let mock = Rc::new(Mock::default());
+        let mock = Rc::new(Mock { store: Rc::clone(store), now: Cell::new(now), ..Mock::default() });
         let mut headers = vec![(":method".to_string(), method.as_bytes().to_vec()), (":path".to_string(), path.as_bytes().to_vec())];
         headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())));
         *mock.headers.borrow_mut() = headers;
@@ -384,5 +443,56 @@ mod tests {
         *mock.status.borrow_mut() = Some(204);
         assert_eq!(g.on_response_headers(), Action::Continue);
         assert_eq!(*mock.status.borrow(), Some(200));
+    }
+
+    const SECOND: u64 = 1_000_000_000;
+
+    #[test]
+    fn global_limit_answers_429_with_retry_after_and_ignores_strangers() {
+        let store = Rc::new(MemoryStore::new());
+        for _ in 0..5 {
+            let (mock, mut g) = guard_on(&store, SECOND, "POST", "/limited?sig=wrong", &[]);
+            g.on_request_headers(false);
+            assert_eq!(mock.sent_status(), Some(403), "unauthenticated requests spend no token");
+        }
+        for want in [None, None, Some(429)] {
+            let (mock, mut g) = guard_on(&store, SECOND, "POST", "/limited?sig=k", &[]);
+            assert_eq!(g.on_request_headers(false), Action::Pause);
+            assert_eq!(mock.sent_status(), want);
+            if want.is_some() {
+                let body: serde_json::Value = serde_json::from_slice(&mock.sent.borrow().as_ref().unwrap().1).unwrap();
+                assert_eq!(body["type"], "urn:webhook-guard:problem:rate_limited");
+                assert!(mock.logs.borrow()[0].contains("retry in 2 s"), "{:?}", mock.logs.borrow());
+            }
+        }
+        // At 0.5/s one token is back two seconds later.
+        let (mock, mut g) = guard_on(&store, 3 * SECOND, "POST", "/limited?sig=k", &[]);
+        g.on_request_headers(false);
+        assert_eq!(mock.sent_status(), None);
+        assert_eq!(store.key_count(), 1);
+    }
+
+    #[test]
+    fn contention_denies_by_default() {
+        let store = Rc::new(MemoryStore::new());
+        store.conflict_next_sets(100);
+        let (mock, mut g) = guard_on(&store, SECOND, "POST", "/limited?sig=k", &[]);
+        g.on_request_headers(false);
+        assert_eq!(mock.sent_status(), Some(429));
+    }
+
+    #[test]
+    fn application_limit_applies_per_application_after_the_body() {
+        let store = Rc::new(MemoryStore::new());
+        let other = DOC.replace("applications/a", "applications/b");
+        for (doc, want) in [(DOC, Action::Continue), (DOC, Action::Pause), (other.as_str(), Action::Continue)] {
+            let (mock, mut g) = guard_on(&store, SECOND, "POST", "/per-app?sig=k", &[]);
+            assert_eq!(g.on_request_headers(false), Action::Pause);
+            assert_eq!(feed(&mock, &mut g, doc.as_bytes()), want);
+            if want == Action::Pause {
+                assert_eq!(mock.sent_status(), Some(429));
+                assert!(mock.logs.borrow()[0].contains("/applications/a"), "the log names the application");
+            }
+        }
     }
 }

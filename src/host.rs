@@ -7,6 +7,9 @@
 use crate::config::Config;
 use crate::filter::{Guard, HttpHost};
 use crate::problem::Rejection;
+use crate::shared::{SharedStore, StoreError};
+use proxy_wasm::types::Status;
+use std::time::UNIX_EPOCH;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
@@ -76,7 +79,26 @@ impl HttpContext for Stream {
 
 struct WasmHost;
 
+impl SharedStore for WasmHost {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(StoreError::CasMismatch),
+            Err(_) => Err(StoreError::Other),
+        }
+    }
+}
+
 impl HttpHost for WasmHost {
+    fn now_nanos(&self) -> u64 {
+        let now = hostcalls::get_current_time().unwrap_or(UNIX_EPOCH);
+        now.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+
     fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
         hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
     }

@@ -6,6 +6,7 @@ mod harness;
 mod auth;
 mod azure;
 mod config;
+mod ratelimit;
 mod vendor;
 
 pub const SECRET: &str = "s3cret-Value";

@@ -1,0 +1,99 @@
+//! `query::find` and `query::without_param` on any UTF-8 query string: `find` agrees with
+//! an independent model, and once `sig` is stripped no copy of it is left while the other
+//! pairs keep their order and bytes.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use webhook_guard::query::{find, split, without_param, Found};
+
+const PARAM: &str = "sig";
+
+/// Independent `%XX` decoder (`+` kept literally); `None` on a malformed escape.
+fn decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return None;
+            }
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+fn key(piece: &str) -> &str {
+    piece.split_once('=').map_or(piece, |(k, _)| k)
+}
+
+/// What `find` must answer, by the documented rules.
+fn model(query: &str) -> Found {
+    let mut value = None;
+    for piece in query.split('&') {
+        match decode(key(piece)) {
+            None => return Found::Malformed,
+            Some(k) if k == PARAM.as_bytes() => {
+                if value.is_some() {
+                    return Found::Repeated;
+                }
+                value = Some(piece.split_once('=').map_or("", |(_, v)| v));
+            }
+            Some(_) => {}
+        }
+    }
+    match value.map(decode) {
+        None => Found::Missing,
+        Some(None) => Found::Malformed,
+        Some(Some(v)) if v.is_empty() => Found::Missing,
+        Some(Some(v)) => Found::Value(v),
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(q) = std::str::from_utf8(data) else {
+        return;
+    };
+    let found = find(Some(q), PARAM);
+    assert_eq!(found, model(q), "find disagrees with the model on {q:?}");
+
+    let path = format!("/p?{q}");
+    let stripped = without_param(&path, PARAM);
+    let (base, rest) = split(&stripped);
+    assert_eq!(base, "/p", "the path proper changed: {stripped:?}");
+
+    // No copy of the secret survives: only an unrelated malformed key can be left.
+    let after = find(rest, PARAM);
+    match (&found, &after) {
+        (_, Found::Missing) => {}
+        (Found::Malformed, Found::Malformed) => {}
+        _ => panic!("{q:?}: after stripping, find gives {after:?} (before: {found:?})"),
+    }
+    if let Some(rest) = rest {
+        for piece in rest.split('&') {
+            assert_ne!(decode(key(piece)).as_deref(), Some(PARAM.as_bytes()), "{q:?} -> {stripped:?}");
+        }
+    }
+
+    // The other pairs keep their order and exact bytes; `?` goes when nothing is left.
+    let kept: Vec<&str> = q
+        .split('&')
+        .filter(|p| decode(key(p)).is_none_or(|k| k != PARAM.as_bytes()))
+        .collect();
+    let expected = if kept.iter().all(|p| p.is_empty()) {
+        "/p".to_string()
+    } else {
+        format!("/p?{}", kept.join("&"))
+    };
+    assert_eq!(stripped, expected, "{q:?}");
+
+    // Stripping is idempotent.
+    assert_eq!(without_param(&stripped, PARAM), stripped);
+});
