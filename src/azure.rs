@@ -26,6 +26,9 @@ pub const PAIRS: [(&str, &str); 7] = [
     ("DELETE", "Failed"),
 ];
 
+/// Prefix of every Azure event `type`; the rest is `{eventtype}.{state}` in lowercase.
+pub const KIND_PREFIX: &str = "webhookguard.azure.managedapp.";
+
 const EVENT_TYPES: [&str; 3] = ["PUT", "PATCH", "DELETE"];
 const STATES: [&str; 5] = ["Accepted", "Succeeded", "Failed", "Deleting", "Deleted"];
 
@@ -229,7 +232,7 @@ pub fn validate(body: &[u8]) -> Result<Event, String> {
             "azure_managed_app\n{application_key}\n{event_type}\n{state}\n{time}"
         )),
         kind: format!(
-            "webhookguard.azure.managedapp.{}.{}",
+            "{KIND_PREFIX}{}.{}",
             event_type.to_ascii_lowercase(),
             state.to_ascii_lowercase()
         ),

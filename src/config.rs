@@ -17,6 +17,8 @@ const MAX_SECRET_BYTES: usize = 1024;
 #[derive(Debug)]
 pub struct Config {
     pub endpoints: Vec<Endpoint>,
+    /// Level of the one log line written per rejection (`None`: off).
+    pub log_level: Option<log::Level>,
 }
 
 #[derive(Debug)]
@@ -31,6 +33,15 @@ pub struct Endpoint {
     /// md5_envelope only: answer `ping` events without calling the upstream.
     pub answer_ping: bool,
     pub rate_limit: Option<RateLimit>,
+    pub mode: Mode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Refuse what fails a check.
+    Enforce,
+    /// Evaluate and report, but forward every request unchanged.
+    Shadow,
 }
 
 /// A token bucket shared by every worker, per endpoint and key.
@@ -123,6 +134,7 @@ impl fmt::Debug for Secret {
 struct RawConfig<'a> {
     #[serde(borrow)]
     endpoints: Vec<&'a RawValue>,
+    log_level: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -137,6 +149,7 @@ struct RawEndpoint {
     upstream_4xx: Option<String>,
     answer_ping: Option<bool>,
     rate_limit: Option<RawRateLimit>,
+    mode: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -181,7 +194,15 @@ impl Config {
             }
             endpoints.push(endpoint);
         }
-        Ok(Config { endpoints })
+        let log_level = match raw.log_level.as_deref() {
+            None | Some("info") => Some(log::Level::Info),
+            Some("off") => None,
+            Some("debug") => Some(log::Level::Debug),
+            Some("warn") => Some(log::Level::Warn),
+            Some("error") => Some(log::Level::Error),
+            Some(other) => return Err(format!("log_level: unknown level '{}' (expected off, debug, info, warn or error)", clip(other))),
+        };
+        Ok(Config { endpoints, log_level })
     }
 
     /// The endpoint guarding `path` (exact match, query excluded).
@@ -227,7 +248,13 @@ impl Endpoint {
             return Err("answer_ping: only applies to the md5_envelope profile".into());
         }
         let rate_limit = raw.rate_limit.map(|r| RateLimit::validate(r, profile)).transpose()?;
+        let mode = match raw.mode.as_deref() {
+            None | Some("enforce") => Mode::Enforce,
+            Some("shadow") => Mode::Shadow,
+            Some(other) => return Err(format!("mode: unknown mode '{}' (expected enforce or shadow)", clip(other))),
+        };
         Ok(Endpoint {
+            mode,
             rate_limit,
             answer_ping: raw.answer_ping.unwrap_or(false),
             name: raw.name,
@@ -379,6 +406,8 @@ mod tests {
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":1,"on_contention":"maybe"}}]}"#, "endpoints[0].rate_limit.on_contention"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":1,"per_minute":3}}]}"#, "unknown field `per_minute`"),
             ("not json", "configuration:"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"mode":"watch"}]}"#, "endpoints[0].mode"),
+            (r#"{"log_level":"loud","endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "log_level"),
         ];
         for (json, want) in cases {
             let err = parse(json).unwrap_err();

@@ -3,12 +3,13 @@
 //! unit-tested natively against a recording mock; `host.rs` implements the trait with
 //! proxy-wasm calls.
 
-use crate::config::{Config, Contention, Endpoint, Forward, Profile, RateKey, Upstream4xx};
+use crate::config::{Config, Contention, Endpoint, Forward, Mode, Profile, RateKey, Upstream4xx};
 use crate::event::Event;
+use crate::media::Media;
+use crate::metrics::Counter;
+use crate::problem::{Reason, Rejection};
 use crate::ratelimit::{self, Outcome};
 use crate::shared::SharedStore;
-use crate::media::Media;
-use crate::problem::{Reason, Rejection};
 use crate::{check, query, vendor};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
@@ -33,33 +34,37 @@ pub trait HttpHost: SharedStore {
     fn set_response_status(&self, status: u16);
     /// Answers the sender directly; the upstream is not called (or its answer dropped).
     fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]);
-    /// Writes one log line for a refused request.
-    fn log_rejection(&self, endpoint: &str, rejection: &Rejection);
+    /// Adds one to `counter` of the endpoint at `endpoint` (its index in the config).
+    fn count(&self, endpoint: usize, counter: Counter);
+    /// Writes a log line.
+    fn log(&self, level: log::Level, line: &str);
 }
 
 /// Headers a client may not set: the filter owns them on the upstream request.
 const GATEWAY_PREFIXES: [&str; 2] = ["x-webhook-", "ce-"];
+/// Shadow mode's report to the upstream: `accept` or the rejection's reason.
+pub const VERDICT_HEADER: &str = "x-webhook-shadow-verdict";
 
 enum Stage {
-    /// Not a guarded path: everything passes untouched.
-    PassThrough,
+    /// Not a guarded path, or settled: nothing more to do.
+    Idle,
     /// Head accepted; buffering the body.
-    Body { endpoint: usize, media: Media, size: usize },
-    /// Sent upstream; the answer is checked.
-    Forwarded { endpoint: usize },
-    /// Answered locally; nothing more to do.
-    Done,
+    Body { media: Media, size: usize },
+    /// Sent upstream; its answer is checked.
+    Forwarded,
 }
 
 pub struct Guard<H> {
     host: H,
     config: Rc<Config>,
+    /// Index of the endpoint guarding this request's path.
+    matched: Option<usize>,
     stage: Stage,
 }
 
 impl<H: HttpHost> Guard<H> {
     pub fn new(host: H, config: Rc<Config>) -> Self {
-        Guard { host, config, stage: Stage::PassThrough }
+        Guard { host, config, matched: None, stage: Stage::Idle }
     }
 
     pub fn on_request_headers(&mut self, end_of_stream: bool) -> Action {
@@ -68,14 +73,13 @@ impl<H: HttpHost> Guard<H> {
         let raw_path = find(":path").unwrap_or_default();
         let bare_path = raw_path.split(|b| *b == b'?').next().unwrap_or_default();
         let config = Rc::clone(&self.config);
-        let Some(index) = config.endpoints.iter().position(|e| e.path.as_bytes() == bare_path) else {
+        let Some((index, endpoint)) = config.endpoints.iter().enumerate().find(|(_, e)| e.path.as_bytes() == bare_path) else {
             return Action::Continue;
         };
-        let Some(endpoint) = config.endpoints.get(index) else {
-            return Action::Continue;
-        };
+        self.matched = Some(index);
+        self.host.count(index, Counter::Received);
         let Ok(path) = std::str::from_utf8(raw_path) else {
-            return self.reject(endpoint, &Rejection::new(Reason::Invalid, "the request target is not UTF-8"));
+            return self.reject(endpoint, Rejection::new(Reason::Invalid, "the request target is not UTF-8"));
         };
         let text = |name: &str| find(name).map(String::from_utf8_lossy);
         let (method, content_type, content_length) = (text(":method"), text("content-type"), text("content-length"));
@@ -86,82 +90,88 @@ impl<H: HttpHost> Guard<H> {
             content_length: content_length.as_deref(),
         };
         // Authentication runs before the limit, so strangers cannot spend a sender's budget.
-        let media = match check::head(endpoint, &head).and_then(|media| self.limit(endpoint, RateKey::Global, None).map(|()| media)) {
+        let media = match check::head(endpoint, &head).and_then(|media| self.limit(endpoint, None).map(|()| media)) {
             Ok(media) => media,
-            Err(rejection) => return self.reject(endpoint, &rejection),
+            Err(rejection) => return self.reject(endpoint, rejection),
         };
         if end_of_stream {
-            return self.reject(endpoint, &Rejection::new(Reason::Invalid, "the body is empty"));
+            return self.reject(endpoint, Rejection::new(Reason::Invalid, "the body is empty"));
         }
-        self.host.set_request_header(":path", Some(&query::without_param(path, &endpoint.secret.param)));
-        for (name, _) in &headers {
-            if GATEWAY_PREFIXES.iter().any(|p| name.starts_with(p)) {
-                self.host.set_request_header(name, None);
+        if endpoint.mode == Mode::Shadow {
+            self.host.set_request_header(VERDICT_HEADER, None);
+        } else {
+            self.host.set_request_header(":path", Some(&query::without_param(path, &endpoint.secret.param)));
+            for (name, _) in &headers {
+                if GATEWAY_PREFIXES.iter().any(|p| name.starts_with(p)) {
+                    self.host.set_request_header(name, None);
+                }
+            }
+            if endpoint.forward == Forward::CloudEvent {
+                // The body will be replaced; its length is set again once it is known.
+                self.host.set_request_header("content-length", None);
             }
         }
-        if endpoint.forward == Forward::CloudEvent {
-            // The body will be replaced; its length is set again once it is known.
-            self.host.set_request_header("content-length", None);
-        }
-        self.stage = Stage::Body { endpoint: index, media, size: 0 };
+        self.stage = Stage::Body { media, size: 0 };
         // Held (allow_on_headers_stop_iteration): nothing reaches the upstream until the
         // body has been validated.
         Action::Pause
     }
 
     pub fn on_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let Stage::Body { endpoint: index, media, size } = &mut self.stage else {
+        let Stage::Body { size, .. } = &mut self.stage else {
             return Action::Continue;
         };
         // Envoy reports the cumulative size of the buffered body.
         *size = body_size;
-        let (index, media) = (*index, *media);
         let config = Rc::clone(&self.config);
-        let Some(endpoint) = config.endpoints.get(index) else {
+        let Some(endpoint) = self.matched.and_then(|i| config.endpoints.get(i)) else {
             return Action::Continue;
         };
         if body_size > endpoint.max_body_bytes {
             let detail = format!("the body is larger than {} bytes", endpoint.max_body_bytes);
-            return self.reject(endpoint, &Rejection::new(Reason::TooLarge, detail));
+            return self.reject(endpoint, Rejection::new(Reason::TooLarge, detail));
         }
         if !end_of_stream {
             return Action::Pause;
         }
-        self.finish_body(index, endpoint, media, body_size)
+        self.finish_body(endpoint)
     }
 
     /// Trailers end the stream without an end-of-stream body callback.
     pub fn on_request_trailers(&mut self) -> Action {
-        let Stage::Body { endpoint: index, media, size } = self.stage else {
-            return Action::Continue;
-        };
         let config = Rc::clone(&self.config);
-        match config.endpoints.get(index) {
-            Some(endpoint) => self.finish_body(index, endpoint, media, size),
-            None => Action::Continue,
+        match (&self.stage, self.matched.and_then(|i| config.endpoints.get(i))) {
+            (Stage::Body { .. }, Some(endpoint)) => self.finish_body(endpoint),
+            _ => Action::Continue,
         }
     }
 
-    fn finish_body(&mut self, index: usize, endpoint: &Endpoint, media: Media, size: usize) -> Action {
-        let body = self.host.request_body(size).unwrap_or_default();
-        let event = match check::body(endpoint, media, &body).and_then(|event| self.limit_event(endpoint, &event).map(|()| event)) {
-            Ok(event) => event,
-            Err(rejection) => return self.reject(endpoint, &rejection),
+    fn finish_body(&mut self, endpoint: &Endpoint) -> Action {
+        let Stage::Body { media, size } = self.stage else {
+            return Action::Continue;
         };
+        let body = self.host.request_body(size).unwrap_or_default();
+        let event = match check::body(endpoint, media, &body).and_then(|event| self.limit(endpoint, Some(&event)).map(|()| event)) {
+            Ok(event) => event,
+            Err(rejection) => return self.reject(endpoint, rejection),
+        };
+        if endpoint.mode == Mode::Shadow {
+            self.host.set_request_header(VERDICT_HEADER, Some("accept"));
+            return self.finish(Some(Counter::Forwarded), Action::Continue);
+        }
         if endpoint.answer_ping && vendor::is_ping(&event) {
             // The sender disables the webhook when a ping fails: answer it here, so a
             // console test proves the route and secret without depending on the backend.
             let body = format!(r#"{{"status":"ok","event_id":"{}"}}"#, event.id);
             let headers = [("content-type", "application/json"), ("x-webhook-answered-by", "webhook-guard")];
             self.host.send_response(200, &headers, body.as_bytes());
-            self.stage = Stage::Done;
-            return Action::Pause;
+            return self.finish(Some(Counter::PingAnswered), Action::Pause);
         }
         if endpoint.forward == Forward::CloudEvent {
             let source = format!("/webhook-guard/{}", endpoint.name);
             let Ok(cloudevent) = event.to_cloudevent(&source) else {
                 let rejection = Rejection::new(Reason::Invalid, "the notification cannot be normalised");
-                return self.reject(endpoint, &rejection);
+                return self.reject(endpoint, rejection);
             };
             self.host.set_request_body(size, &cloudevent);
             self.host.set_request_header("content-type", Some("application/cloudevents+json"));
@@ -171,23 +181,31 @@ impl<H: HttpHost> Guard<H> {
         self.host.set_request_header("x-webhook-event-type", Some(&event.kind));
         self.host.set_request_header("x-webhook-profile", Some(endpoint.profile.name()));
         self.host.set_request_header("x-webhook-endpoint", Some(&endpoint.name));
-        self.stage = Stage::Forwarded { endpoint: index };
+        if let (Some(index), Some(counter)) = (self.matched, Counter::azure_event(&event.kind)) {
+            self.host.count(index, counter);
+        }
+        self.finish(Some(Counter::Forwarded), Action::Continue);
+        self.stage = Stage::Forwarded;
         Action::Continue
     }
 
     pub fn on_response_headers(&mut self) -> Action {
-        let Stage::Forwarded { endpoint: index } = self.stage else {
+        let config = Rc::clone(&self.config);
+        let (Stage::Forwarded, Some(index)) = (&self.stage, self.matched) else {
             return Action::Continue;
         };
-        let config = Rc::clone(&self.config);
         let Some(endpoint) = config.endpoints.get(index) else {
             return Action::Continue;
         };
+        self.stage = Stage::Idle;
         let status = self.host.response_status().unwrap_or(0);
+        if status >= 500 {
+            self.host.count(index, Counter::UpstreamFailure);
+        }
         let is_final_4xx = (400..500).contains(&status) && status != 429;
         if is_final_4xx && endpoint.upstream_4xx == Upstream4xx::Retry {
             let detail = format!("the upstream answered {status}; retry later");
-            return self.reject(endpoint, &Rejection::new(Reason::UpstreamRejected, detail));
+            return self.reject(endpoint, Rejection::new(Reason::UpstreamRejected, detail));
         }
         if endpoint.profile == Profile::Md5Envelope && (201..300).contains(&status) {
             // Vendor senders count only 200 as delivered and would resend on 201-299.
@@ -196,44 +214,80 @@ impl<H: HttpHost> Guard<H> {
         Action::Continue
     }
 
-    /// Applies the endpoint's rate limit if it is keyed on `key`.
-    fn limit(&self, endpoint: &Endpoint, key: RateKey, value: Option<&str>) -> Result<(), Rejection> {
-        let Some(rate) = endpoint.rate_limit.as_ref().filter(|r| r.key == key) else {
+    /// Applies the endpoint's rate limit: the global bucket when `event` is `None` (the
+    /// head), the application or subscription bucket of `event` otherwise.
+    fn limit(&self, endpoint: &Endpoint, event: Option<&Event>) -> Result<(), Rejection> {
+        let Some(rate) = endpoint.rate_limit.as_ref() else {
             return Ok(());
         };
-        let slot = match value {
-            None => ratelimit::slot_key(&endpoint.name, "", 1),
-            Some(v) => ratelimit::slot_key(&endpoint.name, v, ratelimit::DEFAULT_SLOTS),
+        let slot = match (rate.key, event) {
+            (RateKey::Global, None) => ratelimit::slot_key(&endpoint.name, "", 1),
+            (RateKey::Application, Some(e)) => ratelimit::slot_key(&endpoint.name, e.keys.application.as_deref().unwrap_or(""), ratelimit::DEFAULT_SLOTS),
+            (RateKey::Subscription, Some(e)) => ratelimit::slot_key(&endpoint.name, e.keys.subscription.as_deref().unwrap_or(""), ratelimit::DEFAULT_SLOTS),
+            _ => return Ok(()),
         };
         let retry_after = match ratelimit::acquire(&self.host, &slot, &rate.limit, self.host.now_nanos(), ratelimit::MAX_CAS_ATTEMPTS) {
             Outcome::Allowed => return Ok(()),
-            Outcome::Contended if rate.on_contention == Contention::Allow => return Ok(()),
-            Outcome::Contended => 1,
+            Outcome::Contended => {
+                if let Some(index) = self.matched {
+                    self.host.count(index, Counter::RateLimitContended);
+                }
+                if rate.on_contention == Contention::Allow {
+                    return Ok(());
+                }
+                1
+            }
             Outcome::Limited { retry_after_secs } => retry_after_secs,
         };
-        let subject = value.map_or_else(|| format!("endpoint '{}'", endpoint.name), |v| format!("'{v}'"));
+        let subject = match event.and_then(|e| e.subject.as_deref()) {
+            Some(application) => format!("application '{application}'"),
+            None => format!("endpoint '{}'", endpoint.name),
+        };
         let mut rejection = Rejection::new(Reason::RateLimited, format!("rate limit for {subject} exceeded; retry in {retry_after} s"));
         rejection.retry_after = Some(retry_after);
         Err(rejection)
     }
 
-    fn limit_event(&self, endpoint: &Endpoint, event: &Event) -> Result<(), Rejection> {
-        match endpoint.rate_limit.as_ref().map(|r| r.key) {
-            Some(RateKey::Application) => self.limit(endpoint, RateKey::Application, event.keys.application.as_deref()),
-            Some(RateKey::Subscription) => self.limit(endpoint, RateKey::Subscription, event.keys.subscription.as_deref()),
-            _ => Ok(()),
+    /// Counts, logs and answers a refusal; in shadow mode reports it upstream instead.
+    fn reject(&mut self, endpoint: &Endpoint, rejection: Rejection) -> Action {
+        let shadow = endpoint.mode == Mode::Shadow;
+        if let Some(index) = self.matched {
+            self.host.count(index, Counter::Rejected(rejection.reason));
         }
-    }
-
-    fn reject(&mut self, endpoint: &Endpoint, rejection: &Rejection) -> Action {
-        self.host.log_rejection(&endpoint.name, rejection);
+        if let Some(level) = self.config.log_level {
+            self.host.log(level, &log_line(&endpoint.name, &rejection, shadow));
+        }
+        if shadow {
+            self.host.set_request_header(VERDICT_HEADER, Some(rejection.reason.slug()));
+            return self.finish(Some(Counter::Forwarded), Action::Continue);
+        }
         let headers = rejection.headers();
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         self.host.send_response(rejection.status(), &headers, &rejection.body());
-        self.stage = Stage::Done;
         // Envoy must not continue the stream after a local reply.
-        Action::Pause
+        self.finish(None, Action::Pause)
     }
+
+    /// Ends the filter's work on this request, counting its outcome.
+    fn finish(&mut self, outcome: Option<Counter>, action: Action) -> Action {
+        if let (Some(index), Some(counter)) = (self.matched, outcome) {
+            self.host.count(index, counter);
+        }
+        self.stage = Stage::Idle;
+        action
+    }
+}
+
+/// The one line logged per refusal: endpoint, status, reason and detail (which names an
+/// application when a per-application limit refused it). Never the secret or the query.
+pub fn log_line(endpoint: &str, rejection: &Rejection, shadow: bool) -> String {
+    let verb = if shadow { "shadow: would reject" } else { "rejected" };
+    format!(
+        "webhook-guard: {verb} endpoint={endpoint} status={} reason={} detail={}",
+        rejection.status(),
+        rejection.reason.slug(),
+        rejection.detail
+    )
 }
 
 #[cfg(test)]
@@ -260,6 +314,7 @@ mod tests {
         status: RefCell<Option<u16>>,
         sent: RefCell<Option<(u16, Vec<u8>)>>,
         logs: RefCell<Vec<String>>,
+        counts: RefCell<Vec<(usize, Counter)>>,
         store: Rc<MemoryStore>,
         now: Cell<u64>,
     }
@@ -312,8 +367,11 @@ mod tests {
         fn send_response(&self, status: u16, _headers: &[(&str, &str)], body: &[u8]) {
             *self.sent.borrow_mut() = Some((status, body.to_vec()));
         }
-        fn log_rejection(&self, endpoint: &str, rejection: &Rejection) {
-            self.logs.borrow_mut().push(format!("{endpoint} {} {}", rejection.reason.slug(), rejection.detail));
+        fn count(&self, endpoint: usize, counter: Counter) {
+            self.counts.borrow_mut().push((endpoint, counter));
+        }
+        fn log(&self, _level: log::Level, line: &str) {
+            self.logs.borrow_mut().push(line.to_string());
         }
     }
 

@@ -6,22 +6,44 @@
 
 use crate::config::Config;
 use crate::filter::{Guard, HttpHost};
-use crate::problem::Rejection;
+use crate::metrics::Counter;
 use crate::shared::{SharedStore, StoreError};
 use proxy_wasm::types::Status;
 use std::time::UNIX_EPOCH;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None }) });
+    // Every level reaches Envoy, which filters by its own `wasm` component log level.
+    proxy_wasm::set_log_level(LogLevel::Trace);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None, metrics: Rc::default() }) });
 }}
+
+/// Envoy metric ids by endpoint index and counter, defined once per VM.
+type Metrics = HashMap<(usize, Counter), u32>;
 
 struct Root {
     config: Option<Rc<Config>>,
+    metrics: Rc<Metrics>,
+}
+
+/// Defines every counter of every endpoint (Envoy sums same-named counters of all VMs).
+fn define_metrics(config: &Config) -> Metrics {
+    let mut metrics = Metrics::new();
+    for (index, endpoint) in config.endpoints.iter().enumerate() {
+        for counter in Counter::all(endpoint.profile) {
+            match hostcalls::define_metric(MetricType::Counter, &counter.name(endpoint)) {
+                Ok(id) => {
+                    metrics.insert((index, counter), id);
+                }
+                Err(e) => log::warn!("webhook-guard: defining metric {} failed: {e:?}", counter.name(endpoint)),
+            }
+        }
+    }
+    metrics
 }
 
 impl Context for Root {}
@@ -35,6 +57,7 @@ impl RootContext for Root {
         match Config::parse(&bytes, |name| std::env::var(name).ok()) {
             Ok(config) => {
                 log::info!("webhook-guard: configured {} endpoint(s)", config.endpoints.len());
+                self.metrics = Rc::new(define_metrics(&config));
                 self.config = Some(Rc::new(config));
                 true
             }
@@ -47,7 +70,8 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let config = Rc::clone(self.config.as_ref()?);
-        Some(Box::new(Stream(Guard::new(WasmHost, config))))
+        let host = WasmHost { metrics: Rc::clone(&self.metrics) };
+        Some(Box::new(Stream(Guard::new(host, config))))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -77,7 +101,9 @@ impl HttpContext for Stream {
     }
 }
 
-struct WasmHost;
+struct WasmHost {
+    metrics: Rc<Metrics>,
+}
 
 impl SharedStore for WasmHost {
     fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
@@ -137,12 +163,15 @@ impl HttpHost for WasmHost {
         }
     }
 
-    fn log_rejection(&self, endpoint: &str, rejection: &Rejection) {
-        log::info!(
-            "webhook-guard: rejected endpoint={endpoint} status={} reason={} detail={}",
-            rejection.status(),
-            rejection.reason.slug(),
-            rejection.detail
-        );
+    fn count(&self, endpoint: usize, counter: Counter) {
+        if let Some(id) = self.metrics.get(&(endpoint, counter)) {
+            if let Err(e) = hostcalls::increment_metric(*id, 1) {
+                log::warn!("webhook-guard: incrementing a metric failed: {e:?}");
+            }
+        }
+    }
+
+    fn log(&self, level: log::Level, line: &str) {
+        log::log!(level, "{line}");
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod event;
 pub mod filter;
 pub mod media;
+pub mod metrics;
 pub mod problem;
 pub mod query;
 pub mod ratelimit;

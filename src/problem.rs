@@ -4,7 +4,7 @@ use serde::Serialize;
 
 /// Why a request was refused. Each reason has one status, one problem type and one
 /// metric; the table in the README lists them with what each sender does next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
     Unauthorized,
     Forbidden,

@@ -24,7 +24,9 @@ fuzz_target!(|input: &[u8]| {
             return;
         }
     };
-    let data = check_cloudevent(&ev);
+    let Some(data) = check_cloudevent(&ev) else {
+        return;
+    };
 
     // The facts in data are canonical and the id, type, subject and time derive from them.
     let event_type = text(&data, "eventType");

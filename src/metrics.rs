@@ -1,0 +1,106 @@
+//! The counters each endpoint exports, and their Envoy stat names.
+//!
+//! Every name is fixed when the plugin is configured (defined once per VM; Envoy sums
+//! them across workers), so the set of stats stays bounded whatever senders send.
+
+use crate::azure;
+use crate::config::{Endpoint, Profile};
+use crate::problem::Reason;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Counter {
+    /// Every request to the endpoint's path.
+    Received,
+    /// Sent on to the upstream (in shadow mode: every request).
+    Forwarded,
+    /// Refused (in shadow mode: would have been refused), by reason.
+    Rejected(Reason),
+    /// The shared rate-limit bucket stayed contended after every CAS retry.
+    RateLimitContended,
+    /// The upstream answered 5xx, or Envoy could not reach it (503/504 local replies).
+    UpstreamFailure,
+    /// A ping answered by the filter (`answer_ping`).
+    PingAnswered,
+    /// A forwarded Azure notification, by its index in [`azure::PAIRS`].
+    AzureEvent(usize),
+}
+
+const REASONS: [Reason; 11] = [
+    Reason::Unauthorized,
+    Reason::Forbidden,
+    Reason::AmbiguousSecret,
+    Reason::Method,
+    Reason::TooLarge,
+    Reason::MediaType,
+    Reason::Invalid,
+    Reason::Digest,
+    Reason::RateLimited,
+    Reason::InFlight,
+    Reason::UpstreamRejected,
+];
+
+impl Counter {
+    /// Every counter an endpoint of `profile` exports.
+    pub fn all(profile: Profile) -> Vec<Counter> {
+        let mut all = vec![Counter::Received, Counter::Forwarded, Counter::RateLimitContended, Counter::UpstreamFailure];
+        all.extend(REASONS.iter().map(|r| Counter::Rejected(*r)));
+        match profile {
+            Profile::AzureManagedApp => all.extend((0..azure::PAIRS.len()).map(Counter::AzureEvent)),
+            Profile::Md5Envelope => all.push(Counter::PingAnswered),
+        }
+        all
+    }
+
+    /// The stat name: `webhook_guard.<endpoint>.<counter>`.
+    pub fn name(self, endpoint: &Endpoint) -> String {
+        let suffix = match self {
+            Counter::Received => "received".to_string(),
+            Counter::Forwarded => "forwarded".to_string(),
+            Counter::Rejected(reason) => format!("rejected.{}", reason.slug()),
+            Counter::RateLimitContended => "rate_limit_contended".to_string(),
+            Counter::UpstreamFailure => "upstream_failure".to_string(),
+            Counter::PingAnswered => "ping_answered".to_string(),
+            Counter::AzureEvent(i) => match azure::PAIRS.get(i) {
+                Some((event_type, state)) => format!("event.{}.{}", event_type.to_ascii_lowercase(), state.to_ascii_lowercase()),
+                None => "event.unknown".to_string(),
+            },
+        };
+        format!("webhook_guard.{}.{suffix}", endpoint.name)
+    }
+
+    /// The per-pair counter of an Azure event `type`, e.g. `...managedapp.put.succeeded`.
+    pub fn azure_event(kind: &str) -> Option<Counter> {
+        let (event_type, state) = kind.strip_prefix(azure::KIND_PREFIX)?.split_once('.')?;
+        azure::PAIRS
+            .iter()
+            .position(|(t, s)| t.eq_ignore_ascii_case(event_type) && s.eq_ignore_ascii_case(state))
+            .map(Counter::AzureEvent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_are_unique_dotted_and_stable() {
+        let json = r#"{"endpoints":[{"name":"azure","path":"/a","profile":"azure_managed_app","secret":{"values":["k"]}}]}"#;
+        let config = Config::parse(json.as_bytes(), |_| None).unwrap();
+        let endpoint = &config.endpoints[0];
+        let names: Vec<String> = Counter::all(endpoint.profile).iter().map(|c| c.name(endpoint)).collect();
+        assert_eq!(names.iter().collect::<HashSet<_>>().len(), names.len());
+        for want in ["webhook_guard.azure.received", "webhook_guard.azure.rejected.forbidden", "webhook_guard.azure.event.patch.succeeded", "webhook_guard.azure.upstream_failure"] {
+            assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+        }
+        assert!(names.iter().all(|n| n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_')));
+    }
+
+    #[test]
+    fn azure_event_counters_follow_the_type() {
+        assert_eq!(Counter::azure_event("webhookguard.azure.managedapp.put.succeeded"), Some(Counter::AzureEvent(1)));
+        assert_eq!(Counter::azure_event("webhookguard.azure.managedapp.delete.failed"), Some(Counter::AzureEvent(6)));
+        assert_eq!(Counter::azure_event("webhookguard.vendor.ping"), None);
+    }
+}

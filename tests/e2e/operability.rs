@@ -1,0 +1,143 @@
+//! What operators see: exact counters on /stats, one log line per rejection, shadow mode.
+
+use crate::harness::{post_json, send, Behaviour, Envoy, Upstream};
+use crate::{CATALOG_SAMPLE, MARKETPLACE_SAMPLE, SECRET};
+use md5::{Digest, Md5};
+use std::collections::BTreeMap;
+
+fn envelope(payload: &str) -> String {
+    let md5: String = Md5::digest(payload.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    format!(r#"{{"payload": {payload}, "md5": "{md5}"}}"#)
+}
+
+fn two_endpoints(azure_extra: &str, top: &str) -> String {
+    format!(
+        r#"{{{top}"endpoints": [
+  {{"name": "azure", "path": "/api/resource", "profile": "azure_managed_app", "secret": {{"values": ["{SECRET}"]}},
+    "max_body_bytes": 4096{azure_extra}}},
+  {{"name": "store", "path": "/hooks/store", "profile": "md5_envelope", "secret": {{"values": ["{SECRET}"]}}, "answer_ping": true}}]}}"#
+    )
+}
+
+fn azure(event_type: &str, state: &str) -> String {
+    CATALOG_SAMPLE.replace("\"PUT\"", &format!("\"{event_type}\"")).replace("\"Succeeded\"", &format!("\"{state}\""))
+}
+
+#[test]
+fn counters_match_a_scripted_mix_exactly() {
+    let upstream = Upstream::start();
+    let envoy = Envoy::start(&two_endpoints(r#", "rate_limit": {"per_second": 0.001, "burst": 6}"#, ""), &upstream);
+    let az = format!("/api/resource?sig={SECRET}");
+    let json = [("content-type", "application/json")];
+    let statuses = vec![
+        post_json(envoy.port, "/api/resource", CATALOG_SAMPLE.as_bytes()).status,
+        post_json(envoy.port, "/api/resource?sig=wrong", CATALOG_SAMPLE.as_bytes()).status,
+        post_json(envoy.port, &format!("{az}&sig=x"), CATALOG_SAMPLE.as_bytes()).status,
+        send(envoy.port, "GET", &az, &json, b"").status,
+        send(envoy.port, "POST", &az, &[("content-type", "text/plain")], CATALOG_SAMPLE.as_bytes()).status,
+        post_json(envoy.port, &az, &vec![b' '; 5000]).status,
+        post_json(envoy.port, &az, CATALOG_SAMPLE.as_bytes()).status,
+        post_json(envoy.port, &az, MARKETPLACE_SAMPLE.as_bytes()).status,
+        post_json(envoy.port, &az, azure("PATCH", "Deleted").as_bytes()).status,
+        {
+            upstream.set(Behaviour::Status(500));
+            post_json(envoy.port, &az, azure("DELETE", "Deleted").as_bytes()).status
+        },
+        {
+            upstream.set(Behaviour::Status(400));
+            post_json(envoy.port, &az, azure("PATCH", "Succeeded").as_bytes()).status
+        },
+        {
+            upstream.set(Behaviour::Status(200));
+            post_json(envoy.port, &az, CATALOG_SAMPLE.as_bytes()).status
+        },
+        post_json(envoy.port, &az, CATALOG_SAMPLE.as_bytes()).status,
+        post_json(envoy.port, &format!("/hooks/store?sig={SECRET}"), envelope(r#"{"type":"ping"}"#).as_bytes()).status,
+        post_json(envoy.port, &format!("/hooks/store?sig={SECRET}"), envelope(r#"{"type":"ping"}"#).replace("ping\"}", "pong\"}").as_bytes()).status,
+        post_json(envoy.port, &format!("/hooks/store?sig={SECRET}"), envelope(r#"{"type":"purchase"}"#).as_bytes()).status,
+        post_json(envoy.port, "/elsewhere", b"{}").status,
+    ];
+    assert_eq!(statuses, vec![401, 403, 400, 405, 415, 413, 200, 200, 400, 500, 502, 200, 429, 200, 400, 200, 200]);
+
+    let mut want: BTreeMap<String, u64> = envoy.counters().keys().map(|k| (k.clone(), 0)).collect();
+    assert_eq!(want.len(), 22 + 16, "every counter is defined up front: {want:?}");
+    for (name, value) in [
+        ("azure.received", 13),
+        ("azure.forwarded", 5),
+        ("azure.rejected.unauthorized", 1),
+        ("azure.rejected.forbidden", 1),
+        ("azure.rejected.ambiguous_secret", 1),
+        ("azure.rejected.method_not_allowed", 1),
+        ("azure.rejected.unsupported_media_type", 1),
+        ("azure.rejected.too_large", 1),
+        ("azure.rejected.invalid", 1),
+        ("azure.rejected.upstream_rejected", 1),
+        ("azure.rejected.rate_limited", 1),
+        ("azure.upstream_failure", 1),
+        ("azure.event.put.succeeded", 2),
+        ("azure.event.put.failed", 1),
+        ("azure.event.delete.deleted", 1),
+        ("azure.event.patch.succeeded", 1),
+        ("store.received", 3),
+        ("store.forwarded", 1),
+        ("store.ping_answered", 1),
+        ("store.rejected.digest_mismatch", 1),
+    ] {
+        let key = format!("webhook_guard.{name}");
+        assert!(want.contains_key(&key), "{key} is not defined");
+        want.insert(key, value);
+    }
+    assert_eq!(envoy.counters(), want);
+    let prometheus = String::from_utf8(crate::harness::get(envoy.admin, "/stats/prometheus").body).unwrap();
+    assert!(prometheus.contains("webhook_guard_azure_received{} 13"), "Prometheus exposes the counters");
+}
+
+#[test]
+fn one_log_line_per_rejection_without_secret_or_query() {
+    let upstream = Upstream::start();
+    let envoy = Envoy::start(&two_endpoints(r#", "rate_limit": {"per_second": 0.001, "burst": 1, "key": "application"}"#, ""), &upstream);
+    let az = format!("/api/resource?sig={SECRET}&tenant=t-42");
+    post_json(envoy.port, "/api/resource?sig=guess-1&tenant=t-42", CATALOG_SAMPLE.as_bytes()).assert_problem(403, "forbidden");
+    assert_eq!(post_json(envoy.port, &az, CATALOG_SAMPLE.as_bytes()).status, 200);
+    post_json(envoy.port, &az, CATALOG_SAMPLE.as_bytes()).assert_problem(429, "rate_limited");
+    let log = envoy.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("webhook-guard: rejected")).collect();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(lines[0].contains("endpoint=azure status=403 reason=forbidden"), "{}", lines[0]);
+    assert!(lines[1].contains("endpoint=azure status=429 reason=rate_limited"), "{}", lines[1]);
+    assert!(lines[1].contains("/subscriptions/<subId>/resourceGroups/<rgName>/providers/Microsoft.Solutions/applications/<applicationName>"), "names the application: {}", lines[1]);
+    for secret in [SECRET, "guess-1", "t-42"] {
+        assert!(!log.contains(secret), "{secret} must not appear in the log");
+    }
+
+    let quiet = Envoy::start(&two_endpoints("", r#""log_level": "off", "#), &upstream);
+    post_json(quiet.port, "/api/resource?sig=nope", CATALOG_SAMPLE.as_bytes()).assert_problem(403, "forbidden");
+    assert!(!quiet.log().contains("webhook-guard: rejected"));
+}
+
+#[test]
+fn shadow_mode_reports_the_verdict_and_forwards_unchanged() {
+    let upstream = Upstream::start();
+    let envoy = Envoy::start(&two_endpoints(r#", "mode": "shadow""#, ""), &upstream);
+    let cases = [
+        ("/api/resource?sig=wrong&x=1", CATALOG_SAMPLE.to_string(), "forbidden"),
+        (&format!("/api/resource?sig={SECRET}") as &str, CATALOG_SAMPLE.to_string(), "accept"),
+        (&format!("/api/resource?sig={SECRET}"), azure("PATCH", "Deleted"), "invalid"),
+        (&format!("/api/resource?sig={SECRET}"), "x".repeat(5000), "too_large"),
+    ];
+    for (target, body, verdict) in &cases {
+        let res = send(envoy.port, "POST", target, &[("content-type", "application/json"), ("x-webhook-shadow-verdict", "accept")], body.as_bytes());
+        assert_eq!(res.status, 200, "the sender gets the upstream's answer: {res:?}");
+        let seen = upstream.requests().pop().unwrap();
+        assert_eq!(seen.header("x-webhook-shadow-verdict"), Some(*verdict));
+        assert_eq!(seen.path, *target, "the path is forwarded unchanged");
+        assert_eq!(seen.body, body.as_bytes(), "the body is forwarded unchanged");
+        assert!(seen.header("x-webhook-event-id").is_none());
+    }
+    let counters = envoy.counters();
+    assert_eq!(counters["webhook_guard.azure.forwarded"], 4);
+    assert_eq!(counters["webhook_guard.azure.rejected.forbidden"], 1);
+    assert_eq!(counters["webhook_guard.azure.rejected.invalid"], 1);
+    assert_eq!(counters["webhook_guard.azure.rejected.too_large"], 1);
+    assert_eq!(envoy.log().matches("webhook-guard: shadow: would reject endpoint=azure").count(), 3);
+}
