@@ -11,7 +11,7 @@ PYTHON        ?= python3
 
 export CARGO_TERM_COLOR := never
 
-.PHONY: all build run test lint unit e2e wasm-target envoy size clean
+.PHONY: all build run samples test lint unit e2e wasm-target envoy size clean
 
 all: build
 
@@ -36,12 +36,16 @@ size: build
 run: build $(ENVOY)
 	ENVOY=$(ENVOY) PYTHON=$(PYTHON) ./examples/run.sh
 
+# Sends the sample notifications in examples/requests/ to a running `make run`.
+samples:
+	./examples/send-samples.sh
+
 lint: wasm-target
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) --lib -- -D warnings
 
 unit:
-	cargo test --lib
+	cargo test --lib --test examples
 
 e2e: build $(ENVOY)
 	WEBHOOK_GUARD_WASM=$(abspath $(WASM)) ENVOY=$(abspath $(ENVOY)) cargo test --test e2e -- --test-threads=2

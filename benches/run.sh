@@ -235,8 +235,8 @@ if [[ $BENCH_PIN == 1 && $(nproc) -ge 2 ]]; then
 fi
 log "starting Envoy (--concurrency 1) with admin on 127.0.0.1:$ADMIN_PORT"
 # shellcheck disable=SC2086
-$ENVOY_CPU "$ENVOY" -c "$WORK/envoy.yaml" --concurrency 1 --log-level warn \
-  --base-id $((BENCH_PORT % 1000 + 17)) > "$WORK/envoy.log" 2>&1 &
+$ENVOY_CPU "$ENVOY" -c "$WORK/envoy.yaml" --concurrency 1 --log-level warn --disable-hot-restart \
+  > "$WORK/envoy.log" 2>&1 &
 ENVOY_PID=$!
 for _ in $(seq 1 200); do
   kill -0 "$ENVOY_PID" 2>/dev/null || {

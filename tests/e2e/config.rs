@@ -39,3 +39,29 @@ fn secrets_can_come_from_the_environment() {
     crate::harness::post_json(envoy.port, &format!("/a?sig={SECRET}"), body).assert_problem(403, "forbidden");
     assert_eq!(upstream.requests().len(), 1);
 }
+
+/// `envoy --mode validate` loads the module and configures the plugin, so real Envoy
+/// vouches for the shipped bootstrap files.
+#[test]
+fn shipped_envoy_configs_are_accepted_by_envoy() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let wasm = std::env::var("WEBHOOK_GUARD_WASM").unwrap_or_else(|_| root.join("webhook_guard.wasm").display().to_string());
+    let envoy = std::env::var("ENVOY").unwrap_or_else(|_| root.join(".tools/envoy/envoy/_bin/envoy").display().to_string());
+    let dir = std::env::temp_dir().join(format!("webhook-guard-validate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["envoy.yaml", "examples/envoy-production.yaml"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let text = text.replace("filename: webhook_guard.wasm", &format!("filename: {wasm}")).replace("/etc/envoy/webhook_guard.wasm", &wasm);
+        let copy = dir.join(file.replace('/', "_"));
+        std::fs::write(&copy, text).unwrap();
+        let out = std::process::Command::new(&envoy)
+            .args(["--mode", "validate", "-c"])
+            .arg(&copy)
+            .envs([("AZURE_SIG", "a"), ("AZURE_SIG_NEXT", "b"), ("STORE_SIG", "c")])
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && log.contains("OK"), "{file} was refused:\n{log}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,65 @@
+//! Every plugin configuration shipped in `envoy.yaml` and `examples/` parses with the
+//! filter's own parser, so the examples cannot drift from the code.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use webhook_guard::config::Config;
+
+/// YAML keys under which the files carry the plugin configuration as an indented JSON
+/// object: Envoy (`value: |`), Istio (`pluginConfig:`) and Envoy Gateway (`config:`).
+const MARKERS: [&str; 3] = ["value: |", "pluginConfig:", "config:"];
+
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            yaml_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(path);
+        }
+    }
+}
+
+/// The JSON blocks that follow a marker line, indented deeper than it.
+fn plugin_configs(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let mut found = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if !MARKERS.iter().any(|m| line.trim_end().ends_with(m)) {
+            continue;
+        }
+        let block: Vec<&str> = lines[i + 1..].iter().take_while(|l| l.trim().is_empty() || indent(l) > indent(line)).copied().collect();
+        let json = block.join("\n");
+        if json.trim_start().starts_with('{') && json.contains("\"endpoints\"") {
+            found.push(json);
+        }
+    }
+    found
+}
+
+#[test]
+fn every_shipped_plugin_configuration_is_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("envoy.yaml")];
+    yaml_files(&root.join("examples"), &mut files);
+    let mut total = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let configs = plugin_configs(&text);
+        assert!(!configs.is_empty(), "{} holds no plugin configuration", file.display());
+        for json in configs {
+            let config = Config::parse(json.as_bytes(), |name| Some(format!("value-of-{name}")))
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            assert!(!config.endpoints.is_empty());
+            total += 1;
+        }
+    }
+    assert!(total >= 5, "expected the configs of envoy.yaml and the four examples, found {total}");
+}
+
+#[test]
+fn the_extractor_finds_blocks_and_ignores_other_config_keys() {
+    let text = "a:\n  config:\n    name: x\n  value: |\n    {\"endpoints\": []}\n  next: 1\n";
+    assert_eq!(plugin_configs(text), vec!["    {\"endpoints\": []}".to_string()]);
+}
