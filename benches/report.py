@@ -99,10 +99,18 @@ def cmd_record(a):
         line["expect"] = a.expect
         line["unexpected"] = unexpected(oha, envoy, a.expect)
         if a.kind == "throughput":
-            cpu_s = a.cpu_ticks / a.clk_tck
+            # "utime stime cpu_busy cpu_total", all in clock ticks
+            b = [int(x) for x in a.cpu_before.split()]
+            e = [int(x) for x in a.cpu_after.split()]
+            user, sys_, busy, total = (e[i] - b[i] for i in range(4))
+            cpu_s = (user + sys_) / a.clk_tck
             done = envoy.get("completed", 0)
             line["envoy_cpu_s"] = round(cpu_s, 3)
+            line["envoy_user_s"] = round(user / a.clk_tck, 3)
+            line["envoy_sys_s"] = round(sys_ / a.clk_tck, 3)
             line["cpu_us_per_req"] = round(cpu_s * 1e6 / done, 2) if done else None
+            # Share of Envoy's CPU (or of the machine when not pinned) used by anything else.
+            line["interference_pct"] = round(100 * max(busy - user - sys_, 0) / total, 1) if total else None
         else:
             line["target_rate"] = a.rate
     else:
@@ -127,7 +135,9 @@ def cmd_progress(_a):
     bad = tp.get("unexpected", 0) + lat.get("unexpected", 0)
     print(
         f"  round {tp.get('round')} {v:<24} {tp.get('rps', 0):>9.0f} req/s  "
-        f"{tp.get('cpu_us_per_req') or 0:>6.1f} µs CPU/req  "
+        f"{tp.get('cpu_us_per_req') or 0:>6.1f} µs CPU/req "
+        f"({100 * tp.get('envoy_sys_s', 0) / (tp.get('envoy_cpu_s') or 1):.0f}% sys, "
+        f"{tp.get('interference_pct') or 0:.0f}% other)  "
         f"p50 {lat.get('p50_us') or 0:>6.0f} µs  p99 {lat.get('p99_us') or 0:>6.0f} µs  "
         f"RSS {(mem.get('rss_bytes') or 0) / 2**20:.1f} MiB" + (f"  UNEXPECTED {bad}" if bad else "")
     )
@@ -353,7 +363,8 @@ def main():
     r.add_argument("--oha")
     r.add_argument("--stats-before")
     r.add_argument("--stats-after")
-    r.add_argument("--cpu-ticks", type=int, default=0)
+    r.add_argument("--cpu-before", default="0 0 0 0")
+    r.add_argument("--cpu-after", default="0 0 0 0")
     r.add_argument("--clk-tck", type=int, default=100)
     r.add_argument("--concurrency", type=int)
     r.add_argument("--rate", type=int)

@@ -228,10 +228,11 @@ YAML
 # An empty filter list leaves a blank line, harmless in YAML.
 sed -i '/^$/d' "$WORK/envoy.yaml"
 
-ENVOY_CPU= GEN_CPU=
-if [[ $BENCH_PIN == 1 && $(nproc) -ge 2 ]]; then
+ENVOY_CPU= GEN_CPU= GEN_THREADS=()
+if [[ $BENCH_PIN == 1 && $(nproc) -ge 2 ]] && command -v taskset >/dev/null; then
   ENVOY_CPU="taskset -c 0"
   GEN_CPU="taskset -c 1"
+  GEN_THREADS=(--worker-threads 1)
 fi
 log "starting Envoy (--concurrency 1) with admin on 127.0.0.1:$ADMIN_PORT"
 # shellcheck disable=SC2086
@@ -255,6 +256,16 @@ for v in "${VARIANTS[@]}"; do
     --data-binary "@${BODY[$v]}" "$(url "$v")")
   [[ $code == "${EXPECT[$v]}" ]] || { cat "$WORK/smoke.out" >&2; die "$v answered $code, expected ${EXPECT[$v]}"; }
 done
+# The filters are really in the path: a wrong secret and a body without the required fields
+# are refused by the Lua filter and by webhook-guard.
+for v in v3_lua v4_webhook_guard; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' \
+    --data-binary "@$VALID_BODY" "http://127.0.0.1:${PORT[$v]}/api/resource?sig=wrong")
+  [[ $code == 403 ]] || die "$v answered $code to a wrong secret, expected 403"
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' \
+    --data-binary '{"eventType": "PUT"}' "$(url "$v")")
+  [[ $code == 400 ]] || die "$v answered $code to an incomplete notification, expected 400"
+done
 log "every variant answers as expected"
 
 # --- 4. measurements ------------------------------------------------------------------------
@@ -264,12 +275,20 @@ RAW=bench-results/raw-$STAMP.jsonl
 : > "$RAW"
 CLK_TCK=$(getconf CLK_TCK)
 
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$ENVOY_PID/stat"; }  # utime + stime
+# Envoy's utime and stime (all threads), then the busy (user, nice, system, steal) and total
+# ticks of the CPU Envoy is pinned to (of the whole machine when not pinned, oha included):
+# busy ticks that are not Envoy's are interference from other processes.
+cpu_sample() {
+  local cpu=cpu
+  [[ -n $ENVOY_CPU ]] && cpu=cpu0
+  echo "$(awk '{ print $14, $15 }' "/proc/$ENVOY_PID/stat") $(awk -v c="$cpu" '$1 == c {
+    busy = $2 + $3 + $4 + $9; total = busy + $5 + $6 + $7 + $8; print busy, total }' /proc/stat)"
+}
 stats() { curl -s "http://127.0.0.1:$ADMIN_PORT/stats?filter=downstream_rq_(completed|[1-5]xx)\$" > "$1"; }
 oha_run() { # variant out.json extra-args...
   local v=$1 out=$2; shift 2
   # shellcheck disable=SC2086
-  $GEN_CPU "$OHA" --no-tui --output-format json -m POST -H 'content-type: application/json' \
+  $GEN_CPU "$OHA" "${GEN_THREADS[@]}" --no-tui --output-format json -m POST -H 'content-type: application/json' \
     -D "${BODY[$v]}" "$@" "$(url "$v")" > "$out"
 }
 record() { "$PYTHON" benches/report.py record "$@" >> "$RAW"; }
@@ -286,12 +305,12 @@ for round in $(seq 1 "$ROUNDS"); do
       oha_run "$v" "$WORK/warm.json" -z "${WARMUP}s" -c "$CONCURRENCY"
     fi
     # (a)+(c) throughput at fixed concurrency, Envoy CPU per request
-    stats "$WORK/s0"; c0=$(cpu_ticks)
+    stats "$WORK/s0"; c0=$(cpu_sample)
     oha_run "$v" "$WORK/tp.json" -z "${DURATION}s" -c "$CONCURRENCY"
-    c1=$(cpu_ticks); stats "$WORK/s1"
+    c1=$(cpu_sample); stats "$WORK/s1"
     record --kind throughput --round "$round" --variant "$v" --expect "${EXPECT[$v]}" --oha "$WORK/tp.json" \
-      --stats-before "$WORK/s0" --stats-after "$WORK/s1" --cpu-ticks "$((c1 - c0))" --clk-tck "$CLK_TCK" \
-      --concurrency "$CONCURRENCY"
+      --stats-before "$WORK/s0" --stats-after "$WORK/s1" --cpu-before "$c0" --cpu-after "$c1" \
+      --clk-tck "$CLK_TCK" --concurrency "$CONCURRENCY"
     # (b) latency at a fixed rate, below saturation
     stats "$WORK/s0"
     oha_run "$v" "$WORK/lat.json" -z "${DURATION}s" -c "$LAT_CONNECTIONS" -q "$RATE" --latency-correction

@@ -13,6 +13,8 @@ pub const MAX_BODY_LIMIT: u64 = 16 * 1024 * 1024;
 const DEFAULT_MAX_BODY: u64 = 64 * 1024;
 const MAX_ENDPOINTS: usize = 64;
 const MAX_SECRET_BYTES: usize = 1024;
+/// Azure retries for about 10 hours; a week covers any sender's retry schedule.
+const MAX_DEDUPE_SECONDS: u64 = 7 * 24 * 3600;
 
 #[derive(Debug)]
 pub struct Config {
@@ -34,6 +36,8 @@ pub struct Endpoint {
     pub answer_ping: bool,
     pub rate_limit: Option<RateLimit>,
     pub mode: Mode,
+    /// Window in which a copy of a delivered event is answered without forwarding.
+    pub dedupe_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +154,7 @@ struct RawEndpoint {
     answer_ping: Option<bool>,
     rate_limit: Option<RawRateLimit>,
     mode: Option<String>,
+    dedupe_seconds: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -253,7 +258,11 @@ impl Endpoint {
             Some("shadow") => Mode::Shadow,
             Some(other) => return Err(format!("mode: unknown mode '{}' (expected enforce or shadow)", clip(other))),
         };
+        if raw.dedupe_seconds.is_some_and(|s| s == 0 || s > MAX_DEDUPE_SECONDS) {
+            return Err(format!("dedupe_seconds: must be between 1 and {MAX_DEDUPE_SECONDS}"));
+        }
         Ok(Endpoint {
+            dedupe_seconds: raw.dedupe_seconds,
             mode,
             rate_limit,
             answer_ping: raw.answer_ping.unwrap_or(false),
@@ -406,6 +415,7 @@ mod tests {
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":1,"on_contention":"maybe"}}]}"#, "endpoints[0].rate_limit.on_contention"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":1,"per_minute":3}}]}"#, "unknown field `per_minute`"),
             ("not json", "configuration:"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"dedupe_seconds":0}]}"#, "endpoints[0].dedupe_seconds"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"mode":"watch"}]}"#, "endpoints[0].mode"),
             (r#"{"log_level":"loud","endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "log_level"),
         ];

@@ -10,6 +10,7 @@ use crate::metrics::Counter;
 use crate::problem::{Reason, Rejection};
 use crate::ratelimit::{self, Outcome};
 use crate::shared::SharedStore;
+use crate::dedupe::{self, Begin};
 use crate::{check, query, vendor};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
@@ -60,11 +61,13 @@ pub struct Guard<H> {
     /// Index of the endpoint guarding this request's path.
     matched: Option<usize>,
     stage: Stage,
+    /// Slot key and id of an event marked in flight for duplicate suppression.
+    in_flight: Option<(String, String)>,
 }
 
 impl<H: HttpHost> Guard<H> {
     pub fn new(host: H, config: Rc<Config>) -> Self {
-        Guard { host, config, matched: None, stage: Stage::Idle }
+        Guard { host, config, matched: None, stage: Stage::Idle, in_flight: None }
     }
 
     pub fn on_request_headers(&mut self, end_of_stream: bool) -> Action {
@@ -167,6 +170,24 @@ impl<H: HttpHost> Guard<H> {
             self.host.send_response(200, &headers, body.as_bytes());
             return self.finish(Some(Counter::PingAnswered), Action::Pause);
         }
+        if let Some(seconds) = endpoint.dedupe_seconds {
+            let key = dedupe::slot_key(&endpoint.name, &event.id);
+            match dedupe::begin(&self.host, &key, &event.id, self.host.now_nanos(), seconds.saturating_mul(1_000_000_000)) {
+                Begin::Proceed => self.in_flight = Some((key, event.id.clone())),
+                Begin::Duplicate => {
+                    // Provably delivered already: the upstream answered 2xx to this event.
+                    let body = format!(r#"{{"status":"duplicate","event_id":"{}"}}"#, event.id);
+                    let headers = [("content-type", "application/json"), ("x-webhook-duplicate", "true"), ("x-webhook-event-id", event.id.as_str())];
+                    self.host.send_response(200, &headers, body.as_bytes());
+                    return self.finish(Some(Counter::Duplicate), Action::Pause);
+                }
+                Begin::InFlight | Begin::Contended => {
+                    let mut rejection = Rejection::new(Reason::InFlight, format!("event {} is being delivered; retry shortly", event.id));
+                    rejection.retry_after = Some(1);
+                    return self.reject(endpoint, rejection);
+                }
+            }
+        }
         if endpoint.forward == Forward::CloudEvent {
             let source = format!("/webhook-guard/{}", endpoint.name);
             let Ok(cloudevent) = event.to_cloudevent(&source) else {
@@ -199,6 +220,7 @@ impl<H: HttpHost> Guard<H> {
         };
         self.stage = Stage::Idle;
         let status = self.host.response_status().unwrap_or(0);
+        self.end_flight((200..300).contains(&status));
         if status >= 500 {
             self.host.count(index, Counter::UpstreamFailure);
         }
@@ -212,6 +234,19 @@ impl<H: HttpHost> Guard<H> {
             self.host.set_response_status(200);
         }
         Action::Continue
+    }
+
+    /// The stream ended; an event still in flight got no upstream answer.
+    pub fn on_done(&mut self) {
+        self.end_flight(false);
+    }
+
+    /// Records the upstream's verdict on the event in flight: delivered events become
+    /// duplicates for the window; anything else frees the slot for the sender's retry.
+    fn end_flight(&mut self, delivered: bool) {
+        if let Some((key, id)) = self.in_flight.take() {
+            dedupe::finish(&self.host, &key, &id, self.host.now_nanos(), delivered);
+        }
     }
 
     /// Applies the endpoint's rate limit: the global bucket when `event` is `None` (the

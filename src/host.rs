@@ -99,6 +99,10 @@ impl HttpContext for Stream {
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         self.0.on_response_headers()
     }
+
+    fn on_log(&mut self) {
+        self.0.on_done();
+    }
 }
 
 struct WasmHost {

@@ -21,6 +21,8 @@ pub enum Counter {
     UpstreamFailure,
     /// A ping answered by the filter (`answer_ping`).
     PingAnswered,
+    /// A copy of a delivered event, answered 200 without forwarding (`dedupe_seconds`).
+    Duplicate,
     /// A forwarded Azure notification, by its index in [`azure::PAIRS`].
     AzureEvent(usize),
 }
@@ -42,7 +44,7 @@ const REASONS: [Reason; 11] = [
 impl Counter {
     /// Every counter an endpoint of `profile` exports.
     pub fn all(profile: Profile) -> Vec<Counter> {
-        let mut all = vec![Counter::Received, Counter::Forwarded, Counter::RateLimitContended, Counter::UpstreamFailure];
+        let mut all = vec![Counter::Received, Counter::Forwarded, Counter::Duplicate, Counter::RateLimitContended, Counter::UpstreamFailure];
         all.extend(REASONS.iter().map(|r| Counter::Rejected(*r)));
         match profile {
             Profile::AzureManagedApp => all.extend((0..azure::PAIRS.len()).map(Counter::AzureEvent)),
@@ -60,6 +62,7 @@ impl Counter {
             Counter::RateLimitContended => "rate_limit_contended".to_string(),
             Counter::UpstreamFailure => "upstream_failure".to_string(),
             Counter::PingAnswered => "ping_answered".to_string(),
+            Counter::Duplicate => "duplicate".to_string(),
             Counter::AzureEvent(i) => match azure::PAIRS.get(i) {
                 Some((event_type, state)) => format!("event.{}.{}", event_type.to_ascii_lowercase(), state.to_ascii_lowercase()),
                 None => "event.unknown".to_string(),

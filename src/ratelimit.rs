@@ -225,15 +225,7 @@ pub fn acquire<S: SharedStore + ?Sized>(
 /// can choose values could aim them at another's slot and eat into its budget; more
 /// slots make accidental sharing rarer. `n` has no dots, so the key is unambiguous.
 pub fn slot_key(endpoint: &str, value: &str, slots: u32) -> String {
-    let n = fnv1a64(value.as_bytes()) % u64::from(slots.max(1));
-    format!("wg.rl.{endpoint}.{n}")
-}
-
-/// FNV-1a, 64-bit: stable across builds and VMs, so every worker picks the same slot.
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes.iter().fold(OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME))
+    shared::slot_key("rl", endpoint, value, slots)
 }
 
 #[cfg(test)]
@@ -528,9 +520,6 @@ mod tests {
     #[test]
     fn slot_key_is_stable_and_bounded() {
         // FNV-1a 64 reference values.
-        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
         assert_eq!(slot_key("ep", "a", DEFAULT_SLOTS), slot_key("ep", "a", DEFAULT_SLOTS));
         assert_eq!(
             slot_key("ep", "a", DEFAULT_SLOTS),

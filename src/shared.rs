@@ -9,6 +9,20 @@
 //! so two workers that both find a key missing can both write it and one write is lost.
 //! That can happen only while a key is first created; every later write is CAS-checked.
 
+/// The key `wg.{kind}.{endpoint}.{n}` where `n` = FNV-1a 64 of `value` modulo `slots`
+/// (0 is read as 1): a fixed key set per endpoint and kind, whatever `value` senders send.
+pub fn slot_key(kind: &str, endpoint: &str, value: &str, slots: u32) -> String {
+    let n = fnv1a64(value.as_bytes()) % u64::from(slots.max(1));
+    format!("wg.{kind}.{endpoint}.{n}")
+}
+
+/// FNV-1a, 64-bit: stable across builds and VMs, so every worker picks the same slot.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME))
+}
+
 /// Access to the host's shared data.
 pub trait SharedStore {
     /// Current value and CAS token of `key` (None when absent).
@@ -173,6 +187,14 @@ pub mod memory {
 #[cfg(test)]
 mod tests {
     use super::memory::MemoryStore;
+
+    #[test]
+    fn slot_keys_use_fnv1a_64() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+        assert_eq!(slot_key("rl", "ep", "x", 1), "wg.rl.ep.0");
+    }
     use super::*;
 
     fn increment(store: &MemoryStore, attempts: u32) -> Result<u8, UpdateError> {

@@ -6,6 +6,7 @@ mod harness;
 mod auth;
 mod azure;
 mod config;
+mod dedupe;
 mod operability;
 mod ratelimit;
 mod vendor;

@@ -1,0 +1,506 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Property tests of the pure API (no Envoy): every input gets a verdict without a panic;
+//! every valid Azure notification is accepted and keeps its id across re-serialisations;
+//! every correctly signed vendor envelope is accepted and a wrong md5 is a Digest
+//! rejection. Failing cases are shrunk and printed; nothing is written to disk.
+
+use md5::{Digest, Md5};
+use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+use serde_json::{json, Map, Value};
+use webhook_guard::azure::{self, PAIRS};
+use webhook_guard::config::Config;
+use webhook_guard::event::{name_based_id, Event};
+use webhook_guard::media::Media;
+use webhook_guard::query;
+use webhook_guard::timestamp::rfc3339_from_unix;
+use webhook_guard::vendor::{self, Rejected};
+
+fn cases(n: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases: n,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
+        ..ProptestConfig::default()
+    }
+}
+
+fn md5_hex(bytes: &[u8]) -> String {
+    Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Any input: a verdict, never a panic.
+
+const APP: &str = "subscriptions/<subId>/resourceGroups/<rgName>/providers/Microsoft.Solutions/applications/<applicationName>";
+const DEF: &str = "subscriptions/<subId>/resourceGroups/<rgName>/providers/Microsoft.Solutions/applicationDefinitions/<appDefName>";
+
+/// Valid inputs of every parser, to mutate: random bytes alone seldom get past the
+/// first check.
+fn samples() -> Vec<Vec<u8>> {
+    let ping = r#"{ "type": "ping", "epoch_timestamp": 1466526410 }"#;
+    let ping_xml = "<type>ping</type><epoch_timestamp>1466526410</epoch_timestamp>";
+    let marketplace = json!({
+        "eventType": "PUT", "applicationId": APP, "eventTime": "2019-08-14T19:20:08.1707163Z",
+        "provisioningState": "Failed",
+        "billingDetails": {"resourceUsageId": "<resourceUsageId>"},
+        "plan": {"publisher": "publisherId", "product": "offer", "name": "skuName", "version": "1.0.1"},
+        "error": {"code": "ErrorCode", "message": "error message",
+                  "details": [{"code": "DetailedErrorCode", "message": "error message"}]}
+    });
+    let catalog = json!({
+        "eventType": "PUT", "applicationId": APP, "eventTime": "2019-08-14T19:20:08.1707163Z",
+        "provisioningState": "Succeeded", "applicationDefinitionId": DEF
+    });
+    [
+        serde_json::to_string_pretty(&catalog).unwrap(),
+        marketplace.to_string(),
+        format!(r#"{{"payload": {ping}, "md5": "{}"}}"#, md5_hex(ping.as_bytes())),
+        format!(
+            "<notification><payload>{ping_xml}</payload><md5>{}</md5></notification>",
+            md5_hex(ping_xml.as_bytes())
+        ),
+        format!(
+            "payload=%7B%22type%22%3A%22ping%22%7D&md5={}",
+            md5_hex(br#"{"type":"ping"}"#)
+        ),
+        r#"{"endpoints":[{"name":"azure","path":"/api/resource","profile":"azure_managed_app","secret":{"param":"sig","values":["demo-secret"],"env":["E"]},"max_body_bytes":65536,"forward":"original","upstream_4xx":"pass"}]}"#.into(),
+        "a=1&sig=a%2Bb%3D&s%69g=x&b=%zz".into(),
+    ]
+    .into_iter()
+    .map(String::into_bytes)
+    .collect()
+}
+
+#[derive(Debug, Clone)]
+enum Edit {
+    Insert(usize, u8),
+    Delete(usize),
+    Replace(usize, u8),
+    Duplicate(usize, usize),
+}
+
+fn apply(mut data: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
+    for edit in edits {
+        let n = data.len();
+        match *edit {
+            Edit::Insert(at, b) => data.insert(at % (n + 1), b),
+            Edit::Delete(at) if n > 0 => {
+                data.remove(at % n);
+            }
+            Edit::Replace(at, b) if n > 0 => data[at % n] = b,
+            Edit::Duplicate(at, len) if n > 0 => {
+                let start = at % n;
+                let end = (start + len).min(n);
+                let copy = data[start..end].to_vec();
+                data.splice(end..end, copy);
+            }
+            _ => {}
+        }
+    }
+    data
+}
+
+/// Random bytes, or a valid sample of any parser with a few byte edits.
+fn any_input() -> impl Strategy<Value = Vec<u8>> {
+    let interesting = prop_oneof![
+        any::<u8>(),
+        prop::sample::select(b"{}[]<>\"\\:,&=%/ 0eE.-+".to_vec())
+    ];
+    let edit = prop_oneof![
+        (any::<usize>(), interesting.clone()).prop_map(|(a, b)| Edit::Insert(a, b)),
+        any::<usize>().prop_map(Edit::Delete),
+        (any::<usize>(), interesting).prop_map(|(a, b)| Edit::Replace(a, b)),
+        (any::<usize>(), 1usize..16).prop_map(|(a, l)| Edit::Duplicate(a, l)),
+    ];
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..256),
+        (prop::sample::select(samples()), prop::collection::vec(edit, 0..6))
+            .prop_map(|(s, e)| apply(s, &e)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(cases(512))]
+
+    #[test]
+    fn every_input_gets_a_verdict(data in any_input()) {
+        let _ = azure::validate(&data);
+        for media in [Media::Json, Media::Xml, Media::Form] {
+            if let Err(r) = vendor::parse(media, &data) {
+                prop_assert!(!r.detail().is_empty());
+            }
+        }
+        let _ = Config::parse(&data, |_| Some("x".into()));
+        let q = String::from_utf8_lossy(&data);
+        let _ = query::find(Some(&q), "sig");
+        let stripped = query::without_param(&format!("/p?{q}"), "sig");
+        prop_assert!(matches!(
+            query::find(query::split(&stripped).1, "sig"),
+            query::Found::Missing | query::Found::Malformed
+        ));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Azure: valid documents are accepted, and the id is the notification's, not the bytes'.
+
+/// Renders and checks the CloudEvent of `ev`; returns its `data`.
+fn cloudevent(ev: &Event) -> Map<String, Value> {
+    let bytes = ev.to_cloudevent("/webhook-guard/x").unwrap();
+    let v: Value = serde_json::from_slice(&bytes).expect("the CloudEvent parses back");
+    let Value::Object(ce) = v else { panic!("CloudEvent is not an object") };
+    assert_eq!(ce["specversion"], "1.0");
+    assert_eq!(ce["id"].as_str().unwrap().len(), 36);
+    assert_eq!(ce["id"], ev.id.as_str());
+    assert_eq!(ce["type"], ev.kind.as_str());
+    assert_eq!(ce["source"], "/webhook-guard/x");
+    assert_eq!(ce["datacontenttype"], "application/json");
+    let Some(Value::Object(data)) = ce.get("data") else { panic!("data is not an object") };
+    data.clone()
+}
+
+#[derive(Debug, Clone)]
+struct AzureDoc {
+    /// Top-level members in canonical spelling and order.
+    fields: Vec<(String, Value)>,
+    event_type: &'static str,
+    state: &'static str,
+    /// `/subscriptions/...`, as the event's subject.
+    application: String,
+    /// RFC 3339 form of eventTime.
+    time: String,
+}
+
+fn name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+        "[A-Za-z0-9<>()._-]{1,40}",
+        "[a-zé中]{1,8}",
+    ]
+}
+
+fn days_in_month(y: u32, m: u32) -> u32 {
+    let leap = y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400));
+    match m {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// An eventTime as sent, and its RFC 3339 form.
+fn event_time() -> impl Strategy<Value = (String, String)> {
+    (
+        (1970u32..=9999, 1u32..=12, 1u32..=31),
+        (0u32..24, 0u32..60, 0u32..60),
+        "[0-9]{0,7}",
+        prop::sample::select(vec!["T", "t"]),
+        prop::sample::select(vec!["Z", "z", "+00:00"]),
+    )
+        .prop_map(|((y, mo, d), (h, mi, s), frac, t, zone)| {
+            let d = d.min(days_in_month(y, mo));
+            let dot = if frac.is_empty() { "" } else { "." };
+            let base = format!("{y:04}-{mo:02}-{d:02}");
+            let clock = format!("{h:02}:{mi:02}:{s:02}{dot}{frac}");
+            (format!("{base}{t}{clock}{zone}"), format!("{base}T{clock}Z"))
+        })
+}
+
+fn azure_doc() -> impl Strategy<Value = AzureDoc> {
+    let text = || "\\PC{1,20}";
+    (
+        0..PAIRS.len(),
+        any::<bool>(),
+        (name(), name(), name(), name()),
+        event_time(),
+        (text(), text(), text(), text(), text()),
+        (text(), text(), prop::option::of(prop::collection::vec((text(), text()), 0..3))),
+        prop::option::of(any::<i32>()),
+    )
+        .prop_map(|(pair, marketplace, (sub, rg, app, def), (sent_time, time), plan, error, extra)| {
+            let (event_type, state) = PAIRS[pair];
+            let ids = format!("subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Solutions");
+            let mut fields = vec![
+                ("eventType".to_string(), json!(event_type)),
+                ("applicationId".to_string(), json!(format!("{ids}/applications/{app}"))),
+                ("eventTime".to_string(), json!(sent_time)),
+                ("provisioningState".to_string(), json!(state)),
+            ];
+            if marketplace {
+                let (publisher, product, plan_name, version, usage) = plan;
+                fields.push(("billingDetails".into(), json!({"resourceUsageId": usage})));
+                fields.push((
+                    "plan".into(),
+                    json!({"publisher": publisher, "product": product, "name": plan_name, "version": version}),
+                ));
+            } else {
+                fields.push((
+                    "applicationDefinitionId".into(),
+                    json!(format!("{ids}/applicationDefinitions/{def}")),
+                ));
+            }
+            if state == "Failed" {
+                let (code, message, details) = error;
+                let mut e = json!({"code": code, "message": message});
+                if let Some(details) = details {
+                    e["details"] = details
+                        .into_iter()
+                        .map(|(c, m)| json!({"code": c, "message": m}))
+                        .collect();
+                }
+                fields.push(("error".into(), e));
+            }
+            if let Some(n) = extra {
+                fields.push(("futureField".into(), json!({"n": n, "list": [n, "x", null]})));
+            }
+            AzureDoc {
+                fields,
+                event_type,
+                state,
+                application: format!("/{ids}/applications/{app}"),
+                time,
+            }
+        })
+}
+
+/// The members in `order` (indices beyond the members are skipped), separated by the
+/// whitespace pieces in `ws`, nested objects pretty-printed or not.
+fn render(fields: &[(String, Value)], order: &[usize], ws: &[&str], pretty: bool) -> String {
+    let mut pieces = ws.iter().cycle();
+    let mut space = || *pieces.next().unwrap_or(&"");
+    let mut out = format!("{}{{", space());
+    let mut first = true;
+    for &i in order.iter().filter(|&&i| i < fields.len()) {
+        let (key, value) = &fields[i];
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        let value = if pretty {
+            serde_json::to_string_pretty(value).unwrap()
+        } else {
+            value.to_string()
+        };
+        let key = serde_json::to_string(key).unwrap();
+        out.push_str(&format!("{}{key}{}:{}{value}{}", space(), space(), space(), space()));
+    }
+    out.push('}');
+    out.push_str(space());
+    out
+}
+
+/// `s` with the case of its ASCII letters flipped where `mask` says so.
+fn recase(s: &str, mask: &[bool]) -> String {
+    s.chars()
+        .zip(mask.iter().cycle())
+        .map(|(c, &flip)| if flip { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() })
+        .collect()
+}
+
+fn permutation() -> impl Strategy<Value = Vec<usize>> {
+    Just((0..10).collect::<Vec<usize>>()).prop_shuffle()
+}
+
+fn whitespace() -> impl Strategy<Value = Vec<&'static str>> {
+    prop::collection::vec(prop::sample::select(vec!["", " ", "\n", "\t", "\r\n  "]), 1..6)
+}
+
+proptest! {
+    #![proptest_config(cases(256))]
+
+    #[test]
+    fn valid_azure_documents_are_accepted_with_a_stable_id(
+        doc in azure_doc(),
+        order in permutation(),
+        ws in whitespace(),
+        pretty in any::<bool>(),
+        mask in prop::collection::vec(any::<bool>(), 1..8),
+        slash in any::<bool>(),
+    ) {
+        let identity: Vec<usize> = (0..doc.fields.len()).collect();
+        let compact = render(&doc.fields, &identity, &[""], false);
+        let ev = azure::validate(compact.as_bytes())
+            .unwrap_or_else(|e| panic!("refused: {e}\n{compact}"));
+        let data = cloudevent(&ev);
+        prop_assert_eq!(&data["eventType"], doc.event_type);
+        prop_assert_eq!(&data["provisioningState"], doc.state);
+        prop_assert_eq!(ev.subject.as_deref(), Some(doc.application.as_str()));
+        prop_assert_eq!(ev.time.as_deref(), Some(doc.time.as_str()));
+        prop_assert_eq!(&ev.id, &name_based_id(&format!(
+            "azure_managed_app\n{}\n{}\n{}\n{}",
+            doc.application.to_ascii_lowercase(), doc.event_type, doc.state, doc.time
+        )));
+        prop_assert_eq!(
+            &ev.kind,
+            &format!("webhookguard.azure.managedapp.{}.{}",
+                doc.event_type.to_ascii_lowercase(), doc.state.to_ascii_lowercase())
+        );
+
+        // The same document, other whitespace and member order: the same id.
+        let reshaped = render(&doc.fields, &order, &ws, pretty);
+        let again = azure::validate(reshaped.as_bytes())
+            .unwrap_or_else(|e| panic!("re-serialised document refused: {e}\n{reshaped}"));
+        cloudevent(&again);
+        prop_assert_eq!(&again.id, &ev.id);
+        prop_assert_eq!(&again.subject, &ev.subject);
+
+        // Spellings ARM treats as equal (case of eventType, provisioningState and ID
+        // segment names; a leading '/'): the same id too.
+        let mut fields = doc.fields.clone();
+        for (key, value) in &mut fields {
+            let Value::String(s) = value else { continue };
+            match key.as_str() {
+                "eventType" | "provisioningState" => *s = recase(s, &mask),
+                "applicationId" | "applicationDefinitionId" => {
+                    let segments: Vec<String> = s.split('/').enumerate()
+                        .map(|(i, seg)| if i % 2 == 0 && i < 7 { recase(seg, &mask) } else { seg.to_string() })
+                        .collect();
+                    *s = format!("{}{}", if slash { "/" } else { "" }, segments.join("/"));
+                }
+                _ => {}
+            }
+        }
+        let respelled = render(&fields, &order, &ws, pretty);
+        let third = azure::validate(respelled.as_bytes())
+            .unwrap_or_else(|e| panic!("respelled document refused: {e}\n{respelled}"));
+        prop_assert_eq!(&third.id, &ev.id);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Vendor envelopes: a correct md5 is accepted, any other md5 is a Digest rejection.
+
+#[derive(Debug, Clone)]
+struct VendorCase {
+    media: Media,
+    kind: String,
+    epoch: Option<i64>,
+    /// Extra payload members (names never `type` or `epoch_timestamp`).
+    extras: Vec<(String, String)>,
+    ws: Vec<&'static str>,
+    md5_first: bool,
+}
+
+fn vendor_case() -> impl Strategy<Value = VendorCase> {
+    (
+        prop::sample::select(vec![Media::Json, Media::Xml, Media::Form]),
+        "[A-Za-z0-9_.-]{1,64}",
+        // Unix seconds of the years 0000 to 9999, which RFC 3339 can write.
+        prop::option::of(-62_167_219_200i64..=253_402_300_799),
+        prop::collection::btree_map("x_[a-z0-9]{1,6}", "\\PC{0,12}", 0..4),
+        prop::collection::vec(prop::sample::select(vec!["", " ", "\n", "\t", "\r\n"]), 1..4),
+        any::<bool>(),
+    )
+        .prop_map(|(media, kind, epoch, extras, ws, md5_first)| VendorCase {
+            media,
+            kind,
+            epoch,
+            extras: extras.into_iter().collect(),
+            ws,
+            md5_first,
+        })
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+            b' ' => "+".into(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The payload text as the md5 covers it, and a body carrying it with `md5`.
+fn envelope(c: &VendorCase, md5: impl Fn(&str) -> String) -> (String, String) {
+    let mut pieces = c.ws.iter().cycle();
+    let mut space = || *pieces.next().unwrap_or(&"");
+    match c.media {
+        Media::Json | Media::Form => {
+            let mut members = vec![format!("\"type\":{}{}", space(), serde_json::to_string(&c.kind).unwrap())];
+            if let Some(e) = c.epoch {
+                members.push(format!("\"epoch_timestamp\"{}:{e}", space()));
+            }
+            for (k, v) in &c.extras {
+                members.push(format!("{}:{}", serde_json::to_string(k).unwrap(), serde_json::to_string(v).unwrap()));
+            }
+            let sep = format!(",{}", space());
+            let payload = format!("{{{}{}{}}}", space(), members.join(&sep), space());
+            let digest = md5(&payload);
+            let body = if c.media == Media::Json {
+                if c.md5_first {
+                    format!("{{\"md5\":\"{digest}\",{}\"payload\":{}{payload}{}}}", space(), space(), space())
+                } else {
+                    format!("{{{}\"payload\":{}{payload}{},\"md5\":\"{digest}\"}}", space(), space(), space())
+                }
+            } else if c.md5_first {
+                format!("md5={digest}&payload={}", percent_encode(&payload))
+            } else {
+                format!("payload={}&md5={digest}", percent_encode(&payload))
+            };
+            (payload, body)
+        }
+        Media::Xml => {
+            let mut payload = format!("{}<type>{}</type>", space(), c.kind);
+            if let Some(e) = c.epoch {
+                payload.push_str(&format!("{}<epoch_timestamp>{e}</epoch_timestamp>", space()));
+            }
+            for (k, v) in &c.extras {
+                payload.push_str(&format!("{}<{k}>{}</{k}>", space(), xml_escape(v)));
+            }
+            payload.push_str(space());
+            let digest = md5(&payload);
+            let body = if c.md5_first {
+                format!("<notification><md5>{digest}</md5><payload>{payload}</payload></notification>")
+            } else {
+                format!("<notification>{}<payload>{payload}</payload>{}<md5>{}{digest}{}</md5></notification>", space(), space(), space(), space())
+            };
+            (payload, body)
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(512))]
+
+    #[test]
+    fn signed_vendor_envelopes_are_accepted(c in vendor_case(), upper in any::<bool>()) {
+        let (payload, body) = envelope(&c, |p| {
+            let h = md5_hex(p.as_bytes());
+            if upper { h.to_ascii_uppercase() } else { h }
+        });
+        let ev = vendor::parse(c.media, body.as_bytes())
+            .unwrap_or_else(|r| panic!("refused: {r:?}\n{body}"));
+        let md5 = md5_hex(payload.as_bytes());
+        prop_assert_eq!(&ev.id, &name_based_id(&format!("md5_envelope\n{}\n{md5}", c.kind)));
+        prop_assert_eq!(&ev.kind, &format!("webhookguard.vendor.{}", c.kind.to_ascii_lowercase()));
+        prop_assert_eq!(&ev.time, &c.epoch.and_then(rfc3339_from_unix));
+        prop_assert!(c.epoch.is_none() || ev.time.is_some());
+        let data = cloudevent(&ev);
+        prop_assert_eq!(&data["md5"], md5.as_str());
+        prop_assert_eq!(&data["payloadType"], c.kind.as_str());
+        prop_assert_eq!(&data["payload"]["type"], c.kind.as_str());
+        for (k, v) in &c.extras {
+            prop_assert_eq!(&data["payload"][k], v.as_str());
+        }
+    }
+
+    #[test]
+    fn a_wrong_md5_is_a_digest_rejection(c in vendor_case(), at in 0usize..32, delta in 1u8..16) {
+        let (_, body) = envelope(&c, |p| {
+            let mut h = md5_hex(p.as_bytes()).into_bytes();
+            let digit = char::from(h[at]).to_digit(16).unwrap() as u8;
+            h[at] = b"0123456789abcdef"[usize::from((digit + delta) % 16)];
+            String::from_utf8(h).unwrap()
+        });
+        match vendor::parse(c.media, body.as_bytes()) {
+            Err(Rejected::Digest(d)) => prop_assert_eq!(d, "md5 does not match the payload"),
+            other => panic!("expected a Digest rejection, got {other:?}\n{body}"),
+        }
+    }
+}
