@@ -123,6 +123,10 @@ sed -e 's/"eventType": "PUT"/"eventType": "PATCH"/' -e 's/"provisioningState": "
 grep -q '"PATCH"' "$WORK/invalid.json" && grep -q '"Deleted"' "$WORK/invalid.json" ||
   die "could not derive the invalid notification from $VALID_BODY"
 
+# Envoy loads a copy: other builds may replace $WASM during the run.
+cp "$WASM" "$WORK/webhook_guard.wasm"
+WG_WASM=$WORK/webhook_guard.wasm
+
 # The webhook-guard plugin configuration, as a JSON string usable as a YAML scalar.
 WG_ENDPOINT='"name": "azure", "path": "/api/resource", "profile": "azure_managed_app", "forward": "cloudevent", "secret": {"param": "sig", "values": ["'$SECRET'"]}, "max_body_bytes": 65536'
 [[ -n $BENCH_WG_EXTRA ]] && WG_ENDPOINT="$WG_ENDPOINT, $BENCH_WG_EXTRA"
@@ -211,8 +215,8 @@ YAML
   hcm v1_router "${PORT[v1_router]}" ""
   hcm v2_empty_wasm "${PORT[v2_empty_wasm]}" "$(wasm_filter empty_filter "$EMPTY_WASM" '""')"
   hcm v3_lua "${PORT[v3_lua]}" "$LUA_FILTER"
-  hcm v4_webhook_guard "${PORT[v4_webhook_guard]}" "$(wasm_filter webhook_guard "$ROOT/$WASM" "$WG_CONFIG_YAML")"
-  hcm v5_webhook_guard_reject "${PORT[v5_webhook_guard_reject]}" "$(wasm_filter webhook_guard "$ROOT/$WASM" "$WG_CONFIG_YAML")"
+  hcm v4_webhook_guard "${PORT[v4_webhook_guard]}" "$(wasm_filter webhook_guard "$WG_WASM" "$WG_CONFIG_YAML")"
+  hcm v5_webhook_guard_reject "${PORT[v5_webhook_guard_reject]}" "$(wasm_filter webhook_guard "$WG_WASM" "$WG_CONFIG_YAML")"
   cat <<YAML
   clusters:
   - name: upstream
@@ -330,7 +334,7 @@ elapsed=$(($(date +%s) - started))
 cat > "$WORK/meta.json" <<JSON
 {
   "envoy_version": $("$PYTHON" -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$("$ENVOY" --version 2>/dev/null | sed -n 's/.*version: //p' | head -n 1)"),
-  "wasm": "$WASM", "wasm_bytes": $(wc -c < "$WASM"), "empty_wasm_bytes": $(wc -c < "$EMPTY_WASM"),
+  "wasm": "$WASM", "wasm_bytes": $(wc -c < "$WG_WASM"), "empty_wasm_bytes": $(wc -c < "$EMPTY_WASM"),
   "oha_version": $("$PYTHON" -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$("$OHA" --version | head -n 1)"),
   "wg_config": $WG_CONFIG_YAML,
   "rounds": $ROUNDS, "duration_s": $DURATION, "concurrency": $CONCURRENCY, "rate": $RATE,

@@ -240,6 +240,9 @@ pub enum Behaviour {
     Delay(Duration),
     /// Read the request, then close the connection without answering.
     Close,
+    /// Answer the statuses in turn: the n-th request the upstream receives (counting from
+    /// 0, in arrival order) gets `statuses[n % len]`.
+    Cycle(&'static [u16]),
 }
 
 /// An in-process HTTP/1.1 upstream that records every request it receives.
@@ -248,6 +251,8 @@ pub struct Upstream {
     requests: Arc<Mutex<Vec<Recorded>>>,
     behaviour: Arc<Mutex<Behaviour>>,
     connections: Arc<AtomicUsize>,
+    /// (index in `requests`, status) of every answer written in full.
+    answers: Arc<Mutex<Vec<(usize, u16)>>>,
 }
 
 impl Upstream {
@@ -257,15 +262,16 @@ impl Upstream {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let behaviour = Arc::new(Mutex::new(Behaviour::Status(200)));
         let connections = Arc::new(AtomicUsize::new(0));
-        let (reqs, beh, conns) = (Arc::clone(&requests), Arc::clone(&behaviour), Arc::clone(&connections));
+        let answers = Arc::new(Mutex::new(Vec::new()));
+        let (reqs, beh, conns, ans) = (Arc::clone(&requests), Arc::clone(&behaviour), Arc::clone(&connections), Arc::clone(&answers));
         thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 conns.fetch_add(1, Ordering::SeqCst);
-                let (reqs, beh) = (Arc::clone(&reqs), Arc::clone(&beh));
-                thread::spawn(move || serve(conn, &reqs, &beh));
+                let (reqs, beh, ans) = (Arc::clone(&reqs), Arc::clone(&beh), Arc::clone(&ans));
+                thread::spawn(move || serve(conn, &reqs, &beh, &ans));
             }
         });
-        Upstream { port, requests, behaviour, connections }
+        Upstream { port, requests, behaviour, connections, answers }
     }
 
     /// TCP connections accepted so far.
@@ -288,6 +294,20 @@ impl Upstream {
         all.into_iter().next().unwrap()
     }
 
+    /// Every request the upstream answered in full, with the status it answered, in
+    /// arrival order (requests it dropped or could not answer are left out).
+    pub fn answered(&self) -> Vec<(Recorded, u16)> {
+        let requests = self.requests();
+        let mut answers = self.answers.lock().unwrap().clone();
+        answers.sort_unstable();
+        answers.into_iter().map(|(i, status)| (requests[i].clone(), status)).collect()
+    }
+
+    /// The requests the upstream took: answered with a 2xx written in full.
+    pub fn taken(&self) -> Vec<Recorded> {
+        self.answered().into_iter().filter(|(_, s)| (200..300).contains(s)).map(|(r, _)| r).collect()
+    }
+
     /// Asserts that no request, not even a connection, reached the upstream.
     pub fn assert_untouched(&self) {
         let all = self.requests();
@@ -296,13 +316,19 @@ impl Upstream {
     }
 }
 
-fn serve(conn: TcpStream, requests: &Mutex<Vec<Recorded>>, behaviour: &Mutex<Behaviour>) {
+fn serve(conn: TcpStream, requests: &Mutex<Vec<Recorded>>, behaviour: &Mutex<Behaviour>, answers: &Mutex<Vec<(usize, u16)>>) {
     let mut writer = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
     while let Some(request) = read_request(&mut reader) {
-        requests.lock().unwrap().push(request);
-        let status = match *behaviour.lock().unwrap() {
+        let index = {
+            let mut all = requests.lock().unwrap();
+            all.push(request);
+            all.len() - 1
+        };
+        let current = *behaviour.lock().unwrap();
+        let status = match current {
             Behaviour::Status(s) => s,
+            Behaviour::Cycle(statuses) => statuses[index % statuses.len()],
             Behaviour::Delay(d) => {
                 thread::sleep(d);
                 200
@@ -318,6 +344,7 @@ fn serve(conn: TcpStream, requests: &Mutex<Vec<Recorded>>, behaviour: &Mutex<Beh
         if writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(body.as_bytes())).is_err() {
             return;
         }
+        answers.lock().unwrap().push((index, status));
     }
 }
 
@@ -469,4 +496,34 @@ pub fn get(port: u16, target: &str) -> Response {
         try_read_response(conn)
     });
     answer.unwrap_or(Response { status: 0, headers: vec![], body: vec![] })
+}
+
+/// Sends raw bytes and reads one response; `None` when the connection ends without one.
+/// Write errors are ignored: Envoy may answer (and close) before the whole request is sent.
+pub fn try_raw(port: u16, request: &[u8]) -> Option<Response> {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let _ = conn.write_all(request);
+    try_read_response(conn)
+}
+
+/// A request with a `content-length` body sent `piece` bytes at a time, pausing `pause`
+/// between pieces: a slow (or slowloris-like) sender.
+pub fn send_paced(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8], piece: usize, pause: Duration) -> Response {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut head = format!("{method} {target} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+    conn.write_all(head.as_bytes()).unwrap();
+    for part in body.chunks(piece.max(1)) {
+        thread::sleep(pause);
+        // Envoy may already have answered (and closed) when a piece broke a limit.
+        if conn.write_all(part).and_then(|_| conn.flush()).is_err() {
+            break;
+        }
+    }
+    read_response(conn)
 }
