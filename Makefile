@@ -11,7 +11,9 @@ PYTHON        ?= python3
 
 export CARGO_TERM_COLOR := never
 
-.PHONY: all build run samples test lint unit e2e wasm-target envoy size clean
+SOAK_SECONDS ?= 600
+
+.PHONY: all build run samples soak test lint unit e2e wasm-target envoy size clean
 
 all: build
 
@@ -39,6 +41,10 @@ run: build $(ENVOY)
 # Sends the sample notifications in examples/requests/ to a running `make run`.
 samples:
 	./examples/send-samples.sh
+
+# Mixed load through Envoy with 2 workers; reports throughput, errors and memory.
+soak: build $(ENVOY)
+	$(PYTHON) tests/soak/soak.py --seconds $(SOAK_SECONDS) --envoy $(ENVOY) --wasm $(WASM)
 
 lint: wasm-target
 	cargo clippy --all-targets -- -D warnings
