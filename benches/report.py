@@ -98,20 +98,19 @@ def cmd_record(a):
         line["envoy"] = envoy
         line["expect"] = a.expect
         line["unexpected"] = unexpected(oha, envoy, a.expect)
-        if a.kind == "throughput":
-            # "utime stime cpu_busy cpu_total", all in clock ticks
-            b = [int(x) for x in a.cpu_before.split()]
-            e = [int(x) for x in a.cpu_after.split()]
-            user, sys_, busy, total = (e[i] - b[i] for i in range(4))
-            cpu_s = (user + sys_) / a.clk_tck
-            done = envoy.get("completed", 0)
-            line["envoy_cpu_s"] = round(cpu_s, 3)
-            line["envoy_user_s"] = round(user / a.clk_tck, 3)
-            line["envoy_sys_s"] = round(sys_ / a.clk_tck, 3)
-            line["cpu_us_per_req"] = round(cpu_s * 1e6 / done, 2) if done else None
-            # Share of Envoy's CPU (or of the machine when not pinned) used by anything else.
-            line["interference_pct"] = round(100 * max(busy - user - sys_, 0) / total, 1) if total else None
-        else:
+        # --cpu-before/--cpu-after: "utime stime cpu_busy cpu_total", in clock ticks
+        b = [int(x) for x in a.cpu_before.split()]
+        e = [int(x) for x in a.cpu_after.split()]
+        user, sys_, busy, total = (e[i] - b[i] for i in range(4))
+        cpu_s = (user + sys_) / a.clk_tck
+        done = envoy.get("completed", 0)
+        line["envoy_cpu_s"] = round(cpu_s, 3)
+        line["envoy_user_s"] = round(user / a.clk_tck, 3)
+        line["envoy_sys_s"] = round(sys_ / a.clk_tck, 3)
+        line["cpu_us_per_req"] = round(cpu_s * 1e6 / done, 2) if done else None
+        # Share of Envoy's CPU (or of the machine when not pinned) used by anything else.
+        line["interference_pct"] = round(100 * max(busy - user - sys_, 0) / total, 1) if total else None
+        if a.kind == "latency":
             line["target_rate"] = a.rate
     else:
         with open(a.admin_memory, encoding="utf-8") as f:
@@ -125,6 +124,27 @@ def cmd_record(a):
         line["allocated_bytes"] = int(mem.get("allocated", 0))
         line["heap_bytes"] = int(mem.get("heap_size", 0))
     print(json.dumps(line, sort_keys=True))
+
+
+def cmd_noise(a):
+    """Exit 0 when no measurement in FILE saw more than --max % interference, else 3."""
+    with open(a.file, encoding="utf-8") as f:
+        rows = [json.loads(l) for l in f if l.strip()]
+    worst = max((r.get("interference_pct") or 0 for r in rows), default=0)
+    if worst > a.max:
+        r = rows[0]
+        print(f"  round {r['round']} {r['variant']}: other processes took {worst:.0f}% of Envoy's CPU;"
+              " measuring again", file=sys.stderr)
+        sys.exit(3)
+
+
+def cmd_discard(a):
+    with open(a.file, encoding="utf-8") as f:
+        for l in f:
+            if l.strip():
+                r = json.loads(l)
+                r["discarded"] = True
+                print(json.dumps(r, sort_keys=True))
 
 
 def cmd_progress(_a):
@@ -187,6 +207,8 @@ def cmd_report(a):
     rows = []
     with open(a.raw, encoding="utf-8") as f:
         rows = [json.loads(l) for l in f if l.strip()]
+    discarded = sum(1 for r in rows if r.get("discarded") and r["kind"] == "throughput")
+    rows = [r for r in rows if not r.get("discarded")]
     with open(a.meta, encoding="utf-8") as f:
         meta = json.load(f)
     m = machine()
@@ -199,6 +221,8 @@ def cmd_report(a):
         agg[v] = {
             "rps": [r["rps"] for r in tp],
             "cpu": [r.get("cpu_us_per_req") for r in tp],
+            "sys": [100 * r["envoy_sys_s"] / r["envoy_cpu_s"] for r in tp if r.get("envoy_cpu_s")],
+            "other": [r.get("interference_pct") for r in tp + lat],
             "p50": [r["p50_us"] for r in lat],
             "p99": [r["p99_us"] for r in lat],
             "lat_rps": [r["rps"] for r in lat],
@@ -208,7 +232,7 @@ def cmd_report(a):
             "unexpected": sum(r["unexpected"] for r in tp + lat),
             "statuses": sorted({k for r in tp + lat for k in r["statuses"]}),
         }
-    med = {v: {k: median(x) for k, x in d.items() if isinstance(x, list)} for v, d in agg.items()}
+    med = {v: {k: median(x) for k, x in d.items() if isinstance(x, list) and k != "statuses"} for v, d in agg.items()}
     base1, base2 = med["v1_router"], med["v2_empty_wasm"]
 
     def fnum(x, fmt):
@@ -271,14 +295,19 @@ def cmd_report(a):
     w("")
     w("## Results")
     w("")
-    w("Median over rounds, (min–max) in brackets.")
+    w("Median over rounds, (min–max) in brackets. *kernel %*: Envoy's system time in its CPU time.")
+    w("*other CPU %*: share of Envoy's CPU taken by other processes during the measurements")
+    w(f"(interference; 0 on a quiet machine). A variant's measurements that saw more than")
+    w(f"{meta['max_interference']} % were discarded and run again ({meta['retries']} time(s) at most; the last attempt")
+    w(f"is kept): {discarded} discarded in this run.")
     w("")
-    w("| variant | throughput req/s | Envoy CPU µs/req | p50 µs | p99 µs | RSS MiB | heap MiB | responses checked | unexpected |")
-    w("|---|---|---|---|---|---|---|---|---|")
+    w("| variant | throughput req/s | Envoy CPU µs/req | kernel % | p50 µs | p99 µs | RSS MiB | heap MiB | other CPU % | responses checked | unexpected |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|")
     for v, name in VARIANTS.items():
         d = agg[v]
-        w(f"| {name} | {spread(d['rps'], '{:,.0f}')} | {spread(d['cpu'], '{:.1f}')} | {spread(d['p50'], '{:.0f}')} "
-          f"| {spread(d['p99'], '{:.0f}')} | {spread(d['rss'], '{:.1f}')} | {spread(d['alloc'], '{:.1f}')} "
+        w(f"| {name} | {spread(d['rps'], '{:,.0f}')} | {spread(d['cpu'], '{:.1f}')} | {fnum(median(d['sys']), '{:.0f}')} "
+          f"| {spread(d['p50'], '{:.0f}')} | {spread(d['p99'], '{:.0f}')} | {spread(d['rss'], '{:.1f}')} "
+          f"| {spread(d['alloc'], '{:.1f}')} | {fnum(median(d['other']), '{:.0f}')} "
           f"| {d['requests']:,} ({', '.join(d['statuses'])}) | {d['unexpected']} |")
     w("")
     w("Ratios of the medians:")
@@ -371,12 +400,18 @@ def main():
     r.add_argument("--admin-memory")
     r.add_argument("--proc-status")
     sub.add_parser("progress")
+    n = sub.add_parser("noise")
+    n.add_argument("file")
+    n.add_argument("--max", type=float, required=True)
+    d = sub.add_parser("discard")
+    d.add_argument("file")
     rep = sub.add_parser("report")
     rep.add_argument("raw")
     rep.add_argument("--meta", required=True)
     rep.add_argument("--out", required=True)
     a = p.parse_args()
-    {"record": cmd_record, "progress": cmd_progress, "report": cmd_report}[a.cmd](a)
+    {"record": cmd_record, "progress": cmd_progress, "report": cmd_report, "noise": cmd_noise,
+     "discard": cmd_discard}[a.cmd](a)
 
 
 if __name__ == "__main__":

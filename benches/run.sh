@@ -19,6 +19,9 @@
 #   ROUNDS [5]  DURATION [5] seconds per measurement  CONCURRENCY [32] connections for
 #   throughput  RATE [1000] req/s for latency  LAT_CONNECTIONS [16] connections for latency
 #   WARMUP [1] seconds of load before each variant's measurements
+#   MAX_INTERFERENCE [10] RETRIES [1]: a variant's measurements during which other processes
+#   took more than MAX_INTERFERENCE % of Envoy's CPU are discarded and run again, RETRIES
+#   times at most (the last attempt is kept whatever it shows)
 #   BENCH_WG_EXTRA [rate_limit JSON] members added to the webhook-guard endpoint; "" for none
 #   BENCH_PORT [19100] first of the loopback ports used (admin; +1 upstream; +11..+15 variants)
 #   BENCH_PIN [1] pin Envoy to CPU 0 and the load generator to CPU 1 (when there are 2+ CPUs)
@@ -47,13 +50,18 @@ ENVOY_VERSION=1.40.0
 ENVOY=${ENVOY:-.tools/envoy/envoy/_bin/envoy}
 WASM=${WASM:-webhook_guard.wasm}
 PYTHON=${PYTHON:-python3}
+MAX_INTERFERENCE=${MAX_INTERFERENCE:-10}
+RETRIES=${RETRIES:-1}
 OHA_VERSION=1.16.0
 OHA=.tools/oha/bin/oha
 SECRET=bench-secret
 VALID_BODY=examples/requests/azure-service-catalog.json
 
-for n in ROUNDS DURATION CONCURRENCY RATE LAT_CONNECTIONS WARMUP BENCH_PORT; do
-  [[ ${!n} =~ ^[0-9]+$ && ${!n} -gt 0 ]] || { [[ $n == WARMUP && ${!n} == 0 ]] || { echo "run.sh: $n must be a positive integer (got '${!n}')" >&2; exit 2; }; }
+for n in ROUNDS DURATION CONCURRENCY RATE LAT_CONNECTIONS BENCH_PORT; do
+  [[ ${!n} =~ ^[0-9]+$ && ${!n} -gt 0 ]] || { echo "run.sh: $n must be a positive integer (got '${!n}')" >&2; exit 2; }
+done
+for n in WARMUP RETRIES MAX_INTERFERENCE; do
+  [[ ${!n} =~ ^[0-9]+$ ]] || { echo "run.sh: $n must be an integer >= 0 (got '${!n}')" >&2; exit 2; }
 done
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -295,10 +303,14 @@ oha_run() { # variant out.json extra-args...
   $GEN_CPU "$OHA" "${GEN_THREADS[@]}" --no-tui --output-format json -m POST -H 'content-type: application/json' \
     -D "${BODY[$v]}" "$@" "$(url "$v")" > "$out"
 }
-record() { "$PYTHON" benches/report.py record "$@" >> "$RAW"; }
+record() { "$PYTHON" benches/report.py record "$@"; }
 
+load=$(cut -d' ' -f1 /proc/loadavg)
+if awk -v l="$load" 'BEGIN { exit !(l > 0.5) }'; then
+  log "warning: load average $load: other processes will disturb the numbers (see 'other CPU %')"
+fi
 total=$((ROUNDS * ${#VARIANTS[@]}))
-per=$((WARMUP + 2 * DURATION + 1))
+per=$((WARMUP + 2 * DURATION + 2))
 log "$ROUNDS rounds x ${#VARIANTS[@]} variants, about $(((total * per + 59) / 60)) min; raw results: $RAW"
 for round in $(seq 1 "$ROUNDS"); do
   # Rotate the order each round so that no variant always follows the same one.
@@ -308,24 +320,37 @@ for round in $(seq 1 "$ROUNDS"); do
     if [[ $WARMUP -gt 0 ]]; then
       oha_run "$v" "$WORK/warm.json" -z "${WARMUP}s" -c "$CONCURRENCY"
     fi
-    # (a)+(c) throughput at fixed concurrency, Envoy CPU per request
-    stats "$WORK/s0"; c0=$(cpu_sample)
-    oha_run "$v" "$WORK/tp.json" -z "${DURATION}s" -c "$CONCURRENCY"
-    c1=$(cpu_sample); stats "$WORK/s1"
-    record --kind throughput --round "$round" --variant "$v" --expect "${EXPECT[$v]}" --oha "$WORK/tp.json" \
-      --stats-before "$WORK/s0" --stats-after "$WORK/s1" --cpu-before "$c0" --cpu-after "$c1" \
-      --clk-tck "$CLK_TCK" --concurrency "$CONCURRENCY"
-    # (b) latency at a fixed rate, below saturation
-    stats "$WORK/s0"
-    oha_run "$v" "$WORK/lat.json" -z "${DURATION}s" -c "$LAT_CONNECTIONS" -q "$RATE" --latency-correction
-    stats "$WORK/s1"
-    record --kind latency --round "$round" --variant "$v" --expect "${EXPECT[$v]}" --oha "$WORK/lat.json" \
-      --stats-before "$WORK/s0" --stats-after "$WORK/s1" --rate "$RATE" --concurrency "$LAT_CONNECTIONS"
-    # (d) memory at the end of the variant's run
-    curl -s "http://127.0.0.1:$ADMIN_PORT/memory" > "$WORK/memory.json"
-    record --kind memory --round "$round" --variant "$v" --admin-memory "$WORK/memory.json" \
-      --proc-status "/proc/$ENVOY_PID/status"
-    tail -n 3 "$RAW" | "$PYTHON" benches/report.py progress >&2
+    for attempt in $(seq 0 "$RETRIES"); do
+      : > "$WORK/attempt.jsonl"
+      # (a)+(c) throughput at fixed concurrency, Envoy CPU per request
+      stats "$WORK/s0"; c0=$(cpu_sample)
+      oha_run "$v" "$WORK/tp.json" -z "${DURATION}s" -c "$CONCURRENCY"
+      c1=$(cpu_sample); stats "$WORK/s1"
+      record --kind throughput --round "$round" --variant "$v" --expect "${EXPECT[$v]}" --oha "$WORK/tp.json" \
+        --stats-before "$WORK/s0" --stats-after "$WORK/s1" --cpu-before "$c0" --cpu-after "$c1" \
+        --clk-tck "$CLK_TCK" --concurrency "$CONCURRENCY" >> "$WORK/attempt.jsonl"
+      # (b) latency at a fixed rate, below saturation
+      stats "$WORK/s0"; c0=$(cpu_sample)
+      oha_run "$v" "$WORK/lat.json" -z "${DURATION}s" -c "$LAT_CONNECTIONS" -q "$RATE" --latency-correction
+      c1=$(cpu_sample); stats "$WORK/s1"
+      record --kind latency --round "$round" --variant "$v" --expect "${EXPECT[$v]}" --oha "$WORK/lat.json" \
+        --stats-before "$WORK/s0" --stats-after "$WORK/s1" --cpu-before "$c0" --cpu-after "$c1" \
+        --clk-tck "$CLK_TCK" --rate "$RATE" --concurrency "$LAT_CONNECTIONS" >> "$WORK/attempt.jsonl"
+      # (d) memory at the end of the variant's run
+      curl -s "http://127.0.0.1:$ADMIN_PORT/memory" > "$WORK/memory.json"
+      record --kind memory --round "$round" --variant "$v" --admin-memory "$WORK/memory.json" \
+        --proc-status "/proc/$ENVOY_PID/status" >> "$WORK/attempt.jsonl"
+      # Other processes took more than MAX_INTERFERENCE % of Envoy's CPU: keep the lines,
+      # marked discarded, and measure again (RETRIES times at most).
+      if [[ $attempt -lt $RETRIES ]] &&
+        ! "$PYTHON" benches/report.py noise --max "$MAX_INTERFERENCE" "$WORK/attempt.jsonl"; then
+        "$PYTHON" benches/report.py discard "$WORK/attempt.jsonl" >> "$RAW"
+        continue
+      fi
+      cat "$WORK/attempt.jsonl" >> "$RAW"
+      "$PYTHON" benches/report.py progress < "$WORK/attempt.jsonl" >&2
+      break
+    done
   done
 done
 
@@ -339,6 +364,7 @@ cat > "$WORK/meta.json" <<JSON
   "wg_config": $WG_CONFIG_YAML,
   "rounds": $ROUNDS, "duration_s": $DURATION, "concurrency": $CONCURRENCY, "rate": $RATE,
   "lat_connections": $LAT_CONNECTIONS, "warmup_s": $WARMUP, "pinned": $([[ -n $ENVOY_CPU ]] && echo true || echo false),
+  "max_interference": $MAX_INTERFERENCE, "retries": $RETRIES,
   "elapsed_s": $elapsed, "raw": "$RAW",
   "note": $("$PYTHON" -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$BENCH_NOTE")
 }

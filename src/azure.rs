@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 
 use crate::event::{name_based_id, Event, RateKeys};
 use crate::resource_id::{Kind, ResourceId};
-use crate::timestamp;
+use crate::{strict_json, timestamp};
 
 /// The only valid (eventType, provisioningState) pairs, in canonical spelling.
 pub const PAIRS: [(&str, &str); 7] = [
@@ -179,6 +179,8 @@ pub fn validate(body: &[u8]) -> Result<Event, String> {
     if too_deep(original.get()) {
         return Err(format!("body nests deeper than {MAX_DEPTH} levels"));
     }
+    // Unknown members are forwarded untouched, so they must be readable by strict parsers.
+    strict_json::check(text).map_err(|e| format!("body is not strict JSON: {e}"))?;
     let doc: Doc =
         serde_json::from_str(text).map_err(|e| format!("body is not a valid notification: {e}"))?;
 
@@ -381,12 +383,7 @@ fn too_deep(text: &str) -> bool {
 
 /// A sender's value cut to [`ECHO_CHARS`] characters, `…` marking a cut.
 fn echo(value: &str) -> String {
-    let mut chars = value.chars();
-    let head: String = chars.by_ref().take(ECHO_CHARS).collect();
-    match chars.next() {
-        Some(_) => head + "…",
-        None => head,
-    }
+    crate::problem::echo(value, ECHO_CHARS)
 }
 
 /// serde_json's message without its position, which is relative to a nested value.
@@ -1005,25 +1002,28 @@ mod tests {
                 .to_string()
                 .replacen('{', r#"{"eventType":"DELETE","#, 1);
         let e = validate(body.as_bytes()).unwrap_err();
-        assert!(
-            e.starts_with("body is not a valid notification: duplicate field `eventType`"),
-            "{e}"
-        );
+        assert!(e.starts_with("body is not strict JSON: duplicate key \"eventType\""), "{e}");
         let body = marketplace("PUT", "Succeeded")
             .to_string()
             .replace(r#""publisher":"p""#, r#""publisher":"p","publisher":"q""#);
-        assert_eq!(
-            validate(body.as_bytes()).unwrap_err(),
-            "plan is invalid: duplicate field `publisher`"
-        );
+        let e = validate(body.as_bytes()).unwrap_err();
+        assert!(e.starts_with("body is not strict JSON: duplicate key \"publisher\""), "{e}");
+    }
+
+    #[test]
+    fn unknown_members_must_be_strict_json_too() {
+        // They are forwarded in `data.original`, so a strict backend must be able to read them.
+        for extra in [r#""x": "\ud800""#, r#""x": 1e999999"#, r#""x": 1, "x": 2"#] {
+            let body = catalog("PUT", "Succeeded").to_string().replacen('{', &format!("{{{extra},"), 1);
+            let e = validate(body.as_bytes()).unwrap_err();
+            assert!(e.starts_with("body is not strict JSON"), "{extra}: {e}");
+        }
         let body = catalog("PUT", "Failed").to_string().replace(
             r#""code":"C""#,
             r#""code":"C","details":[{"code":"a","code":"b","message":"m"}]"#,
         );
-        assert_eq!(
-            validate(body.as_bytes()).unwrap_err(),
-            "error.details[0] is invalid: duplicate field `code`"
-        );
+        let e = validate(body.as_bytes()).unwrap_err();
+        assert!(e.starts_with("body is not strict JSON: duplicate key \"code\""), "{e}");
     }
 
     #[test]

@@ -86,5 +86,5 @@ fn accepted(profile: Profile) -> &'static str {
 
 /// A request value echoed in a problem detail, cut short.
 fn clip(s: &str) -> String {
-    s.chars().take(64).collect()
+    crate::problem::echo(s, 64)
 }

@@ -348,7 +348,7 @@ fn redact(e: &serde_json::Error) -> String {
 
 /// Echoes a configuration value in an error, cut short.
 fn clip(s: &str) -> String {
-    s.chars().take(64).collect()
+    crate::problem::echo(s, 64)
 }
 
 #[cfg(test)]

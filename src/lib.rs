@@ -18,6 +18,7 @@ pub mod query;
 pub mod ratelimit;
 pub mod resource_id;
 pub mod shared;
+pub mod strict_json;
 pub mod timestamp;
 pub mod vendor;
 

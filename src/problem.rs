@@ -122,9 +122,27 @@ impl Rejection {
     }
 }
 
+/// A sender's or operator's value quoted in a message: at most `max` characters, control
+/// characters shown as `?`, and `…` marking a cut.
+pub fn echo(value: &str, max: usize) -> String {
+    let mut chars = value.chars();
+    let mut out: String = chars.by_ref().take(max).map(|c| if c.is_control() { '?' } else { c }).collect();
+    if chars.next().is_some() {
+        out.push('…');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn echo_is_bounded_and_printable() {
+        assert_eq!(echo("a\nb", 10), "a?b");
+        assert_eq!(echo(&"x".repeat(100), 40).chars().count(), 41);
+        assert_eq!(echo("short", 40), "short");
+    }
 
     #[test]
     fn body_is_rfc_9457() {

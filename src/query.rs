@@ -1,8 +1,9 @@
 //! The secret query parameter: finding it, decoding it, and removing it from `:path`.
 //!
-//! Keys are percent-decoded before matching, so `s%69g=...` counts as `sig`: a backend
-//! that decodes keys must never see a secret the filter did not check. `+` is kept
-//! literally (RFC 3986); only `%XX` escapes are decoded.
+//! Keys are percent-decoded and matched without regard to ASCII case, so `s%69g=...` and
+//! `SIG=...` count as `sig`: a backend that decodes keys or reads them case-insensitively
+//! must never see a secret the filter did not check and remove. `+` is kept literally
+//! (RFC 3986); only `%XX` escapes are decoded.
 
 /// What the query string holds under the secret parameter.
 #[derive(Debug, PartialEq)]
@@ -11,7 +12,7 @@ pub enum Found {
     Missing,
     /// Given more than once: a proxy and a backend could read different copies.
     Repeated,
-    /// A `%` escape that is not two hex digits, or a value that is not UTF-8.
+    /// A `%` escape that is not two hex digits.
     Malformed,
     /// The single percent-decoded value.
     Value(Vec<u8>),
@@ -31,7 +32,7 @@ pub fn find(query: Option<&str>, param: &str) -> Found {
     for piece in query.unwrap_or("").split('&') {
         let (key, value) = piece.split_once('=').unwrap_or((piece, ""));
         match decode(key) {
-            Some(k) if k == param.as_bytes() => {}
+            Some(k) if k.eq_ignore_ascii_case(param.as_bytes()) => {}
             Some(_) => continue,
             // An undecodable key could be the secret under a disguise; refuse it.
             None => return Found::Malformed,
@@ -60,7 +61,7 @@ pub fn without_param(path: &str, param: &str) -> String {
         .split('&')
         .filter(|piece| {
             let key = piece.split_once('=').map_or(*piece, |(k, _)| k);
-            decode(key).is_none_or(|k| k != param.as_bytes())
+            decode(key).is_none_or(|k| !k.eq_ignore_ascii_case(param.as_bytes()))
         })
         .collect();
     if kept.iter().all(|p| p.is_empty()) {
@@ -100,6 +101,7 @@ mod tests {
         assert_eq!(find(Some("a=1&sig=a%2Bb%3D&b=2"), "sig"), Found::Value(b"a+b=".to_vec()));
         assert_eq!(find(Some("sig=a+b"), "sig"), Found::Value(b"a+b".to_vec()));
         assert_eq!(find(Some("s%69g=x"), "sig"), Found::Value(b"x".to_vec()));
+        assert_eq!(find(Some("SIG=x"), "sig"), Found::Value(b"x".to_vec()));
         assert_eq!(find(Some("signature=x"), "sig"), Found::Missing);
     }
 
@@ -111,6 +113,7 @@ mod tests {
         assert_eq!(find(Some("sig"), "sig"), Found::Missing);
         assert_eq!(find(Some("sig=a&sig=a"), "sig"), Found::Repeated);
         assert_eq!(find(Some("sig=a&s%69g=b"), "sig"), Found::Repeated);
+        assert_eq!(find(Some("sig=a&SIG=a"), "sig"), Found::Repeated);
         assert_eq!(find(Some("sig=&sig=a"), "sig"), Found::Repeated);
         assert_eq!(find(Some("sig=%zz"), "sig"), Found::Malformed);
         assert_eq!(find(Some("sig=%4"), "sig"), Found::Malformed);
@@ -122,6 +125,7 @@ mod tests {
         assert_eq!(without_param("/r?sig=k", "sig"), "/r");
         assert_eq!(without_param("/r?a=1&sig=k&b=%20", "sig"), "/r?a=1&b=%20");
         assert_eq!(without_param("/r?s%69g=k&a", "sig"), "/r?a");
+        assert_eq!(without_param("/r?Sig=k&a", "sig"), "/r?a");
         assert_eq!(without_param("/r", "sig"), "/r");
         assert_eq!(without_param("/r?b=2&a=1&sig=k", "sig"), "/r?b=2&a=1");
     }

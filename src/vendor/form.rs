@@ -8,7 +8,7 @@
 
 use serde_json::value::RawValue;
 
-use super::json::{describe, finish, strict_check};
+use super::json::{describe, finish};
 use super::{invalid, quote, verify_md5, Format, Rejected};
 use crate::event::Event;
 
@@ -39,7 +39,7 @@ pub(super) fn parse(body: &[u8]) -> Result<Event, Rejected> {
     let payload = payload.ok_or_else(|| invalid("form field payload is missing"))?;
     let md5 = verify_md5(md5.as_deref(), payload.as_bytes())?;
 
-    strict_check(&payload).map_err(|e| invalid(describe("payload", &e)))?;
+    crate::strict_json::check(&payload).map_err(|e| invalid(describe("payload", &e)))?;
     let raw: &RawValue =
         serde_json::from_str(&payload).map_err(|e| invalid(describe("payload", &e)))?;
     finish(Format::Form, &md5, raw)

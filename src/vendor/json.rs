@@ -1,16 +1,13 @@
 //! The JSON envelope `{"payload": {...}, "md5": "<hex>"}`, and the JSON payload rules the
 //! form envelope shares.
 
-use std::collections::BTreeSet;
-use std::fmt;
-
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::{build_event, check_type, invalid, quote, verify_md5, Format, Rejected};
+use super::{build_event, check_type, invalid, verify_md5, Format, Rejected};
 use crate::event::Event;
+use crate::strict_json;
 
 #[derive(Deserialize)]
 struct Envelope<'a> {
@@ -22,7 +19,7 @@ struct Envelope<'a> {
 
 pub(super) fn parse(body: &[u8]) -> Result<Event, Rejected> {
     let text = std::str::from_utf8(body).map_err(|_| invalid("body is not valid UTF-8"))?;
-    strict_check(text).map_err(|e| invalid(describe("body", &e)))?;
+    strict_json::check(text).map_err(|e| invalid(describe("body", &e)))?;
     // A derived struct would also accept `[payload, md5]`: insist on an object.
     if !text.trim_start().starts_with('{') {
         return Err(invalid(
@@ -74,13 +71,6 @@ pub(super) fn finish(format: Format, md5: &str, payload: &RawValue) -> Result<Ev
     build_event(format, kind, md5, epoch, payload)
 }
 
-/// Checks that `text` is one JSON value with no duplicate key in any object.
-pub(super) fn strict_check(text: &str) -> Result<(), serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    Strict::deserialize(&mut de)?;
-    de.end()
-}
-
 /// A `detail` for a JSON error in `what` (`body` or `payload`): serde_json's syntax
 /// messages are short fixed texts with a position, and never quote the input.
 pub(super) fn describe(what: &str, e: &serde_json::Error) -> String {
@@ -91,67 +81,6 @@ pub(super) fn describe(what: &str, e: &serde_json::Error) -> String {
         format!("{what} has a {e}")
     } else {
         format!("{what} is not valid JSON: {e}")
-    }
-}
-
-/// Walks any JSON value, rejecting duplicate object keys at every depth.
-struct Strict;
-
-impl<'de> Deserialize<'de> for Strict {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrictVisitor)
-    }
-}
-
-struct StrictVisitor;
-
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Strict;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Strict, E> {
-        Ok(Strict)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Strict, E> {
-        Ok(Strict)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Strict, E> {
-        Ok(Strict)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Strict, E> {
-        Ok(Strict)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Strict, E> {
-        Ok(Strict)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Strict, E> {
-        Ok(Strict)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Strict, E> {
-        Ok(Strict)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
-        while seq.next_element::<Strict>()?.is_some() {}
-        Ok(Strict)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
-        let mut seen = BTreeSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if seen.contains(&key) {
-                return Err(de::Error::custom(format_args!(
-                    "duplicate key \"{}\"",
-                    quote(&key)
-                )));
-            }
-            map.next_value::<Strict>()?;
-            seen.insert(key);
-        }
-        Ok(Strict)
     }
 }
 

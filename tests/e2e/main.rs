@@ -6,6 +6,8 @@ mod harness;
 mod auth;
 mod azure;
 mod config;
+mod faults;
+mod hostile;
 mod dedupe;
 mod operability;
 mod ratelimit;

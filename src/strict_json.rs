@@ -1,0 +1,90 @@
+//! Strict JSON: one value, no duplicate key in any object, every number finite and every
+//! string valid Unicode (serde_json refuses lone surrogates and out-of-range numbers when
+//! it visits them). Both profiles check a body with it before reading it, so a backend
+//! that parses strictly (I-JSON) never receives something it cannot read.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use crate::problem::echo;
+
+/// Checks that `text` is one JSON value with no duplicate key in any object.
+pub fn check(text: &str) -> Result<(), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    Strict::deserialize(&mut de)?;
+    de.end()
+}
+
+/// Walks any JSON value, rejecting duplicate object keys at every depth.
+struct Strict;
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Strict;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        while seq.next_element::<Strict>()?.is_some() {}
+        Ok(Strict)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        let mut seen = BTreeSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if seen.contains(&key) {
+                return Err(de::Error::custom(format_args!("duplicate key \"{}\"", echo(&key, 40))));
+            }
+            map.next_value::<Strict>()?;
+            seen.insert(key);
+        }
+        Ok(Strict)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check;
+
+    #[test]
+    fn refuses_what_strict_parsers_refuse() {
+        assert!(check(r#"{"a": [1, {"b": "\u00e9"}], "c": null}"#).is_ok());
+        for bad in [r#"{"a": 1, "a": 2}"#, r#"{"x": {"k": 1, "k": 1}}"#, r#"{"x": "\ud800"}"#, r#"{"x": 1e999999}"#, "{} {}", "{"] {
+            assert!(check(bad).is_err(), "{bad}");
+        }
+    }
+}
