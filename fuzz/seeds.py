@@ -68,7 +68,7 @@ write("config", "two-endpoints.json", json.dumps({"endpoints": [
      "forward": "cloudevent", "upstream_4xx": "retry"},
     {"name": "vendor-1", "path": "/vendor", "profile": "md5_envelope",
      "secret": {"param": "key", "env": ["WEBHOOK_SIG"]}, "max_body_bytes": 16777216,
-     "forward": "original", "upstream_4xx": "pass"}]}, indent=1))
+     "forward": "original", "upstream_4xx": "pass", "dedupe_seconds": 36000}]}, indent=1))
 write("config", "minimal.json", '{"endpoints":[{"name":"a","path":"/a","profile":"md5_envelope","secret":{"values":["s3cret"]}}]}')
 
 # --- query: secret parameter spellings

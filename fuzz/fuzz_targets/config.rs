@@ -27,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(e.max_body_bytes as u64 <= MAX_BODY_LIMIT);
         assert!(!e.name.is_empty() && e.name.len() <= 64);
         assert!(!e.secret.param.is_empty());
+        assert!(e.dedupe_seconds.is_none_or(|s| s > 0 && s <= 7 * 24 * 3600), "dedupe_seconds");
         for v in &e.secret.values {
             assert!(!v.is_empty() && v.len() <= 1024);
             assert!(!v.iter().any(u8::is_ascii_control), "secret with a control character");
