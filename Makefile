@@ -12,8 +12,9 @@ PYTHON        ?= python3
 export CARGO_TERM_COLOR := never
 
 SOAK_SECONDS ?= 600
+FUZZ_SECONDS ?= 300
 
-.PHONY: all build run samples soak test lint unit e2e wasm-target envoy size clean
+.PHONY: all build run samples soak fuzz test lint unit e2e wasm-target envoy size clean
 
 all: build
 
@@ -42,6 +43,10 @@ run: build $(ENVOY)
 samples:
 	./examples/send-samples.sh
 
+# Every cargo-fuzz target for FUZZ_SECONDS each, two at a time (fuzz/README.md).
+fuzz:
+	./fuzz/run.sh $(FUZZ_SECONDS)
+
 # Mixed load through Envoy with 2 workers; reports throughput, errors and memory.
 soak: build $(ENVOY)
 	$(PYTHON) tests/soak/soak.py --seconds $(SOAK_SECONDS) --envoy $(ENVOY) --wasm $(WASM)
@@ -51,7 +56,7 @@ lint: wasm-target
 	cargo clippy --target $(WASM_TARGET) --lib -- -D warnings
 
 unit:
-	cargo test --lib --test examples
+	cargo test --lib --test examples --test properties
 
 e2e: build $(ENVOY)
 	WEBHOOK_GUARD_WASM=$(abspath $(WASM)) ENVOY=$(abspath $(ENVOY)) cargo test --test e2e -- --test-threads=2

@@ -176,7 +176,7 @@ pub fn validate(body: &[u8]) -> Result<Event, String> {
     if !original.get().starts_with('{') {
         return Err("body must be a JSON object".into());
     }
-    if too_deep(original.get()) {
+    if strict_json::too_deep(original.get(), MAX_DEPTH) {
         return Err(format!("body nests deeper than {MAX_DEPTH} levels"));
     }
     // Unknown members are forwarded untouched, so they must be readable by strict parsers.
@@ -351,34 +351,6 @@ fn one_of(
             let list = options.join(", ");
             format!("{field} '{}' is not one of {list}", echo(&given))
         })
-}
-
-/// Whether valid JSON `text` nests arrays and objects deeper than [`MAX_DEPTH`].
-fn too_deep(text: &str) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for b in text.bytes() {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return true;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    false
 }
 
 /// A sender's value cut to [`ECHO_CHARS`] characters, `…` marking a cut.

@@ -19,6 +19,36 @@ pub fn check(text: &str) -> Result<(), serde_json::Error> {
     de.end()
 }
 
+/// Whether valid JSON `text` nests arrays and objects deeper than `max`. serde_json only
+/// limits depth (at 128) when it builds values, not for raw or skipped ones, and a
+/// forwarded CloudEvent wraps the sender's JSON two levels deeper: profiles cap it lower.
+pub fn too_deep(text: &str, max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// An object key, borrowed from the input when it has no escapes.
 #[derive(Deserialize)]
 #[serde(transparent)]
@@ -94,6 +124,12 @@ mod tests {
         for bad in [r#"{"a": 1, "a": 2}"#, r#"{"x": {"k": 1, "k": 1}}"#, r#"{"x": "\ud800"}"#, r#"{"x": 1e999999}"#, "{} {}", "{"] {
             assert!(check(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn depth_ignores_brackets_in_strings() {
+        assert!(!super::too_deep(r#"[[{"a": "[[[[[["}]]"#, 3));
+        assert!(super::too_deep("[[[[]]]]", 3));
     }
 
     #[test]

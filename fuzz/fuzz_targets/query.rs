@@ -82,8 +82,8 @@ fuzz_target!(|data: &[u8]| {
     let want = if undecodable { Found::Malformed } else { Found::Missing };
     assert_eq!(after, want, "{q:?} -> {stripped:?} (before: {found:?})");
     if found != Found::Malformed && found != Found::Repeated {
-        // Nothing undecodable was seen before the end, so nothing is: the brief's
-        // "Missing unless the original was Malformed".
+        // `find` read every key without meeting an undecodable one, so stripping leaves
+        // nothing to find: Missing unless the original was Malformed (or Repeated).
         assert_eq!(after, Found::Missing, "{q:?}");
     }
     if let Some(rest) = rest {

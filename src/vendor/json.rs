@@ -50,6 +50,10 @@ pub(super) fn finish(format: Format, md5: &str, payload: &RawValue) -> Result<Ev
     let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(payload.get()) else {
         return Err(invalid("payload must be a JSON object"));
     };
+    // The CloudEvent nests the payload two levels down: keep it readable by any backend.
+    if strict_json::too_deep(payload.get(), MAX_PAYLOAD_DEPTH) {
+        return Err(invalid(format!("payload nests deeper than {MAX_PAYLOAD_DEPTH} levels")));
+    }
     let kind = match fields.get("type") {
         None => return Err(invalid("payload.type is missing")),
         Some(Value::String(s)) => s.as_str(),
@@ -70,6 +74,9 @@ pub(super) fn finish(format: Format, md5: &str, payload: &RawValue) -> Result<Ev
     };
     build_event(format, kind, md5, epoch, payload)
 }
+
+/// Deepest payload accepted, as for Azure bodies.
+const MAX_PAYLOAD_DEPTH: usize = 64;
 
 /// A `detail` for a JSON error in `what` (`body` or `payload`): serde_json's syntax
 /// messages are short fixed texts with a position, and never quote the input.
@@ -118,6 +125,18 @@ mod tests {
     }
 
     const PING: &str = r#"{ "type": "ping", "epoch_timestamp": 1466526410 }"#;
+
+    #[test]
+    fn deep_payloads_are_invalid() {
+        let nested = |depth: usize| {
+            let inner = depth - 1;
+            format!(r#"{{"type":"ping","a":{}{}}}"#, "[".repeat(inner), "]".repeat(inner))
+        };
+        let ev = parse(signed(&nested(64)).as_bytes()).unwrap();
+        serde_json::from_slice::<Value>(&ev.to_cloudevent("/x").unwrap()).unwrap();
+        assert_eq!(invalid_detail(&signed(&nested(65))), "payload nests deeper than 64 levels");
+        invalid_detail(&signed(&nested(126)));
+    }
 
     #[test]
     fn spec_ping_is_accepted() {
