@@ -28,6 +28,8 @@
 #   BENCH_NICE [-20] niceness of Envoy and the load generator (applied when allowed; 0: off)
 #   ENVOY, WASM, PYTHON: Envoy binary, webhook-guard module, python3
 #   BENCH_DOC [docs/benchmarks.md]  BENCH_NOTE: a free-text line added to the report
+#   BENCH_VARIANTS [v1..v5]: the variants to measure, by name; two diagnostic ones can be
+#   added: v6_wg_original (forward: original, no rate limit) and v7_wg_no_rate_limit
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,6 +47,7 @@ BENCH_PORT=${BENCH_PORT:-19100}
 BENCH_PIN=${BENCH_PIN:-1}
 BENCH_NICE=${BENCH_NICE:--20}
 BENCH_DOC=${BENCH_DOC:-docs/benchmarks.md}
+BENCH_VARIANTS=${BENCH_VARIANTS:-v1_router v2_empty_wasm v3_lua v4_webhook_guard v5_webhook_guard_reject}
 BENCH_NOTE=${BENCH_NOTE:-}
 DEFAULT_WG_EXTRA='"rate_limit": {"per_second": 1000000, "burst": 1000000, "key": "global"}'
 BENCH_WG_EXTRA=${BENCH_WG_EXTRA-$DEFAULT_WG_EXTRA}
@@ -116,17 +119,25 @@ trap 'exit 130' INT TERM
 
 ADMIN_PORT=$BENCH_PORT
 UPSTREAM_PORT=$((BENCH_PORT + 1))
-VARIANTS=(v1_router v2_empty_wasm v3_lua v4_webhook_guard v5_webhook_guard_reject)
+ALL_VARIANTS=(v1_router v2_empty_wasm v3_lua v4_webhook_guard v5_webhook_guard_reject v6_wg_original v7_wg_no_rate_limit)
+read -r -a VARIANTS <<< "$BENCH_VARIANTS"
+for v in "${VARIANTS[@]}"; do
+  [[ " ${ALL_VARIANTS[*]} " == *" $v "* ]] || die "unknown variant '$v' in BENCH_VARIANTS (known: ${ALL_VARIANTS[*]})"
+done
+[[ ${#VARIANTS[@]} -gt 0 ]] || die "BENCH_VARIANTS is empty"
 declare -A PORT=(
   [v1_router]=$((BENCH_PORT + 11)) [v2_empty_wasm]=$((BENCH_PORT + 12)) [v3_lua]=$((BENCH_PORT + 13))
   [v4_webhook_guard]=$((BENCH_PORT + 14)) [v5_webhook_guard_reject]=$((BENCH_PORT + 15))
+  [v6_wg_original]=$((BENCH_PORT + 16)) [v7_wg_no_rate_limit]=$((BENCH_PORT + 17))
 )
 declare -A EXPECT=(
   [v1_router]=200 [v2_empty_wasm]=200 [v3_lua]=200 [v4_webhook_guard]=200 [v5_webhook_guard_reject]=400
+  [v6_wg_original]=200 [v7_wg_no_rate_limit]=200
 )
 declare -A BODY=(
   [v1_router]=$VALID_BODY [v2_empty_wasm]=$VALID_BODY [v3_lua]=$VALID_BODY
   [v4_webhook_guard]=$VALID_BODY [v5_webhook_guard_reject]=$WORK/invalid.json
+  [v6_wg_original]=$VALID_BODY [v7_wg_no_rate_limit]=$VALID_BODY
 )
 # PATCH/Deleted is not a valid (eventType, provisioningState) pair: 400 after the body is parsed.
 sed -e 's/"eventType": "PUT"/"eventType": "PATCH"/' -e 's/"provisioningState": "Succeeded"/"provisioningState": "Deleted"/' \
@@ -139,11 +150,17 @@ cp "$WASM" "$WORK/webhook_guard.wasm"
 WG_WASM=$WORK/webhook_guard.wasm
 
 # The webhook-guard plugin configuration, as a JSON string usable as a YAML scalar.
-WG_ENDPOINT='"name": "azure", "path": "/api/resource", "profile": "azure_managed_app", "forward": "cloudevent", "secret": {"param": "sig", "values": ["'$SECRET'"]}, "max_body_bytes": 65536'
-[[ -n $BENCH_WG_EXTRA ]] && WG_ENDPOINT="$WG_ENDPOINT, $BENCH_WG_EXTRA"
-WG_CONFIG_JSON="{\"endpoints\": [{$WG_ENDPOINT}]}"
-WG_CONFIG_YAML=$("$PYTHON" -c 'import json,sys; json.loads(sys.argv[1]); print(json.dumps(sys.argv[1]))' "$WG_CONFIG_JSON") ||
-  die "BENCH_WG_EXTRA does not make valid JSON: $WG_CONFIG_JSON"
+wg_config() { # forward extra-members
+  local endpoint='"name": "azure", "path": "/api/resource", "profile": "azure_managed_app", "forward": "'$1'", "secret": {"param": "sig", "values": ["'$SECRET'"]}, "max_body_bytes": 65536'
+  [[ -n $2 ]] && endpoint="$endpoint, $2"
+  "$PYTHON" -c 'import json,sys; json.loads(sys.argv[1]); print(json.dumps(sys.argv[1]))' "{\"endpoints\": [{$endpoint}]}" ||
+    die "BENCH_WG_EXTRA does not make a valid JSON configuration: $2"
+}
+WG_CONFIG_YAML=$(wg_config cloudevent "$BENCH_WG_EXTRA")
+# Diagnostic variants (not run by default): v6 forwards the original body and has no rate
+# limit; v7 forwards a CloudEvent without a rate limit.
+WG_ORIGINAL_YAML=$(wg_config original "")
+WG_NO_LIMIT_YAML=$(wg_config cloudevent "")
 
 hcm() { # name port "filters yaml"
   cat <<YAML
@@ -228,6 +245,9 @@ YAML
   hcm v3_lua "${PORT[v3_lua]}" "$LUA_FILTER"
   hcm v4_webhook_guard "${PORT[v4_webhook_guard]}" "$(wasm_filter webhook_guard "$WG_WASM" "$WG_CONFIG_YAML")"
   hcm v5_webhook_guard_reject "${PORT[v5_webhook_guard_reject]}" "$(wasm_filter webhook_guard "$WG_WASM" "$WG_CONFIG_YAML")"
+  # Another plugin configuration needs its own root context: another vm_id and root_id.
+  hcm v6_wg_original "${PORT[v6_wg_original]}" "$(wasm_filter wg_original "$WG_WASM" "$WG_ORIGINAL_YAML")"
+  hcm v7_wg_no_rate_limit "${PORT[v7_wg_no_rate_limit]}" "$(wasm_filter wg_no_rate_limit "$WG_WASM" "$WG_NO_LIMIT_YAML")"
   cat <<YAML
   clusters:
   - name: upstream
@@ -286,14 +306,14 @@ done
 [[ $(curl -s "http://127.0.0.1:$ADMIN_PORT/ready") == LIVE ]] || die "Envoy did not become ready"
 
 url() { echo "http://127.0.0.1:${PORT[$1]}/api/resource?sig=$SECRET"; }
-for v in "${VARIANTS[@]}"; do
+for v in "${ALL_VARIANTS[@]}"; do
   code=$(curl -s -o "$WORK/smoke.out" -w '%{http_code}' -X POST -H 'content-type: application/json' \
     --data-binary "@${BODY[$v]}" "$(url "$v")")
   [[ $code == "${EXPECT[$v]}" ]] || { cat "$WORK/smoke.out" >&2; die "$v answered $code, expected ${EXPECT[$v]}"; }
 done
 # The filters are really in the path: a wrong secret and a body without the required fields
 # are refused by the Lua filter and by webhook-guard.
-for v in v3_lua v4_webhook_guard; do
+for v in v3_lua v4_webhook_guard v6_wg_original v7_wg_no_rate_limit; do
   code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' \
     --data-binary "@$VALID_BODY" "http://127.0.0.1:${PORT[$v]}/api/resource?sig=wrong")
   [[ $code == 403 ]] || die "$v answered $code to a wrong secret, expected 403"
