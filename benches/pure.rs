@@ -18,28 +18,10 @@ use webhook_guard::{azure, vendor};
 
 /// The Marketplace failure sample of the public documentation
 /// (`shared/spec/azure-managed-app-notifications.md`).
-const MARKETPLACE: &str = r#"{
-  "eventType": "PUT",
-  "applicationId": "subscriptions/<subId>/resourceGroups/<rgName>/providers/Microsoft.Solutions/applications/<applicationName>",
-  "eventTime": "2019-08-14T19:20:08.1707163Z",
-  "provisioningState": "Failed",
-  "billingDetails": { "resourceUsageId": "<resourceUsageId>" },
-  "plan": { "publisher": "publisherId", "product": "offer", "name": "skuName", "version": "1.0.1" },
-  "error": {
-    "code": "ErrorCode",
-    "message": "error message",
-    "details": [ { "code": "DetailedErrorCode", "message": "error message" } ]
-  }
-}"#;
+const MARKETPLACE: &str = include_str!("../examples/requests/azure-marketplace-failed.json");
 
 /// The service catalog success sample of the same documentation.
-const SERVICE_CATALOG: &str = r#"{
-  "eventType": "PUT",
-  "applicationId": "subscriptions/<subId>/resourceGroups/<rgName>/providers/Microsoft.Solutions/applications/<applicationName>",
-  "eventTime": "2019-08-14T19:20:08.1707163Z",
-  "provisioningState": "Succeeded",
-  "applicationDefinitionId": "subscriptions/<subId>/resourceGroups/<rgName>/providers/Microsoft.Solutions/applicationDefinitions/<appDefName>"
-}"#;
+const SERVICE_CATALOG: &str = include_str!("../examples/requests/azure-service-catalog.json");
 
 /// The `source` the filter gives an endpoint named `azure`.
 const SOURCE: &str = "/webhook-guard/azure";

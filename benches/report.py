@@ -302,6 +302,8 @@ def cmd_report(a):
         w("  (run without `rate_limit`: `BENCH_WG_EXTRA=\"\"`; the rate limiter's shared-data CAS is not measured)")
     if meta.get("note"):
         w(f"- note: {meta['note']}")
+    if meta.get("busy_at_start_pct") is not None:
+        w(f"- other processes kept {meta['busy_at_start_pct']} % of the machine's CPU time busy in the second before the run")
     w(f"- whole run: {meta['elapsed_s'] // 60} min {meta['elapsed_s'] % 60} s; raw results: `{meta['raw']}`")
     w("")
     w("## Results")

@@ -348,9 +348,12 @@ oha_run() { # variant out.json extra-args...
 }
 record() { "$PYTHON" benches/report.py record "$@"; }
 
-load=$(cut -d' ' -f1 /proc/loadavg)
-if awk -v l="$load" 'BEGIN { exit !(l > 0.5) }'; then
-  log "warning: load average $load: other processes will disturb the numbers (see 'other CPU %')"
+# Is the machine quiet? Busy share of all CPUs over one second, before any load.
+machine_busy() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+read -r b0 t0 < <(machine_busy); sleep 1; read -r b1 t1 < <(machine_busy)
+busy=$(((b1 - b0) * 100 / (t1 - t0 > 0 ? t1 - t0 : 1)))
+if [[ $busy -gt 10 ]]; then
+  log "warning: other processes keep $busy% of this machine's CPUs busy: expect noisy numbers"
 fi
 total=$((ROUNDS * ${#VARIANTS[@]}))
 per=$((WARMUP + 2 * DURATION + 2))
@@ -408,7 +411,7 @@ cat > "$WORK/meta.json" <<JSON
   "rounds": $ROUNDS, "duration_s": $DURATION, "concurrency": $CONCURRENCY, "rate": $RATE,
   "lat_connections": $LAT_CONNECTIONS, "warmup_s": $WARMUP, "pinned": $([[ ${#ENVOY_CPU[@]} -gt 0 ]] && echo true || echo false),
   "nice": $([[ ${#PRIO[@]} -gt 0 ]] && echo "$BENCH_NICE" || echo 0),
-  "max_interference": $MAX_INTERFERENCE, "retries": $RETRIES,
+  "max_interference": $MAX_INTERFERENCE, "retries": $RETRIES, "busy_at_start_pct": $busy,
   "elapsed_s": $elapsed, "raw": "$RAW",
   "note": $("$PYTHON" -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$BENCH_NOTE")
 }

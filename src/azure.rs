@@ -373,26 +373,8 @@ mod tests {
     use serde_json::{json, Value};
 
     // Verbatim from the documentation (and the spec), placeholders included.
-    const CATALOG_SAMPLE: &str = r#"{
-  "eventType": "PUT",
-  "applicationId": "subscriptions/<subId>/resourceGroups/<rgName>/providers/Microsoft.Solutions/applications/<applicationName>",
-  "eventTime": "2019-08-14T19:20:08.1707163Z",
-  "provisioningState": "Succeeded",
-  "applicationDefinitionId": "subscriptions/<subId>/resourceGroups/<rgName>/providers/Microsoft.Solutions/applicationDefinitions/<appDefName>"
-}"#;
-    const MARKETPLACE_SAMPLE: &str = r#"{
-  "eventType": "PUT",
-  "applicationId": "subscriptions/<subId>/resourceGroups/<rgName>/providers/Microsoft.Solutions/applications/<applicationName>",
-  "eventTime": "2019-08-14T19:20:08.1707163Z",
-  "provisioningState": "Failed",
-  "billingDetails": { "resourceUsageId": "<resourceUsageId>" },
-  "plan": { "publisher": "publisherId", "product": "offer", "name": "skuName", "version": "1.0.1" },
-  "error": {
-    "code": "ErrorCode",
-    "message": "error message",
-    "details": [ { "code": "DetailedErrorCode", "message": "error message" } ]
-  }
-}"#;
+    const CATALOG_SAMPLE: &str = include_str!("../examples/requests/azure-service-catalog.json");
+    const MARKETPLACE_SAMPLE: &str = include_str!("../examples/requests/azure-marketplace-failed.json");
 
     const APP: &str = "/subscriptions/0B88DFDB-55B3-4FB0-B474-5B6DCBE6B2EF/resourceGroups/Shop-RG/providers/Microsoft.Solutions/applications/Shop";
     const DEF: &str = "/subscriptions/0B88DFDB-55B3-4FB0-B474-5B6DCBE6B2EF/resourceGroups/Defs/providers/Microsoft.Solutions/applicationDefinitions/ShopDef";
@@ -437,7 +419,7 @@ mod tests {
         let ev = validate(CATALOG_SAMPLE.as_bytes()).unwrap();
         let app = "/subscriptions/<subId>/resourceGroups/<rgName>/providers/Microsoft.Solutions/applications/<applicationName>";
         let want = format!(
-            r#"{{"eventType":"PUT","provisioningState":"Succeeded","applicationId":"{app}","subscriptionId":"<subId>","resourceGroup":"<rgName>","applicationName":"<applicationName>","eventTime":"2019-08-14T19:20:08.1707163Z","flavour":"service_catalog","applicationDefinitionId":"/subscriptions/<subId>/resourceGroups/<rgName>/providers/Microsoft.Solutions/applicationDefinitions/<appDefName>","original":{CATALOG_SAMPLE}}}"#
+            r#"{{"eventType":"PUT","provisioningState":"Succeeded","applicationId":"{app}","subscriptionId":"<subId>","resourceGroup":"<rgName>","applicationName":"<applicationName>","eventTime":"2019-08-14T19:20:08.1707163Z","flavour":"service_catalog","applicationDefinitionId":"/subscriptions/<subId>/resourceGroups/<rgName>/providers/Microsoft.Solutions/applicationDefinitions/<appDefName>","original":{}}}"#, CATALOG_SAMPLE.trim_end()
         );
         assert_eq!(ev.data.get(), want);
         let lower = app.to_ascii_lowercase();
@@ -464,7 +446,7 @@ mod tests {
         let ev = validate(MARKETPLACE_SAMPLE.as_bytes()).unwrap();
         let app = "/subscriptions/<subId>/resourceGroups/<rgName>/providers/Microsoft.Solutions/applications/<applicationName>";
         let want = format!(
-            r#"{{"eventType":"PUT","provisioningState":"Failed","applicationId":"{app}","subscriptionId":"<subId>","resourceGroup":"<rgName>","applicationName":"<applicationName>","eventTime":"2019-08-14T19:20:08.1707163Z","flavour":"marketplace","plan":{{"publisher":"publisherId","product":"offer","name":"skuName","version":"1.0.1"}},"billing":{{"resourceUsageId":"<resourceUsageId>"}},"error":{{"code":"ErrorCode","message":"error message","details":[{{"code":"DetailedErrorCode","message":"error message"}}]}},"original":{MARKETPLACE_SAMPLE}}}"#
+            r#"{{"eventType":"PUT","provisioningState":"Failed","applicationId":"{app}","subscriptionId":"<subId>","resourceGroup":"<rgName>","applicationName":"<applicationName>","eventTime":"2019-08-14T19:20:08.1707163Z","flavour":"marketplace","plan":{{"publisher":"publisherId","product":"offer","name":"skuName","version":"1.0.1"}},"billing":{{"resourceUsageId":"<resourceUsageId>"}},"error":{{"code":"ErrorCode","message":"error message","details":[{{"code":"DetailedErrorCode","message":"error message"}}]}},"original":{}}}"#, MARKETPLACE_SAMPLE.trim_end()
         );
         assert_eq!(ev.data.get(), want);
         assert_eq!(ev.kind, "webhookguard.azure.managedapp.put.failed");

@@ -26,28 +26,10 @@ pub fn azure_plugin(extra: &str) -> String {
 }
 
 /// The service catalog sample from the documentation, verbatim.
-pub const CATALOG_SAMPLE: &str = r#"{
-  "eventType": "PUT",
-  "applicationId": "subscriptions/<subId>/resourceGroups/<rgName>/providers/Microsoft.Solutions/applications/<applicationName>",
-  "eventTime": "2019-08-14T19:20:08.1707163Z",
-  "provisioningState": "Succeeded",
-  "applicationDefinitionId": "subscriptions/<subId>/resourceGroups/<rgName>/providers/Microsoft.Solutions/applicationDefinitions/<appDefName>"
-}"#;
+pub const CATALOG_SAMPLE: &str = include_str!("../../examples/requests/azure-service-catalog.json");
 
 /// The Marketplace failure sample from the documentation, verbatim.
-pub const MARKETPLACE_SAMPLE: &str = r#"{
-  "eventType": "PUT",
-  "applicationId": "subscriptions/<subId>/resourceGroups/<rgName>/providers/Microsoft.Solutions/applications/<applicationName>",
-  "eventTime": "2019-08-14T19:20:08.1707163Z",
-  "provisioningState": "Failed",
-  "billingDetails": { "resourceUsageId": "<resourceUsageId>" },
-  "plan": { "publisher": "publisherId", "product": "offer", "name": "skuName", "version": "1.0.1" },
-  "error": {
-    "code": "ErrorCode",
-    "message": "error message",
-    "details": [ { "code": "DetailedErrorCode", "message": "error message" } ]
-  }
-}"#;
+pub const MARKETPLACE_SAMPLE: &str = include_str!("../../examples/requests/azure-marketplace-failed.json");
 
 pub fn target(query: &str) -> String {
     format!("/api/resource?{query}")
