@@ -81,6 +81,18 @@ def read_oha(path):
     }
 
 
+def read_times(path):
+    """Children's user + system seconds from the output of bash's `times`."""
+    if not path:
+        return 0.0
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    total = 0.0
+    for m, sec in re.findall(r"(\d+)m([\d.]+)s", lines[1] if len(lines) > 1 else ""):
+        total += int(m) * 60 + float(sec)
+    return total
+
+
 def unexpected(oha, envoy, expect):
     """Responses that were not the expected status, plus transport errors."""
     wrong = sum(v for k, v in oha["statuses"].items() if k != str(expect))
@@ -100,10 +112,17 @@ def cmd_record(a):
         line["envoy"] = envoy
         line["expect"] = a.expect
         line["unexpected"] = unexpected(oha, envoy, a.expect)
-        # --cpu-before/--cpu-after: "utime stime cpu_busy cpu_total", in clock ticks
+        # --cpu-before/--cpu-after: "utime stime cpu_busy cpu_total all_busy all_total", in
+        # clock ticks (cpu_*: the CPU Envoy is pinned to; all_*: the whole machine)
         b = [int(x) for x in a.cpu_before.split()]
         e = [int(x) for x in a.cpu_after.split()]
-        user, sys_, busy, total = (e[i] - b[i] for i in range(4))
+        user, sys_, busy, total, all_busy, all_total = (e[i] - b[i] for i in range(6))
+        gen_s = read_times(a.times_after) - read_times(a.times_before)
+        line["oha_cpu_s"] = round(gen_s, 3)
+        # Other processes' CPU use anywhere on the machine, in CPUs (oha and Envoy excluded).
+        ncpu = os.cpu_count() or 1
+        others = all_busy - user - sys_ - gen_s * a.clk_tck
+        line["others_cpus"] = round(max(others, 0) * ncpu / all_total, 3) if all_total else None
         cpu_s = (user + sys_) / a.clk_tck
         done = envoy.get("completed", 0)
         line["envoy_cpu_s"] = round(cpu_s, 3)
@@ -134,11 +153,13 @@ def cmd_noise(a):
         rows = [json.loads(l) for l in f if l.strip()]
     # Throughput runs only: at a fixed rate below saturation Envoy is mostly idle, and other
     # processes using that idle time take nothing from it.
-    worst = max((r.get("interference_pct") or 0 for r in rows if r["kind"] == "throughput"), default=0)
-    if worst > a.max:
+    tp = [r for r in rows if r["kind"] == "throughput"]
+    worst = max((r.get("interference_pct") or 0 for r in tp), default=0)
+    others = max((r.get("others_cpus") or 0 for r in tp), default=0)
+    if worst > a.max or others * 100 > a.max:
         r = rows[0]
-        print(f"  round {r['round']} {r['variant']}: other processes took {worst:.0f}% of Envoy's CPU;"
-              " measuring again", file=sys.stderr)
+        print(f"  round {r['round']} {r['variant']}: other processes took {worst:.0f}% of Envoy's CPU and"
+              f" {others:.2f} CPU on the machine; measuring again", file=sys.stderr)
         sys.exit(3)
 
 
@@ -161,7 +182,7 @@ def cmd_progress(_a):
         f"  round {tp.get('round')} {v:<24} {tp.get('rps', 0):>9.0f} req/s  "
         f"{tp.get('cpu_us_per_req') or 0:>6.1f} µs CPU/req "
         f"({100 * tp.get('envoy_sys_s', 0) / (tp.get('envoy_cpu_s') or 1):.0f}% sys, "
-        f"{tp.get('interference_pct') or 0:.0f}% other)  "
+        f"{tp.get('interference_pct') or 0:.0f}% other, others {tp.get('others_cpus') or 0:.2f} CPU)  "
         f"p50 {lat.get('p50_us') or 0:>6.0f} µs  p99 {lat.get('p99_us') or 0:>6.0f} µs  "
         f"RSS {(mem.get('rss_bytes') or 0) / 2**20:.1f} MiB" + (f"  UNEXPECTED {bad}" if bad else "")
     )
@@ -228,6 +249,7 @@ def cmd_report(a):
             "cpu": [r.get("cpu_us_per_req") for r in tp],
             "sys": [100 * r["envoy_sys_s"] / r["envoy_cpu_s"] for r in tp if r.get("envoy_cpu_s")],
             "other": [r.get("interference_pct") for r in tp],
+            "others": [r.get("others_cpus") for r in tp],
             "p50": [r["p50_us"] for r in lat],
             "p99": [r["p99_us"] for r in lat],
             "lat_rps": [r["rps"] for r in lat],
@@ -309,18 +331,20 @@ def cmd_report(a):
     w("## Results")
     w("")
     w("Median over rounds, (min–max) in brackets. *kernel %*: Envoy's system time in its CPU time.")
-    w("*other CPU %*: share of Envoy's CPU taken by other processes during the throughput runs")
-    w(f"(interference; 0 on a quiet machine). A variant's measurements that saw more than")
-    w(f"{meta['max_interference']} % were discarded and run again ({meta['retries']} time(s) at most; the last attempt")
-    w(f"is kept): {discarded} discarded in this run.")
+    w("*other CPU %*: share of Envoy's CPU taken by other processes during the throughput runs;")
+    w("*others CPU*: CPUs used by other processes anywhere on the machine meanwhile (Envoy and")
+    w("oha excluded). Both are 0 on a quiet machine. A variant's measurements that saw more than")
+    w(f"{meta['max_interference']} % (of Envoy's CPU, or of a CPU elsewhere) were discarded and run again")
+    w(f"({meta['retries']} time(s) at most; the last attempt is kept): {discarded} discarded in this run.")
     w("")
-    w("| variant | throughput req/s | Envoy CPU µs/req | kernel % | p50 µs | p99 µs | RSS MiB | heap MiB | other CPU % | responses checked | unexpected |")
-    w("|---|---|---|---|---|---|---|---|---|---|---|")
+    w("| variant | throughput req/s | Envoy CPU µs/req | kernel % | p50 µs | p99 µs | RSS MiB | heap MiB | other CPU % | others CPU | responses checked | unexpected |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for v in present:
         name, d = VARIANTS[v], agg[v]
         w(f"| {name} | {spread(d['rps'], '{:,.0f}')} | {spread(d['cpu'], '{:.1f}')} | {fnum(median(d['sys']), '{:.0f}')} "
           f"| {spread(d['p50'], '{:.0f}')} | {spread(d['p99'], '{:.0f}')} | {spread(d['rss'], '{:.1f}')} "
           f"| {spread(d['alloc'], '{:.1f}')} | {fnum(median(d['other']), '{:.0f}')} "
+          f"| {fnum(median(d['others']), '{:.2f}')} "
           f"| {d['requests']:,} ({', '.join(d['statuses'])}) | {d['unexpected']} |")
     w("")
     w("Ratios of the medians:")
@@ -371,12 +395,14 @@ def cmd_report(a):
     w("## Targets")
     w("")
     w("Checked on the medians; reported, never enforced.")
-    noisy = [VARIANTS[v] for v in present if (median(agg[v]["other"]) or 0) > meta.get("max_interference", 10)]
+    limit = meta.get("max_interference", 10)
+    noisy = [VARIANTS[v] for v in present
+             if (median(agg[v]["other"]) or 0) > limit or (median(agg[v]["others"]) or 0) * 100 > limit]
     if noisy:
         w("")
-        w(f"**This run was disturbed**: other processes took more than {meta.get('max_interference', 10)} % of Envoy's CPU")
-        w(f"(median) for {', '.join(noisy)}. The throughput and latency checks below are not reliable;")
-        w("re-run `make bench` on a quiet machine.")
+        w(f"**This run was disturbed**: other processes took more than {limit} % of Envoy's CPU or of")
+        w(f"a CPU elsewhere (median) for {', '.join(noisy)}. The throughput and latency checks below")
+        w("are not reliable; re-run `make bench` on a quiet machine.")
     w("")
     w("| target | measured | met |")
     w("|---|---|---|")
@@ -439,8 +465,10 @@ def main():
     r.add_argument("--oha")
     r.add_argument("--stats-before")
     r.add_argument("--stats-after")
-    r.add_argument("--cpu-before", default="0 0 0 0")
-    r.add_argument("--cpu-after", default="0 0 0 0")
+    r.add_argument("--cpu-before", default="0 0 0 0 0 0")
+    r.add_argument("--cpu-after", default="0 0 0 0 0 0")
+    r.add_argument("--times-before")
+    r.add_argument("--times-after")
     r.add_argument("--clk-tck", type=int, default=100)
     r.add_argument("--concurrency", type=int)
     r.add_argument("--rate", type=int)

@@ -20,12 +20,15 @@
 #   throughput  RATE [1000] req/s for latency  LAT_CONNECTIONS [16] connections for latency
 #   WARMUP [1] seconds of load before each variant's measurements
 #   MAX_INTERFERENCE [10] RETRIES [1]: a variant's measurements during which other processes
-#   took more than MAX_INTERFERENCE % of Envoy's CPU are discarded and run again, RETRIES
-#   times at most (the last attempt is kept whatever it shows)
+#   took more than MAX_INTERFERENCE % of Envoy's CPU, or used more than MAX_INTERFERENCE % of
+#   a CPU on the machine, are discarded and run again, RETRIES times at most (the last
+#   attempt is kept whatever it shows)
 #   BENCH_WG_EXTRA [rate_limit JSON] members added to the webhook-guard endpoint; "" for none
-#   BENCH_PORT [19100] first of the loopback ports used (admin; +1 upstream; +11..+15 variants)
+#   BENCH_PORT [19100] first of the loopback ports used (admin; +1 upstream; +11..+17 variants)
 #   BENCH_PIN [1] pin Envoy to CPU 0 and the load generator to CPU 1 (when there are 2+ CPUs)
 #   BENCH_NICE [-20] niceness of Envoy and the load generator (applied when allowed; 0: off)
+#   BENCH_WAIT_QUIET [60] seconds to wait, at most, for other processes to leave the CPUs
+#   (nearly) idle before measuring
 #   ENVOY, WASM, PYTHON: Envoy binary, webhook-guard module, python3
 #   BENCH_DOC [docs/benchmarks.md]  BENCH_NOTE: a free-text line added to the report
 #   BENCH_VARIANTS [v1..v5]: the variants to measure, by name; two diagnostic ones can be
@@ -46,6 +49,7 @@ WARMUP=${WARMUP%s}
 BENCH_PORT=${BENCH_PORT:-19100}
 BENCH_PIN=${BENCH_PIN:-1}
 BENCH_NICE=${BENCH_NICE:--20}
+BENCH_WAIT_QUIET=${BENCH_WAIT_QUIET:-60}
 BENCH_DOC=${BENCH_DOC:-docs/benchmarks.md}
 BENCH_VARIANTS=${BENCH_VARIANTS:-v1_router v2_empty_wasm v3_lua v4_webhook_guard v5_webhook_guard_reject}
 BENCH_NOTE=${BENCH_NOTE:-}
@@ -65,7 +69,7 @@ VALID_BODY=examples/requests/azure-service-catalog.json
 for n in ROUNDS DURATION CONCURRENCY RATE LAT_CONNECTIONS BENCH_PORT; do
   [[ ${!n} =~ ^[0-9]+$ && ${!n} -gt 0 ]] || { echo "run.sh: $n must be a positive integer (got '${!n}')" >&2; exit 2; }
 done
-for n in WARMUP RETRIES MAX_INTERFERENCE; do
+for n in WARMUP RETRIES MAX_INTERFERENCE BENCH_WAIT_QUIET; do
   [[ ${!n} =~ ^[0-9]+$ ]] || { echo "run.sh: $n must be an integer >= 0 (got '${!n}')" >&2; exit 2; }
 done
 
@@ -330,19 +334,21 @@ RAW=bench-results/raw-$STAMP.jsonl
 : > "$RAW"
 CLK_TCK=$(getconf CLK_TCK)
 
-# Envoy's utime and stime (all threads), then the busy (user, nice, system, steal) and total
-# ticks of the CPU Envoy is pinned to (of the whole machine when not pinned, oha included):
-# busy ticks that are not Envoy's are interference from other processes.
+# Envoy's utime and stime (all threads); the busy (user, nice, system, steal) and total
+# ticks of the CPU Envoy is pinned to (of the whole machine when not pinned); the same for
+# the whole machine. Busy ticks that are neither Envoy's nor oha's are other processes'.
 cpu_sample() {
   local cpu=cpu
   [[ ${#ENVOY_CPU[@]} -gt 0 ]] && cpu=cpu0
-  echo "$(awk '{ print $14, $15 }' "/proc/$ENVOY_PID/stat") $(awk -v c="$cpu" '$1 == c {
-    busy = $2 + $3 + $4 + $9; total = busy + $5 + $6 + $7 + $8; print busy, total }' /proc/stat)"
+  echo "$(awk '{ print $14, $15 }' "/proc/$ENVOY_PID/stat") $(awk -v c="$cpu" '
+    $1 == c { busy = $2 + $3 + $4 + $9; total = busy + $5 + $6 + $7 + $8; print busy, total }' /proc/stat) $(awk '
+    $1 == "cpu" { busy = $2 + $3 + $4 + $9; total = busy + $5 + $6 + $7 + $8; print busy, total }' /proc/stat)"
 }
 stats() { curl -s "http://127.0.0.1:$ADMIN_PORT/stats?filter=downstream_rq_(completed|[1-5]xx)\$" > "$1"; }
+# oha's own CPU time is read with the shell's `times` (children's user and system time)
+# around each oha_run.
 oha_run() { # variant out.json extra-args...
   local v=$1 out=$2; shift 2
-  # shellcheck disable=SC2086
   boosted "$WORK/oha.pid" "${GEN_CPU[@]}" "$OHA" "${GEN_THREADS[@]}" --no-tui --output-format json -m POST -H 'content-type: application/json' \
     -D "${BODY[$v]}" "$@" "$(url "$v")" > "$out"
 }
@@ -350,8 +356,19 @@ record() { "$PYTHON" benches/report.py record "$@"; }
 
 # Is the machine quiet? Busy share of all CPUs over one second, before any load.
 machine_busy() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
-read -r b0 t0 < <(machine_busy); sleep 1; read -r b1 t1 < <(machine_busy)
-busy=$(((b1 - b0) * 100 / (t1 - t0 > 0 ? t1 - t0 : 1)))
+busy_now() {
+  local b0 t0 b1 t1
+  read -r b0 t0 < <(machine_busy); sleep 1; read -r b1 t1 < <(machine_busy)
+  echo $(((b1 - b0) * 100 / (t1 - t0 > 0 ? t1 - t0 : 1)))
+}
+busy=$(busy_now)
+if [[ $busy -gt 10 && $BENCH_WAIT_QUIET -gt 0 ]]; then
+  log "other processes keep $busy% of the CPUs busy; waiting up to ${BENCH_WAIT_QUIET} s for a quiet machine"
+  waited=1
+  while [[ $busy -gt 10 && $waited -lt $BENCH_WAIT_QUIET ]]; do
+    sleep 4; busy=$(busy_now); waited=$((waited + 5))
+  done
+fi
 if [[ $busy -gt 10 ]]; then
   log "warning: other processes keep $busy% of this machine's CPUs busy: expect noisy numbers"
 fi
@@ -369,25 +386,28 @@ for round in $(seq 1 "$ROUNDS"); do
     for attempt in $(seq 0 "$RETRIES"); do
       : > "$WORK/attempt.jsonl"
       # (a)+(c) throughput at fixed concurrency, Envoy CPU per request
-      stats "$WORK/s0"; c0=$(cpu_sample)
+      stats "$WORK/s0"; c0=$(cpu_sample); times > "$WORK/t0"
       oha_run "$v" "$WORK/tp.json" -z "${DURATION}s" -c "$CONCURRENCY"
-      c1=$(cpu_sample); stats "$WORK/s1"
+      times > "$WORK/t1"; c1=$(cpu_sample); stats "$WORK/s1"
       record --kind throughput --round "$round" --variant "$v" --expect "${EXPECT[$v]}" --oha "$WORK/tp.json" \
         --stats-before "$WORK/s0" --stats-after "$WORK/s1" --cpu-before "$c0" --cpu-after "$c1" \
+        --times-before "$WORK/t0" --times-after "$WORK/t1" \
         --clk-tck "$CLK_TCK" --concurrency "$CONCURRENCY" >> "$WORK/attempt.jsonl"
       # (b) latency at a fixed rate, below saturation
-      stats "$WORK/s0"; c0=$(cpu_sample)
+      stats "$WORK/s0"; c0=$(cpu_sample); times > "$WORK/t0"
       oha_run "$v" "$WORK/lat.json" -z "${DURATION}s" -c "$LAT_CONNECTIONS" -q "$RATE" --latency-correction
-      c1=$(cpu_sample); stats "$WORK/s1"
+      times > "$WORK/t1"; c1=$(cpu_sample); stats "$WORK/s1"
       record --kind latency --round "$round" --variant "$v" --expect "${EXPECT[$v]}" --oha "$WORK/lat.json" \
         --stats-before "$WORK/s0" --stats-after "$WORK/s1" --cpu-before "$c0" --cpu-after "$c1" \
+        --times-before "$WORK/t0" --times-after "$WORK/t1" \
         --clk-tck "$CLK_TCK" --rate "$RATE" --concurrency "$LAT_CONNECTIONS" >> "$WORK/attempt.jsonl"
       # (d) memory at the end of the variant's run
       curl -s "http://127.0.0.1:$ADMIN_PORT/memory" > "$WORK/memory.json"
       record --kind memory --round "$round" --variant "$v" --admin-memory "$WORK/memory.json" \
         --proc-status "/proc/$ENVOY_PID/status" >> "$WORK/attempt.jsonl"
-      # Other processes took more than MAX_INTERFERENCE % of Envoy's CPU: keep the lines,
-      # marked discarded, and measure again (RETRIES times at most).
+      # Other processes took more than MAX_INTERFERENCE % of Envoy's CPU, or used more than
+      # MAX_INTERFERENCE % of a CPU anywhere on the machine: keep the lines, marked
+      # discarded, and measure again (RETRIES times at most).
       if [[ $attempt -lt $RETRIES ]] &&
         ! "$PYTHON" benches/report.py noise --max "$MAX_INTERFERENCE" "$WORK/attempt.jsonl"; then
         "$PYTHON" benches/report.py discard "$WORK/attempt.jsonl" >> "$RAW"
