@@ -14,7 +14,7 @@ export CARGO_TERM_COLOR := never
 SOAK_SECONDS ?= 600
 FUZZ_SECONDS ?= 300
 
-.PHONY: all build run samples soak fuzz test lint unit e2e wasm-target envoy size clean
+.PHONY: all build run samples soak fuzz bench test lint unit e2e wasm-target envoy size clean
 
 all: build
 
@@ -46,6 +46,11 @@ samples:
 # Every cargo-fuzz target for FUZZ_SECONDS each, two at a time (fuzz/README.md).
 fuzz:
 	./fuzz/run.sh $(FUZZ_SECONDS)
+
+# Side-by-side benchmark against Envoy's own options (docs/benchmarks.md); run it on a
+# quiet machine. The criterion micro-benchmarks: cargo bench --bench pure.
+bench: build $(ENVOY)
+	ENVOY=$(ENVOY) WASM=$(WASM) PYTHON=$(PYTHON) ./benches/run.sh
 
 # Mixed load through Envoy with 2 workers; reports throughput, errors and memory.
 soak: build $(ENVOY)
