@@ -326,7 +326,8 @@ def cmd_report(a):
         w(f"- note: {meta['note']}")
     if meta.get("busy_at_start_pct") is not None:
         w(f"- other processes kept {meta['busy_at_start_pct']} % of the machine's CPU time busy in the second before the run")
-    w(f"- whole run: {meta['elapsed_s'] // 60} min {meta['elapsed_s'] % 60} s; raw results: `{meta['raw']}`")
+    waited = f" (of which {meta['waited_s']} s waiting for a quiet machine)" if meta.get("waited_s") else ""
+    w(f"- whole run: {meta['elapsed_s'] // 60} min {meta['elapsed_s'] % 60} s{waited}; raw results: `{meta['raw']}`")
     w("")
     w("## Results")
     w("")

@@ -104,14 +104,14 @@ EMPTY_WASM=$EMPTY_TARGET/wasm32-wasip1/release/empty_filter.wasm
 
 # --- 3. Envoy -------------------------------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/webhook-guard-bench.XXXXXX")
-ENVOY_PID= LAUNCHER_PID=
+ENVOY_PID="" LAUNCHER_PID=""
 cleanup() {
   local status=$?
   if [[ -n $ENVOY_PID ]] && kill -0 "$ENVOY_PID" 2>/dev/null; then
     kill "$ENVOY_PID" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$ENVOY_PID" 2>/dev/null || break; sleep 0.1; done
   fi
-  [[ -n $LAUNCHER_PID ]] && wait "$LAUNCHER_PID" 2>/dev/null || true
+  if [[ -n $LAUNCHER_PID ]]; then wait "$LAUNCHER_PID" 2>/dev/null || true; fi
   if [[ $status -ne 0 && -f $WORK/envoy.log ]]; then
     log "last lines of the Envoy log:"; tail -n 20 "$WORK/envoy.log" >&2 || true
   fi
@@ -146,8 +146,9 @@ declare -A BODY=(
 # PATCH/Deleted is not a valid (eventType, provisioningState) pair: 400 after the body is parsed.
 sed -e 's/"eventType": "PUT"/"eventType": "PATCH"/' -e 's/"provisioningState": "Succeeded"/"provisioningState": "Deleted"/' \
   "$VALID_BODY" > "$WORK/invalid.json"
-grep -q '"PATCH"' "$WORK/invalid.json" && grep -q '"Deleted"' "$WORK/invalid.json" ||
+if ! grep -q '"PATCH"' "$WORK/invalid.json" || ! grep -q '"Deleted"' "$WORK/invalid.json"; then
   die "could not derive the invalid notification from $VALID_BODY"
+fi
 
 # Envoy loads a copy: other builds may replace $WASM during the run.
 cp "$WASM" "$WORK/webhook_guard.wasm"
@@ -286,9 +287,11 @@ fi
 boosted() {
   local pidfile=$1; shift
   if [[ ${#PRIO[@]} -gt 0 ]]; then
+    # shellcheck disable=SC2016 # expanded by the inner shell
     setsid -w bash -c 'echo $$ > "$0"; echo "$1" > /proc/self/autogroup 2>/dev/null || true; shift; exec "$@"' \
       "$pidfile" "$BENCH_NICE" "${PRIO[@]}" "$@"
   else
+    # shellcheck disable=SC2016
     bash -c 'echo $$ > "$0"; exec "$@"' "$pidfile" "$@"
   fi
 }
@@ -300,8 +303,9 @@ for _ in $(seq 1 50); do [[ -s $WORK/envoy.pid ]] && break; sleep 0.1; done
 ENVOY_PID=$(cat "$WORK/envoy.pid" 2>/dev/null) || die "Envoy did not start"
 for _ in $(seq 1 200); do
   kill -0 "$ENVOY_PID" 2>/dev/null || {
-    grep -q 'rate_limit' "$WORK/envoy.log" && [[ -n $BENCH_WG_EXTRA ]] &&
-      log "hint: this webhook-guard build refuses BENCH_WG_EXTRA; run with BENCH_WG_EXTRA=\"\""
+    if [[ -n $BENCH_WG_EXTRA ]] && grep -q 'invalid configuration' "$WORK/envoy.log"; then
+      log "hint: this webhook-guard build may refuse BENCH_WG_EXTRA ($BENCH_WG_EXTRA); try BENCH_WG_EXTRA=\"\""
+    fi
     die "Envoy exited during startup"
   }
   [[ $(curl -s "http://127.0.0.1:$ADMIN_PORT/ready" 2>/dev/null) == LIVE ]] && break
@@ -361,7 +365,7 @@ busy_now() {
   read -r b0 t0 < <(machine_busy); sleep 1; read -r b1 t1 < <(machine_busy)
   echo $(((b1 - b0) * 100 / (t1 - t0 > 0 ? t1 - t0 : 1)))
 }
-busy=$(busy_now)
+busy=$(busy_now) waited=0
 if [[ $busy -gt 10 && $BENCH_WAIT_QUIET -gt 0 ]]; then
   log "other processes keep $busy% of the CPUs busy; waiting up to ${BENCH_WAIT_QUIET} s for a quiet machine"
   waited=1
@@ -431,7 +435,7 @@ cat > "$WORK/meta.json" <<JSON
   "rounds": $ROUNDS, "duration_s": $DURATION, "concurrency": $CONCURRENCY, "rate": $RATE,
   "lat_connections": $LAT_CONNECTIONS, "warmup_s": $WARMUP, "pinned": $([[ ${#ENVOY_CPU[@]} -gt 0 ]] && echo true || echo false),
   "nice": $([[ ${#PRIO[@]} -gt 0 ]] && echo "$BENCH_NICE" || echo 0),
-  "max_interference": $MAX_INTERFERENCE, "retries": $RETRIES, "busy_at_start_pct": $busy,
+  "max_interference": $MAX_INTERFERENCE, "retries": $RETRIES, "busy_at_start_pct": $busy, "waited_s": $waited,
   "elapsed_s": $elapsed, "raw": "$RAW",
   "note": $("$PYTHON" -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$BENCH_NOTE")
 }
