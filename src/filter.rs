@@ -208,7 +208,9 @@ impl<H: HttpHost> Guard<H> {
         if let (Some(index), Some(counter)) = (self.matched, Counter::azure_event(&event.kind)) {
             self.host.count(index, counter);
         }
-        self.finish(Some(Counter::Forwarded), Action::Continue);
+        if let Some(index) = self.matched {
+            self.host.count(index, Counter::Forwarded);
+        }
         self.stage = Stage::Forwarded;
         Action::Continue
     }
@@ -258,11 +260,15 @@ impl<H: HttpHost> Guard<H> {
         let Some(rate) = endpoint.rate_limit.as_ref() else {
             return Ok(());
         };
-        let slot = match (rate.key, event) {
-            (RateKey::Global, None) => ratelimit::slot_key(&endpoint.name, "", 1),
-            (RateKey::Application, Some(e)) => ratelimit::slot_key(&endpoint.name, e.keys.application.as_deref().unwrap_or(""), ratelimit::DEFAULT_SLOTS),
-            (RateKey::Subscription, Some(e)) => ratelimit::slot_key(&endpoint.name, e.keys.subscription.as_deref().unwrap_or(""), ratelimit::DEFAULT_SLOTS),
+        let value = match (rate.key, event) {
+            (RateKey::Global, None) => None,
+            (RateKey::Application, Some(e)) => Some(&e.keys.application),
+            (RateKey::Subscription, Some(e)) => Some(&e.keys.subscription),
             _ => return Ok(()),
+        };
+        let slot = match value {
+            None => ratelimit::slot_key(&endpoint.name, "", 1),
+            Some(v) => ratelimit::slot_key(&endpoint.name, v.as_deref().unwrap_or(""), ratelimit::DEFAULT_SLOTS),
         };
         let retry_after = match ratelimit::acquire(&self.host, &slot, &rate.limit, self.host.now_nanos(), ratelimit::MAX_CAS_ATTEMPTS) {
             Outcome::Allowed => return Ok(()),
