@@ -307,7 +307,9 @@ def cmd_report(a):
     w(f"- **latency**: {meta['rate']} req/s over {meta['lat_connections']} connections for {meta['duration_s']} s, oha's")
     w("  latency correction on (no coordinated omission);")
     w("- **memory**: Envoy's RSS (`VmRSS`) and allocated heap (admin `/memory`) after the variant's run;")
-    w("- every response is checked (oha's status counts and the listener's `downstream_rq_Nxx`).")
+    w("- every response is checked (oha's status counts and the listener's `downstream_rq_Nxx`);")
+    w("- the upstream reads each request whole before answering, so connections are reused as with")
+    w("  a keep-alive backend (the run fails otherwise).")
     pin = "Envoy pinned to CPU 0 and oha to CPU 1 (`taskset`)" if meta.get("pinned") else "no CPU pinning"
     if meta.get("nice"):
         pin += f", both at nice {meta['nice']} so that other work on the machine yields to them"
@@ -327,6 +329,8 @@ def cmd_report(a):
     if meta.get("busy_at_start_pct") is not None:
         w(f"- other processes kept {meta['busy_at_start_pct']} % of the machine's CPU time busy in the second before the run")
     waited = f" (of which {meta['waited_s']} s waiting for a quiet machine)" if meta.get("waited_s") else ""
+    if meta.get("upstream_requests"):
+        w(f"- upstream: {meta['upstream_connections']:,} connections for {meta['upstream_requests']:,} requests")
     w(f"- whole run: {meta['elapsed_s'] // 60} min {meta['elapsed_s'] % 60} s{waited}; raw results: `{meta['raw']}`")
     w("")
     w("## Results")

@@ -241,7 +241,12 @@ static_resources:
               routes:
               - match: { prefix: "/" }
                 direct_response: { status: 200, body: { inline_string: "ok" } }
+          # The buffer filter makes the upstream read the whole request before answering.
+          # A direct response sent before the body has been read closes the connection,
+          # so without it every request opened a new upstream connection, in every variant.
           http_filters:
+          - name: envoy.filters.http.buffer
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer, max_request_bytes: 1048576 }
           - name: envoy.filters.http.router
             typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
 YAML
@@ -425,6 +430,12 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 # --- 5. report ------------------------------------------------------------------------------
+# Every variant should reuse its upstream connections, as a keep-alive backend allows: a
+# connection per request would measure TCP set-up instead of the filters.
+upstream_counter() { curl -s "http://127.0.0.1:$ADMIN_PORT/stats?filter=^cluster\\.upstream\\.upstream_$1\$" | awk '{ print $2 }'; }
+upstream_cx=$(upstream_counter cx_total) upstream_rq=$(upstream_counter rq_total)
+log "upstream: $upstream_cx connections for $upstream_rq requests"
+[[ $upstream_cx -le $((upstream_rq / 100 + 100)) ]] || die "the upstream did not reuse its connections"
 elapsed=$(($(date +%s) - started))
 cat > "$WORK/meta.json" <<JSON
 {
@@ -436,7 +447,7 @@ cat > "$WORK/meta.json" <<JSON
   "lat_connections": $LAT_CONNECTIONS, "warmup_s": $WARMUP, "pinned": $([[ ${#ENVOY_CPU[@]} -gt 0 ]] && echo true || echo false),
   "nice": $([[ ${#PRIO[@]} -gt 0 ]] && echo "$BENCH_NICE" || echo 0),
   "max_interference": $MAX_INTERFERENCE, "retries": $RETRIES, "busy_at_start_pct": $busy, "waited_s": $waited,
-  "elapsed_s": $elapsed, "raw": "$RAW",
+  "elapsed_s": $elapsed, "raw": "$RAW", "upstream_connections": $upstream_cx, "upstream_requests": $upstream_rq,
   "note": $("$PYTHON" -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$BENCH_NOTE")
 }
 JSON

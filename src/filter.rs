@@ -20,10 +20,8 @@ use std::rc::Rc;
 pub trait HttpHost: SharedStore {
     /// The host clock, nanoseconds since the Unix epoch.
     fn now_nanos(&self) -> u64;
-    /// One request header. Values are bytes: HTTP/1 allows non-UTF-8 header values, and
-    /// the SDK's string accessors trap on them.
-    fn request_header(&self, name: &str) -> Option<Vec<u8>>;
-    /// All request headers, read in one call (values as bytes, as above).
+    /// All request headers, read in one call. Values are bytes: HTTP/1 allows non-UTF-8
+    /// header values, and the SDK's string accessors trap on them.
     fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
     /// Sets (`Some`) or removes (`None`) a request header.
     fn set_request_header(&self, name: &str, value: Option<&str>);
@@ -73,8 +71,10 @@ impl<H: HttpHost> Guard<H> {
     }
 
     pub fn on_request_headers(&mut self, end_of_stream: bool) -> Action {
-        // Only `:path` is read for traffic the filter does not guard.
-        let raw_path = self.host.request_header(":path").unwrap_or_default();
+        // One host call reads every header: each call costs about as much as the whole map.
+        let headers = self.host.request_headers();
+        let find = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice());
+        let raw_path = find(":path").unwrap_or_default();
         let bare_path = raw_path.split(|b| *b == b'?').next().unwrap_or_default();
         let config = Rc::clone(&self.config);
         let Some((index, endpoint)) = config.endpoints.iter().enumerate().find(|(_, e)| e.path.as_bytes() == bare_path) else {
@@ -82,11 +82,9 @@ impl<H: HttpHost> Guard<H> {
         };
         self.matched = Some(index);
         self.host.count(index, Counter::Received);
-        let Ok(path) = std::str::from_utf8(&raw_path) else {
+        let Ok(path) = std::str::from_utf8(raw_path) else {
             return self.reject(endpoint, Rejection::new(Reason::Invalid, "the request target is not UTF-8"));
         };
-        let headers = self.host.request_headers();
-        let find = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice());
         let text = |name: &str| find(name).map(String::from_utf8_lossy);
         let (method, content_type, content_length) = (text(":method"), text("content-type"), text("content-length"));
         let head = check::Head {
@@ -385,9 +383,6 @@ mod tests {
     impl HttpHost for Rc<Mock> {
         fn now_nanos(&self) -> u64 {
             self.now.get()
-        }
-        fn request_header(&self, name: &str) -> Option<Vec<u8>> {
-            self.header(name).map(String::into_bytes)
         }
         fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
             self.headers.borrow().clone()

@@ -99,8 +99,13 @@ impl HttpContext for Stream {
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         self.0.on_response_headers()
     }
+}
 
-    fn on_log(&mut self) {
+/// The end of every stream. The build strips the module's other end-of-stream exports
+/// (`proxy_on_log`, `proxy_on_done`; tools/wasm-exports.json) so that Envoy skips those
+/// calls; `proxy_on_delete` drops the stream.
+impl Drop for Stream {
+    fn drop(&mut self) {
         self.0.on_done();
     }
 }
@@ -127,10 +132,6 @@ impl HttpHost for WasmHost {
     fn now_nanos(&self) -> u64 {
         let now = hostcalls::get_current_time().unwrap_or(UNIX_EPOCH);
         now.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-    }
-
-    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
-        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name).ok().flatten()
     }
 
     fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
