@@ -4,7 +4,7 @@
 //! Host calls go through `proxy_wasm::hostcalls` directly: the SDK's convenience methods
 //! `unwrap()` host errors, and a trap would kill the VM for every later request.
 
-use crate::config::Config;
+use crate::config::{Config, Endpoint};
 use crate::filter::{Guard, HttpHost};
 use crate::metrics::Counter;
 use crate::shared::{SharedStore, StoreError};
@@ -13,7 +13,6 @@ use std::time::UNIX_EPOCH;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
-use std::collections::HashMap;
 use std::rc::Rc;
 
 proxy_wasm::main! {{
@@ -22,8 +21,9 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None, metrics: Rc::default() }) });
 }}
 
-/// Envoy metric ids by endpoint index and counter, defined once per VM.
-type Metrics = HashMap<(usize, Counter), u32>;
+/// Envoy metric ids, defined once per VM: per endpoint (by index), its counters. A short
+/// scan beats hashing for two dozen entries.
+type Metrics = Vec<Vec<(Counter, u32)>>;
 
 struct Root {
     config: Option<Rc<Config>>,
@@ -32,18 +32,15 @@ struct Root {
 
 /// Defines every counter of every endpoint (Envoy sums same-named counters of all VMs).
 fn define_metrics(config: &Config) -> Metrics {
-    let mut metrics = Metrics::new();
-    for (index, endpoint) in config.endpoints.iter().enumerate() {
-        for counter in Counter::all(endpoint.profile) {
-            match hostcalls::define_metric(MetricType::Counter, &counter.name(endpoint)) {
-                Ok(id) => {
-                    metrics.insert((index, counter), id);
-                }
-                Err(e) => log::warn!("webhook-guard: defining metric {} failed: {e:?}", counter.name(endpoint)),
-            }
+    let define = |endpoint: &Endpoint, counter: Counter| match hostcalls::define_metric(MetricType::Counter, &counter.name(endpoint)) {
+        Ok(id) => Some((counter, id)),
+        Err(e) => {
+            log::warn!("webhook-guard: defining metric {} failed: {e:?}", counter.name(endpoint));
+            None
         }
-    }
-    metrics
+    };
+    let endpoint_metrics = |endpoint: &Endpoint| Counter::all(endpoint.profile).into_iter().filter_map(|c| define(endpoint, c)).collect();
+    config.endpoints.iter().map(endpoint_metrics).collect()
 }
 
 impl Context for Root {}
@@ -173,7 +170,8 @@ impl HttpHost for WasmHost {
     }
 
     fn count(&self, endpoint: usize, counter: Counter) {
-        if let Some(id) = self.metrics.get(&(endpoint, counter)) {
+        let id = self.metrics.get(endpoint).and_then(|m| m.iter().find(|(c, _)| *c == counter)).map(|(_, id)| id);
+        if let Some(id) = id {
             if let Err(e) = hostcalls::increment_metric(*id, 1) {
                 log::warn!("webhook-guard: incrementing a metric failed: {e:?}");
             }
