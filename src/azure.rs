@@ -7,13 +7,17 @@
 //! a leading `/`. Every such spelling of one notification gets the same event id.
 
 use std::borrow::Cow;
+use std::fmt::Display;
 
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize; // for the tests' `use super::*`
+use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::event::{name_based_id, Event, RateKeys};
 use crate::resource_id::{Kind, ResourceId};
-use crate::{strict_json, timestamp};
+use crate::strict_json::{self, Walked};
+use crate::timestamp;
 
 /// The only valid (eventType, provisioningState) pairs, in canonical spelling.
 pub const PAIRS: [(&str, &str); 7] = [
@@ -33,78 +37,44 @@ const EVENT_TYPES: [&str; 3] = ["PUT", "PATCH", "DELETE"];
 const STATES: [&str; 5] = ["Accepted", "Succeeded", "Failed", "Deleting", "Deleted"];
 
 /// Deepest nesting accepted. serde_json enforces its recursion limit only when it builds
-/// values, not for the raw and ignored values read here, so it is checked separately; 64
-/// leaves room for the two levels the CloudEvent adds under any backend's limit of 128.
+/// values, not for the raw value read here, so it is checked separately; 64 leaves room
+/// for the two levels the CloudEvent adds under any backend's limit of 128.
 const MAX_DEPTH: usize = 64;
 /// Longest echo of a sender's value in an error message, in characters.
 const ECHO_CHARS: usize = 64;
 const NEITHER: &str = "notification must carry either applicationDefinitionId (service catalog) or plan and billingDetails (Marketplace)";
 
-// Fields are read raw so that a wrong JSON type gets a message naming the field. Unknown
-// fields are ignored here and reach the backend in `data.original`; serde rejects a
-// repeated known field.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// The members read from the notification, as raw JSON text (a missing member and `null`
+/// are both `None`) so that a wrong JSON type gets a message naming the field. Unknown
+/// members are ignored here and reach the backend in `data.original`.
+#[derive(Default)]
 struct Doc<'a> {
-    #[serde(borrow)]
-    event_type: Option<&'a RawValue>,
-    #[serde(borrow)]
-    application_id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    event_time: Option<&'a RawValue>,
-    #[serde(borrow)]
-    provisioning_state: Option<&'a RawValue>,
-    #[serde(borrow)]
-    error: Option<&'a RawValue>,
-    #[serde(borrow)]
-    application_definition_id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    plan: Option<&'a RawValue>,
-    #[serde(borrow)]
-    billing_details: Option<&'a RawValue>,
+    event_type: Option<&'a str>,
+    application_id: Option<&'a str>,
+    event_time: Option<&'a str>,
+    provisioning_state: Option<&'a str>,
+    error: Option<&'a str>,
+    application_definition_id: Option<&'a str>,
+    plan: Option<&'a str>,
+    billing_details: Option<&'a str>,
 }
 
-#[derive(Deserialize)]
-struct ErrorDoc<'a> {
-    #[serde(borrow)]
-    code: Option<&'a RawValue>,
-    #[serde(borrow)]
-    message: Option<&'a RawValue>,
-    #[serde(borrow)]
-    details: Option<&'a RawValue>,
+impl<'a> Doc<'a> {
+    fn set(&mut self, key: &str, value: &'a str) {
+        let field = match key {
+            "eventType" => &mut self.event_type,
+            "applicationId" => &mut self.application_id,
+            "eventTime" => &mut self.event_time,
+            "provisioningState" => &mut self.provisioning_state,
+            "error" => &mut self.error,
+            "applicationDefinitionId" => &mut self.application_definition_id,
+            "plan" => &mut self.plan,
+            "billingDetails" => &mut self.billing_details,
+            _ => return,
+        };
+        *field = Some(value).filter(|v| *v != "null");
+    }
 }
-
-#[derive(Deserialize)]
-struct DetailDoc<'a> {
-    #[serde(borrow)]
-    code: Option<&'a RawValue>,
-    #[serde(borrow)]
-    message: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct PlanDoc<'a> {
-    #[serde(borrow)]
-    publisher: Option<&'a RawValue>,
-    #[serde(borrow)]
-    product: Option<&'a RawValue>,
-    #[serde(borrow)]
-    name: Option<&'a RawValue>,
-    #[serde(borrow)]
-    version: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct BillingDoc<'a> {
-    #[serde(borrow)]
-    resource_usage_id: Option<&'a RawValue>,
-}
-
-/// A JSON string, borrowed from the body unless it contains escapes.
-#[derive(Deserialize)]
-#[serde(transparent)]
-struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// The CloudEvent `data`: the notification's facts in canonical form, plus the original.
 #[derive(Serialize)]
@@ -170,19 +140,25 @@ pub fn validate(body: &[u8]) -> Result<Event, String> {
         return Err("body is empty".into());
     }
     let text = std::str::from_utf8(body).map_err(|e| format!("body is not valid UTF-8: {e}"))?;
+    // serde_json reads the syntax (its messages are the ones senders get) and yields the
+    // original for `data`; everything else is one walk of `strict_json::walk` below.
     let original: &RawValue =
         serde_json::from_str(text).map_err(|e| format!("body is not valid JSON: {e}"))?;
-    // Checked here because serde would also read a struct from a JSON array.
+    // Checked here because the walk would also read members of a JSON array.
     if !original.get().starts_with('{') {
         return Err("body must be a JSON object".into());
     }
-    if strict_json::too_deep(original.get(), MAX_DEPTH) {
-        return Err(format!("body nests deeper than {MAX_DEPTH} levels"));
-    }
     // Unknown members are forwarded untouched, so they must be readable by strict parsers.
-    strict_json::check(text).map_err(|e| format!("body is not strict JSON: {e}"))?;
-    let doc: Doc =
-        serde_json::from_str(text).map_err(|e| format!("body is not a valid notification: {e}"))?;
+    // The walk reads the members and settles strictness in the common case; when it
+    // cannot, `check` decides, with its exact message.
+    let mut doc = Doc::default();
+    match strict_json::walk(text, MAX_DEPTH, |key, value| doc.set(key, value)) {
+        Walked::Strict => {}
+        Walked::Unsure => {
+            strict_json::check(text).map_err(|e| format!("body is not strict JSON: {e}"))?
+        }
+        Walked::TooDeep => return Err(format!("body nests deeper than {MAX_DEPTH} levels")),
+    }
 
     let event_type = one_of("eventType", &EVENT_TYPES, doc.event_type)?;
     let state = one_of("provisioningState", &STATES, doc.provisioning_state)?;
@@ -229,15 +205,21 @@ pub fn validate(body: &[u8]) -> Result<Event, String> {
         original,
     })
     .map_err(|e| format!("cannot serialise the event: {e}"))?;
+    let name = [
+        "azure_managed_app\n",
+        &application_key,
+        "\n",
+        event_type,
+        "\n",
+        state,
+        "\n",
+        &time,
+    ];
+    let mut kind = [KIND_PREFIX, event_type, ".", state].concat();
+    kind.make_ascii_lowercase(); // the prefix is lowercase already
     Ok(Event {
-        id: name_based_id(&format!(
-            "azure_managed_app\n{application_key}\n{event_type}\n{state}\n{time}"
-        )),
-        kind: format!(
-            "{KIND_PREFIX}{}.{}",
-            event_type.to_ascii_lowercase(),
-            state.to_ascii_lowercase()
-        ),
+        id: name_based_id(&name.concat()),
+        kind,
         subject: Some(application),
         time: Some(time),
         keys: RateKeys {
@@ -246,6 +228,25 @@ pub fn validate(body: &[u8]) -> Result<Event, String> {
         },
         data,
     })
+}
+
+/// The members `names` of a nested JSON object, which the walk of the body has already
+/// judged, as raw text (`null` as `None`).
+fn object<'a, const N: usize>(
+    field: &(impl Display + ?Sized),
+    raw: &'a str,
+    names: [&str; N],
+) -> Result<[Option<&'a str>; N], String> {
+    if !raw.starts_with('{') {
+        return Err(format!("{field} must be an object"));
+    }
+    let mut found = [None; N];
+    strict_json::walk(raw, MAX_DEPTH, |key, value| {
+        if let Some(slot) = names.iter().position(|n| *n == key).and_then(|i| found.get_mut(i)) {
+            *slot = Some(value).filter(|v| *v != "null");
+        }
+    });
+    Ok(found)
 }
 
 fn flavour<'a>(doc: &Doc<'a>) -> Result<Flavour<'a>, String> {
@@ -258,19 +259,20 @@ fn flavour<'a>(doc: &Doc<'a>) -> Result<Flavour<'a>, String> {
             Ok(Flavour::Catalog(id.canonical()))
         }
         (None, Some(plan), Some(billing)) => {
-            let plan: PlanDoc = object("plan", plan)?;
-            let billing: BillingDoc = object("billingDetails", billing)?;
+            let [publisher, product, name, version] =
+                object("plan", plan, ["publisher", "product", "name", "version"])?;
+            let [resource_usage_id] = object("billingDetails", billing, ["resourceUsageId"])?;
             Ok(Flavour::Marketplace(
                 Plan {
-                    publisher: required("plan.publisher", plan.publisher)?,
-                    product: required("plan.product", plan.product)?,
-                    name: required("plan.name", plan.name)?,
-                    version: required("plan.version", plan.version)?,
+                    publisher: required("plan.publisher", publisher)?,
+                    product: required("plan.product", product)?,
+                    name: required("plan.name", name)?,
+                    version: required("plan.version", version)?,
                 },
                 Billing {
                     resource_usage_id: required(
                         "billingDetails.resourceUsageId",
-                        billing.resource_usage_id,
+                        resource_usage_id,
                     )?,
                 },
             ))
@@ -286,25 +288,23 @@ fn flavour<'a>(doc: &Doc<'a>) -> Result<Flavour<'a>, String> {
     }
 }
 
-fn error_info(raw: Option<&RawValue>) -> Result<ErrorInfo<'_>, String> {
+fn error_info(raw: Option<&str>) -> Result<ErrorInfo<'_>, String> {
     let raw = raw.ok_or("error is required when provisioningState is Failed")?;
-    let doc: ErrorDoc = object("error", raw)?;
-    let code = required("error.code", doc.code)?;
-    let message = required("error.message", doc.message)?;
-    let details = match doc.details {
+    let [code, message, details] = object("error", raw, ["code", "message", "details"])?;
+    let code = required("error.code", code)?;
+    let message = required("error.message", message)?;
+    let details = match details {
         None => None,
-        Some(list) if !list.get().starts_with('[') => {
-            return Err("error.details must be an array".into())
-        }
+        Some(list) if !list.starts_with('[') => return Err("error.details must be an array".into()),
         Some(list) => {
-            let items: Vec<&RawValue> = serde_json::from_str(list.get())
-                .map_err(|e| format!("error.details is invalid: {}", bare(&e)))?;
+            let mut items = Vec::new();
+            strict_json::walk(list, MAX_DEPTH, |_, item| items.push(item));
             let details = items.into_iter().enumerate().map(|(i, item)| {
-                let field = format!("error.details[{i}]");
-                let detail: DetailDoc = object(&field, item)?;
+                let [code, message] =
+                    object(&format_args!("error.details[{i}]"), item, ["code", "message"])?;
                 Ok(Detail {
-                    code: required(&format!("{field}.code"), detail.code)?,
-                    message: required(&format!("{field}.message"), detail.message)?,
+                    code: required(&format_args!("error.details[{i}].code"), code)?,
+                    message: required(&format_args!("error.details[{i}].message"), message)?,
                 })
             });
             Some(details.collect::<Result<_, String>>()?)
@@ -317,30 +317,51 @@ fn error_info(raw: Option<&RawValue>) -> Result<ErrorInfo<'_>, String> {
     })
 }
 
-/// A non-empty string field; missing and `null` both count as missing.
-fn required<'a>(field: &str, raw: Option<&'a RawValue>) -> Result<Cow<'a, str>, String> {
-    let raw = raw.ok_or_else(|| format!("{field} is required"))?;
-    let Text(value) =
-        serde_json::from_str(raw.get()).map_err(|_| format!("{field} must be a string"))?;
+/// Raw JSON text of one value: a slice of the body (the unit tests also pass RawValues).
+trait Json {
+    fn json(&self) -> &str;
+}
+
+impl Json for str {
+    fn json(&self) -> &str {
+        self
+    }
+}
+
+#[cfg(test)]
+impl Json for RawValue {
+    fn json(&self) -> &str {
+        self.get()
+    }
+}
+
+/// A non-empty string field, borrowed from the body unless it contains escapes; missing
+/// and `null` both count as missing.
+fn required<'a, F, J>(field: &F, raw: Option<&'a J>) -> Result<Cow<'a, str>, String>
+where
+    F: Display + ?Sized,
+    J: Json + ?Sized,
+{
+    let raw = raw.ok_or_else(|| format!("{field} is required"))?.json();
+    let value = match raw.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        // A fold rather than `contains`: the compiler vectorises it, and these are short.
+        Some(s) if !s.bytes().fold(false, |found, b| found | (b == b'\\')) => Cow::Borrowed(s),
+        Some(_) => Cow::Owned(
+            serde_json::from_str::<String>(raw).map_err(|_| format!("{field} must be a string"))?,
+        ),
+        None => return Err(format!("{field} must be a string")),
+    };
     if value.is_empty() {
         return Err(format!("{field} must not be empty"));
     }
     Ok(value)
 }
 
-/// A nested object; the only error left for raw fields is a repeated key.
-fn object<'a, T: Deserialize<'a>>(field: &str, raw: &'a RawValue) -> Result<T, String> {
-    if !raw.get().starts_with('{') {
-        return Err(format!("{field} must be an object"));
-    }
-    serde_json::from_str(raw.get()).map_err(|e| format!("{field} is invalid: {}", bare(&e)))
-}
-
 /// The canonical spelling of a required string among `options`, ignoring ASCII case.
 fn one_of(
     field: &str,
     options: &[&'static str],
-    raw: Option<&RawValue>,
+    raw: Option<&str>,
 ) -> Result<&'static str, String> {
     let given = required(field, raw)?;
     options
@@ -356,15 +377,6 @@ fn one_of(
 /// A sender's value cut to [`ECHO_CHARS`] characters, `…` marking a cut.
 fn echo(value: &str) -> String {
     crate::problem::echo(value, ECHO_CHARS)
-}
-
-/// serde_json's message without its position, which is relative to a nested value.
-fn bare(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    match text.rsplit_once(" at line ") {
-        Some((message, _)) if e.line() > 0 => message.to_owned(),
-        _ => text,
-    }
 }
 
 #[cfg(test)]

@@ -44,22 +44,28 @@ pub fn parse_utc(s: &str) -> Result<String, String> {
         return Err("is not a valid time of day".into());
     }
     let dot = if fraction.is_empty() { "" } else { "." };
-    Ok(format!("{date}T{time}{dot}{fraction}Z"))
+    Ok([date, "T", time, dot, fraction, "Z"].concat())
 }
 
 /// Three ASCII-digit fields of fixed widths joined by `sep`.
 fn fields(s: &str, sep: char, widths: [usize; 3]) -> Option<[u32; 3]> {
-    let mut parts = s.split(sep);
     let mut out = [0; 3];
-    for (slot, width) in out.iter_mut().zip(widths) {
-        let part = parts.next()?;
-        // Checked first because `parse` would also accept a sign.
-        if part.len() != width || !part.bytes().all(|b| b.is_ascii_digit()) {
+    let mut rest = s;
+    for (i, (slot, width)) in out.iter_mut().zip(widths).enumerate() {
+        if i > 0 {
+            rest = rest.strip_prefix(sep)?;
+        }
+        let (part, tail) = rest.split_at_checked(width)?;
+        // Digits only: no sign, and the fold cannot underflow.
+        if !part.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        *slot = part.parse().ok()?;
+        *slot = part
+            .bytes()
+            .fold(0u32, |n, b| n.saturating_mul(10).saturating_add(u32::from(b - b'0')));
+        rest = tail;
     }
-    parts.next().is_none().then_some(out)
+    rest.is_empty().then_some(out)
 }
 
 fn days_in_month(year: u32, month: u32) -> u32 {
@@ -234,6 +240,16 @@ mod tests {
             let (y, m, d) = civil_from_days(day);
             assert_eq!(days_from_civil(y, m, d), day);
             assert!(s.ends_with("T01:02:03Z"), "{s}");
+        }
+    }
+
+    #[test]
+    fn fields_reads_exactly_three_fixed_width_numbers() {
+        assert_eq!(fields("2019-08-14", '-', [4, 2, 2]), Some([2019, 8, 14]));
+        assert_eq!(fields("19:20:08", ':', [2, 2, 2]), Some([19, 20, 8]));
+        let bad = ["2019-8-014", "2019-08-1", "2019-08-144", "2019-08-+4", "2019-08:14"];
+        for bad in bad.into_iter().chain(["2019-08-14-", "٢٠١٩-08-14", ""]) {
+            assert_eq!(fields(bad, '-', [4, 2, 2]), None, "{bad}");
         }
     }
 }
