@@ -1,9 +1,15 @@
 //! The JSON envelope `{"payload": {...}, "md5": "<hex>"}`, and the JSON payload rules the
 //! form envelope shares.
+//!
+//! Members are read as raw JSON and typed one by one, rather than into a
+//! `serde_json::Value` tree: the checks need two members, and a `Value` (with its map,
+//! its serialiser and float formatting) would roughly double the parser code in the module.
 
-use serde::Deserialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
-use serde_json::Value;
+use serde_json::Number;
 
 use super::{build_event, check_type, invalid, verify_md5, Format, Rejected};
 use crate::event::Event;
@@ -13,8 +19,27 @@ use crate::strict_json;
 struct Envelope<'a> {
     #[serde(borrow, default)]
     payload: Option<&'a RawValue>,
-    #[serde(default)]
-    md5: Option<Value>,
+    #[serde(borrow, default)]
+    md5: Option<&'a RawValue>,
+}
+
+/// The payload members the checks read; `Some` even for a JSON `null`.
+#[derive(Deserialize)]
+struct Payload<'a> {
+    #[serde(rename = "type", borrow, default, deserialize_with = "present")]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    epoch_timestamp: Option<&'a RawValue>,
+}
+
+/// A member that is there, whatever its value (`Option` alone reads `null` as absent).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// A JSON string's decoded text; `None` for any other value.
+fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
+    serde_json::from_str(raw.get()).ok()
 }
 
 pub(super) fn parse(body: &[u8]) -> Result<Event, Rejected> {
@@ -31,48 +56,50 @@ pub(super) fn parse(body: &[u8]) -> Result<Event, Rejected> {
     let payload = envelope
         .payload
         .ok_or_else(|| invalid("payload is missing (or null)"))?;
-    let md5 = match &envelope.md5 {
+    let md5 = match envelope.md5 {
         None => None,
-        Some(Value::String(s)) => Some(s.as_str()),
-        Some(_) => {
-            return Err(Rejected::Digest(
-                "md5 must be a string of 32 hexadecimal digits".into(),
-            ))
-        }
+        Some(raw) => Some(string(raw).ok_or_else(|| {
+            Rejected::Digest("md5 must be a string of 32 hexadecimal digits".into())
+        })?),
     };
-    let md5 = verify_md5(md5, payload.get().as_bytes())?;
+    let md5 = verify_md5(md5.as_deref(), payload.get().as_bytes())?;
     finish(Format::Json, &md5, payload)
 }
 
 /// Steps 3 and on for a payload given as JSON text (JSON and form envelopes): the payload
 /// must be an object with a valid `type` and an integer `epoch_timestamp` when present.
+/// The text has passed [`strict_json::check`], so it is one well-formed value.
 pub(super) fn finish(format: Format, md5: &str, payload: &RawValue) -> Result<Event, Rejected> {
-    let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(payload.get()) else {
+    // A derived struct would also accept an array: insist on an object.
+    let fields = match payload.get().starts_with('{') {
+        true => serde_json::from_str::<Payload<'_>>(payload.get()).ok(),
+        false => None,
+    };
+    let Some(fields) = fields else {
         return Err(invalid("payload must be a JSON object"));
     };
     // The CloudEvent nests the payload two levels down: keep it readable by any backend.
     if strict_json::too_deep(payload.get(), MAX_PAYLOAD_DEPTH) {
         return Err(invalid(format!("payload nests deeper than {MAX_PAYLOAD_DEPTH} levels")));
     }
-    let kind = match fields.get("type") {
+    let kind = match fields.kind {
         None => return Err(invalid("payload.type is missing")),
-        Some(Value::String(s)) => s.as_str(),
-        Some(_) => return Err(invalid("payload.type must be a string")),
+        Some(raw) => string(raw).ok_or_else(|| invalid("payload.type must be a string"))?,
     };
-    check_type(kind)?;
-    let epoch = match fields.get("epoch_timestamp") {
+    check_type(&kind)?;
+    let epoch = match fields.epoch_timestamp {
         None => None,
-        Some(Value::Number(n)) if n.is_i64() => n.as_i64(),
-        Some(Value::Number(n)) if n.is_u64() => {
-            return Err(invalid("payload.epoch_timestamp is out of range"))
-        }
-        Some(_) => {
-            return Err(invalid(
-                "payload.epoch_timestamp must be an integer number of Unix seconds",
-            ))
-        }
+        Some(raw) => match serde_json::from_str::<Number>(raw.get()) {
+            Ok(n) if n.is_i64() => n.as_i64(),
+            Ok(n) if n.is_u64() => return Err(invalid("payload.epoch_timestamp is out of range")),
+            _ => {
+                return Err(invalid(
+                    "payload.epoch_timestamp must be an integer number of Unix seconds",
+                ))
+            }
+        },
     };
-    build_event(format, kind, md5, epoch, payload)
+    build_event(format, &kind, md5, epoch, payload)
 }
 
 /// Deepest payload accepted, as for Azure bodies.
@@ -95,6 +122,7 @@ pub(super) fn describe(what: &str, e: &serde_json::Error) -> String {
 mod tests {
     use super::super::tests::{assert_short, md5_hex};
     use super::*;
+    use serde_json::Value;
 
     fn envelope(payload: &str, md5: &str) -> String {
         format!(r#"{{"payload": {payload}, "md5": "{md5}"}}"#)
@@ -227,6 +255,18 @@ mod tests {
             md5_hex(p.as_bytes())
         );
         parse(body.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn escaped_names_and_strings_are_read_decoded() {
+        let p = r#"{"\u0074ype":"p\u0069ng","epoch_\u0074imestamp":1466526410}"#;
+        let md5 = md5_hex(p.as_bytes()).replacen('0', r"\u0030", 1);
+        assert!(md5.contains(r"\u0030"), "{md5}");
+        let ev = parse(envelope(p, &md5).as_bytes()).unwrap();
+        assert_eq!(ev.kind, "webhookguard.vendor.ping");
+        assert_eq!(ev.time, crate::timestamp::rfc3339_from_unix(1_466_526_410));
+        let data: Value = serde_json::from_str(ev.data.get()).unwrap();
+        assert_eq!(data["md5"], md5_hex(p.as_bytes()));
     }
 
     #[test]

@@ -24,7 +24,8 @@
 use quick_xml::errors::{Error as XmlError, IllFormedError};
 use quick_xml::events::{BytesStart, Event as XmlEvent};
 use quick_xml::Reader;
-use serde_json::{Map, Value};
+use serde::{Serialize, Serializer};
+use std::collections::BTreeMap;
 
 use super::{build_event, check_type, invalid, quote, verify_md5, Format, Rejected};
 use crate::event::Event;
@@ -35,10 +36,26 @@ const MAX_ATTRIBUTES: usize = 32;
 
 const ROOT: &str = "notification";
 
+/// An element's content as it goes into the JSON payload: text, or its children by name
+/// (sorted, as the JSON output is).
+enum Node {
+    Text(String),
+    Object(BTreeMap<String, Node>),
+}
+
+impl Serialize for Node {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Node::Text(text) => serializer.serialize_str(text),
+            Node::Object(children) => serializer.collect_map(children),
+        }
+    }
+}
+
 /// An open element.
 struct Frame {
     name: String,
-    children: Map<String, Value>,
+    children: BTreeMap<String, Node>,
     text: String,
 }
 
@@ -46,7 +63,7 @@ impl Frame {
     fn new(name: String) -> Frame {
         Frame {
             name,
-            children: Map::new(),
+            children: BTreeMap::new(),
             text: String::new(),
         }
     }
@@ -62,8 +79,8 @@ enum Phase {
 
 /// What the envelope yields once well-formed.
 struct Envelope<'a> {
-    /// The payload element's content as a JSON value, and its raw bytes on the wire.
-    payload: Option<(Value, &'a str)>,
+    /// The payload element's content, and its raw bytes on the wire.
+    payload: Option<(Node, &'a str)>,
     md5: Option<String>,
 }
 
@@ -76,21 +93,21 @@ pub(super) fn parse(body: &[u8]) -> Result<Event, Rejected> {
         .ok_or_else(|| invalid("notification has no payload element"))?;
     let md5 = verify_md5(envelope.md5.as_deref(), raw.as_bytes())?;
 
-    let Value::Object(fields) = &payload else {
+    let Node::Object(fields) = &payload else {
         return Err(invalid("payload must contain child elements"));
     };
     let kind = match fields.get("type") {
         None => return Err(invalid("payload.type is missing")),
-        Some(Value::String(s)) => s.as_str(),
-        Some(_) => return Err(invalid("payload.type must be text, not child elements")),
+        Some(Node::Text(s)) => s.as_str(),
+        Some(Node::Object(_)) => return Err(invalid("payload.type must be text, not child elements")),
     };
     check_type(kind)?;
     let epoch = match fields.get("epoch_timestamp") {
         None => None,
-        Some(Value::String(s)) => Some(parse_i64(s).ok_or_else(|| {
+        Some(Node::Text(s)) => Some(parse_i64(s).ok_or_else(|| {
             invalid("payload.epoch_timestamp must be an integer number of Unix seconds")
         })?),
-        Some(_) => {
+        Some(Node::Object(_)) => {
             return Err(invalid(
                 "payload.epoch_timestamp must be an integer number of Unix seconds",
             ))
@@ -313,9 +330,9 @@ fn close<'a>(
         text,
     } = frame;
     let value = if children.is_empty() {
-        Value::String(text)
+        Node::Text(text)
     } else if is_xml_space(&text) {
-        Value::Object(children)
+        Node::Object(children)
     } else {
         return Err(invalid(format!("{here} mixes text with child elements")));
     };
@@ -332,7 +349,7 @@ fn close<'a>(
                 if envelope.md5.is_some() {
                     return Err(invalid("notification has more than one md5 element"));
                 }
-                let Value::String(s) = value else {
+                let Node::Text(s) = value else {
                     return Err(Rejected::Digest(
                         "md5 must be text of 32 hexadecimal digits".into(),
                     ));
@@ -463,6 +480,7 @@ fn syntax(e: &XmlError, reader: &Reader<&[u8]>) -> Rejected {
 mod tests {
     use super::super::tests::{assert_short, md5_hex};
     use super::*;
+    use serde_json::Value;
     use std::time::{Duration, Instant};
 
     const PING: &str = "<type>ping</type><epoch_timestamp>1466526410</epoch_timestamp>";
