@@ -180,8 +180,10 @@ impl Config {
     /// Parses and validates `json`; `env` looks up the variables named in `secret.env`.
     /// The error names the endpoint and field and never contains a secret.
     pub fn parse(json: &[u8], env: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        // Text, not bytes: one serde_json reader for every parse in the module.
+        let json = std::str::from_utf8(json).map_err(|e| format!("configuration: {e}"))?;
         let raw: RawConfig =
-            serde_json::from_slice(json).map_err(|e| format!("configuration: {}", redact(&e)))?;
+            serde_json::from_str(json).map_err(|e| format!("configuration: {}", redact(&e)))?;
         if raw.endpoints.is_empty() || raw.endpoints.len() > MAX_ENDPOINTS {
             return Err(format!("endpoints: must list 1 to {MAX_ENDPOINTS} endpoints"));
         }
@@ -436,6 +438,12 @@ mod tests {
         assert!(err.contains("endpoints[0]: invalid type") && !err.contains("TOPSECRET"), "{err}");
         let c = parse(MINIMAL).unwrap();
         assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn non_utf8_is_refused() {
+        let err = Config::parse(b"{\"endpoints\":[],\"log_level\":\"a\xff\"}", no_env).unwrap_err();
+        assert!(err.starts_with("configuration: invalid utf-8"), "{err}");
     }
 
     #[test]
