@@ -99,7 +99,8 @@ impl Profile {
     }
 
     pub fn allows(self, method: &str) -> bool {
-        self.allow().split(", ").any(|m| m == method)
+        // A char separator: a string one adds a substring-search iterator (1 KB) here.
+        self.allow().split(',').any(|m| m.trim_ascii() == method)
     }
 }
 
