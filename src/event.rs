@@ -97,7 +97,8 @@ impl Event {
 fn push_string(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
     // A fold rather than `any`: without the early exit the compiler vectorises it.
     if s.bytes().fold(false, |found, b| found | (b < 0x20) | (b == b'"') | (b == b'\\')) {
-        return serde_json::to_writer(out, s);
+        out.extend_from_slice(serde_json::to_string(s)?.as_bytes());
+        return Ok(());
     }
     out.push(b'"');
     out.extend_from_slice(s.as_bytes());
