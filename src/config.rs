@@ -38,6 +38,8 @@ pub struct Endpoint {
     pub mode: Mode,
     /// Window in which a copy of a delivered event is answered without forwarding.
     pub dedupe_seconds: Option<u64>,
+    /// The CloudEvent `source` of this endpoint's events: `/webhook-guard/<name>`.
+    pub source: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,6 +271,7 @@ impl Endpoint {
             mode,
             rate_limit,
             answer_ping: raw.answer_ping.unwrap_or(false),
+            source: format!("/webhook-guard/{}", raw.name),
             name: raw.name,
             path: raw.path,
             profile,
