@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 use crate::event::{name_based_id, Event, RateKeys};
 use crate::resource_id::{Kind, ResourceId};
 use crate::strict_json::{self, Walked};
+use crate::problem::clip;
 use crate::timestamp;
 
 /// The only valid (eventType, provisioningState) pairs, in canonical spelling.
@@ -38,41 +39,7 @@ const STATES: [&str; 5] = ["Accepted", "Succeeded", "Failed", "Deleting", "Delet
 /// values, not for the raw value read here, so it is checked separately; 64 leaves room
 /// for the two levels the CloudEvent adds under any backend's limit of 128.
 const MAX_DEPTH: usize = 64;
-/// Longest echo of a sender's value in an error message, in characters.
-const ECHO_CHARS: usize = 64;
 const NEITHER: &str = "notification must carry either applicationDefinitionId (service catalog) or plan and billingDetails (Marketplace)";
-
-/// The members read from the notification, as raw JSON text (a missing member and `null`
-/// are both `None`) so that a wrong JSON type gets a message naming the field. Unknown
-/// members are ignored here and reach the backend in `data.original`.
-#[derive(Default)]
-struct Doc<'a> {
-    event_type: Option<&'a str>,
-    application_id: Option<&'a str>,
-    event_time: Option<&'a str>,
-    provisioning_state: Option<&'a str>,
-    error: Option<&'a str>,
-    application_definition_id: Option<&'a str>,
-    plan: Option<&'a str>,
-    billing_details: Option<&'a str>,
-}
-
-impl<'a> Doc<'a> {
-    fn set(&mut self, key: &str, value: &'a str) {
-        let field = match key {
-            "eventType" => &mut self.event_type,
-            "applicationId" => &mut self.application_id,
-            "eventTime" => &mut self.event_time,
-            "provisioningState" => &mut self.provisioning_state,
-            "error" => &mut self.error,
-            "applicationDefinitionId" => &mut self.application_definition_id,
-            "plan" => &mut self.plan,
-            "billingDetails" => &mut self.billing_details,
-            _ => return,
-        };
-        *field = Some(value).filter(|v| *v != "null");
-    }
-}
 
 /// The CloudEvent `data`: the notification's facts in canonical form, plus the original.
 #[derive(Serialize)]
@@ -149,8 +116,12 @@ pub fn validate(body: &[u8]) -> Result<Event, String> {
     // Unknown members are forwarded untouched, so they must be readable by strict parsers.
     // The walk reads the members and settles strictness in the common case; when it
     // cannot, `check` decides, with its exact message.
-    let mut doc = Doc::default();
-    match strict_json::walk(text, MAX_DEPTH, |key, value| doc.set(key, value)) {
+    // Members as raw JSON text (a missing member and `null` are both `None`), so that a
+    // wrong JSON type gets a message naming the field. Unknown members are ignored here
+    // and reach the backend in `data.original`.
+    let names = ["eventType", "applicationId", "eventTime", "provisioningState", "error", "applicationDefinitionId", "plan", "billingDetails"];
+    let (walked, [event_type, application_id, event_time, state, error, definition_id, plan, billing]) = members(text, names);
+    match walked {
         Walked::Strict => {}
         Walked::Unsure => {
             strict_json::check(text).map_err(|e| format!("body is not strict JSON: {e}"))?
@@ -158,28 +129,28 @@ pub fn validate(body: &[u8]) -> Result<Event, String> {
         Walked::TooDeep => return Err(format!("body nests deeper than {MAX_DEPTH} levels")),
     }
 
-    let event_type = one_of("eventType", &EVENT_TYPES, doc.event_type)?;
-    let state = one_of("provisioningState", &STATES, doc.provisioning_state)?;
+    let event_type = one_of("eventType", &EVENT_TYPES, event_type)?;
+    let state = one_of("provisioningState", &STATES, state)?;
     if !PAIRS.contains(&(event_type, state)) {
         return Err(format!(
             "provisioningState '{state}' is not valid for eventType '{event_type}'"
         ));
     }
-    let given = required("applicationId", doc.application_id)?;
+    let given = required("applicationId", application_id)?;
     let kind = Kind::Application;
     let app = ResourceId::parse(&given, kind)
         .map_err(|e| format!("applicationId must be {}: {e}", kind.describe()))?;
-    let given = required("eventTime", doc.event_time)?;
+    let given = required("eventTime", event_time)?;
     let time =
-        timestamp::parse_utc(&given).map_err(|e| format!("eventTime '{}' {e}", echo(&given)))?;
+        timestamp::parse_utc(&given).map_err(|e| format!("eventTime '{}' {e}", clip(&given)))?;
     // Azure sends `error` only with Failed. With another state it is not interpreted, so a
     // malformed one cannot cost an otherwise valid event; it still reaches the backend in
     // `original`.
     let error = match state {
-        "Failed" => Some(error_info(doc.error)?),
+        "Failed" => Some(error_info(error)?),
         _ => None,
     };
-    let (flavour, application_definition_id, plan, billing) = match flavour(&doc)? {
+    let (flavour, application_definition_id, plan, billing) = match flavour(definition_id, plan, billing)? {
         Flavour::Catalog(id) => ("service_catalog", Some(id), None, None),
         Flavour::Marketplace(plan, billing) => ("marketplace", None, Some(plan), Some(billing)),
     };
@@ -238,17 +209,28 @@ fn object<'a, const N: usize>(
     if !raw.starts_with('{') {
         return Err(format!("{field} must be an object"));
     }
+    Ok(members(raw, names).1)
+}
+
+/// The members `names` of the JSON object `raw` as raw text (`null` as `None`), and the
+/// walk's verdict on the object's strictness.
+fn members<'a, const N: usize>(raw: &'a str, names: [&str; N]) -> (Walked, [Option<&'a str>; N]) {
     let mut found = [None; N];
-    strict_json::walk(raw, MAX_DEPTH, |key, value| {
+    let walked = strict_json::walk(raw, MAX_DEPTH, |key, value| {
         if let Some(slot) = names.iter().position(|n| *n == key).and_then(|i| found.get_mut(i)) {
             *slot = Some(value).filter(|v| *v != "null");
         }
     });
-    Ok(found)
+    (walked, found)
 }
 
-fn flavour<'a>(doc: &Doc<'a>) -> Result<Flavour<'a>, String> {
-    match (doc.application_definition_id, doc.plan, doc.billing_details) {
+/// Service catalog or Marketplace, from the members that tell them apart.
+fn flavour<'a>(
+    definition_id: Option<&'a str>,
+    plan: Option<&'a str>,
+    billing: Option<&'a str>,
+) -> Result<Flavour<'a>, String> {
+    match (definition_id, plan, billing) {
         (Some(raw), None, None) => {
             let given = required("applicationDefinitionId", Some(raw))?;
             let kind = Kind::ApplicationDefinition;
@@ -349,13 +331,8 @@ fn one_of(
         .find(|o| o.eq_ignore_ascii_case(&given))
         .ok_or_else(|| {
             let list = options.join(", ");
-            format!("{field} '{}' is not one of {list}", echo(&given))
+            format!("{field} '{}' is not one of {list}", clip(&given))
         })
-}
-
-/// A sender's value cut to [`ECHO_CHARS`] characters, `…` marking a cut.
-fn echo(value: &str) -> String {
-    crate::problem::echo(value, ECHO_CHARS)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use crate::config::{Endpoint, Profile};
 use crate::event::Event;
 use crate::media::Media;
-use crate::problem::{Reason, Rejection};
+use crate::problem::{clip, Reason, Rejection};
 use crate::query::{self, Found};
 use crate::{auth, azure, vendor};
 
@@ -82,9 +82,4 @@ fn accepted(profile: Profile) -> &'static str {
         Profile::AzureManagedApp => "application/json",
         Profile::Md5Envelope => "application/json, application/xml or application/x-www-form-urlencoded",
     }
-}
-
-/// A request value echoed in a problem detail, cut short.
-fn clip(s: &str) -> String {
-    crate::problem::echo(s, 64)
 }

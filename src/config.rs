@@ -2,7 +2,8 @@
 //! so a bad configuration is refused with one message naming the field, never discovered
 //! on a request.
 
-use crate::ratelimit::Limit;
+use crate::problem::clip;
+use crate::ratelimit::{self, Limit};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::fmt;
@@ -56,6 +57,8 @@ pub struct RateLimit {
     pub limit: Limit,
     pub key: RateKey,
     pub on_contention: Contention,
+    /// The shared-data key of the endpoint's global bucket, built once.
+    pub global_slot: String,
 }
 
 /// What a bucket is keyed on.
@@ -204,21 +207,34 @@ impl Config {
             }
             endpoints.push(endpoint);
         }
-        let log_level = match raw.log_level.as_deref() {
-            None | Some("info") => Some(log::Level::Info),
-            Some("off") => None,
-            Some("debug") => Some(log::Level::Debug),
-            Some("warn") => Some(log::Level::Warn),
-            Some("error") => Some(log::Level::Error),
-            Some(other) => return Err(format!("log_level: unknown level '{}' (expected off, debug, info, warn or error)", clip(other))),
-        };
+        let levels = [("off", None), ("debug", Some(log::Level::Debug)), ("info", Some(log::Level::Info)), ("warn", Some(log::Level::Warn)), ("error", Some(log::Level::Error))];
+        let log_level = pick("log_level", "level", raw.log_level.as_deref().unwrap_or("info"), &levels)?;
         Ok(Config { endpoints, log_level })
     }
 
-    /// The endpoint guarding `path` (exact match, query excluded).
-    pub fn endpoint(&self, path: &str) -> Option<&Endpoint> {
-        self.endpoints.iter().find(|e| e.path == path)
+    /// The endpoint guarding `path` (exact match, query excluded), with its index.
+    pub fn endpoint(&self, path: &[u8]) -> Option<(usize, &Endpoint)> {
+        self.endpoints.iter().enumerate().find(|(_, e)| e.path.as_bytes() == path)
     }
+}
+
+/// The option named `value`; the error names `field`, quotes the value and lists the
+/// options ("unknown {noun} 'x' (expected a, b or c)").
+fn pick<T: Copy>(field: &str, noun: &str, value: &str, options: &[(&str, T)]) -> Result<T, String> {
+    match options.iter().find(|(name, _)| *name == value) {
+        Some((_, option)) => Ok(*option),
+        None => Err(unknown(field, noun, value, &options.iter().map(|(name, _)| *name).collect::<Vec<_>>())),
+    }
+}
+
+/// The error of [`pick`], apart so that its instances share one copy.
+fn unknown(field: &str, noun: &str, value: &str, names: &[&str]) -> String {
+    let expected = match names.split_last() {
+        Some((last, [])) => (*last).to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    format!("{field}: unknown {noun} '{}' (expected {expected})", clip(value))
 }
 
 impl Endpoint {
@@ -235,34 +251,21 @@ impl Endpoint {
         if !path_ok {
             return Err("path: must start with '/' and hold no query, fragment or whitespace".into());
         }
-        let profile = match raw.profile.as_str() {
-            "azure_managed_app" => Profile::AzureManagedApp,
-            "md5_envelope" => Profile::Md5Envelope,
-            other => return Err(format!("profile: unknown profile '{}' (expected azure_managed_app or md5_envelope)", clip(other))),
-        };
+        let profiles = [("azure_managed_app", Profile::AzureManagedApp), ("md5_envelope", Profile::Md5Envelope)];
+        let profile = pick("profile", "profile", &raw.profile, &profiles)?;
         let max_body = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
         if max_body == 0 || max_body > MAX_BODY_LIMIT {
             return Err(format!("max_body_bytes: must be between 1 and {MAX_BODY_LIMIT}"));
         }
-        let forward = match raw.forward.as_deref() {
-            None | Some("cloudevent") => Forward::CloudEvent,
-            Some("original") => Forward::Original,
-            Some(other) => return Err(format!("forward: unknown value '{}' (expected cloudevent or original)", clip(other))),
-        };
-        let upstream_4xx = match raw.upstream_4xx.as_deref() {
-            None | Some("retry") => Upstream4xx::Retry,
-            Some("pass") => Upstream4xx::Pass,
-            Some(other) => return Err(format!("upstream_4xx: unknown value '{}' (expected retry or pass)", clip(other))),
-        };
+        let forwards = [("cloudevent", Forward::CloudEvent), ("original", Forward::Original)];
+        let forward = pick("forward", "value", raw.forward.as_deref().unwrap_or("cloudevent"), &forwards)?;
+        let upstream_4xx = [("retry", Upstream4xx::Retry), ("pass", Upstream4xx::Pass)];
+        let upstream_4xx = pick("upstream_4xx", "value", raw.upstream_4xx.as_deref().unwrap_or("retry"), &upstream_4xx)?;
         if raw.answer_ping.is_some() && profile != Profile::Md5Envelope {
             return Err("answer_ping: only applies to the md5_envelope profile".into());
         }
-        let rate_limit = raw.rate_limit.map(|r| RateLimit::validate(r, profile)).transpose()?;
-        let mode = match raw.mode.as_deref() {
-            None | Some("enforce") => Mode::Enforce,
-            Some("shadow") => Mode::Shadow,
-            Some(other) => return Err(format!("mode: unknown mode '{}' (expected enforce or shadow)", clip(other))),
-        };
+        let rate_limit = raw.rate_limit.map(|r| RateLimit::validate(r, profile, &raw.name)).transpose()?;
+        let mode = pick("mode", "mode", raw.mode.as_deref().unwrap_or("enforce"), &[("enforce", Mode::Enforce), ("shadow", Mode::Shadow)])?;
         if raw.dedupe_seconds.is_some_and(|s| s == 0 || s > MAX_DEDUPE_SECONDS) {
             return Err(format!("dedupe_seconds: must be between 1 and {MAX_DEDUPE_SECONDS}"));
         }
@@ -284,23 +287,16 @@ impl Endpoint {
 }
 
 impl RateLimit {
-    fn validate(raw: RawRateLimit, profile: Profile) -> Result<Self, String> {
+    fn validate(raw: RawRateLimit, profile: Profile, endpoint: &str) -> Result<Self, String> {
         let limit = Limit::new(raw.per_second, raw.burst)?;
-        let key = match raw.key.as_deref() {
-            None | Some("global") => RateKey::Global,
-            Some("application") => RateKey::Application,
-            Some("subscription") => RateKey::Subscription,
-            Some(other) => return Err(format!("rate_limit.key: unknown key '{}' (expected global, application or subscription)", clip(other))),
-        };
+        let keys = [("global", RateKey::Global), ("application", RateKey::Application), ("subscription", RateKey::Subscription)];
+        let key = pick("rate_limit.key", "key", raw.key.as_deref().unwrap_or("global"), &keys)?;
         if key != RateKey::Global && profile != Profile::AzureManagedApp {
             return Err("rate_limit.key: application and subscription keys need the azure_managed_app profile".into());
         }
-        let on_contention = match raw.on_contention.as_deref() {
-            None | Some("deny") => Contention::Deny,
-            Some("allow") => Contention::Allow,
-            Some(other) => return Err(format!("rate_limit.on_contention: unknown value '{}' (expected deny or allow)", clip(other))),
-        };
-        Ok(RateLimit { limit, key, on_contention })
+        let contention = [("deny", Contention::Deny), ("allow", Contention::Allow)];
+        let on_contention = pick("rate_limit.on_contention", "value", raw.on_contention.as_deref().unwrap_or("deny"), &contention)?;
+        Ok(RateLimit { limit, key, on_contention, global_slot: ratelimit::slot_key(endpoint, "", 1) })
     }
 }
 
@@ -352,11 +348,6 @@ fn redact(e: &serde_json::Error) -> String {
     out
 }
 
-/// Echoes a configuration value in an error, cut short.
-fn clip(s: &str) -> String {
-    crate::problem::echo(s, 64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,8 +371,8 @@ mod tests {
         assert_eq!(e.max_body_bytes, 65536);
         assert_eq!(e.forward, Forward::CloudEvent);
         assert_eq!(e.upstream_4xx, Upstream4xx::Retry);
-        assert!(c.endpoint("/api/resource").is_some());
-        assert!(c.endpoint("/api/resource/").is_none());
+        assert!(c.endpoint(b"/api/resource").is_some());
+        assert!(c.endpoint(b"/api/resource/").is_none());
     }
 
     #[test]
@@ -442,6 +433,14 @@ mod tests {
         assert!(err.contains("endpoints[0]: invalid type") && !err.contains("TOPSECRET"), "{err}");
         let c = parse(MINIMAL).unwrap();
         assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn an_unknown_choice_lists_the_options() {
+        let err = parse(&MINIMAL.replacen('{', r#"{"log_level":"loud","#, 1)).unwrap_err();
+        assert_eq!(err, "log_level: unknown level 'loud' (expected off, debug, info, warn or error)");
+        let err = parse(&MINIMAL.replace(r#""secret""#, r#""mode":"watch","secret""#)).unwrap_err();
+        assert_eq!(err, "endpoints[0].mode: unknown mode 'watch' (expected enforce or shadow)");
     }
 
     #[test]

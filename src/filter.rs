@@ -13,6 +13,7 @@ use crate::shared::SharedStore;
 use crate::dedupe::{self, Begin};
 use crate::{check, query, vendor};
 use proxy_wasm::types::Action;
+use std::borrow::Cow;
 use std::rc::Rc;
 
 /// What the flow needs from the proxy for one HTTP stream; the shared store holds
@@ -78,7 +79,7 @@ impl<H: HttpHost> Guard<H> {
         let raw_path = find(":path").unwrap_or_default();
         let bare_path = raw_path.split(|b| *b == b'?').next().unwrap_or_default();
         let config = Rc::clone(&self.config);
-        let Some((index, endpoint)) = config.endpoints.iter().enumerate().find(|(_, e)| e.path.as_bytes() == bare_path) else {
+        let Some((index, endpoint)) = config.endpoint(bare_path) else {
             return Action::Continue;
         };
         self.matched = Some(index);
@@ -203,10 +204,10 @@ impl<H: HttpHost> Guard<H> {
         self.host.set_request_header("x-webhook-event-type", Some(&event.kind));
         self.host.set_request_header("x-webhook-profile", Some(endpoint.profile.name()));
         self.host.set_request_header("x-webhook-endpoint", Some(&endpoint.name));
-        if let (Some(index), Some(counter)) = (self.matched, Counter::azure_event(&event.kind)) {
-            self.host.count(index, counter);
-        }
         if let Some(index) = self.matched {
+            if let Some(counter) = Counter::azure_event(&event.kind) {
+                self.host.count(index, counter);
+            }
             self.host.count(index, Counter::Forwarded);
         }
         self.stage = Stage::Forwarded;
@@ -265,8 +266,8 @@ impl<H: HttpHost> Guard<H> {
             _ => return Ok(()),
         };
         let slot = match value {
-            None => ratelimit::slot_key(&endpoint.name, "", 1),
-            Some(v) => ratelimit::slot_key(&endpoint.name, v.as_deref().unwrap_or(""), ratelimit::DEFAULT_SLOTS),
+            None => Cow::Borrowed(rate.global_slot.as_str()),
+            Some(v) => Cow::Owned(ratelimit::slot_key(&endpoint.name, v.as_deref().unwrap_or(""), ratelimit::DEFAULT_SLOTS)),
         };
         let retry_after = match ratelimit::acquire(&self.host, &slot, &rate.limit, self.host.now_nanos(), ratelimit::MAX_CAS_ATTEMPTS) {
             Outcome::Allowed => return Ok(()),

@@ -8,12 +8,11 @@ use crate::config::{Config, Endpoint};
 use crate::filter::{Guard, HttpHost};
 use crate::metrics::Counter;
 use crate::shared::{SharedStore, StoreError};
-use proxy_wasm::types::Status;
-use std::time::UNIX_EPOCH;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 use std::rc::Rc;
+use std::time::UNIX_EPOCH;
 
 proxy_wasm::main! {{
     // Every level reaches Envoy, which filters by its own `wasm` component log level.

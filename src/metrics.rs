@@ -7,7 +7,7 @@ use crate::azure;
 use crate::config::{Endpoint, Profile};
 use crate::problem::Reason;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counter {
     /// Every request to the endpoint's path.
     Received,

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 /// Why a request was refused. Each reason has one status, one problem type and one
 /// metric; the table in the README lists them with what each sender does next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
     Unauthorized,
     Forbidden,
@@ -120,6 +120,11 @@ impl Rejection {
         }
         headers
     }
+}
+
+/// A sender's or operator's value quoted in a message, at most 64 characters.
+pub fn clip(value: &str) -> String {
+    echo(value, 64)
 }
 
 /// A sender's or operator's value quoted in a message: at most `max` characters, control

@@ -31,9 +31,9 @@ pub fn find(query: Option<&str>, param: &str) -> Found {
     let mut found = None;
     for piece in query.unwrap_or("").split('&') {
         let (key, value) = piece.split_once('=').unwrap_or((piece, ""));
-        match decode(key) {
-            Some(k) if k.eq_ignore_ascii_case(param.as_bytes()) => {}
-            Some(_) => continue,
+        match is_param(key, param) {
+            Some(true) => {}
+            Some(false) => continue,
             // An undecodable key could be the secret under a disguise; refuse it.
             None => return Found::Malformed,
         }
@@ -61,7 +61,7 @@ pub fn without_param(path: &str, param: &str) -> String {
         .split('&')
         .filter(|piece| {
             let key = piece.split_once('=').map_or(*piece, |(k, _)| k);
-            decode(key).is_none_or(|k| !k.eq_ignore_ascii_case(param.as_bytes()))
+            is_param(key, param) != Some(true)
         })
         .collect();
     if kept.iter().all(|p| p.is_empty()) {
@@ -69,6 +69,13 @@ pub fn without_param(path: &str, param: &str) -> String {
     } else {
         format!("{base}?{}", kept.join("&"))
     }
+}
+
+/// Whether `key` names `param` (percent-decoded, ASCII case ignored); `None` when an
+/// escape is malformed. Shared by `find` and `without_param`, so every key that is checked
+/// as the secret is also a key that is removed.
+fn is_param(key: &str, param: &str) -> Option<bool> {
+    decode(key).map(|k| k.eq_ignore_ascii_case(param.as_bytes()))
 }
 
 /// Decodes `%XX` escapes; `None` when an escape is malformed.

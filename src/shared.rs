@@ -187,6 +187,7 @@ pub mod memory {
 #[cfg(test)]
 mod tests {
     use super::memory::MemoryStore;
+    use super::*;
 
     #[test]
     fn slot_keys_use_fnv1a_64() {
@@ -195,7 +196,6 @@ mod tests {
         assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
         assert_eq!(slot_key("rl", "ep", "x", 1), "wg.rl.ep.0");
     }
-    use super::*;
 
     fn increment(store: &MemoryStore, attempts: u32) -> Result<u8, UpdateError> {
         update(store, "k", attempts, |cur| {

@@ -146,7 +146,6 @@ fn quote(s: &str) -> String {
     crate::problem::echo(s, 40)
 }
 
-
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Data<'a> {
@@ -158,7 +157,7 @@ struct Data<'a> {
     payload: &'a RawValue,
 }
 
-/// The event of a notification whose digest and payload fields have been checked.
+/// The event of a notification whose type, digest and payload fields have been checked.
 fn build_event(
     format: Format,
     payload_type: &str,
@@ -166,7 +165,6 @@ fn build_event(
     epoch_timestamp: Option<i64>,
     payload: &RawValue,
 ) -> Result<Event, Rejected> {
-    check_type(payload_type)?;
     let time = match epoch_timestamp {
         None => None,
         Some(secs) => Some(
