@@ -228,8 +228,11 @@ def ratio(a, b):
     return None if a is None or not b else a / b
 
 
+def diff(a, b):
+    return None if a is None or b is None else a - b
+
+
 def cmd_report(a):
-    rows = []
     with open(a.raw, encoding="utf-8") as f:
         rows = [json.loads(l) for l in f if l.strip()]
     discarded = sum(1 for r in rows if r.get("discarded") and r["kind"] == "throughput")
@@ -252,7 +255,6 @@ def cmd_report(a):
             "others": [r.get("others_cpus") for r in tp],
             "p50": [r["p50_us"] for r in lat],
             "p99": [r["p99_us"] for r in lat],
-            "lat_rps": [r["rps"] for r in lat],
             "rss": [r["rss_bytes"] / 2**20 for r in mem if r.get("rss_bytes")],
             "alloc": [r["allocated_bytes"] / 2**20 for r in mem],
             "requests": sum(r["responses"] for r in tp + lat),
@@ -358,8 +360,8 @@ def cmd_report(a):
     w("|---|---|---|---|---|---|---|")
     for v in present:
         name, d = VARIANTS[v], med[v]
-        p99_add = None if d["p99"] is None or base1["p99"] is None else d["p99"] - base1["p99"]
-        p50_add = None if d["p50"] is None or base1["p50"] is None else d["p50"] - base1["p50"]
+        p99_add = diff(d["p99"], base1["p99"])
+        p50_add = diff(d["p50"], base1["p50"])
         w(f"| {name} | {fnum(ratio(d['rps'], base1['rps']), '{:.3f}')} | {fnum(ratio(d['rps'], base2['rps']), '{:.3f}')} "
           f"| {fnum(ratio(d['cpu'], base1['cpu']), '{:.2f}')} | {fnum(ratio(d['cpu'], base2['cpu']), '{:.2f}')} "
           f"| {fnum(p99_add, '{:+.0f}')} | {fnum(p50_add, '{:+.0f}')} |")
@@ -376,7 +378,7 @@ def cmd_report(a):
     w("|---|---|---|---|---|---|---|---|---|")
     for v in present:
         name, d = VARIANTS[v], best[v]
-        add = None if d["p99"] is None or b1["p99"] is None else d["p99"] - b1["p99"]
+        add = diff(d["p99"], b1["p99"])
         w(f"| {name} | {fnum(d['rps'], '{:,.0f}')} | {fnum(ratio(d['rps'], b1['rps']), '{:.3f}')} "
           f"| {fnum(ratio(d['rps'], b2['rps']), '{:.3f}')} | {fnum(d['cpu'], '{:.1f}')} "
           f"| {fnum(ratio(d['cpu'], b1['cpu']), '{:.2f}')} | {fnum(ratio(d['cpu'], b2['cpu']), '{:.2f}')} "
@@ -393,7 +395,7 @@ def cmd_report(a):
          f"{fnum(ratio(v4['rps'], v3['rps']), '{:.3f}')} × v3"),
         ("p99 added over v1 < 300 µs",
          v4["p99"] is not None and base1["p99"] is not None and v4["p99"] - base1["p99"] < 300,
-         f"{fnum(None if v4['p99'] is None or base1['p99'] is None else v4['p99'] - base1['p99'], '{:+.0f}')} µs"),
+         f"{fnum(diff(v4['p99'], base1['p99']), '{:+.0f}')} µs"),
         ("module < 250 KiB (256,000 bytes)", meta["wasm_bytes"] < MODULE_LIMIT,
          f"{meta['wasm_bytes']:,} bytes"),
     ]

@@ -350,8 +350,8 @@ cpu_sample() {
   local cpu=cpu
   [[ ${#ENVOY_CPU[@]} -gt 0 ]] && cpu=cpu0
   echo "$(awk '{ print $14, $15 }' "/proc/$ENVOY_PID/stat") $(awk -v c="$cpu" '
-    $1 == c { busy = $2 + $3 + $4 + $9; total = busy + $5 + $6 + $7 + $8; print busy, total }' /proc/stat) $(awk '
-    $1 == "cpu" { busy = $2 + $3 + $4 + $9; total = busy + $5 + $6 + $7 + $8; print busy, total }' /proc/stat)"
+    $1 == c || $1 == "cpu" { busy = $2 + $3 + $4 + $9; total = busy + $5 + $6 + $7 + $8; t[$1] = busy " " total }
+    END { print t[c], t["cpu"] }' /proc/stat)"
 }
 stats() { curl -s "http://127.0.0.1:$ADMIN_PORT/stats?filter=downstream_rq_(completed|[1-5]xx)\$" > "$1"; }
 # oha's own CPU time is read with the shell's `times` (children's user and system time)
@@ -362,6 +362,20 @@ oha_run() { # variant out.json extra-args...
     -D "${BODY[$v]}" "$@" "$(url "$v")" > "$out"
 }
 record() { "$PYTHON" benches/report.py record "$@"; }
+json_str() { "$PYTHON" -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$1"; }
+# One load run of variant $v in round $round, recorded: kind out.json record-args... -- oha-args...
+measure() {
+  local kind=$1 out=$2 c0 c1 extra=()
+  shift 2
+  while [[ $1 != -- ]]; do extra+=("$1"); shift; done
+  shift
+  stats "$WORK/s0"; c0=$(cpu_sample); times > "$WORK/t0"
+  oha_run "$v" "$out" -z "${DURATION}s" "$@"
+  times > "$WORK/t1"; c1=$(cpu_sample); stats "$WORK/s1"
+  record --kind "$kind" --round "$round" --variant "$v" --expect "${EXPECT[$v]}" --oha "$out" \
+    --stats-before "$WORK/s0" --stats-after "$WORK/s1" --cpu-before "$c0" --cpu-after "$c1" \
+    --times-before "$WORK/t0" --times-after "$WORK/t1" --clk-tck "$CLK_TCK" "${extra[@]}" >> "$WORK/attempt.jsonl"
+}
 
 # Is the machine quiet? Busy share of all CPUs over one second, before any load.
 machine_busy() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
@@ -395,21 +409,10 @@ for round in $(seq 1 "$ROUNDS"); do
     for attempt in $(seq 0 "$RETRIES"); do
       : > "$WORK/attempt.jsonl"
       # (a)+(c) throughput at fixed concurrency, Envoy CPU per request
-      stats "$WORK/s0"; c0=$(cpu_sample); times > "$WORK/t0"
-      oha_run "$v" "$WORK/tp.json" -z "${DURATION}s" -c "$CONCURRENCY"
-      times > "$WORK/t1"; c1=$(cpu_sample); stats "$WORK/s1"
-      record --kind throughput --round "$round" --variant "$v" --expect "${EXPECT[$v]}" --oha "$WORK/tp.json" \
-        --stats-before "$WORK/s0" --stats-after "$WORK/s1" --cpu-before "$c0" --cpu-after "$c1" \
-        --times-before "$WORK/t0" --times-after "$WORK/t1" \
-        --clk-tck "$CLK_TCK" --concurrency "$CONCURRENCY" >> "$WORK/attempt.jsonl"
+      measure throughput "$WORK/tp.json" --concurrency "$CONCURRENCY" -- -c "$CONCURRENCY"
       # (b) latency at a fixed rate, below saturation
-      stats "$WORK/s0"; c0=$(cpu_sample); times > "$WORK/t0"
-      oha_run "$v" "$WORK/lat.json" -z "${DURATION}s" -c "$LAT_CONNECTIONS" -q "$RATE" --latency-correction
-      times > "$WORK/t1"; c1=$(cpu_sample); stats "$WORK/s1"
-      record --kind latency --round "$round" --variant "$v" --expect "${EXPECT[$v]}" --oha "$WORK/lat.json" \
-        --stats-before "$WORK/s0" --stats-after "$WORK/s1" --cpu-before "$c0" --cpu-after "$c1" \
-        --times-before "$WORK/t0" --times-after "$WORK/t1" \
-        --clk-tck "$CLK_TCK" --rate "$RATE" --concurrency "$LAT_CONNECTIONS" >> "$WORK/attempt.jsonl"
+      measure latency "$WORK/lat.json" --rate "$RATE" --concurrency "$LAT_CONNECTIONS" \
+        -- -c "$LAT_CONNECTIONS" -q "$RATE" --latency-correction
       # (d) memory at the end of the variant's run
       curl -s "http://127.0.0.1:$ADMIN_PORT/memory" > "$WORK/memory.json"
       record --kind memory --round "$round" --variant "$v" --admin-memory "$WORK/memory.json" \
@@ -439,16 +442,16 @@ log "upstream: $upstream_cx connections for $upstream_rq requests"
 elapsed=$(($(date +%s) - started))
 cat > "$WORK/meta.json" <<JSON
 {
-  "envoy_version": $("$PYTHON" -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$("$ENVOY" --version 2>/dev/null | sed -n 's/.*version: //p' | head -n 1)"),
+  "envoy_version": $(json_str "$("$ENVOY" --version 2>/dev/null | sed -n 's/.*version: //p' | head -n 1)"),
   "wasm": "$WASM", "wasm_bytes": $(wc -c < "$WG_WASM"), "empty_wasm_bytes": $(wc -c < "$EMPTY_WASM"),
-  "oha_version": $("$PYTHON" -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$("$OHA" --version | head -n 1)"),
+  "oha_version": $(json_str "$("$OHA" --version | head -n 1)"),
   "wg_config": $WG_CONFIG_YAML,
   "rounds": $ROUNDS, "duration_s": $DURATION, "concurrency": $CONCURRENCY, "rate": $RATE,
   "lat_connections": $LAT_CONNECTIONS, "warmup_s": $WARMUP, "pinned": $([[ ${#ENVOY_CPU[@]} -gt 0 ]] && echo true || echo false),
   "nice": $([[ ${#PRIO[@]} -gt 0 ]] && echo "$BENCH_NICE" || echo 0),
   "max_interference": $MAX_INTERFERENCE, "retries": $RETRIES, "busy_at_start_pct": $busy, "waited_s": $waited,
   "elapsed_s": $elapsed, "raw": "$RAW", "upstream_connections": $upstream_cx, "upstream_requests": $upstream_rq,
-  "note": $("$PYTHON" -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$BENCH_NOTE")
+  "note": $(json_str "$BENCH_NOTE")
 }
 JSON
 "$PYTHON" benches/report.py report "$RAW" --meta "$WORK/meta.json" --out "$BENCH_DOC"
