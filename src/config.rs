@@ -259,13 +259,14 @@ impl Endpoint {
         }
         let forwards = [("cloudevent", Forward::CloudEvent), ("original", Forward::Original)];
         let forward = pick("forward", "value", raw.forward.as_deref().unwrap_or("cloudevent"), &forwards)?;
-        let upstream_4xx = [("retry", Upstream4xx::Retry), ("pass", Upstream4xx::Pass)];
-        let upstream_4xx = pick("upstream_4xx", "value", raw.upstream_4xx.as_deref().unwrap_or("retry"), &upstream_4xx)?;
+        let answers = [("retry", Upstream4xx::Retry), ("pass", Upstream4xx::Pass)];
+        let upstream_4xx = pick("upstream_4xx", "value", raw.upstream_4xx.as_deref().unwrap_or("retry"), &answers)?;
         if raw.answer_ping.is_some() && profile != Profile::Md5Envelope {
             return Err("answer_ping: only applies to the md5_envelope profile".into());
         }
         let rate_limit = raw.rate_limit.map(|r| RateLimit::validate(r, profile, &raw.name)).transpose()?;
-        let mode = pick("mode", "mode", raw.mode.as_deref().unwrap_or("enforce"), &[("enforce", Mode::Enforce), ("shadow", Mode::Shadow)])?;
+        let modes = [("enforce", Mode::Enforce), ("shadow", Mode::Shadow)];
+        let mode = pick("mode", "mode", raw.mode.as_deref().unwrap_or("enforce"), &modes)?;
         if raw.dedupe_seconds.is_some_and(|s| s == 0 || s > MAX_DEDUPE_SECONDS) {
             return Err(format!("dedupe_seconds: must be between 1 and {MAX_DEDUPE_SECONDS}"));
         }
