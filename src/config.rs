@@ -22,6 +22,19 @@ pub struct Config {
     pub endpoints: Vec<Endpoint>,
     /// Level of the one log line written per rejection (`None`: off).
     pub log_level: Option<log::Level>,
+    /// Whether Envoy lets the filter hold a request's headers while it reads the body.
+    pub header_mode: HeaderMode,
+}
+
+/// Whether the request head can be held until the body is checked. Holding needs the
+/// Wasm filter's `allow_on_headers_stop_iteration: true`, which Istio's `WasmPlugin` and
+/// Envoy Gateway's `EnvoyExtensionPolicy` do not set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderMode {
+    /// The head waits for the body's verdict (needs `allow_on_headers_stop_iteration`).
+    Hold,
+    /// The checked head goes on at once; the body is held and checked before it follows.
+    Stream,
 }
 
 #[derive(Debug)]
@@ -145,6 +158,7 @@ struct RawConfig<'a> {
     #[serde(borrow)]
     endpoints: Vec<&'a RawValue>,
     log_level: Option<String>,
+    header_mode: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -209,7 +223,9 @@ impl Config {
         }
         let levels = [("off", None), ("debug", Some(log::Level::Debug)), ("info", Some(log::Level::Info)), ("warn", Some(log::Level::Warn)), ("error", Some(log::Level::Error))];
         let log_level = pick("log_level", "level", raw.log_level.as_deref().unwrap_or("info"), &levels)?;
-        Ok(Config { endpoints, log_level })
+        let header_modes = [("stream", HeaderMode::Stream), ("hold", HeaderMode::Hold)];
+        let header_mode = pick("header_mode", "mode", raw.header_mode.as_deref().unwrap_or("stream"), &header_modes)?;
+        Ok(Config { endpoints, log_level, header_mode })
     }
 
     /// The endpoint guarding `path` (exact match, query excluded), with its index.
