@@ -32,6 +32,12 @@ pub const PAIRS: [(&str, &str); 7] = [
 /// Prefix of every Azure event `type`; the rest is `{eventtype}.{state}` in lowercase.
 pub const KIND_PREFIX: &str = "webhookguard.azure.managedapp.";
 
+/// The index in [`PAIRS`] of an Azure event `type`, e.g. `...managedapp.put.succeeded`.
+pub fn pair_of(kind: &str) -> Option<usize> {
+    let (event_type, state) = kind.strip_prefix(KIND_PREFIX)?.split_once('.')?;
+    PAIRS.iter().position(|(t, s)| t.eq_ignore_ascii_case(event_type) && s.eq_ignore_ascii_case(state))
+}
+
 const EVENT_TYPES: [&str; 3] = ["PUT", "PATCH", "DELETE"];
 const STATES: [&str; 5] = ["Accepted", "Succeeded", "Failed", "Deleting", "Deleted"];
 

@@ -2,6 +2,7 @@
 //! so a bad configuration is refused with one message naming the field, never discovered
 //! on a request.
 
+use crate::arm::config::{ArmCheck, RawArmCheck};
 use crate::problem::clip;
 use crate::ratelimit::{self, Limit};
 use serde::Deserialize;
@@ -54,6 +55,8 @@ pub struct Endpoint {
     pub dedupe_seconds: Option<u64>,
     /// The CloudEvent `source` of this endpoint's events: `/webhook-guard/<name>`.
     pub source: String,
+    /// Confirm each notification with Azure Resource Manager before forwarding it.
+    pub arm_check: Option<ArmCheck>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +178,7 @@ struct RawEndpoint {
     rate_limit: Option<RawRateLimit>,
     mode: Option<String>,
     dedupe_seconds: Option<u64>,
+    arm_check: Option<RawArmCheck>,
 }
 
 #[derive(Deserialize)]
@@ -286,7 +290,9 @@ impl Endpoint {
         if raw.dedupe_seconds.is_some_and(|s| s == 0 || s > MAX_DEDUPE_SECONDS) {
             return Err(format!("dedupe_seconds: must be between 1 and {MAX_DEDUPE_SECONDS}"));
         }
+        let arm_check = raw.arm_check.map(|a| ArmCheck::validate(a, profile, &raw.name, env)).transpose()?;
         Ok(Endpoint {
+            arm_check,
             dedupe_seconds: raw.dedupe_seconds,
             mode,
             rate_limit,

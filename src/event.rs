@@ -65,6 +65,12 @@ impl Event {
     /// directly into one buffer of the right size, byte for byte what serde_json would
     /// write for these members in this order.
     pub fn to_cloudevent(&self, source: &str) -> Result<Vec<u8>, serde_json::Error> {
+        self.to_cloudevent_with(source, None)
+    }
+
+    /// [`Event::to_cloudevent`] with the extension attribute `verified` (a boolean) when
+    /// the endpoint confirms notifications with Azure Resource Manager.
+    pub fn to_cloudevent_with(&self, source: &str, verified: Option<bool>) -> Result<Vec<u8>, serde_json::Error> {
         let data = self.data.get();
         let optional = |s: &Option<String>| s.as_deref().map_or(0, str::len);
         // 128 covers the member names and quotes; only escapes can need more.
@@ -84,6 +90,10 @@ impl Event {
         if let Some(time) = &self.time {
             out.extend_from_slice(b",\"time\":");
             push_string(&mut out, time)?;
+        }
+        if let Some(verified) = verified {
+            out.extend_from_slice(b",\"verified\":");
+            out.extend_from_slice(if verified { "true" } else { "false" }.as_bytes());
         }
         out.extend_from_slice(b",\"datacontenttype\":\"application/json\",\"data\":");
         out.extend_from_slice(data.as_bytes());
@@ -151,6 +161,23 @@ mod tests {
             serde_json::json!({"specversion":"1.0","id":"i","source":"/src","type":"t",
                 "subject":"s","datacontenttype":"application/json","data":{"a":1}})
         );
+    }
+
+    #[test]
+    fn cloudevent_carries_the_verified_attribute_when_asked() {
+        let ev = Event {
+            id: "i".into(),
+            kind: "t".into(),
+            subject: None,
+            time: None,
+            keys: RateKeys::default(),
+            data: RawValue::from_string("{}".into()).unwrap(),
+        };
+        for verified in [true, false] {
+            let v: serde_json::Value = serde_json::from_slice(&ev.to_cloudevent_with("/s", Some(verified)).unwrap()).unwrap();
+            assert_eq!(v["verified"], verified);
+        }
+        assert_eq!(ev.to_cloudevent_with("/s", None).unwrap(), ev.to_cloudevent("/s").unwrap());
     }
 
     #[test]

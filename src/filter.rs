@@ -3,13 +3,14 @@
 //! unit-tested natively against a recording mock; `host.rs` implements the trait with
 //! proxy-wasm calls.
 
+use crate::arm::verify::{self, Step, Verdict};
+use crate::arm::{self, Outbound};
 use crate::config::{Config, Contention, Endpoint, Forward, Mode, Profile, RateKey, Upstream4xx};
 use crate::event::Event;
 use crate::media::Media;
 use crate::metrics::Counter;
 use crate::problem::{Reason, Rejection};
 use crate::ratelimit::{self, Outcome};
-use crate::shared::SharedStore;
 use crate::dedupe::{self, Begin};
 use crate::{check, query, vendor};
 use proxy_wasm::types::Action;
@@ -17,8 +18,8 @@ use std::borrow::Cow;
 use std::rc::Rc;
 
 /// What the flow needs from the proxy for one HTTP stream; the shared store holds
-/// state common to every worker.
-pub trait HttpHost: SharedStore {
+/// state common to every worker, and outbound calls serve the verify stage.
+pub trait HttpHost: Outbound {
     /// The host clock, nanoseconds since the Unix epoch.
     fn now_nanos(&self) -> u64;
     /// All request headers, read in one call. Values are bytes: HTTP/1 allows non-UTF-8
@@ -40,6 +41,8 @@ pub trait HttpHost: SharedStore {
     fn count(&self, endpoint: usize, counter: Counter);
     /// Writes a log line.
     fn log(&self, level: log::Level, line: &str);
+    /// Lets a request held by the verify stage continue.
+    fn resume_request(&self);
 }
 
 /// Headers a client may not set: the filter owns them on the upstream request.
@@ -52,6 +55,8 @@ enum Stage {
     Idle,
     /// Head accepted; buffering the body.
     Body { media: Media, size: usize },
+    /// Body accepted; held while Azure Resource Manager confirms the notification.
+    Verifying { event: Event, size: usize, pending: verify::Pending },
     /// Sent upstream; its answer is checked.
     Forwarded,
 }
@@ -191,8 +196,71 @@ impl<H: HttpHost> Guard<H> {
                 }
             }
         }
+        if let Some(check) = &endpoint.arm_check {
+            let step = verify::start(&self.host, check, &event, self.host.now_nanos());
+            return self.verify(endpoint, event, size, step);
+        }
+        self.forward(endpoint, &event, size, None)
+    }
+
+    /// The answer to a call of the verify stage (a token or ARM's answer).
+    pub fn on_call_response(&mut self, call: u32, body_size: usize) {
+        let config = Rc::clone(&self.config);
+        let Some(endpoint) = self.matched.and_then(|i| config.endpoints.get(i)) else {
+            return;
+        };
+        let (Some(check), Stage::Verifying { .. }) = (&endpoint.arm_check, &self.stage) else {
+            return;
+        };
+        let Stage::Verifying { event, size, pending } = std::mem::replace(&mut self.stage, Stage::Idle) else {
+            return;
+        };
+        let answer = self.host.answer(body_size);
+        let step = verify::resume(&self.host, check, pending, call, &answer, self.host.now_nanos());
+        if self.verify(endpoint, event, size, step) == Action::Continue {
+            self.host.resume_request();
+        }
+    }
+
+    /// The verify stage: holds the request while the check waits, then forwards it or
+    /// answers 503 (arm/verify.rs has the rules). One counter and one log line per outcome.
+    fn verify(&mut self, endpoint: &Endpoint, event: Event, size: usize, step: Step) -> Action {
+        let (decision, Some(check), Some(index)) = (step, &endpoint.arm_check, self.matched) else {
+            return Action::Continue;
+        };
+        let decision = match decision {
+            Step::Wait(pending) => {
+                self.stage = Stage::Verifying { event, size, pending };
+                return Action::Pause;
+            }
+            Step::Done(decision) => decision,
+        };
+        self.host.count(index, Counter::Arm(decision.outcome));
+        let verdict = decision.verdict(check);
+        self.host.log(decision.level(), &verify::log_line(&endpoint.name, &decision, verdict));
+        match verdict {
+            Verdict::Forward { verified } => {
+                if !verified {
+                    self.host.count(index, Counter::Arm(arm::Outcome::ForwardedUnverified));
+                }
+                self.forward(endpoint, &event, size, Some(verified))
+            }
+            Verdict::Hold { retry_after } => {
+                // The sender's retry must be checked again, not taken for a copy in flight.
+                self.end_flight(false);
+                // The sender learns no more than this; the log line has the cause.
+                let mut rejection = Rejection::new(Reason::Unverified, "the notification is not confirmed by Azure Resource Manager (yet); retry later");
+                rejection.retry_after = Some(retry_after);
+                self.reject_at(endpoint, rejection, None)
+            }
+        }
+    }
+
+    /// The forward stage: the body becomes a CloudEvent (or stays), the event headers are
+    /// set, and the request goes on. `verified`: the ARM check's mark, when it ran.
+    fn forward(&mut self, endpoint: &Endpoint, event: &Event, size: usize, verified: Option<bool>) -> Action {
         if endpoint.forward == Forward::CloudEvent {
-            let Ok(cloudevent) = event.to_cloudevent(&endpoint.source) else {
+            let Ok(cloudevent) = event.to_cloudevent_with(&endpoint.source, verified) else {
                 let rejection = Rejection::new(Reason::Invalid, "the notification cannot be normalised");
                 return self.reject(endpoint, rejection);
             };
@@ -204,6 +272,9 @@ impl<H: HttpHost> Guard<H> {
         self.host.set_request_header("x-webhook-event-type", Some(&event.kind));
         self.host.set_request_header("x-webhook-profile", Some(endpoint.profile.name()));
         self.host.set_request_header("x-webhook-endpoint", Some(&endpoint.name));
+        if let Some(verified) = verified {
+            self.host.set_request_header("x-webhook-verified", Some(if verified { "true" } else { "false" }));
+        }
         if let Some(index) = self.matched {
             if let Some(counter) = Counter::azure_event(&event.kind) {
                 self.host.count(index, counter);
@@ -293,11 +364,16 @@ impl<H: HttpHost> Guard<H> {
 
     /// Counts, logs and answers a refusal; in shadow mode reports it upstream instead.
     fn reject(&mut self, endpoint: &Endpoint, rejection: Rejection) -> Action {
+        self.reject_at(endpoint, rejection, self.config.log_level)
+    }
+
+    /// [`Guard::reject`] with its log line at `level` (`None`: no line).
+    fn reject_at(&mut self, endpoint: &Endpoint, rejection: Rejection, level: Option<log::Level>) -> Action {
         let shadow = endpoint.mode == Mode::Shadow;
         if let Some(index) = self.matched {
             self.host.count(index, Counter::Rejected(rejection.reason));
         }
-        if let Some(level) = self.config.log_level {
+        if let Some(level) = level {
             self.host.log(level, &log_line(&endpoint.name, &rejection, shadow));
         }
         if shadow {
@@ -337,14 +413,16 @@ pub fn log_line(endpoint: &str, rejection: &Rejection, shadow: bool) -> String {
 mod tests {
     use super::*;
     use crate::shared::memory::MemoryStore;
-    use crate::shared::StoreError;
+    use crate::shared::{SharedStore, StoreError};
     use std::cell::{Cell, RefCell};
 
     const CONFIG: &str = r#"{"endpoints":[
         {"name":"azure","path":"/az","profile":"azure_managed_app","secret":{"values":["k"]},"max_body_bytes":2000},
         {"name":"store","path":"/store","profile":"md5_envelope","secret":{"values":["k"]},"answer_ping":true},
         {"name":"limited","path":"/limited","profile":"azure_managed_app","secret":{"values":["k"]},"rate_limit":{"per_second":0.5,"burst":2}},
-        {"name":"per-app","path":"/per-app","profile":"azure_managed_app","secret":{"values":["k"]},"rate_limit":{"per_second":1,"burst":1,"key":"application"}}]}"#;
+        {"name":"per-app","path":"/per-app","profile":"azure_managed_app","secret":{"values":["k"]},"rate_limit":{"per_second":1,"burst":1,"key":"application"}},
+        {"name":"checked","path":"/checked","profile":"azure_managed_app","secret":{"values":["k"]},"dedupe_seconds":60,
+         "rate_limit":{"per_second":0.001,"burst":2,"key":"application"},"arm_check":{"arm_cluster":"arm","token_cluster":"imds","managed_identity":{}}}]}"#;
     const DOC: &str = r#"{"eventType":"PUT","provisioningState":"Succeeded","eventTime":"2019-08-14T19:20:08Z",
         "applicationId":"subscriptions/s/resourceGroups/r/providers/Microsoft.Solutions/applications/a",
         "applicationDefinitionId":"subscriptions/s/resourceGroups/r/providers/Microsoft.Solutions/applicationDefinitions/d"}"#;
@@ -360,6 +438,11 @@ mod tests {
         counts: RefCell<Vec<(usize, Counter)>>,
         store: Rc<MemoryStore>,
         now: Cell<u64>,
+        sent_headers: RefCell<Vec<(String, String)>>,
+        /// Dispatched calls: (cluster, `:path`).
+        calls: RefCell<Vec<(String, String)>>,
+        answer: RefCell<arm::Answer>,
+        resumed: Cell<bool>,
     }
 
     impl Mock {
@@ -378,6 +461,18 @@ mod tests {
         }
         fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
             self.store.set(key, value, cas)
+        }
+    }
+
+    impl Outbound for Rc<Mock> {
+        fn dispatch(&self, call: &arm::Call<'_>) -> Option<u32> {
+            let path = call.headers.iter().find(|(k, _)| *k == ":path").map(|(_, v)| v.clone()).unwrap_or_default();
+            let mut calls = self.calls.borrow_mut();
+            calls.push((call.cluster.to_string(), path));
+            u32::try_from(calls.len()).ok()
+        }
+        fn answer(&self, _body_size: usize) -> arm::Answer {
+            self.answer.borrow().clone()
         }
     }
 
@@ -407,14 +502,18 @@ mod tests {
         fn set_response_status(&self, status: u16) {
             *self.status.borrow_mut() = Some(status);
         }
-        fn send_response(&self, status: u16, _headers: &[(&str, &str)], body: &[u8]) {
+        fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
             *self.sent.borrow_mut() = Some((status, body.to_vec()));
+            *self.sent_headers.borrow_mut() = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         }
         fn count(&self, endpoint: usize, counter: Counter) {
             self.counts.borrow_mut().push((endpoint, counter));
         }
         fn log(&self, _level: log::Level, line: &str) {
             self.logs.borrow_mut().push(line.to_string());
+        }
+        fn resume_request(&self) {
+            self.resumed.set(true);
         }
     }
 
@@ -595,5 +694,82 @@ mod tests {
                 assert!(mock.logs.borrow()[0].contains("/applications/a"), "the log names the application");
             }
         }
+    }
+
+    /// Answers the call in flight with `status` and `body`.
+    fn reply(mock: &Mock, guard: &mut Guard<Rc<Mock>>, status: u16, body: &str) {
+        *mock.answer.borrow_mut() = arm::Answer { status: Some(status), retry_after: None, body: body.as_bytes().to_vec() };
+        let call = u32::try_from(mock.calls.borrow().len()).unwrap();
+        guard.on_call_response(call, body.len());
+    }
+
+    const TOKEN: &str = r#"{"access_token":"tok","expires_in":"3600"}"#;
+
+    fn arm_says(state: &str) -> String {
+        format!(r#"{{"properties":{{"provisioningState":"{state}"}}}}"#)
+    }
+
+    #[test]
+    fn verify_holds_the_request_until_arm_confirms_it() {
+        let (mock, mut g) = guard_on(&Rc::new(MemoryStore::new()), SECOND, "POST", "/checked?sig=k", &[]);
+        g.on_request_headers(false);
+        assert_eq!(feed(&mock, &mut g, DOC.as_bytes()), Action::Pause, "held for the token");
+        reply(&mock, &mut g, 200, TOKEN);
+        assert_eq!(mock.header("x-webhook-event-id"), None, "nothing forwarded yet");
+        assert!(!mock.resumed.get());
+        reply(&mock, &mut g, 200, &arm_says("Succeeded"));
+        assert!(mock.resumed.get());
+        assert_eq!(mock.header("x-webhook-verified").as_deref(), Some("true"));
+        let event: serde_json::Value = serde_json::from_slice(&mock.body.borrow()).unwrap();
+        assert_eq!(event["verified"], true);
+        let calls = mock.calls.borrow();
+        assert_eq!((calls[0].0.as_str(), calls[1].0.as_str()), ("imds", "arm"));
+        assert_eq!(calls[1].1, "/subscriptions/s/resourceGroups/r/providers/Microsoft.Solutions/applications/a?api-version=2021-07-01");
+        assert!(mock.counts.borrow().contains(&(4, Counter::Arm(arm::Outcome::Verified))));
+        assert_eq!(mock.logs.borrow().len(), 1, "one line per outcome");
+    }
+
+    #[test]
+    fn lagging_arm_answers_503_and_frees_the_event_for_the_retry() {
+        let store = Rc::new(MemoryStore::new());
+        let (mock, mut g) = guard_on(&store, SECOND, "POST", "/checked?sig=k", &[]);
+        g.on_request_headers(false);
+        feed(&mock, &mut g, DOC.as_bytes());
+        reply(&mock, &mut g, 200, TOKEN);
+        reply(&mock, &mut g, 200, &arm_says("Accepted"));
+        assert_eq!(mock.sent_status(), Some(503));
+        assert!(mock.sent_headers.borrow().contains(&("retry-after".to_string(), "30".to_string())));
+        assert!(!mock.resumed.get());
+        let logs = mock.logs.borrow();
+        assert!(logs.len() == 1 && logs[0].contains("outcome=not_yet held status=503"), "{logs:?}");
+        let body = String::from_utf8(mock.sent.borrow().as_ref().unwrap().1.clone()).unwrap();
+        assert!(!body.contains("Accepted"), "the cause is logged, not told: {body}");
+        // The retry is checked again (the in-flight mark is gone), with the cached token.
+        let (mock, mut g) = guard_on(&store, 2 * SECOND, "POST", "/checked?sig=k", &[]);
+        g.on_request_headers(false);
+        assert_eq!(feed(&mock, &mut g, DOC.as_bytes()), Action::Pause);
+        assert_eq!(mock.calls.borrow()[0].0, "arm");
+    }
+
+    #[test]
+    fn duplicates_and_rate_limited_events_cost_no_arm_call() {
+        let store = Rc::new(MemoryStore::new());
+        let (mock, mut g) = guard_on(&store, SECOND, "POST", "/checked?sig=k", &[]);
+        g.on_request_headers(false);
+        feed(&mock, &mut g, DOC.as_bytes());
+        reply(&mock, &mut g, 200, TOKEN);
+        reply(&mock, &mut g, 200, &arm_says("Succeeded"));
+        *mock.status.borrow_mut() = Some(200);
+        g.on_response_headers();
+        let (mock, mut g) = guard_on(&store, 2 * SECOND, "POST", "/checked?sig=k", &[]);
+        g.on_request_headers(false);
+        feed(&mock, &mut g, DOC.as_bytes());
+        assert_eq!(mock.sent_status(), Some(200), "a duplicate");
+        assert!(mock.calls.borrow().is_empty());
+        let (mock, mut g) = guard_on(&store, 3 * SECOND, "POST", "/checked?sig=k", &[]);
+        g.on_request_headers(false);
+        feed(&mock, &mut g, DOC.as_bytes());
+        assert_eq!(mock.sent_status(), Some(429), "the application's burst of 2 is spent");
+        assert!(mock.calls.borrow().is_empty());
     }
 }

@@ -4,6 +4,7 @@
 //! Everything but `host` is plain Rust with no proxy-wasm calls and is unit-tested
 //! natively; `host` is the thin layer that talks to Envoy.
 
+pub mod arm;
 pub mod auth;
 pub mod azure;
 pub mod check;

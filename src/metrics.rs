@@ -3,7 +3,7 @@
 //! Every name is fixed when the plugin is configured (defined once per VM; Envoy sums
 //! them across workers), so the set of stats stays bounded whatever senders send.
 
-use crate::azure;
+use crate::{arm, azure};
 use crate::config::{Endpoint, Profile};
 use crate::problem::Reason;
 
@@ -25,9 +25,11 @@ pub enum Counter {
     Duplicate,
     /// A forwarded Azure notification, by its index in [`azure::PAIRS`].
     AzureEvent(usize),
+    /// An outcome of the ARM check (`arm_check`).
+    Arm(arm::Outcome),
 }
 
-const REASONS: [Reason; 11] = [
+const REASONS: [Reason; 12] = [
     Reason::Unauthorized,
     Reason::Forbidden,
     Reason::AmbiguousSecret,
@@ -39,6 +41,7 @@ const REASONS: [Reason; 11] = [
     Reason::RateLimited,
     Reason::InFlight,
     Reason::UpstreamRejected,
+    Reason::Unverified,
 ];
 
 impl Counter {
@@ -49,6 +52,15 @@ impl Counter {
         match profile {
             Profile::AzureManagedApp => all.extend((0..azure::PAIRS.len()).map(Counter::AzureEvent)),
             Profile::Md5Envelope => all.push(Counter::PingAnswered),
+        }
+        all
+    }
+
+    /// Every counter `endpoint` exports: [`Counter::all`], plus the ARM check's when it has one.
+    pub fn of(endpoint: &Endpoint) -> Vec<Counter> {
+        let mut all = Counter::all(endpoint.profile);
+        if endpoint.arm_check.is_some() {
+            all.extend(arm::Outcome::ALL.map(Counter::Arm));
         }
         all
     }
@@ -67,17 +79,14 @@ impl Counter {
                 Some((event_type, state)) => format!("event.{}.{}", event_type.to_ascii_lowercase(), state.to_ascii_lowercase()),
                 None => "event.unknown".to_string(),
             },
+            Counter::Arm(outcome) => format!("arm.{}", outcome.slug()),
         };
         format!("webhook_guard.{}.{suffix}", endpoint.name)
     }
 
     /// The per-pair counter of an Azure event `type`, e.g. `...managedapp.put.succeeded`.
     pub fn azure_event(kind: &str) -> Option<Counter> {
-        let (event_type, state) = kind.strip_prefix(azure::KIND_PREFIX)?.split_once('.')?;
-        azure::PAIRS
-            .iter()
-            .position(|(t, s)| t.eq_ignore_ascii_case(event_type) && s.eq_ignore_ascii_case(state))
-            .map(Counter::AzureEvent)
+        azure::pair_of(kind).map(Counter::AzureEvent)
     }
 }
 

@@ -17,6 +17,7 @@ pub enum Reason {
     RateLimited,
     InFlight,
     UpstreamRejected,
+    Unverified,
 }
 
 impl Reason {
@@ -30,6 +31,7 @@ impl Reason {
             Reason::MediaType => 415,
             Reason::RateLimited | Reason::InFlight => 429,
             Reason::UpstreamRejected => 502,
+            Reason::Unverified => 503,
         }
     }
 
@@ -47,6 +49,7 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::InFlight => "in_flight",
             Reason::UpstreamRejected => "upstream_rejected",
+            Reason::Unverified => "unverified",
         }
     }
 
@@ -63,6 +66,7 @@ impl Reason {
             Reason::RateLimited => "Rate limited",
             Reason::InFlight => "Same event already in flight",
             Reason::UpstreamRejected => "Upstream rejected the event",
+            Reason::Unverified => "Not confirmed by Azure Resource Manager",
         }
     }
 }
@@ -73,7 +77,7 @@ impl Reason {
 pub struct Rejection {
     pub reason: Reason,
     pub detail: String,
-    /// `Retry-After` seconds (429).
+    /// `Retry-After` seconds (429, 503).
     pub retry_after: Option<u64>,
     /// `Allow` header value (405).
     pub allow: Option<&'static str>,

@@ -1,0 +1,305 @@
+//! The verify stage: from a validated notification to a decision, through at most one
+//! token fetch and one ARM GET. The filter holds the request while it waits and applies
+//! the decision: forward (marked verified or not) or hold (503 + `Retry-After`).
+
+use super::config::{ArmCheck, OnError};
+use super::consistency::{self, Arm, Verdict as Consistency};
+use super::token::{self, Failure};
+use super::{request, Answer, Outbound, Outcome};
+use crate::azure;
+use crate::event::Event;
+use crate::problem::{clip, echo};
+use serde::Deserialize;
+
+/// A check waiting for the answer of call `call`.
+#[derive(Debug)]
+pub struct Pending {
+    call: u32,
+    waiting: Waiting,
+    application: String,
+    pair: (&'static str, &'static str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    /// For a token (no valid one was cached).
+    Token,
+    /// For ARM's answer.
+    Arm,
+}
+
+#[derive(Debug)]
+pub enum Step {
+    Wait(Pending),
+    Done(Decision),
+}
+
+/// The check's result: its counter, and the detail of its one log line (no token, no
+/// secret: ARM's and the issuer's bodies are never quoted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub outcome: Outcome,
+    pub detail: String,
+    /// ARM's own `Retry-After` when it throttled.
+    arm_retry_after: u64,
+}
+
+/// What the filter does with the notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Forward { verified: bool },
+    /// 503 with this `Retry-After`.
+    Hold { retry_after: u64 },
+}
+
+impl Decision {
+    fn new(outcome: Outcome, detail: String) -> Self {
+        Decision { outcome, detail, arm_retry_after: 0 }
+    }
+
+    pub fn verdict(&self, check: &ArmCheck) -> Verdict {
+        let hold = Verdict::Hold { retry_after: check.retry_after.max(self.arm_retry_after) };
+        match (self.outcome, check.on_error) {
+            (Outcome::Verified, _) => Verdict::Forward { verified: true },
+            (Outcome::NotYet | Outcome::Inconsistent, _) | (_, OnError::Hold) => hold,
+            (_, OnError::Forward) => Verdict::Forward { verified: false },
+        }
+    }
+
+    /// The level of the decision's log line: an operator must act on `denied` at once.
+    pub fn level(&self) -> log::Level {
+        match self.outcome {
+            Outcome::Verified => log::Level::Debug,
+            Outcome::NotYet => log::Level::Info,
+            Outcome::Denied => log::Level::Error,
+            _ => log::Level::Warn,
+        }
+    }
+}
+
+/// The decision's one log line. ARM's and the issuer's bodies, tokens and secrets are
+/// never in it.
+pub fn log_line(endpoint: &str, decision: &Decision, verdict: Verdict) -> String {
+    let action = match verdict {
+        Verdict::Forward { verified } => format!("forwarded verified={verified}"),
+        Verdict::Hold { retry_after } => format!("held status=503 retry_after={retry_after}"),
+    };
+    format!("webhook-guard: arm check endpoint={endpoint} outcome={} {action} detail={}", decision.outcome.slug(), decision.detail)
+}
+
+/// Starts the check of `event`: asks ARM with the cached token, or fetches one first.
+pub fn start<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, event: &Event, now: u64) -> Step {
+    let pair = azure::pair_of(&event.kind).and_then(|i| azure::PAIRS.get(i));
+    let (Some(&pair), Some(application)) = (pair, event.subject.clone()) else {
+        return Step::Done(Decision::new(Outcome::Unavailable, "the event is not an Azure managed application notification".into()));
+    };
+    let mut pending = Pending { call: 0, waiting: Waiting::Token, application, pair };
+    if let Some(cached) = token::cached(host, check).filter(|t| t.usable(now)) {
+        return ask(host, check, pending, &cached.value);
+    }
+    // No valid token: this request waits for one fetch at most, its own.
+    match token::fetch(host, check, now, |t| t.is_none_or(|t| !t.usable(now))) {
+        Ok(call) => {
+            pending.call = call;
+            Step::Wait(pending)
+        }
+        Err(failure) => Step::Done(token_failed(failure)),
+    }
+}
+
+/// Continues the check with the answer of call `call`.
+pub fn resume<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, pending: Pending, call: u32, answer: &Answer, now: u64) -> Step {
+    if call != pending.call {
+        return Step::Wait(pending);
+    }
+    match pending.waiting {
+        Waiting::Token => match token::receive(host, check, now, answer) {
+            Ok(value) => ask(host, check, pending, &value),
+            Err(failure) => Step::Done(token_failed(failure)),
+        },
+        Waiting::Arm => Step::Done(judge(&pending, answer)),
+    }
+}
+
+fn token_failed(failure: Failure) -> Decision {
+    Decision::new(Outcome::TokenUnavailable, failure.to_string())
+}
+
+fn ask<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, mut pending: Pending, token: &str) -> Step {
+    let call = request::application(check, &pending.application, token).and_then(|call| host.dispatch(&call));
+    let Some(call) = call else {
+        return Step::Done(Decision::new(Outcome::Unavailable, "the ARM request could not be sent (is the Envoy cluster defined?)".into()));
+    };
+    pending.call = call;
+    pending.waiting = Waiting::Arm;
+    Step::Wait(pending)
+}
+
+#[derive(Deserialize)]
+struct Resource {
+    properties: Properties,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Properties {
+    provisioning_state: String,
+}
+
+/// ARM's answer against the consistency table.
+fn judge(pending: &Pending, answer: &Answer) -> Decision {
+    let (event_type, state) = pending.pair;
+    let about = format!("{event_type}/{state} for '{}'", echo(&pending.application, 512));
+    let resource = |body: &[u8]| serde_json::from_slice::<Resource>(body).ok().map(|r| r.properties.provisioning_state);
+    let arm = match answer.status {
+        Some(200) => match resource(&answer.body) {
+            Some(state) => state,
+            None => return Decision::new(Outcome::Unavailable, format!("ARM answered 200 without properties.provisioningState ({about})")),
+        },
+        Some(404) => String::new(),
+        Some(status @ (401 | 403)) => {
+            let detail = format!("ARM refused our identity ({status}): it cannot read the application ({about}); grant it Reader on the application, or for Marketplace offers an authorization in the offer");
+            return Decision::new(Outcome::Denied, detail);
+        }
+        Some(429) => {
+            let mut decision = Decision::new(Outcome::Throttled, format!("ARM is throttling (429) ({about})"));
+            decision.arm_retry_after = answer.retry_after().min(3600);
+            return decision;
+        }
+        Some(status) => return Decision::new(Outcome::Unavailable, format!("ARM answered {status} ({about})")),
+        None => return Decision::new(Outcome::Unavailable, format!("ARM did not answer in time ({about})")),
+    };
+    let (seen, answer) = if arm.is_empty() { ("404".to_string(), Arm::Absent) } else { (format!("provisioningState '{}'", clip(&arm)), Arm::State(&arm)) };
+    match consistency::judge(event_type, state, answer) {
+        Consistency::Consistent => Decision::new(Outcome::Verified, format!("ARM answered {seen}: consistent with {about}")),
+        Consistency::NotYet => Decision::new(Outcome::NotYet, format!("ARM answered {seen}: not yet consistent with {about}")),
+        Consistency::Inconsistent => Decision::new(Outcome::Inconsistent, format!("ARM answered {seen}: inconsistent with {about}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{check, Host};
+    use super::*;
+
+    const SECOND: u64 = 1_000_000_000;
+    const NOW: u64 = 1_000 * SECOND;
+    const APP: &str = "/subscriptions/s-1/resourceGroups/rg/providers/Microsoft.Solutions/applications/app";
+    const CLIENT: &str = r#""client_credentials":{"tenant":"t","client_id":"c","client_secret_env":"S"}"#;
+
+    fn event(kind: &str) -> Event {
+        let doc = format!(r#"{{"eventType":"{}","provisioningState":"{}","eventTime":"2019-08-14T19:20:08Z","applicationId":"{APP}",
+            "applicationDefinitionId":"subscriptions/s-1/resourceGroups/r/providers/Microsoft.Solutions/applicationDefinitions/d"}}"#, kind.split('/').next().unwrap(), kind.split('/').nth(1).unwrap());
+        azure::validate(doc.as_bytes()).unwrap()
+    }
+
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer { status: Some(status), retry_after: None, body: body.as_bytes().to_vec() }
+    }
+
+    fn arm_state(state: &str) -> Answer {
+        answer(200, &format!(r#"{{"id":"{APP}","properties":{{"provisioningState":"{state}"}},"kind":"ServiceCatalog"}}"#))
+    }
+
+    /// Runs a check to its decision: the token answer (when fetched), then ARM's.
+    fn run(host: &Host, check: &ArmCheck, kind: &str, token: Option<Answer>, arm: Answer) -> Decision {
+        let mut step = start(host, check, &event(kind), NOW);
+        for reply in token.into_iter().chain([arm]) {
+            let Step::Wait(pending) = step else { break };
+            let call = pending.call;
+            step = resume(host, check, pending, call, &reply, NOW);
+        }
+        match step {
+            Step::Done(decision) => decision,
+            Step::Wait(p) => panic!("still waiting: {p:?}"),
+        }
+    }
+
+    fn token_answer() -> Answer {
+        answer(200, r#"{"token_type":"Bearer","expires_in":3599,"access_token":"tok-1"}"#)
+    }
+
+    #[test]
+    fn fetches_a_token_then_asks_arm_exactly() {
+        let host = Host::new();
+        let check = check(CLIENT);
+        let decision = run(&host, &check, "PUT/Succeeded", Some(token_answer()), arm_state("Succeeded"));
+        assert_eq!(decision.outcome, Outcome::Verified);
+        assert_eq!(decision.verdict(&check), Verdict::Forward { verified: true });
+        let calls = host.calls.borrow();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].1, "login");
+        let (_, cluster, headers, body) = &calls[1];
+        assert_eq!(cluster, "arm");
+        assert!(headers.contains(&(":path", format!("{APP}?api-version=2021-07-01"))));
+        assert!(headers.contains(&("authorization", "Bearer tok-1".to_string())));
+        assert!(body.is_none());
+        assert!(!decision.detail.contains("tok-1") && !decision.detail.contains("Sup3rSecret"));
+    }
+
+    #[test]
+    fn a_cached_token_is_used_by_every_worker() {
+        let host = Host::new();
+        let check = check(CLIENT);
+        run(&host, &check, "PUT/Succeeded", Some(token_answer()), arm_state("Succeeded"));
+        let worker2 = host.sharing();
+        let decision = run(&worker2, &check, "PUT/Accepted", None, arm_state("Succeeded"));
+        assert_eq!(decision.outcome, Outcome::Verified, "state moved on");
+        assert_eq!(worker2.calls.borrow().len(), 1, "ARM only");
+    }
+
+    #[test]
+    fn outcomes_and_what_they_do() {
+        let check_hold = check(CLIENT);
+        let check_forward = check(&format!(r#""on_error":"forward",{CLIENT}"#));
+        let throttled = Answer { status: Some(429), retry_after: Some("120".into()), body: vec![] };
+        let cases = [
+            ("PUT/Succeeded", arm_state("Accepted"), Outcome::NotYet, Verdict::Hold { retry_after: 30 }, Verdict::Hold { retry_after: 30 }),
+            ("PUT/Succeeded", answer(404, "{}"), Outcome::Inconsistent, Verdict::Hold { retry_after: 30 }, Verdict::Hold { retry_after: 30 }),
+            ("DELETE/Deleted", answer(404, r#"{"error":{"code":"ResourceNotFound"}}"#), Outcome::Verified, Verdict::Forward { verified: true }, Verdict::Forward { verified: true }),
+            ("PUT/Succeeded", answer(403, "{}"), Outcome::Denied, Verdict::Hold { retry_after: 30 }, Verdict::Forward { verified: false }),
+            ("PUT/Succeeded", answer(401, "{}"), Outcome::Denied, Verdict::Hold { retry_after: 30 }, Verdict::Forward { verified: false }),
+            ("PUT/Succeeded", throttled, Outcome::Throttled, Verdict::Hold { retry_after: 120 }, Verdict::Forward { verified: false }),
+            ("PUT/Succeeded", answer(500, ""), Outcome::Unavailable, Verdict::Hold { retry_after: 30 }, Verdict::Forward { verified: false }),
+            ("PUT/Succeeded", Answer::default(), Outcome::Unavailable, Verdict::Hold { retry_after: 30 }, Verdict::Forward { verified: false }),
+            ("PUT/Succeeded", answer(200, r#"{"properties":{}}"#), Outcome::Unavailable, Verdict::Hold { retry_after: 30 }, Verdict::Forward { verified: false }),
+        ];
+        for (kind, arm, outcome, hold, forward) in cases {
+            let decision = run(&Host::new(), &check_hold, kind, Some(token_answer()), arm);
+            assert_eq!(decision.outcome, outcome, "{kind}: {}", decision.detail);
+            assert_eq!(decision.verdict(&check_hold), hold, "{kind}: {}", decision.detail);
+            assert_eq!(decision.verdict(&check_forward), forward, "{kind}: {}", decision.detail);
+        }
+    }
+
+    #[test]
+    fn denied_names_the_cause_at_error_level() {
+        let decision = run(&Host::new(), &check(CLIENT), "PUT/Succeeded", Some(token_answer()), answer(403, "{}"));
+        assert_eq!(decision.level(), log::Level::Error);
+        assert!(decision.detail.contains("ARM refused our identity (403)") && decision.detail.contains(APP), "{}", decision.detail);
+    }
+
+    #[test]
+    fn token_failures_decide_without_calling_arm() {
+        let host = Host::new();
+        let check = check(CLIENT);
+        let decision = run(&host, &check, "PUT/Succeeded", None, answer(401, r#"{"error":"invalid_client"}"#));
+        assert_eq!(decision.outcome, Outcome::TokenUnavailable);
+        assert!(decision.detail.contains("refused the request (401)"), "{}", decision.detail);
+        assert_eq!(host.calls.borrow().len(), 1, "no ARM call");
+        // The failed fetch backs off: the next request does not call the issuer again.
+        let Step::Done(decision) = start(&*host, &check, &event("PUT/Succeeded"), NOW + SECOND) else { panic!("waits") };
+        assert_eq!(decision.outcome, Outcome::TokenUnavailable);
+        assert_eq!(host.calls.borrow().len(), 1);
+    }
+
+    #[test]
+    fn answers_to_other_calls_are_ignored() {
+        let host = Host::new();
+        let check = check(CLIENT);
+        let Step::Wait(pending) = start(&*host, &check, &event("PUT/Succeeded"), NOW) else { panic!("no wait") };
+        let call = pending.call;
+        let Step::Wait(pending) = resume(&*host, &check, pending, call + 7, &token_answer(), NOW) else { panic!("settled") };
+        assert_eq!(pending.call, call);
+    }
+}
