@@ -56,9 +56,16 @@ enum Stage {
     /// Head accepted; buffering the body.
     Body { media: Media, size: usize },
     /// Body accepted; held while Azure Resource Manager confirms the notification.
-    Verifying { event: Event, size: usize, pending: verify::Pending },
+    Verifying(Box<Held>),
     /// Sent upstream; its answer is checked.
     Forwarded,
+}
+
+/// A request held by the verify stage: its event, body size and the check's state.
+struct Held {
+    event: Event,
+    size: usize,
+    pending: verify::Pending,
 }
 
 pub struct Guard<H> {
@@ -209,12 +216,13 @@ impl<H: HttpHost> Guard<H> {
         let Some(endpoint) = self.matched.and_then(|i| config.endpoints.get(i)) else {
             return;
         };
-        let (Some(check), Stage::Verifying { .. }) = (&endpoint.arm_check, &self.stage) else {
+        let (Some(check), Stage::Verifying(_)) = (&endpoint.arm_check, &self.stage) else {
             return;
         };
-        let Stage::Verifying { event, size, pending } = std::mem::replace(&mut self.stage, Stage::Idle) else {
+        let Stage::Verifying(held) = std::mem::replace(&mut self.stage, Stage::Idle) else {
             return;
         };
+        let Held { event, size, pending } = *held;
         let answer = self.host.answer(body_size);
         let step = verify::resume(&self.host, check, pending, call, &answer, self.host.now_nanos());
         if self.verify(endpoint, event, size, step) == Action::Continue {
@@ -230,12 +238,15 @@ impl<H: HttpHost> Guard<H> {
         };
         let decision = match decision {
             Step::Wait(pending) => {
-                self.stage = Stage::Verifying { event, size, pending };
+                self.stage = Stage::Verifying(Box::new(Held { event, size, pending }));
                 return Action::Pause;
             }
             Step::Done(decision) => decision,
         };
         self.host.count(index, Counter::Arm(decision.outcome));
+        if let Some(fetched) = decision.token_fetch {
+            self.host.count(index, Counter::Arm(if fetched { arm::Outcome::TokenFetched } else { arm::Outcome::TokenFailed }));
+        }
         let verdict = decision.verdict(check);
         self.host.log(decision.level(), &verify::log_line(&endpoint.name, &decision, verdict));
         match verdict {

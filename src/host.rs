@@ -4,6 +4,7 @@
 //! Host calls go through `proxy_wasm::hostcalls` directly: the SDK's convenience methods
 //! `unwrap()` host errors, and a trap would kill the VM for every later request.
 
+use crate::arm::{self, token, Answer, Call, Outbound};
 use crate::config::{Config, Endpoint};
 use crate::filter::{Guard, HttpHost};
 use crate::metrics::Counter;
@@ -12,12 +13,17 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// How often the root context checks whether a token needs refreshing.
+const TICK: Duration = Duration::from_secs(1);
+/// Largest answer body read from ARM or a token issuer.
+const MAX_CALL_BODY: usize = 256 * 1024;
 
 proxy_wasm::main! {{
     // Every level reaches Envoy, which filters by its own `wasm` component log level.
     proxy_wasm::set_log_level(LogLevel::Trace);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None, metrics: Rc::default() }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None, metrics: Rc::default(), refreshes: Vec::new() }) });
 }}
 
 /// Envoy metric ids, defined once per VM: per endpoint (by index), its counters. A short
@@ -27,6 +33,31 @@ type Metrics = Vec<Vec<(Counter, u32)>>;
 struct Root {
     config: Option<Rc<Config>>,
     metrics: Rc<Metrics>,
+    /// Token refreshes this worker started: (call id, endpoint index).
+    refreshes: Vec<(u32, usize)>,
+}
+
+impl Root {
+    fn host(&self) -> WasmHost {
+        WasmHost { metrics: Rc::clone(&self.metrics) }
+    }
+
+    /// The endpoints with an ARM check, with their index.
+    fn arm_checks(&self) -> impl Iterator<Item = (usize, &arm::config::ArmCheck)> {
+        let endpoints = self.config.iter().flat_map(|c| c.endpoints.iter());
+        endpoints.enumerate().filter_map(|(i, e)| Some((i, e.arm_check.as_ref()?)))
+    }
+}
+
+/// Counts and logs the end of a token fetch the root started (never the token).
+fn token_fetched(host: &WasmHost, endpoint: &Endpoint, index: usize, result: Result<(), token::Failure>) {
+    match result {
+        Ok(()) => host.count(index, Counter::Arm(arm::Outcome::TokenFetched)),
+        Err(failure) => {
+            host.count(index, Counter::Arm(arm::Outcome::TokenFailed));
+            log::warn!("webhook-guard: arm token refresh failed endpoint={}: {failure}", endpoint.name);
+        }
+    }
 }
 
 /// Defines every counter of every endpoint (Envoy sums same-named counters of all VMs).
@@ -38,11 +69,24 @@ fn define_metrics(config: &Config) -> Metrics {
             None
         }
     };
-    let endpoint_metrics = |endpoint: &Endpoint| Counter::all(endpoint.profile).into_iter().filter_map(|c| define(endpoint, c)).collect();
+    let endpoint_metrics = |endpoint: &Endpoint| Counter::of(endpoint).into_iter().filter_map(|c| define(endpoint, c)).collect();
     config.endpoints.iter().map(endpoint_metrics).collect()
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(&mut self, call: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        let Some(at) = self.refreshes.iter().position(|(id, _)| *id == call) else {
+            return;
+        };
+        let (_, index) = self.refreshes.swap_remove(at);
+        let host = self.host();
+        let Some((check, endpoint)) = self.config.as_ref().and_then(|c| c.endpoints.get(index)).and_then(|e| Some((e.arm_check.as_ref()?, e))) else {
+            return;
+        };
+        let result = token::receive(&host, check, host.now_nanos(), &host.answer(body_size));
+        token_fetched(&host, endpoint, index, result.map(|_| ()));
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -55,6 +99,14 @@ impl RootContext for Root {
                 log::info!("webhook-guard: configured {} endpoint(s)", config.endpoints.len());
                 self.metrics = Rc::new(define_metrics(&config));
                 self.config = Some(Rc::new(config));
+                let host = self.host();
+                let mut checks = self.arm_checks().peekable();
+                if checks.peek().is_some() {
+                    checks.for_each(|(_, check)| token::init(&host, check));
+                    if let Err(e) = hostcalls::set_tick_period(TICK) {
+                        log::warn!("webhook-guard: setting the tick period failed: {e:?}");
+                    }
+                }
                 true
             }
             Err(e) => {
@@ -62,6 +114,26 @@ impl RootContext for Root {
                 false
             }
         }
+    }
+
+    /// Refreshes each ARM token ahead of its expiry; the lease lets one worker do it.
+    fn on_tick(&mut self) {
+        let host = self.host();
+        let now = host.now_nanos();
+        let mut started = Vec::new();
+        for (index, check) in self.arm_checks() {
+            match token::refresh(&host, check, now) {
+                Some(Ok(call)) => started.push((call, index)),
+                Some(Err(failure)) => {
+                    let endpoint = self.config.as_ref().and_then(|c| c.endpoints.get(index));
+                    if let Some(endpoint) = endpoint {
+                        token_fetched(&host, endpoint, index, Err(failure));
+                    }
+                }
+                None => {}
+            }
+        }
+        self.refreshes.extend(started);
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -77,7 +149,11 @@ impl RootContext for Root {
 
 struct Stream(Guard<WasmHost>);
 
-impl Context for Stream {}
+impl Context for Stream {
+    fn on_http_call_response(&mut self, call: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        self.0.on_call_response(call, body_size);
+    }
+}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -121,6 +197,29 @@ impl SharedStore for WasmHost {
             Err(Status::CasMismatch) => Err(StoreError::CasMismatch),
             Err(_) => Err(StoreError::Other),
         }
+    }
+}
+
+impl Outbound for WasmHost {
+    fn dispatch(&self, call: &Call<'_>) -> Option<u32> {
+        let headers: Vec<(&str, &str)> = call.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let timeout = Duration::from_millis(call.timeout_ms);
+        match hostcalls::dispatch_http_call(call.cluster, headers, call.body.as_deref(), vec![], timeout) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                log::warn!("webhook-guard: calling cluster {} failed: {e:?}", call.cluster);
+                None
+            }
+        }
+    }
+
+    fn answer(&self, body_size: usize) -> Answer {
+        let header = |name: &str| {
+            let value = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name).ok()??;
+            String::from_utf8(value).ok()
+        };
+        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size.min(MAX_CALL_BODY)).ok().flatten();
+        Answer { status: header(":status").and_then(|s| s.parse().ok()), retry_after: header("retry-after"), body: body.unwrap_or_default() }
     }
 }
 
@@ -179,5 +278,11 @@ impl HttpHost for WasmHost {
 
     fn log(&self, level: log::Level, line: &str) {
         log::log!(level, "{line}");
+    }
+
+    fn resume_request(&self) {
+        if let Err(e) = hostcalls::resume_http_request() {
+            log::warn!("webhook-guard: resuming the request failed: {e:?}");
+        }
     }
 }

@@ -116,12 +116,14 @@ pub mod testing {
     use std::cell::{Cell, RefCell};
     use std::rc::Rc;
 
+    /// A dispatched call: (id, cluster, headers, body).
+    pub type Recorded = (u32, String, Vec<(&'static str, String)>, Option<Vec<u8>>);
+
     /// One worker: its own calls, the workers' shared store.
     #[derive(Default)]
     pub struct Host {
         pub store: Rc<MemoryStore>,
-        /// Every dispatched call: (id, cluster, headers, body).
-        pub calls: RefCell<Vec<(u32, String, Vec<(&'static str, String)>, Option<Vec<u8>>)>>,
+        pub calls: RefCell<Vec<Recorded>>,
         pub next_id: Rc<Cell<u32>>,
         pub refuse_dispatch: Cell<bool>,
         pub next_answer: RefCell<Answer>,

@@ -18,6 +18,8 @@ pub struct Pending {
     waiting: Waiting,
     application: String,
     pair: (&'static str, &'static str),
+    /// Whether this check fetched a token itself, and with what success.
+    token_fetch: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +44,8 @@ pub struct Decision {
     pub detail: String,
     /// ARM's own `Retry-After` when it throttled.
     arm_retry_after: u64,
+    /// Set when the check fetched a token itself: whether that worked (counted apart).
+    pub token_fetch: Option<bool>,
 }
 
 /// What the filter does with the notification.
@@ -54,7 +58,7 @@ pub enum Verdict {
 
 impl Decision {
     fn new(outcome: Outcome, detail: String) -> Self {
-        Decision { outcome, detail, arm_retry_after: 0 }
+        Decision { outcome, detail, arm_retry_after: 0, token_fetch: None }
     }
 
     pub fn verdict(&self, check: &ArmCheck) -> Verdict {
@@ -93,7 +97,7 @@ pub fn start<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, event: &Event, no
     let (Some(&pair), Some(application)) = (pair, event.subject.clone()) else {
         return Step::Done(Decision::new(Outcome::Unavailable, "the event is not an Azure managed application notification".into()));
     };
-    let mut pending = Pending { call: 0, waiting: Waiting::Token, application, pair };
+    let mut pending = Pending { call: 0, waiting: Waiting::Token, application, pair, token_fetch: None };
     if let Some(cached) = token::cached(host, check).filter(|t| t.usable(now)) {
         return ask(host, check, pending, &cached.value);
     }
@@ -113,12 +117,20 @@ pub fn resume<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, pending: Pending
         return Step::Wait(pending);
     }
     match pending.waiting {
-        Waiting::Token => match token::receive(host, check, now, answer) {
-            Ok(value) => ask(host, check, pending, &value),
-            Err(failure) => Step::Done(token_failed(failure)),
-        },
-        Waiting::Arm => Step::Done(judge(&pending, answer)),
+        Waiting::Token => {
+            let received = token::receive(host, check, now, answer);
+            let pending = Pending { token_fetch: Some(received.is_ok()), ..pending };
+            match received {
+                Ok(value) => ask(host, check, pending, &value),
+                Err(failure) => done(&pending, token_failed(failure)),
+            }
+        }
+        Waiting::Arm => done(&pending, judge(&pending, answer)),
     }
+}
+
+fn done(pending: &Pending, decision: Decision) -> Step {
+    Step::Done(Decision { token_fetch: pending.token_fetch, ..decision })
 }
 
 fn token_failed(failure: Failure) -> Decision {
@@ -128,7 +140,7 @@ fn token_failed(failure: Failure) -> Decision {
 fn ask<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, mut pending: Pending, token: &str) -> Step {
     let call = request::application(check, &pending.application, token).and_then(|call| host.dispatch(&call));
     let Some(call) = call else {
-        return Step::Done(Decision::new(Outcome::Unavailable, "the ARM request could not be sent (is the Envoy cluster defined?)".into()));
+        return done(&pending, Decision::new(Outcome::Unavailable, "the ARM request could not be sent (is the Envoy cluster defined?)".into()));
     };
     pending.call = call;
     pending.waiting = Waiting::Arm;
@@ -235,6 +247,7 @@ mod tests {
         assert!(headers.contains(&("authorization", "Bearer tok-1".to_string())));
         assert!(body.is_none());
         assert!(!decision.detail.contains("tok-1") && !decision.detail.contains("Sup3rSecret"));
+        assert_eq!(decision.token_fetch, Some(true));
     }
 
     #[test]
@@ -245,6 +258,7 @@ mod tests {
         let worker2 = host.sharing();
         let decision = run(&worker2, &check, "PUT/Accepted", None, arm_state("Succeeded"));
         assert_eq!(decision.outcome, Outcome::Verified, "state moved on");
+        assert_eq!(decision.token_fetch, None);
         assert_eq!(worker2.calls.borrow().len(), 1, "ARM only");
     }
 
@@ -286,6 +300,7 @@ mod tests {
         let decision = run(&host, &check, "PUT/Succeeded", None, answer(401, r#"{"error":"invalid_client"}"#));
         assert_eq!(decision.outcome, Outcome::TokenUnavailable);
         assert!(decision.detail.contains("refused the request (401)"), "{}", decision.detail);
+        assert_eq!(decision.token_fetch, Some(false));
         assert_eq!(host.calls.borrow().len(), 1, "no ARM call");
         // The failed fetch backs off: the next request does not call the issuer again.
         let Step::Done(decision) = start(&*host, &check, &event("PUT/Succeeded"), NOW + SECOND) else { panic!("waits") };
