@@ -52,11 +52,13 @@ pub struct Options {
     pub concurrency: u32,
     pub route_timeout_ms: u64,
     pub env: Vec<(String, String)>,
+    /// More entries for the bootstrap's `clusters:` list (YAML, indented as `backend`).
+    pub clusters: String,
 }
 
 impl Options {
     pub fn new(plugin: &str, upstream_port: u16) -> Self {
-        Options { plugin: plugin.to_string(), upstream_port, concurrency: 1, route_timeout_ms: 5000, env: vec![] }
+        Options { plugin: plugin.to_string(), upstream_port, concurrency: 1, route_timeout_ms: 5000, env: vec![], clusters: String::new() }
     }
 }
 
@@ -204,11 +206,12 @@ static_resources:
       endpoints:
       - lb_endpoints:
         - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }}
-"#,
+{clusters}"#,
         timeout = opts.route_timeout_ms as f64 / 1000.0,
         wasm = wasm.display(),
         env_keys = opts.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", "),
         upstream = opts.upstream_port,
+        clusters = opts.clusters,
     )
 }
 

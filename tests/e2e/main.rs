@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod arm;
 mod auth;
 mod azure;
 mod config;
