@@ -26,6 +26,8 @@ REQUESTS = []
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Head and body are two writes: without this, Nagle holds the body for Envoy's ACK.
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass
