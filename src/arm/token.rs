@@ -11,6 +11,7 @@ use super::config::ArmCheck;
 use super::{request, Answer, Outbound};
 use crate::shared;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use std::fmt;
 
 const SECOND: u64 = 1_000_000_000;
@@ -77,27 +78,20 @@ impl fmt::Display for Failure {
 }
 
 #[derive(Deserialize)]
-struct RawToken {
+struct RawToken<'a> {
     access_token: String,
-    expires_in: Seconds,
-}
-
-/// `expires_in`: a number from Entra ID, a string from the instance metadata service.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Seconds {
-    Number(u64),
-    Text(String),
+    /// A number from Entra ID, a string from the instance metadata service: read as raw
+    /// JSON text (serde's untagged enums cost the module 10s of KB).
+    #[serde(borrow)]
+    expires_in: &'a RawValue,
 }
 
 /// The token and its lifetime in seconds from a token endpoint's JSON answer.
 pub fn parse(body: &[u8]) -> Result<(String, u64), &'static str> {
     let raw: RawToken = serde_json::from_slice(body).map_err(|_| "not the JSON of a token (access_token, expires_in)")?;
-    let seconds = match raw.expires_in {
-        Seconds::Number(n) => Some(n),
-        Seconds::Text(s) => s.trim().parse().ok(),
-    };
-    let seconds = seconds.filter(|s| *s > 0).ok_or("expires_in is not a positive number of seconds")?;
+    let text = raw.expires_in.get();
+    let digits = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
+    let seconds = digits.parse::<u64>().ok().filter(|s| *s > 0).ok_or("expires_in is not a positive number of seconds")?;
     // It goes into a header: visible ASCII only.
     let token_ok = !raw.access_token.is_empty() && raw.access_token.len() <= MAX_TOKEN_BYTES && raw.access_token.bytes().all(|b| b.is_ascii_graphic());
     if !token_ok {
