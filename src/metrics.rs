@@ -29,7 +29,7 @@ pub enum Counter {
     Arm(arm::Outcome),
 }
 
-const REASONS: [Reason; 12] = [
+const REASONS: [Reason; 11] = [
     Reason::Unauthorized,
     Reason::Forbidden,
     Reason::AmbiguousSecret,
@@ -41,7 +41,6 @@ const REASONS: [Reason; 12] = [
     Reason::RateLimited,
     Reason::InFlight,
     Reason::UpstreamRejected,
-    Reason::Unverified,
 ];
 
 impl Counter {
@@ -60,6 +59,7 @@ impl Counter {
     pub fn of(endpoint: &Endpoint) -> Vec<Counter> {
         let mut all = Counter::all(endpoint.profile);
         if endpoint.arm_check.is_some() {
+            all.push(Counter::Rejected(Reason::Unverified));
             all.extend(arm::Outcome::ALL.map(Counter::Arm));
         }
         all
