@@ -276,7 +276,9 @@ fn an_issuer_refusing_our_credentials_is_logged_without_the_secret() {
     let held = notify(&s, "PUT", "Succeeded");
     held.assert_problem(503, "unverified");
     assert!(s.envoy.log().contains("the token issuer refused the request (401)"), "{}", s.envoy.log());
-    assert_eq!(arm_counter(&s, "token_failed"), 1);
+    // The root's tick may have tried first; either way the back-off spares the issuer.
+    assert!((1..=2).contains(&arm_counter(&s, "token_failed")));
+    assert!(s.azure.arm_requests().is_empty());
     assert_no_leak(&s, &[&held]);
 }
 
