@@ -3,7 +3,7 @@
 //! unit-tested natively against a recording mock; `host.rs` implements the trait with
 //! proxy-wasm calls.
 
-use crate::config::{Config, Contention, Endpoint, Forward, Mode, Profile, RateKey, Upstream4xx};
+use crate::config::{Config, Contention, Endpoint, Forward, HeaderMode, Mode, Profile, RateKey, Upstream4xx};
 use crate::event::Event;
 use crate::media::Media;
 use crate::metrics::Counter;
@@ -46,6 +46,9 @@ pub trait HttpHost: SharedStore {
 const GATEWAY_PREFIXES: [&str; 2] = ["x-webhook-", "ce-"];
 /// Shadow mode's report to the upstream: `accept` or the rejection's reason.
 pub const VERDICT_HEADER: &str = "x-webhook-shadow-verdict";
+/// Seconds a held head may wait for its body's first callback before the root's safety
+/// net answers it ([`Guard::on_body_missing`]).
+pub const HOLD_TIMEOUT_SECS: u64 = 5;
 
 enum Stage {
     /// Not a guarded path, or settled: nothing more to do.
@@ -64,11 +67,13 @@ pub struct Guard<H> {
     stage: Stage,
     /// Slot key and id of an event marked in flight for duplicate suppression.
     in_flight: Option<(String, String)>,
+    /// The head went upstream (`stream`): request headers can no longer be changed.
+    head_sent: bool,
 }
 
 impl<H: HttpHost> Guard<H> {
     pub fn new(host: H, config: Rc<Config>) -> Self {
-        Guard { host, config, matched: None, stage: Stage::Idle, in_flight: None }
+        Guard { host, config, matched: None, stage: Stage::Idle, in_flight: None, head_sent: false }
     }
 
     pub fn on_request_headers(&mut self, end_of_stream: bool) -> Action {
@@ -113,14 +118,52 @@ impl<H: HttpHost> Guard<H> {
                 }
             }
             if endpoint.forward == Forward::CloudEvent {
-                // The body will be replaced; its length is set again once it is known.
+                // The body will be replaced; its length is set again once it is known
+                // (held head) or the upstream request is chunked (streamed head).
                 self.host.set_request_header("content-length", None);
+                self.host.set_request_header("content-type", Some("application/cloudevents+json"));
             }
+            self.host.set_request_header("x-webhook-profile", Some(endpoint.profile.name()));
+            self.host.set_request_header("x-webhook-endpoint", Some(&endpoint.name));
         }
         self.stage = Stage::Body { media, size: 0 };
-        // Held (allow_on_headers_stop_iteration): nothing reaches the upstream until the
-        // body has been validated.
-        Action::Pause
+        match self.config.header_mode {
+            // Held (allow_on_headers_stop_iteration): nothing reaches the upstream until
+            // the body has been validated.
+            HeaderMode::Hold => Action::Pause,
+            // The checked head goes on; the body is held in on_request_body until it has
+            // been validated, and a refusal then resets the upstream request.
+            HeaderMode::Stream => {
+                self.head_sent = true;
+                Action::Continue
+            }
+        }
+    }
+
+    /// Whether the head is held until the body's verdict: Envoy must then call the body
+    /// callback, which it never does without `allow_on_headers_stop_iteration`.
+    pub fn holds_head(&self) -> bool {
+        matches!(self.stage, Stage::Body { .. }) && !self.head_sent && self.config.header_mode == HeaderMode::Hold
+    }
+
+    /// The root's safety net: the head was held [`HOLD_TIMEOUT_SECS`] ago and no body
+    /// callback came, so Envoy was not told to deliver it. Answers 503 (retried by both
+    /// senders) instead of leaving the request hanging, whatever the endpoint's mode.
+    pub fn on_body_missing(&mut self) {
+        let (Stage::Body { .. }, Some(index)) = (&self.stage, self.matched) else {
+            return;
+        };
+        self.host.count(index, Counter::Rejected(Reason::NotHeld));
+        let name = self.config.endpoints.get(index).map_or("", |e| e.name.as_str());
+        let line = format!(
+            "webhook-guard: endpoint={name}: no request body reached the filter {HOLD_TIMEOUT_SECS} s after the head was held; \
+             set allow_on_headers_stop_iteration: true on the Wasm filter, or \"header_mode\": \"stream\"; answered 503"
+        );
+        self.host.log(log::Level::Error, &line);
+        let mut rejection = Rejection::new(Reason::NotHeld, "the gateway could not hold the request; retry later");
+        rejection.retry_after = Some(HOLD_TIMEOUT_SECS);
+        self.answer(&rejection);
+        self.stage = Stage::Idle;
     }
 
     pub fn on_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -162,7 +205,9 @@ impl<H: HttpHost> Guard<H> {
             Err(rejection) => return self.reject(endpoint, rejection),
         };
         if endpoint.mode == Mode::Shadow {
-            self.host.set_request_header(VERDICT_HEADER, Some("accept"));
+            if !self.head_sent {
+                self.host.set_request_header(VERDICT_HEADER, Some("accept"));
+            }
             return self.finish(Some(Counter::Forwarded), Action::Continue);
         }
         if endpoint.answer_ping && vendor::is_ping(&event) {
@@ -197,13 +242,15 @@ impl<H: HttpHost> Guard<H> {
                 return self.reject(endpoint, rejection);
             };
             self.host.set_request_body(size, &cloudevent);
-            self.host.set_request_header("content-type", Some("application/cloudevents+json"));
-            self.host.set_request_header("content-length", Some(&cloudevent.len().to_string()));
+            if !self.head_sent {
+                self.host.set_request_header("content-length", Some(&cloudevent.len().to_string()));
+            }
         }
-        self.host.set_request_header("x-webhook-event-id", Some(&event.id));
-        self.host.set_request_header("x-webhook-event-type", Some(&event.kind));
-        self.host.set_request_header("x-webhook-profile", Some(endpoint.profile.name()));
-        self.host.set_request_header("x-webhook-endpoint", Some(&endpoint.name));
+        // Headers derived from the body need a held head (`hold`).
+        if !self.head_sent {
+            self.host.set_request_header("x-webhook-event-id", Some(&event.id));
+            self.host.set_request_header("x-webhook-event-type", Some(&event.kind));
+        }
         if let Some(index) = self.matched {
             if let Some(counter) = Counter::azure_event(&event.kind) {
                 self.host.count(index, counter);
@@ -216,14 +263,23 @@ impl<H: HttpHost> Guard<H> {
 
     pub fn on_response_headers(&mut self) -> Action {
         let config = Rc::clone(&self.config);
-        let (Stage::Forwarded, Some(index)) = (&self.stage, self.matched) else {
+        let Some((index, endpoint)) = self.matched.and_then(|i| Some((i, config.endpoints.get(i)?))) else {
             return Action::Continue;
         };
-        let Some(endpoint) = config.endpoints.get(index) else {
+        // `stream` only: the upstream may answer a head whose body it has not got yet.
+        let early = self.head_sent && endpoint.mode == Mode::Enforce && matches!(self.stage, Stage::Body { .. });
+        if !early && !matches!(self.stage, Stage::Forwarded) {
             return Action::Continue;
-        };
-        self.stage = Stage::Idle;
+        }
         let status = self.host.response_status().unwrap_or(0);
+        if early {
+            if !(200..300).contains(&status) {
+                return Action::Continue;
+            }
+            let detail = format!("the upstream answered {status} before the notification was delivered; retry later");
+            return self.reject(endpoint, Rejection::new(Reason::UpstreamRejected, detail));
+        }
+        self.stage = Stage::Idle;
         self.end_flight((200..300).contains(&status));
         if status >= 500 {
             self.host.count(index, Counter::UpstreamFailure);
@@ -301,14 +357,22 @@ impl<H: HttpHost> Guard<H> {
             self.host.log(level, &log_line(&endpoint.name, &rejection, shadow));
         }
         if shadow {
-            self.host.set_request_header(VERDICT_HEADER, Some(rejection.reason.slug()));
+            // A streamed head has gone: the verdict is only counted and logged.
+            if !self.head_sent {
+                self.host.set_request_header(VERDICT_HEADER, Some(rejection.reason.slug()));
+            }
             return self.finish(Some(Counter::Forwarded), Action::Continue);
         }
+        self.answer(&rejection);
+        // Envoy must not continue the stream after a local reply.
+        self.finish(None, Action::Pause)
+    }
+
+    /// Sends the refusal's problem+json to the sender.
+    fn answer(&self, rejection: &Rejection) {
         let headers = rejection.headers();
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         self.host.send_response(rejection.status(), &headers, &rejection.body());
-        // Envoy must not continue the stream after a local reply.
-        self.finish(None, Action::Pause)
     }
 
     /// Ends the filter's work on this request, counting its outcome.
@@ -340,11 +404,13 @@ mod tests {
     use crate::shared::StoreError;
     use std::cell::{Cell, RefCell};
 
-    const CONFIG: &str = r#"{"endpoints":[
+    const CONFIG: &str = r#"{"header_mode":"hold","endpoints":[
         {"name":"azure","path":"/az","profile":"azure_managed_app","secret":{"values":["k"]},"max_body_bytes":2000},
         {"name":"store","path":"/store","profile":"md5_envelope","secret":{"values":["k"]},"answer_ping":true},
         {"name":"limited","path":"/limited","profile":"azure_managed_app","secret":{"values":["k"]},"rate_limit":{"per_second":0.5,"burst":2}},
-        {"name":"per-app","path":"/per-app","profile":"azure_managed_app","secret":{"values":["k"]},"rate_limit":{"per_second":1,"burst":1,"key":"application"}}]}"#;
+        {"name":"per-app","path":"/per-app","profile":"azure_managed_app","secret":{"values":["k"]},"rate_limit":{"per_second":1,"burst":1,"key":"application"}},
+        {"name":"once","path":"/once","profile":"azure_managed_app","secret":{"values":["k"]},"dedupe_seconds":60},
+        {"name":"shadow","path":"/shadow","profile":"azure_managed_app","secret":{"values":["k"]},"mode":"shadow"}]}"#;
     const DOC: &str = r#"{"eventType":"PUT","provisioningState":"Succeeded","eventTime":"2019-08-14T19:20:08Z",
         "applicationId":"subscriptions/s/resourceGroups/r/providers/Microsoft.Solutions/applications/a",
         "applicationDefinitionId":"subscriptions/s/resourceGroups/r/providers/Microsoft.Solutions/applicationDefinitions/d"}"#;
@@ -424,7 +490,21 @@ mod tests {
 
     /// A stream whose host shares `store` (the workers' shared data) and reads `now`.
     fn guard_on(store: &Rc<MemoryStore>, now: u64, method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
-        let config = Rc::new(Config::parse(CONFIG.as_bytes(), |_| None).unwrap());
+        guard_with(CONFIG, store, now, method, path, extra)
+    }
+
+    /// As [`guard_on`], with the head streamed (`"header_mode": "stream"`).
+    fn streamed_on(store: &Rc<MemoryStore>, method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
+        let config = CONFIG.replacen(r#""header_mode":"hold""#, r#""header_mode":"stream""#, 1);
+        guard_with(&config, store, SECOND, method, path, extra)
+    }
+
+    fn streamed(method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
+        streamed_on(&Rc::new(MemoryStore::new()), method, path, extra)
+    }
+
+    fn guard_with(config: &str, store: &Rc<MemoryStore>, now: u64, method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
+        let config = Rc::new(Config::parse(config.as_bytes(), |_| None).unwrap());
         let mock = Rc::new(Mock { store: Rc::clone(store), now: Cell::new(now), ..Mock::default() });
         let mut headers = vec![(":method".to_string(), method.as_bytes().to_vec()), (":path".to_string(), path.as_bytes().to_vec())];
         headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())));
@@ -595,5 +675,115 @@ mod tests {
                 assert!(mock.logs.borrow()[0].contains("/applications/a"), "the log names the application");
             }
         }
+    }
+
+    #[test]
+    fn held_head_waits_for_its_body_and_the_safety_net_answers_503_once() {
+        let (mock, mut g) = guard("POST", "/az?sig=k", &[]);
+        assert_eq!(g.on_request_headers(false), Action::Pause);
+        assert!(g.holds_head());
+        g.on_body_missing();
+        assert_eq!(mock.sent_status(), Some(503));
+        let body: serde_json::Value = serde_json::from_slice(&mock.sent.borrow().as_ref().unwrap().1).unwrap();
+        assert_eq!(body["type"], "urn:webhook-guard:problem:head_not_held");
+        assert!(mock.counts.borrow().contains(&(0, Counter::Rejected(Reason::NotHeld))));
+        assert!(mock.logs.borrow()[0].contains("allow_on_headers_stop_iteration"), "{:?}", mock.logs.borrow());
+        assert!(!g.holds_head());
+        *mock.sent.borrow_mut() = None;
+        g.on_body_missing();
+        assert_eq!(g.on_request_body(5, true), Action::Continue);
+        assert!(mock.sent.borrow().is_none(), "answered once; a late body changes nothing");
+    }
+
+    #[test]
+    fn streamed_head_continues_cleaned_with_the_headers_known_at_the_head() {
+        let (mock, mut g) = streamed("POST", "/az?a=1&sig=k", &[("x-webhook-event-id", "x"), ("ce-id", "y"), ("content-length", "300")]);
+        assert_eq!(g.on_request_headers(false), Action::Continue);
+        assert!(!g.holds_head(), "nothing for the safety net to watch");
+        assert_eq!(mock.header(":path").as_deref(), Some("/az?a=1"));
+        assert_eq!(mock.header("x-webhook-event-id"), None);
+        assert_eq!(mock.header("ce-id"), None);
+        assert_eq!(mock.header("content-length"), None, "the upstream request is chunked");
+        assert_eq!(mock.header("content-type").as_deref(), Some("application/cloudevents+json"));
+        assert_eq!(mock.header("x-webhook-endpoint").as_deref(), Some("azure"));
+        assert_eq!(mock.header("x-webhook-profile").as_deref(), Some("azure_managed_app"));
+        // Head refusals still answer before anything goes upstream.
+        let (mock, mut g) = streamed("POST", "/az?sig=wrong", &[]);
+        assert_eq!(g.on_request_headers(false), Action::Pause);
+        assert_eq!(mock.sent_status(), Some(403));
+    }
+
+    #[test]
+    fn streamed_body_is_held_checked_and_rewritten_without_touching_the_sent_head() {
+        let (mock, mut g) = streamed("POST", "/az?sig=k", &[]);
+        g.on_request_headers(false);
+        let head = mock.headers.borrow().clone();
+        assert_eq!(g.on_request_body(10, false), Action::Pause, "the body waits for its verdict");
+        assert_eq!(feed(&mock, &mut g, DOC.as_bytes()), Action::Continue);
+        let event: serde_json::Value = serde_json::from_slice(&mock.body.borrow()).unwrap();
+        assert_eq!(event["type"], "webhookguard.azure.managedapp.put.succeeded");
+        assert_eq!(*mock.headers.borrow(), head, "no header can follow a head that has gone");
+        assert!(mock.counts.borrow().contains(&(0, Counter::Forwarded)));
+    }
+
+    #[test]
+    fn streamed_body_refusals_and_answers_are_local_replies() {
+        let store = Rc::new(MemoryStore::new());
+        let other = DOC.replace("applications/a", "applications/b");
+        let cases: [(&str, &str, &[(&str, &str)], String, u16); 6] = [
+            ("POST", "/az?sig=k", &[], "{}".into(), 400),
+            ("POST", "/az?sig=k", &[], "x".repeat(2001), 413),
+            ("PUT", "/store?sig=k", &[("content-type", "application/json")], envelope(r#"{"type":"ping"}"#), 200),
+            ("POST", "/per-app?sig=k", &[], DOC.into(), 0),
+            ("POST", "/per-app?sig=k", &[], DOC.into(), 429),
+            ("POST", "/per-app?sig=k", &[], other, 0),
+        ];
+        for (method, path, extra, body, want) in cases {
+            let (mock, mut g) = streamed_on(&store, method, path, extra);
+            assert_eq!(g.on_request_headers(false), Action::Continue);
+            let action = feed(&mock, &mut g, body.as_bytes());
+            assert_eq!(mock.sent_status().unwrap_or(0), want, "{path} {body}");
+            assert_eq!(action, if want == 0 { Action::Continue } else { Action::Pause });
+        }
+    }
+
+    #[test]
+    fn streamed_duplicates_are_answered_after_the_first_delivery() {
+        let store = Rc::new(MemoryStore::new());
+        for (upstream, want) in [(Some(200), None), (None, Some(200))] {
+            let (mock, mut g) = streamed_on(&store, "POST", "/once?sig=k", &[]);
+            g.on_request_headers(false);
+            feed(&mock, &mut g, DOC.as_bytes());
+            assert_eq!(mock.sent_status(), want);
+            if let Some(status) = upstream {
+                *mock.status.borrow_mut() = Some(status);
+                g.on_response_headers();
+            }
+        }
+    }
+
+    #[test]
+    fn streamed_upstream_2xx_before_the_body_is_not_success() {
+        let (mock, mut g) = streamed("POST", "/az?sig=k", &[]);
+        g.on_request_headers(false);
+        *mock.status.borrow_mut() = Some(200);
+        assert_eq!(g.on_response_headers(), Action::Pause);
+        assert_eq!(mock.sent_status(), Some(502));
+        let (mock, mut g) = streamed("POST", "/az?sig=k", &[]);
+        g.on_request_headers(false);
+        *mock.status.borrow_mut() = Some(503);
+        assert_eq!(g.on_response_headers(), Action::Continue);
+        assert_eq!(mock.sent_status(), None);
+    }
+
+    #[test]
+    fn streamed_shadow_verdicts_after_the_head_are_counted_not_sent() {
+        let (mock, mut g) = streamed("POST", "/shadow?sig=k", &[]);
+        assert_eq!(g.on_request_headers(false), Action::Continue);
+        let head = mock.headers.borrow().clone();
+        assert_eq!(feed(&mock, &mut g, b"{}"), Action::Continue);
+        assert_eq!(*mock.headers.borrow(), head);
+        assert!(mock.counts.borrow().contains(&(5, Counter::Rejected(Reason::Invalid))));
+        assert!(mock.sent.borrow().is_none());
     }
 }

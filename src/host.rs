@@ -4,21 +4,29 @@
 //! Host calls go through `proxy_wasm::hostcalls` directly: the SDK's convenience methods
 //! `unwrap()` host errors, and a trap would kill the VM for every later request.
 
-use crate::config::{Config, Endpoint};
-use crate::filter::{Guard, HttpHost};
+use crate::config::{Config, Endpoint, HeaderMode};
+use crate::filter::{Guard, HttpHost, HOLD_TIMEOUT_SECS};
+use crate::held::{Held, MAX_HELD};
 use crate::metrics::Counter;
 use crate::shared::{SharedStore, StoreError};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
-use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+use std::time::{Duration, UNIX_EPOCH};
 
 proxy_wasm::main! {{
     // Every level reaches Envoy, which filters by its own `wasm` component log level.
     proxy_wasm::set_log_level(LogLevel::Trace);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None, metrics: Rc::default() }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { config: None, metrics: Rc::default(), held: Rc::new(RefCell::new(Held::new(MAX_HELD))) })
+    });
 }}
+
+/// A stream's flow, shared with the root's tick while its head is held.
+type SharedGuard = Rc<RefCell<Guard<WasmHost>>>;
+type HeldStreams = Rc<RefCell<Held<Weak<RefCell<Guard<WasmHost>>>>>>;
 
 /// Envoy metric ids, defined once per VM: per endpoint (by index), its counters. A short
 /// scan beats hashing for two dozen entries.
@@ -27,6 +35,7 @@ type Metrics = Vec<Vec<(Counter, u32)>>;
 struct Root {
     config: Option<Rc<Config>>,
     metrics: Rc<Metrics>,
+    held: HeldStreams,
 }
 
 /// Defines every counter of every endpoint (Envoy sums same-named counters of all VMs).
@@ -54,6 +63,12 @@ impl RootContext for Root {
             Ok(config) => {
                 log::info!("webhook-guard: configured {} endpoint(s)", config.endpoints.len());
                 self.metrics = Rc::new(define_metrics(&config));
+                if config.header_mode == HeaderMode::Hold {
+                    // The safety net for a missing allow_on_headers_stop_iteration.
+                    if let Err(e) = hostcalls::set_tick_period(Duration::from_secs(1)) {
+                        log::warn!("webhook-guard: setting the tick period failed: {e:?}");
+                    }
+                }
                 self.config = Some(Rc::new(config));
                 true
             }
@@ -64,10 +79,25 @@ impl RootContext for Root {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let config = Rc::clone(self.config.as_ref()?);
         let host = WasmHost { metrics: Rc::clone(&self.metrics) };
-        Some(Box::new(Stream(Guard::new(host, config))))
+        let guard = Rc::new(RefCell::new(Guard::new(host, config)));
+        Some(Box::new(Stream { id: context_id, guard, held: Rc::clone(&self.held) }))
+    }
+
+    /// Answers the heads held longer than HOLD_TIMEOUT_SECS without a body callback.
+    fn on_tick(&mut self) {
+        let expired = self.held.borrow_mut().expired(now_nanos(), HOLD_TIMEOUT_SECS * 1_000_000_000);
+        for (id, guard) in expired {
+            let Some(guard) = guard.upgrade() else { continue };
+            // The local reply goes to the stream's context, not the root's.
+            if hostcalls::set_effective_context(id).is_ok() {
+                if let Ok(mut guard) = guard.try_borrow_mut() {
+                    guard.on_body_missing();
+                }
+            }
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -75,25 +105,52 @@ impl RootContext for Root {
     }
 }
 
-struct Stream(Guard<WasmHost>);
+struct Stream {
+    id: u32,
+    guard: SharedGuard,
+    held: HeldStreams,
+}
+
+impl Stream {
+    /// Runs `f` on the flow. Callbacks never nest, so the flow is always free; were it
+    /// not, `busy` is returned rather than a trap.
+    fn with(&self, busy: Action, f: impl FnOnce(&mut Guard<WasmHost>) -> Action) -> Action {
+        self.guard.try_borrow_mut().map_or(busy, |mut guard| f(&mut guard))
+    }
+
+    /// The head's body arrived (or the stream ended): the safety net lets it go.
+    fn release(&self) {
+        if let Ok(mut held) = self.held.try_borrow_mut() {
+            held.release(self.id);
+        }
+    }
+}
 
 impl Context for Stream {}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.0.on_request_headers(end_of_stream)
+        let action = self.with(Action::Continue, |guard| guard.on_request_headers(end_of_stream));
+        if self.guard.try_borrow().is_ok_and(|guard| guard.holds_head()) {
+            if let Ok(mut held) = self.held.try_borrow_mut() {
+                held.hold(self.id, now_nanos(), Rc::downgrade(&self.guard));
+            }
+        }
+        action
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.0.on_request_body(body_size, end_of_stream)
+        self.release();
+        self.with(Action::Continue, |guard| guard.on_request_body(body_size, end_of_stream))
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        self.0.on_request_trailers()
+        self.release();
+        self.with(Action::Continue, |guard| guard.on_request_trailers())
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        self.0.on_response_headers()
+        self.with(Action::Continue, |guard| guard.on_response_headers())
     }
 }
 
@@ -102,8 +159,17 @@ impl HttpContext for Stream {
 /// calls; `proxy_on_delete` drops the stream.
 impl Drop for Stream {
     fn drop(&mut self) {
-        self.0.on_done();
+        self.release();
+        if let Ok(mut guard) = self.guard.try_borrow_mut() {
+            guard.on_done();
+        }
     }
+}
+
+/// The host clock, nanoseconds since the Unix epoch.
+fn now_nanos() -> u64 {
+    let now = hostcalls::get_current_time().unwrap_or(UNIX_EPOCH);
+    now.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 struct WasmHost {
@@ -126,8 +192,7 @@ impl SharedStore for WasmHost {
 
 impl HttpHost for WasmHost {
     fn now_nanos(&self) -> u64 {
-        let now = hostcalls::get_current_time().unwrap_or(UNIX_EPOCH);
-        now.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        now_nanos()
     }
 
     fn request_headers(&self) -> Vec<(String, Vec<u8>)> {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod dedupe;
 pub mod event;
 pub mod filter;
+pub mod held;
 pub mod media;
 pub mod metrics;
 pub mod problem;

@@ -27,7 +27,7 @@ pub enum Counter {
     AzureEvent(usize),
 }
 
-const REASONS: [Reason; 11] = [
+const REASONS: [Reason; 12] = [
     Reason::Unauthorized,
     Reason::Forbidden,
     Reason::AmbiguousSecret,
@@ -39,6 +39,7 @@ const REASONS: [Reason; 11] = [
     Reason::RateLimited,
     Reason::InFlight,
     Reason::UpstreamRejected,
+    Reason::NotHeld,
 ];
 
 impl Counter {

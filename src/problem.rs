@@ -17,6 +17,8 @@ pub enum Reason {
     RateLimited,
     InFlight,
     UpstreamRejected,
+    /// `hold` without `allow_on_headers_stop_iteration`: the body never reached the filter.
+    NotHeld,
 }
 
 impl Reason {
@@ -30,6 +32,7 @@ impl Reason {
             Reason::MediaType => 415,
             Reason::RateLimited | Reason::InFlight => 429,
             Reason::UpstreamRejected => 502,
+            Reason::NotHeld => 503,
         }
     }
 
@@ -47,6 +50,7 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::InFlight => "in_flight",
             Reason::UpstreamRejected => "upstream_rejected",
+            Reason::NotHeld => "head_not_held",
         }
     }
 
@@ -63,6 +67,7 @@ impl Reason {
             Reason::RateLimited => "Rate limited",
             Reason::InFlight => "Same event already in flight",
             Reason::UpstreamRejected => "Upstream rejected the event",
+            Reason::NotHeld => "Gateway misconfigured",
         }
     }
 }
@@ -73,7 +78,7 @@ impl Reason {
 pub struct Rejection {
     pub reason: Reason,
     pub detail: String,
-    /// `Retry-After` seconds (429).
+    /// `Retry-After` seconds (429, 503).
     pub retry_after: Option<u64>,
     /// `Allow` header value (405).
     pub allow: Option<&'static str>,
