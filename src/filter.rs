@@ -730,10 +730,11 @@ mod tests {
     fn streamed_body_refusals_and_answers_are_local_replies() {
         let store = Rc::new(MemoryStore::new());
         let other = DOC.replace("applications/a", "applications/b");
-        let cases: [(&str, &str, &[(&str, &str)], String, u16); 6] = [
-            ("POST", "/az?sig=k", &[], "{}".into(), 400),
+        const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
+        let cases = [
+            ("POST", "/az?sig=k", &[][..], "{}".to_string(), 400),
             ("POST", "/az?sig=k", &[], "x".repeat(2001), 413),
-            ("PUT", "/store?sig=k", &[("content-type", "application/json")], envelope(r#"{"type":"ping"}"#), 200),
+            ("PUT", "/store?sig=k", JSON, envelope(r#"{"type":"ping"}"#), 200),
             ("POST", "/per-app?sig=k", &[], DOC.into(), 0),
             ("POST", "/per-app?sig=k", &[], DOC.into(), 429),
             ("POST", "/per-app?sig=k", &[], other, 0),
