@@ -52,11 +52,14 @@ pub struct Options {
     pub concurrency: u32,
     pub route_timeout_ms: u64,
     pub env: Vec<(String, String)>,
+    /// The Wasm filter's `allow_on_headers_stop_iteration` (Istio's `WasmPlugin` and
+    /// Envoy Gateway leave it unset, i.e. false).
+    pub stop_iteration: bool,
 }
 
 impl Options {
     pub fn new(plugin: &str, upstream_port: u16) -> Self {
-        Options { plugin: plugin.to_string(), upstream_port, concurrency: 1, route_timeout_ms: 5000, env: vec![] }
+        Options { plugin: plugin.to_string(), upstream_port, concurrency: 1, route_timeout_ms: 5000, env: vec![], stop_iteration: true }
     }
 }
 
@@ -186,7 +189,7 @@ static_resources:
                   runtime: envoy.wasm.runtime.v8
                   code: {{ local: {{ filename: "{wasm}" }} }}
                   environment_variables: {{ host_env_keys: [{env_keys}] }}
-                allow_on_headers_stop_iteration: true
+                allow_on_headers_stop_iteration: {stop_iteration}
                 failure_policy: FAIL_RELOAD
                 configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
@@ -209,6 +212,7 @@ static_resources:
         wasm = wasm.display(),
         env_keys = opts.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", "),
         upstream = opts.upstream_port,
+        stop_iteration = opts.stop_iteration,
     )
 }
 
@@ -249,6 +253,8 @@ pub enum Behaviour {
 pub struct Upstream {
     pub port: u16,
     requests: Arc<Mutex<Vec<Recorded>>>,
+    /// Every request head received, whether or not its body followed.
+    heads: Arc<Mutex<Vec<Recorded>>>,
     behaviour: Arc<Mutex<Behaviour>>,
     connections: Arc<AtomicUsize>,
     /// (index in `requests`, status) of every answer written in full.
@@ -260,18 +266,24 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let heads = Arc::new(Mutex::new(Vec::new()));
         let behaviour = Arc::new(Mutex::new(Behaviour::Status(200)));
         let connections = Arc::new(AtomicUsize::new(0));
         let answers = Arc::new(Mutex::new(Vec::new()));
-        let (reqs, beh, conns, ans) = (Arc::clone(&requests), Arc::clone(&behaviour), Arc::clone(&connections), Arc::clone(&answers));
+        let (reqs, hds, beh, conns, ans) = (Arc::clone(&requests), Arc::clone(&heads), Arc::clone(&behaviour), Arc::clone(&connections), Arc::clone(&answers));
         thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 conns.fetch_add(1, Ordering::SeqCst);
-                let (reqs, beh, ans) = (Arc::clone(&reqs), Arc::clone(&beh), Arc::clone(&ans));
-                thread::spawn(move || serve(conn, &reqs, &beh, &ans));
+                let (reqs, hds, beh, ans) = (Arc::clone(&reqs), Arc::clone(&hds), Arc::clone(&beh), Arc::clone(&ans));
+                thread::spawn(move || serve(conn, &reqs, &hds, &beh, &ans));
             }
         });
-        Upstream { port, requests, behaviour, connections, answers }
+        Upstream { port, requests, heads, behaviour, connections, answers }
+    }
+
+    /// Every request head received so far, complete requests or not (bodies left out).
+    pub fn heads(&self) -> Vec<Recorded> {
+        self.heads.lock().unwrap().clone()
     }
 
     /// TCP connections accepted so far.
@@ -316,10 +328,10 @@ impl Upstream {
     }
 }
 
-fn serve(conn: TcpStream, requests: &Mutex<Vec<Recorded>>, behaviour: &Mutex<Behaviour>, answers: &Mutex<Vec<(usize, u16)>>) {
+fn serve(conn: TcpStream, requests: &Mutex<Vec<Recorded>>, heads: &Mutex<Vec<Recorded>>, behaviour: &Mutex<Behaviour>, answers: &Mutex<Vec<(usize, u16)>>) {
     let mut writer = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
-    while let Some(request) = read_request(&mut reader) {
+    while let Some(request) = read_request(&mut reader, heads) {
         let index = {
             let mut all = requests.lock().unwrap();
             all.push(request);
@@ -392,12 +404,14 @@ fn read_body(reader: &mut impl BufRead, headers: &[(String, String)]) -> Option<
     Some(body)
 }
 
-fn read_request(reader: &mut impl BufRead) -> Option<Recorded> {
+fn read_request(reader: &mut impl BufRead, heads: &Mutex<Vec<Recorded>>) -> Option<Recorded> {
     let (line, headers) = read_head(reader)?;
     let mut parts = line.split(' ');
     let (method, path) = (parts.next()?.to_string(), parts.next()?.to_string());
-    let body = read_body(reader, &headers)?;
-    Some(Recorded { method, path, headers, body })
+    let mut request = Recorded { method, path, headers, body: vec![] };
+    heads.lock().unwrap().push(request.clone());
+    request.body = read_body(reader, &request.headers)?;
+    Some(request)
 }
 
 /// An answer as the sender saw it.

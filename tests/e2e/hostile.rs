@@ -25,7 +25,7 @@ const LIMIT: usize = 4096;
 
 fn plugin() -> String {
     format!(
-        r#"{{"endpoints": [
+        r#"{{"header_mode": "hold", "endpoints": [
   {{"name": "azure", "path": "{AZURE}", "profile": "azure_managed_app", "secret": {{"values": ["{SECRET}"]}}, "max_body_bytes": {LIMIT}}},
   {{"name": "store", "path": "{STORE}", "profile": "md5_envelope", "secret": {{"values": ["{SECRET}"]}}, "max_body_bytes": {LIMIT}}},
   {{"name": "store-xl", "path": "{STORE_XL}", "profile": "md5_envelope", "secret": {{"values": ["{SECRET}"]}}, "max_body_bytes": 262144}}]}}"#

@@ -12,7 +12,7 @@ fn envelope(payload: &str) -> String {
 
 fn two_endpoints(azure_extra: &str, top: &str) -> String {
     format!(
-        r#"{{{top}"endpoints": [
+        r#"{{{top}"header_mode": "hold", "endpoints": [
   {{"name": "azure", "path": "/api/resource", "profile": "azure_managed_app", "secret": {{"values": ["{SECRET}"]}},
     "max_body_bytes": 4096{azure_extra}}},
   {{"name": "store", "path": "/hooks/store", "profile": "md5_envelope", "secret": {{"values": ["{SECRET}"]}}, "answer_ping": true}}]}}"#

@@ -14,7 +14,7 @@ fn md5_hex(bytes: &[u8]) -> String {
 
 fn plugin(extra: &str) -> String {
     format!(
-        r#"{{"endpoints": [{{"name": "store", "path": "/hooks/store", "profile": "md5_envelope",
+        r#"{{"header_mode": "hold", "endpoints": [{{"name": "store", "path": "/hooks/store", "profile": "md5_envelope",
   "secret": {{"values": ["{SECRET}"]}}{extra}}}]}}"#
     )
 }
