@@ -113,7 +113,8 @@ struct Stream {
 
 impl Stream {
     /// Runs `f` on the flow. Callbacks never nest, so the flow is always free; were it
-    /// not, `busy` is returned rather than a trap.
+    /// not, `busy` is returned rather than a trap (a request is then held, never let
+    /// through unchecked).
     fn with(&self, busy: Action, f: impl FnOnce(&mut Guard<WasmHost>) -> Action) -> Action {
         self.guard.try_borrow_mut().map_or(busy, |mut guard| f(&mut guard))
     }
@@ -130,7 +131,7 @@ impl Context for Stream {}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let action = self.with(Action::Continue, |guard| guard.on_request_headers(end_of_stream));
+        let action = self.with(Action::Pause, |guard| guard.on_request_headers(end_of_stream));
         if self.guard.try_borrow().is_ok_and(|guard| guard.holds_head()) {
             if let Ok(mut held) = self.held.try_borrow_mut() {
                 held.hold(self.id, now_nanos(), Rc::downgrade(&self.guard));
@@ -141,12 +142,12 @@ impl HttpContext for Stream {
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.release();
-        self.with(Action::Continue, |guard| guard.on_request_body(body_size, end_of_stream))
+        self.with(Action::Pause, |guard| guard.on_request_body(body_size, end_of_stream))
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         self.release();
-        self.with(Action::Continue, |guard| guard.on_request_trailers())
+        self.with(Action::Pause, |guard| guard.on_request_trailers())
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
