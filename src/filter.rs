@@ -143,7 +143,7 @@ impl<H: HttpHost> Guard<H> {
     /// Whether the head is held until the body's verdict: Envoy must then call the body
     /// callback, which it never does without `allow_on_headers_stop_iteration`.
     pub fn holds_head(&self) -> bool {
-        matches!(self.stage, Stage::Body { .. }) && !self.head_sent && self.config.header_mode == HeaderMode::Hold
+        self.config.header_mode == HeaderMode::Hold && matches!(self.stage, Stage::Body { .. })
     }
 
     /// The root's safety net: the head was held [`HOLD_TIMEOUT_SECS`] ago and no body
