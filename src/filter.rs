@@ -410,7 +410,8 @@ mod tests {
         {"name":"limited","path":"/limited","profile":"azure_managed_app","secret":{"values":["k"]},"rate_limit":{"per_second":0.5,"burst":2}},
         {"name":"per-app","path":"/per-app","profile":"azure_managed_app","secret":{"values":["k"]},"rate_limit":{"per_second":1,"burst":1,"key":"application"}},
         {"name":"once","path":"/once","profile":"azure_managed_app","secret":{"values":["k"]},"dedupe_seconds":60},
-        {"name":"shadow","path":"/shadow","profile":"azure_managed_app","secret":{"values":["k"]},"mode":"shadow"}]}"#;
+        {"name":"shadow","path":"/shadow","profile":"azure_managed_app","secret":{"values":["k"]},"mode":"shadow"},
+        {"name":"orig","path":"/orig","profile":"azure_managed_app","secret":{"values":["k"]},"forward":"original"}]}"#;
     const DOC: &str = r#"{"eventType":"PUT","provisioningState":"Succeeded","eventTime":"2019-08-14T19:20:08Z",
         "applicationId":"subscriptions/s/resourceGroups/r/providers/Microsoft.Solutions/applications/a",
         "applicationDefinitionId":"subscriptions/s/resourceGroups/r/providers/Microsoft.Solutions/applicationDefinitions/d"}"#;
@@ -775,6 +776,18 @@ mod tests {
         *mock.status.borrow_mut() = Some(503);
         assert_eq!(g.on_response_headers(), Action::Continue);
         assert_eq!(mock.sent_status(), None);
+    }
+
+    #[test]
+    fn streamed_original_keeps_its_length_and_trailers_finish_the_body() {
+        let (mock, mut g) = streamed("POST", "/orig?sig=k", &[("content-length", "300")]);
+        assert_eq!(g.on_request_headers(false), Action::Continue);
+        assert_eq!(mock.header("content-length").as_deref(), Some("300"), "the body is not replaced");
+        *mock.body.borrow_mut() = DOC.as_bytes().to_vec();
+        assert_eq!(g.on_request_body(DOC.len(), false), Action::Pause);
+        assert_eq!(g.on_request_trailers(), Action::Continue);
+        assert_eq!(*mock.body.borrow(), DOC.as_bytes());
+        assert!(mock.counts.borrow().contains(&(6, Counter::Forwarded)));
     }
 
     #[test]
