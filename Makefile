@@ -8,13 +8,21 @@ ENVOY         ?= $(ENVOY_DEFAULT)
 WASM_TARGET   := wasm32-wasip1
 WASM          := webhook_guard.wasm
 PYTHON        ?= python3
+VERSION       := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+DIST          := dist
+# The module is byte-for-byte reproducible with the toolchain in rust-toolchain.toml and
+# this binaryen (Debian 12's package); another version gives another sha256.
+BINARYEN_VERSION := 108
+CARGO_HOME    ?= $(HOME)/.cargo
+# Panic locations name the dependencies' sources: keep the build machine's paths out.
+REPRODUCIBLE  := --config "target.$(WASM_TARGET).rustflags=['--remap-path-prefix=$(CARGO_HOME)=/cargo']"
 
 export CARGO_TERM_COLOR := never
 
 SOAK_SECONDS ?= 600
 FUZZ_SECONDS ?= 300
 
-.PHONY: all binaryen build run samples soak fuzz bench test lint unit e2e wasm-target envoy size clean
+.PHONY: all binaryen build release reproduce run samples soak fuzz bench test lint unit e2e wasm-target envoy size clean
 
 all: build
 
@@ -30,17 +38,16 @@ envoy: $(ENVOY)
 
 # Binaryen post-processes the module (Debian's package; installed when missing).
 binaryen:
-	@command -v wasm-opt >/dev/null && command -v wasm-metadce >/dev/null || \
-	  { echo "installing binaryen (wasm-opt, wasm-metadce)"; \
-	    { apt-get update -qq && apt-get install -y -qq binaryen >/dev/null; } || \
-	    { sudo apt-get update -qq && sudo apt-get install -y -qq binaryen >/dev/null; } || \
-	    { echo "binaryen is required: install Debian's binaryen package"; exit 1; }; }
+	@./tools/need.sh binaryen wasm-opt wasm-metadce
+	@wasm-opt --version | grep -qx 'wasm-opt version $(BINARYEN_VERSION)' || \
+	  { echo "binaryen $(BINARYEN_VERSION) is required for a reproducible module, found: $$(wasm-opt --version)"; \
+	    echo "(Debian 12's binaryen package; 'make BINARYEN_VERSION=...' builds with another, giving another sha256)"; exit 1; }
 
 # wasm-metadce drops the callbacks the filter does not use (tools/wasm-exports.json), so
 # Envoy skips them on every request and their code goes; wasm-opt then optimises. -g keeps
 # the function names Envoy prints in a crash backtrace.
 build: wasm-target binaryen
-	cargo build --release --target $(WASM_TARGET) --lib
+	cargo build --release --target $(WASM_TARGET) --lib $(REPRODUCIBLE)
 	wasm-metadce -g --graph-file tools/wasm-exports.json \
 	  target/$(WASM_TARGET)/release/webhook_guard.wasm -o target/$(WASM_TARGET)/release/webhook_guard.dce.wasm >/dev/null
 	wasm-opt -O3 -g target/$(WASM_TARGET)/release/webhook_guard.dce.wasm -o $(WASM)
@@ -48,6 +55,15 @@ build: wasm-target binaryen
 
 size: build
 	@wc -c < $(WASM)
+
+# dist/: the module, its sha256 and the OCI image (tag = Cargo.toml's version), with the
+# values to paste into the deployment examples.
+release: build
+	./tools/release.sh $(VERSION) $(WASM) $(DIST)
+
+# Two clean builds of the committed HEAD, in two fresh clones: same sha256 and digest.
+reproduce:
+	./tools/reproduce.sh
 
 run: build $(ENVOY)
 	ENVOY=$(ENVOY) PYTHON=$(PYTHON) ./examples/run.sh
