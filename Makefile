@@ -92,8 +92,12 @@ lint: wasm-target
 unit:
 	cargo test --lib --test examples --test properties
 
-e2e: build $(ENVOY)
-	WEBHOOK_GUARD_WASM=$(abspath $(WASM)) ENVOY=$(abspath $(ENVOY)) cargo test --test e2e -- --test-threads=2
+# The release tests push dist/'s image through a local registry and pull it back (skopeo).
+e2e: release $(ENVOY)
+	@./tools/need.sh skopeo skopeo
+	@./tools/need.sh docker-registry docker-registry
+	WEBHOOK_GUARD_WASM=$(abspath $(WASM)) WEBHOOK_GUARD_DIST=$(abspath $(DIST)) ENVOY=$(abspath $(ENVOY)) \
+	  cargo test --test e2e -- --test-threads=2
 
 test: lint unit e2e
 

@@ -51,7 +51,8 @@ fn shipped_envoy_configs_are_accepted_by_envoy() {
     std::fs::create_dir_all(&dir).unwrap();
     for file in ["envoy.yaml", "examples/envoy-production.yaml"] {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
-        let text = text.replace("filename: webhook_guard.wasm", &format!("filename: {wasm}")).replace("/etc/envoy/webhook_guard.wasm", &wasm);
+        let sds = root.join("examples/tls/sds.yaml").display().to_string();
+        let text = text.replace("filename: webhook_guard.wasm", &format!("filename: {wasm}")).replace("/etc/envoy/webhook_guard.wasm", &wasm).replace("/etc/envoy/sds.yaml", &sds);
         let copy = dir.join(file.replace('/', "_"));
         std::fs::write(&copy, text).unwrap();
         let out = std::process::Command::new(&envoy)

@@ -4,6 +4,7 @@
 mod harness;
 
 mod auth;
+mod command;
 mod azure;
 mod config;
 mod faults;
@@ -11,6 +12,8 @@ mod hostile;
 mod dedupe;
 mod operability;
 mod ratelimit;
+mod release;
+mod tls;
 mod vendor;
 
 pub const SECRET: &str = "s3cret-Value";
