@@ -29,9 +29,10 @@ digest=$(sed -n 's/.*"digest":"\(sha256:[0-9a-f]*\)".*/\1/p' "$dist/oci/index.js
 echo "$digest" > "$dist/image-digest"
 
 cat <<MSG
-dist/webhook_guard.wasm  $(wc -c < "$dist/webhook_guard.wasm") bytes
-  sha256 (Envoy vm_config.code.remote.sha256):        $(cut -d' ' -f1 "$dist/webhook_guard.wasm.sha256")
-dist/oci  OCI image layout, tag $version
-  manifest digest (WasmPlugin sha256, EnvoyExtensionPolicy image.sha256): ${digest#sha256:}
+dist/webhook_guard.wasm  $(wc -c < "$dist/webhook_guard.wasm") bytes, sha256 $(cut -d' ' -f1 "$dist/webhook_guard.wasm.sha256")
+  (plain Envoy: vm_config.code.remote.sha256)
+dist/oci  OCI image layout, tag $version, manifest digest $digest
+  (Istio WasmPlugin sha256, Envoy Gateway image.sha256; the examples read it from the
+  environment: export WEBHOOK_GUARD_IMAGE_SHA256=${digest#sha256:})
 Push it: skopeo copy oci:$dist/oci:$version docker://REGISTRY/webhook-guard:$version
 MSG
