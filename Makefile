@@ -22,11 +22,16 @@ export CARGO_TERM_COLOR := never
 SOAK_SECONDS ?= 600
 FUZZ_SECONDS ?= 300
 
-.PHONY: all binaryen build release reproduce run samples soak fuzz bench test lint unit e2e wasm-target envoy size clean
+.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz bench test lint unit e2e wasm-target envoy size clean
 
 all: build
 
-wasm-target:
+# rust-toolchain.toml pins Rust; where rustup has that version only as `stable` (no
+# toolchain can be downloaded), it is named so rather than fetched.
+toolchain:
+	@./tools/toolchain.sh
+
+wasm-target: toolchain
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
 $(ENVOY_DEFAULT):
@@ -89,7 +94,7 @@ lint: wasm-target
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) --lib -- -D warnings
 
-unit:
+unit: toolchain
 	cargo test --lib --test examples --test properties
 
 # The release tests push dist/'s image through a local registry and pull it back (skopeo).
