@@ -28,7 +28,7 @@ pub fn wasm_path() -> PathBuf {
     required_file("WEBHOOK_GUARD_WASM", "webhook_guard.wasm")
 }
 
-fn envoy_path() -> PathBuf {
+pub fn envoy_path() -> PathBuf {
     required_file("ENVOY", ".tools/envoy/envoy/_bin/envoy")
 }
 

@@ -4,8 +4,8 @@
 mod harness;
 
 mod auth;
-mod command;
 mod azure;
+mod command;
 mod config;
 mod faults;
 mod hostile;
@@ -13,6 +13,7 @@ mod dedupe;
 mod operability;
 mod ratelimit;
 mod release;
+mod scripts;
 mod tls;
 mod vendor;
 
