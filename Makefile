@@ -12,17 +12,30 @@ ENVOY         ?= $(ENVOY_DEFAULT)
 WASM_TARGET   := wasm32-wasip1
 WASM          := webhook_guard.wasm
 PYTHON        ?= python3
+VERSION       := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+DIST          := dist
+# The module is byte-for-byte reproducible with the toolchain in rust-toolchain.toml and
+# this binaryen (Debian 12's package); another version gives another sha256.
+BINARYEN_VERSION := 108
+CARGO_HOME    ?= $(HOME)/.cargo
+# Panic locations name the dependencies' sources: keep the build machine's paths out.
+REPRODUCIBLE  := --config "target.$(WASM_TARGET).rustflags=['--remap-path-prefix=$(CARGO_HOME)=/cargo']"
 
 export CARGO_TERM_COLOR := never
 
 SOAK_SECONDS ?= 600
 FUZZ_SECONDS ?= 300
 
-.PHONY: all binaryen build run samples soak fuzz bench test lint unit e2e e2e-older wasm-target envoy size clean
+.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz bench test lint unit e2e e2e-older wasm-target envoy size clean
 
 all: build
 
-wasm-target:
+# rust-toolchain.toml pins Rust; where rustup has that version only as `stable` (no
+# toolchain can be downloaded), it is named so rather than fetched.
+toolchain:
+	@./tools/toolchain.sh
+
+wasm-target: toolchain
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
 $(ENVOY_DEFAULT):
@@ -38,17 +51,16 @@ $(TOOLS)/envoy-%/envoy/_bin/envoy:
 
 # Binaryen post-processes the module (Debian's package; installed when missing).
 binaryen:
-	@command -v wasm-opt >/dev/null && command -v wasm-metadce >/dev/null || \
-	  { echo "installing binaryen (wasm-opt, wasm-metadce)"; \
-	    { apt-get update -qq && apt-get install -y -qq binaryen >/dev/null; } || \
-	    { sudo apt-get update -qq && sudo apt-get install -y -qq binaryen >/dev/null; } || \
-	    { echo "binaryen is required: install Debian's binaryen package"; exit 1; }; }
+	@./tools/need.sh binaryen wasm-opt wasm-metadce
+	@wasm-opt --version | grep -qx 'wasm-opt version $(BINARYEN_VERSION)' || \
+	  { echo "binaryen $(BINARYEN_VERSION) is required for a reproducible module, found: $$(wasm-opt --version)"; \
+	    echo "(Debian 12's binaryen package; 'make BINARYEN_VERSION=...' builds with another, giving another sha256)"; exit 1; }
 
 # wasm-metadce drops the callbacks the filter does not use (tools/wasm-exports.json), so
 # Envoy skips them on every request and their code goes; wasm-opt then optimises. -g keeps
 # the function names Envoy prints in a crash backtrace.
 build: wasm-target binaryen
-	cargo build --release --target $(WASM_TARGET) --lib
+	cargo build --release --target $(WASM_TARGET) --lib $(REPRODUCIBLE)
 	wasm-metadce -g --graph-file tools/wasm-exports.json \
 	  target/$(WASM_TARGET)/release/webhook_guard.wasm -o target/$(WASM_TARGET)/release/webhook_guard.dce.wasm >/dev/null
 	wasm-opt -O3 -g target/$(WASM_TARGET)/release/webhook_guard.dce.wasm -o $(WASM)
@@ -56,6 +68,15 @@ build: wasm-target binaryen
 
 size: build
 	@wc -c < $(WASM)
+
+# dist/: the module, its sha256 and the OCI image (tag = Cargo.toml's version), with the
+# values to paste into the deployment examples.
+release: build
+	./tools/release.sh $(VERSION) $(WASM) $(DIST)
+
+# Two clean builds of the committed HEAD, in two fresh clones: same sha256 and digest.
+reproduce:
+	./tools/reproduce.sh
 
 run: build $(ENVOY)
 	ENVOY=$(ENVOY) PYTHON=$(PYTHON) ./examples/run.sh
@@ -81,11 +102,15 @@ lint: wasm-target
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) --lib -- -D warnings
 
-unit:
+unit: toolchain
 	cargo test --lib --test examples --test properties
 
-e2e: build $(ENVOY)
-	WEBHOOK_GUARD_WASM=$(abspath $(WASM)) ENVOY=$(abspath $(ENVOY)) cargo test --test e2e -- --test-threads=2
+# The release tests push dist/'s image through a local registry and pull it back (skopeo).
+e2e: release $(ENVOY)
+	@./tools/need.sh skopeo skopeo
+	@./tools/need.sh docker-registry docker-registry
+	WEBHOOK_GUARD_WASM=$(abspath $(WASM)) WEBHOOK_GUARD_DIST=$(abspath $(DIST)) ENVOY=$(abspath $(ENVOY)) \
+	  cargo test --test e2e -- --test-threads=2
 
 e2e-older: build $(foreach v,$(ENVOY_OLDER),$(TOOLS)/envoy-$(v)/envoy/_bin/envoy)
 	@for v in $(ENVOY_OLDER); do \

@@ -2,6 +2,7 @@
 //! so a bad configuration is refused with one message naming the field, never discovered
 //! on a request.
 
+use crate::json_path;
 use crate::problem::clip;
 use crate::ratelimit::{self, Limit};
 use serde::Deserialize;
@@ -194,6 +195,9 @@ struct RawSecret {
     values: Vec<String>,
     #[serde(default)]
     env: Vec<String>,
+    /// Variables that must be set but may be empty: a rotation's second slot.
+    #[serde(default)]
+    env_optional: Vec<String>,
 }
 
 impl Config {
@@ -202,16 +206,14 @@ impl Config {
     pub fn parse(json: &[u8], env: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         // Text, not bytes: one serde_json reader for every parse in the module.
         let json = std::str::from_utf8(json).map_err(|e| format!("configuration: {e}"))?;
-        let raw: RawConfig =
-            serde_json::from_str(json).map_err(|e| format!("configuration: {}", redact(&e)))?;
+        let raw: RawConfig = deserialize(json, json)?;
         if raw.endpoints.is_empty() || raw.endpoints.len() > MAX_ENDPOINTS {
             return Err(format!("endpoints: must list 1 to {MAX_ENDPOINTS} endpoints"));
         }
         let mut endpoints: Vec<Endpoint> = Vec::with_capacity(raw.endpoints.len());
         for (i, value) in raw.endpoints.iter().enumerate() {
             let at = format!("endpoints[{i}]");
-            let raw: RawEndpoint =
-                serde_json::from_str(value.get()).map_err(|e| format!("{at}: {}", redact(&e)))?;
+            let raw: RawEndpoint = deserialize(json, value.get())?;
             let endpoint = Endpoint::validate(raw, &env).map_err(|e| format!("{at}.{e}"))?;
             if endpoints.iter().any(|e| e.name == endpoint.name) {
                 return Err(format!("{at}.name: duplicate endpoint name '{}'", endpoint.name));
@@ -330,9 +332,15 @@ impl Secret {
         for (i, value) in raw.values.into_iter().enumerate() {
             values.push(check_secret(value).map_err(|rule| format!("secret.values[{i}]: {rule}"))?);
         }
-        for name in raw.env {
-            let value = env(&name).ok_or_else(|| format!("secret.env: environment variable '{}' is not set", clip(&name)))?;
-            values.push(check_secret(value).map_err(|rule| format!("secret.env '{}': {rule}", clip(&name)))?);
+        let optional = raw.env_optional.into_iter().map(|name| (name, "secret.env_optional"));
+        for (name, field) in raw.env.into_iter().map(|name| (name, "secret.env")).chain(optional) {
+            let value = env(&name).ok_or_else(|| format!("{field}: environment variable '{}' is not set", clip(&name)))?;
+            // Empty is how an optional slot says "no second secret now"; unset stays an
+            // error, so a misspelt name is still refused rather than turning into 403s.
+            if field == "secret.env_optional" && value.trim().is_empty() {
+                continue;
+            }
+            values.push(check_secret(value).map_err(|rule| format!("{field} '{}': {rule}", clip(&name)))?);
         }
         if values.is_empty() {
             return Err("secret: no usable secret (give secret.values or secret.env)".into());
@@ -353,6 +361,22 @@ fn check_secret(value: String) -> Result<Vec<u8>, &'static str> {
         return Err("secret contains control characters");
     }
     Ok(value.into_bytes())
+}
+
+/// Deserializes `part` (`json` itself or a slice of it). An error names the full path of
+/// the member (`endpoints[1].secret.values`) and the line and column counted in the whole
+/// plugin configuration, which a reader looks up there, not in the YAML file embedding it.
+fn deserialize<'a, T: Deserialize<'a>>(json: &str, part: &'a str) -> Result<T, String> {
+    serde_json::from_str(part).map_err(|e| {
+        let message = redact(&e);
+        let Some(message) = message.strip_suffix(&format!(" at line {} column {}", e.line(), e.column())) else {
+            return format!("configuration: {message}");
+        };
+        let start = (part.as_ptr() as usize).saturating_sub(json.as_ptr() as usize);
+        let place = json_path::place(json, start + json_path::offset(part, e.line(), e.column()));
+        let path = if place.path.is_empty() { "configuration" } else { &place.path };
+        format!("{path}: {message} at line {} column {} of the plugin configuration", place.line, place.column)
+    })
 }
 
 /// A parser error without the string values serde quotes in it ("invalid type: string
@@ -402,16 +426,34 @@ mod tests {
     }
 
     #[test]
+    fn an_optional_environment_secret_may_be_empty_but_not_unset() {
+        let json = r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app",
+            "secret":{"env":["SIG"],"env_optional":["SIG_NEXT"]}}]}"#;
+        let with = |next: Option<&str>| {
+            let next = next.map(String::from);
+            Config::parse(json.as_bytes(), move |k| if k == "SIG" { Some("one".into()) } else { next.clone() })
+        };
+        assert_eq!(with(Some("")).unwrap().endpoints[0].secret.values, vec![b"one".to_vec()]);
+        assert_eq!(with(Some("two")).unwrap().endpoints[0].secret.values, vec![b"one".to_vec(), b"two".to_vec()]);
+        let err = with(None).unwrap_err();
+        assert_eq!(err, "endpoints[0].secret.env_optional: environment variable 'SIG_NEXT' is not set");
+        // An optional slot alone is no secret at all.
+        let only = r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"env_optional":["SIG_NEXT"]}}]}"#;
+        let err = Config::parse(only.as_bytes(), |_| Some(String::new())).unwrap_err();
+        assert!(err.starts_with("endpoints[0].secret: no usable secret"), "{err}");
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let cases = [
             (r#"{"endpoints":[]}"#, "endpoints:"),
             (r#"{"endpoints":[],"extra":1}"#, "unknown field `extra`"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"max_body":1}]}"#, "endpoints[0]: unknown field `max_body`"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"max_body":1}]}"#, "endpoints[0].max_body: unknown field `max_body`"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"nope","secret":{"values":["s"]}}]}"#, "endpoints[0].profile: unknown profile 'nope'"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{}}]}"#, "endpoints[0].secret: no usable secret"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["  "]}}]}"#, "endpoints[0].secret.values[0]: secret is empty"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"env":["MISSING"]}}]}"#, "endpoints[0].secret.env: environment variable 'MISSING' is not set"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"],"oops":1}}]}"#, "endpoints[0]: unknown field `oops`"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"],"oops":1}}]}"#, "endpoints[0].secret.oops: unknown field `oops`"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"max_body_bytes":0}]}"#, "endpoints[0].max_body_bytes"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"max_body_bytes":99999999999}]}"#, "endpoints[0].max_body_bytes"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}},{"name":"a","path":"/b","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[1].name: duplicate"),
@@ -440,6 +482,20 @@ mod tests {
     }
 
     #[test]
+    fn errors_name_the_full_path_and_the_configurations_line() {
+        let json = "{\n  \"endpoints\": [\n    {\"name\": \"a\", \"path\": \"/a\", \"profile\": \"md5_envelope\", \"secret\": {\"values\": [\"s\"]}},\n    {\"name\": \"b\", \"path\": \"/b\", \"profile\": \"md5_envelope\",\n     \"secret\": {\"values\": \"s\"}}\n  ]\n}";
+        let err = parse(json).unwrap_err();
+        assert_eq!(err, "endpoints[1].secret.values: invalid type: string \"…\", expected a sequence at line 5 column 29 of the plugin configuration");
+        let err = parse(&json.replace("\"path\": \"/a\"", "\"path\": \"/a\", \"colour\": 1")).unwrap_err();
+        assert!(err.starts_with("endpoints[0].colour: unknown field `colour`"), "{err}");
+        assert!(err.ends_with("at line 3 column 40 of the plugin configuration"), "{err}");
+        let err = parse("{\"log_level\": 3, \"endpoints\": []}").unwrap_err();
+        assert_eq!(err, "log_level: invalid type: integer `3`, expected a string at line 1 column 15 of the plugin configuration");
+        let err = parse("{\"endpoints\": [}").unwrap_err();
+        assert_eq!(err, "endpoints: expected value at line 1 column 16 of the plugin configuration");
+    }
+
+    #[test]
     fn errors_never_contain_a_secret() {
         let json = r#"{"endpoints":[{"name":"a","path":"/a","profile":"nope","secret":{"values":["TOPSECRET"]}}]}"#;
         assert!(!parse(json).unwrap_err().contains("TOPSECRET"));
@@ -447,7 +503,7 @@ mod tests {
         assert!(!parse(json).unwrap_err().contains("TOPSECRET"));
         let json = r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":"TOPSECRET"}}]}"#;
         let err = parse(json).unwrap_err();
-        assert!(err.contains("endpoints[0]: invalid type") && !err.contains("TOPSECRET"), "{err}");
+        assert!(err.contains("endpoints[0].secret.values: invalid type") && !err.contains("TOPSECRET"), "{err}");
         let c = parse(MINIMAL).unwrap();
         assert!(!format!("{c:?}").contains("s3cret"));
     }

@@ -10,6 +10,7 @@ pub mod check;
 pub mod config;
 pub mod dedupe;
 pub mod event;
+pub mod json_path;
 pub mod filter;
 pub mod held;
 pub mod media;

@@ -24,17 +24,17 @@ fn required_file(var: &str, default: &str) -> PathBuf {
     path
 }
 
-fn wasm_path() -> PathBuf {
+pub fn wasm_path() -> PathBuf {
     required_file("WEBHOOK_GUARD_WASM", "webhook_guard.wasm")
 }
 
-fn envoy_path() -> PathBuf {
+pub fn envoy_path() -> PathBuf {
     required_file("ENVOY", ".tools/envoy/envoy/_bin/envoy")
 }
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
-fn scratch_dir() -> PathBuf {
+pub fn scratch_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "webhook-guard-e2e-{}-{}",
         std::process::id(),
@@ -55,11 +55,13 @@ pub struct Options {
     /// The Wasm filter's `allow_on_headers_stop_iteration` (Istio's `WasmPlugin` and
     /// Envoy Gateway leave it unset, i.e. false).
     pub stop_iteration: bool,
+    /// A whole bootstrap to run instead of the one built from these options.
+    pub bootstrap: Option<String>,
 }
 
 impl Options {
     pub fn new(plugin: &str, upstream_port: u16) -> Self {
-        Options { plugin: plugin.to_string(), upstream_port, concurrency: 1, route_timeout_ms: 5000, env: vec![], stop_iteration: true }
+        Options { plugin: plugin.to_string(), upstream_port, concurrency: 1, route_timeout_ms: 5000, env: vec![], stop_iteration: true, bootstrap: None }
     }
 }
 
@@ -86,7 +88,8 @@ impl Envoy {
     pub fn launch(opts: &Options) -> Result<Envoy, String> {
         let dir = scratch_dir();
         let config = dir.join("envoy.yaml");
-        std::fs::write(&config, bootstrap(opts, &wasm_path())).unwrap();
+        let text = opts.bootstrap.clone().unwrap_or_else(|| bootstrap(opts, &wasm_path()));
+        std::fs::write(&config, text).unwrap();
         let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
         let child = Command::new(envoy_path())
             .arg("-c")
@@ -153,7 +156,7 @@ impl Drop for Envoy {
     }
 }
 
-fn bootstrap(opts: &Options, wasm: &Path) -> String {
+pub fn bootstrap(opts: &Options, wasm: &Path) -> String {
     let plugin: String = opts.plugin.lines().map(|l| format!("                    {l}\n")).collect();
     format!(
         r#"admin:

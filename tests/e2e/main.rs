@@ -5,13 +5,17 @@ mod harness;
 
 mod auth;
 mod azure;
+mod command;
 mod config;
 mod faults;
 mod hostile;
 mod dedupe;
 mod operability;
 mod ratelimit;
+mod release;
+mod scripts;
 mod smoke;
+mod tls;
 mod vendor;
 
 pub const SECRET: &str = "s3cret-Value";
