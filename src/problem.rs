@@ -17,6 +17,10 @@ pub enum Reason {
     RateLimited,
     InFlight,
     UpstreamRejected,
+    /// The path has no single canonical form and could name a guarded endpoint.
+    AmbiguousPath,
+    /// No endpoint guards the path (`"unguarded": "reject"`).
+    NotFound,
 }
 
 impl Reason {
@@ -24,7 +28,8 @@ impl Reason {
         match self {
             Reason::Unauthorized => 401,
             Reason::Forbidden => 403,
-            Reason::AmbiguousSecret | Reason::Invalid | Reason::Digest => 400,
+            Reason::AmbiguousSecret | Reason::Invalid | Reason::Digest | Reason::AmbiguousPath => 400,
+            Reason::NotFound => 404,
             Reason::Method => 405,
             Reason::TooLarge => 413,
             Reason::MediaType => 415,
@@ -47,6 +52,8 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::InFlight => "in_flight",
             Reason::UpstreamRejected => "upstream_rejected",
+            Reason::AmbiguousPath => "ambiguous_path",
+            Reason::NotFound => "not_found",
         }
     }
 
@@ -63,6 +70,8 @@ impl Reason {
             Reason::RateLimited => "Rate limited",
             Reason::InFlight => "Same event already in flight",
             Reason::UpstreamRejected => "Upstream rejected the event",
+            Reason::AmbiguousPath => "Ambiguous path",
+            Reason::NotFound => "Not a webhook endpoint",
         }
     }
 }
