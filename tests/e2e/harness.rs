@@ -52,11 +52,16 @@ pub struct Options {
     pub concurrency: u32,
     pub route_timeout_ms: u64,
     pub env: Vec<(String, String)>,
+    /// Envoy's path normalisation (`normalize_path`, `merge_slashes`), as in `envoy.yaml`;
+    /// off, paths reach the filter as sent (Istio's default mesh setting is close to it).
+    pub normalize_path: bool,
+    /// An access log with this format, read back with [`Envoy::access_log`].
+    pub access_log: Option<String>,
 }
 
 impl Options {
     pub fn new(plugin: &str, upstream_port: u16) -> Self {
-        Options { plugin: plugin.to_string(), upstream_port, concurrency: 1, route_timeout_ms: 5000, env: vec![] }
+        Options { plugin: plugin.to_string(), upstream_port, concurrency: 1, route_timeout_ms: 5000, env: vec![], normalize_path: true, access_log: None }
     }
 }
 
@@ -83,7 +88,7 @@ impl Envoy {
     pub fn launch(opts: &Options) -> Result<Envoy, String> {
         let dir = scratch_dir();
         let config = dir.join("envoy.yaml");
-        std::fs::write(&config, bootstrap(opts, &wasm_path())).unwrap();
+        std::fs::write(&config, bootstrap(opts, &wasm_path(), &dir)).unwrap();
         let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
         let child = Command::new(envoy_path())
             .arg("-c")
@@ -91,7 +96,7 @@ impl Envoy {
             .args(["--concurrency", &opts.concurrency.to_string()])
             .arg("--admin-address-path")
             .arg(dir.join("admin"))
-            .args(["--disable-hot-restart", "--log-level", "info", "--component-log-level", "wasm:debug"])
+            .args(["--disable-hot-restart", "--log-level", "info", "--component-log-level", "wasm:debug", "--file-flush-interval-msec", "100"])
             .envs(opts.env.iter().cloned())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
@@ -128,6 +133,18 @@ impl Envoy {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
     }
+
+    /// The access log once it holds `lines` lines (Envoy writes it in the background).
+    pub fn access_log(&self, lines: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
+            if text.lines().count() >= lines || Instant::now() > deadline {
+                return text;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Envoy {
@@ -150,8 +167,17 @@ impl Drop for Envoy {
     }
 }
 
-fn bootstrap(opts: &Options, wasm: &Path) -> String {
+fn bootstrap(opts: &Options, wasm: &Path, dir: &Path) -> String {
     let plugin: String = opts.plugin.lines().map(|l| format!("                    {l}\n")).collect();
+    let access_log = match &opts.access_log {
+        // A JSON string is a YAML double-quoted scalar.
+        Some(format) => format!(
+            "access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: {}\n              log_format: {{ text_format_source: {{ inline_string: {} }} }}",
+            dir.join("access.log").display(),
+            serde_json::to_string(format).unwrap()
+        ),
+        None => String::new(),
+    };
     format!(
         r#"admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
@@ -165,8 +191,9 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: webhooks
-          normalize_path: true
-          merge_slashes: true
+          normalize_path: {normalize}
+          merge_slashes: {normalize}
+          {access_log}
           route_config:
             virtual_hosts:
             - name: backend
@@ -209,6 +236,7 @@ static_resources:
         wasm = wasm.display(),
         env_keys = opts.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", "),
         upstream = opts.upstream_port,
+        normalize = opts.normalize_path,
     )
 }
 

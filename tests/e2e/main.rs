@@ -5,6 +5,7 @@ mod harness;
 
 mod auth;
 mod azure;
+mod bypass;
 mod config;
 mod faults;
 mod hostile;
