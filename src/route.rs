@@ -8,17 +8,16 @@
 //! its own. Guarding too much is harmless: a guarded request goes upstream with exactly
 //! the endpoint's configured path.
 //!
-//! The canonical form, in order: `\` is `/`; each segment is percent-decoded once; a `;`
+//! The canonical form, in order: each segment is percent-decoded once; a `;`
 //! and what follows it in a segment is dropped; `.` segments go and `..` removes the
-//! segment before it; whitespace around a segment and dots after it go (IIS and Windows
-//! ignore trailing dots and spaces, Spring's matcher trims); empty segments go (repeated
+//! segment before it; then whitespace around a segment and dots after it go (IIS and
+//! Windows ignore trailing dots and spaces, Spring's matcher trims); empty segments go (repeated
 //! and trailing slashes); letters are folded to ASCII lowercase; a format suffix (`.json`,
-//! `.xml`: a dot and 1-8 ASCII letters or digits) is dropped from the last segment.
+//! `.xml`, anything from the first dot of the last segment on) is dropped, as Spring's
+//! suffix patterns (`resource.*`) and Rails' `(.:format)` accept any.
 
 use crate::query;
 
-/// The longest format suffix dropped, without its dot (`.geojson`).
-const MAX_SUFFIX: usize = 8;
 /// Rounds of percent-decoding a lenient reading applies (`%2572` → `%72` → `r`).
 const LENIENT_DECODES: usize = 3;
 
@@ -27,8 +26,8 @@ const LENIENT_DECODES: usize = 3;
 pub enum Ambiguity {
     /// A `%` not followed by two hex digits.
     Escape,
-    /// `%2F` or `%5C`: one backend's separator is another's character.
-    EncodedSeparator,
+    /// `\`, `%2F` or `%5C`: one backend's separator is another's character.
+    Separator,
     /// A control character (NUL truncates a path in some servers).
     Control,
     /// Bytes that are not UTF-8 once decoded.
@@ -42,7 +41,7 @@ impl Ambiguity {
     pub fn detail(self) -> &'static str {
         match self {
             Ambiguity::Escape => "the path holds a malformed percent-escape",
-            Ambiguity::EncodedSeparator => "the path holds an encoded '/' or '\\'",
+            Ambiguity::Separator => "the path holds a '\\' or an encoded '/' or '\\'",
             Ambiguity::Control => "the path holds a control character",
             Ambiguity::NotUtf8 => "the path is not UTF-8 once percent-decoded",
             Ambiguity::DoubleEncoded => "the path is percent-encoded twice",
@@ -53,13 +52,13 @@ impl Ambiguity {
 /// The canonical form of `path` (without its query), or why it has none.
 pub fn canonical(path: &[u8]) -> Result<String, Ambiguity> {
     let mut text = String::with_capacity(path.len());
-    for (i, raw) in path.split(|b| matches!(b, b'/' | b'\\')).enumerate() {
+    for (i, raw) in path.split(|b| *b == b'/').enumerate() {
         if i > 0 {
             text.push('/');
         }
         let decoded = query::decode(raw).ok_or(Ambiguity::Escape)?;
         if decoded.iter().any(|b| matches!(b, b'/' | b'\\')) {
-            return Err(Ambiguity::EncodedSeparator);
+            return Err(Ambiguity::Separator);
         }
         let segment = std::str::from_utf8(&decoded).map_err(|_| Ambiguity::NotUtf8)?;
         if segment.chars().any(char::is_control) {
@@ -70,51 +69,55 @@ pub fn canonical(path: &[u8]) -> Result<String, Ambiguity> {
         }
         text.push_str(segment);
     }
-    Ok(shape(&text))
+    Ok(shape(&text, &['/']))
 }
 
 /// The canonical forms lenient backends could give an ambiguous path: escapes decoded
 /// repeatedly and wherever they are well-formed, encoded separators taken as separators,
-/// and control characters and bytes that are not UTF-8 either dropped or ending the path.
-pub fn lenient(path: &[u8]) -> [String; 2] {
-    let mut bytes = path.to_vec();
-    for _ in 0..LENIENT_DECODES {
-        let next = query::decode_lenient(&bytes);
-        if next == bytes {
-            break;
+/// `\\` as a separator or a character, control characters and bytes that are not UTF-8
+/// either dropped or ending the path; and all that again after `;` parameters are cut
+/// from the raw segments (Tomcat cuts them before decoding, so whatever they hold is gone).
+pub fn lenient(path: &[u8]) -> Vec<String> {
+    let segments = path.split(|b| *b == b'/');
+    let without_params = segments.map(|s| s.split(|b| *b == b';').next().unwrap_or_default()).collect::<Vec<_>>().join(&b'/');
+    let mut forms = Vec::new();
+    for source in [path, &without_params] {
+        let mut bytes = source.to_vec();
+        for _ in 0..LENIENT_DECODES {
+            let next = query::decode_lenient(&bytes);
+            if next == bytes {
+                break;
+            }
+            bytes = next;
         }
-        bytes = next;
+        let text = String::from_utf8_lossy(&bytes);
+        let odd = |c: &char| c.is_control() || *c == char::REPLACEMENT_CHARACTER;
+        let dropped: String = text.chars().filter(|c| !odd(c)).collect();
+        let ended: String = text.chars().take_while(|c| !odd(c)).collect();
+        for text in [&dropped, &ended] {
+            forms.push(shape(text, &['/', '\\']));
+            forms.push(shape(text, &['/']));
+        }
     }
-    let text = String::from_utf8_lossy(&bytes);
-    let odd = |c: &char| c.is_control() || *c == char::REPLACEMENT_CHARACTER;
-    let dropped: String = text.chars().filter(|c| !odd(c)).collect();
-    let ended: String = text.chars().take_while(|c| !odd(c)).collect();
-    [shape(&dropped), shape(&ended)]
+    forms
 }
 
 /// The segment rules of the canonical form, over a decoded path.
-fn shape(text: &str) -> String {
-    let mut segments: Vec<String> = Vec::new();
-    for segment in text.split(['/', '\\']) {
-        let segment = segment.split(';').next().unwrap_or_default().trim();
-        match segment {
-            "." => {}
+fn shape(text: &str, separators: &[char]) -> String {
+    // Dot segments are resolved first: a segment that trims to nothing still counts for `..`.
+    let mut resolved: Vec<&str> = Vec::new();
+    for segment in text.split(separators) {
+        match segment.split(';').next().unwrap_or_default() {
+            "" | "." => {}
             ".." => {
-                segments.pop();
+                resolved.pop();
             }
-            _ => {
-                let name = trim_end(segment);
-                if !name.is_empty() {
-                    segments.push(name.chars().map(fold).collect());
-                }
-            }
+            segment => resolved.push(segment),
         }
     }
+    let mut segments: Vec<String> = resolved.iter().map(|s| trim_end(s.trim_start())).filter(|s| !s.is_empty()).map(|s| s.chars().map(fold).collect()).collect();
     if let Some(last) = segments.last_mut() {
-        let stem = last.rsplit_once('.').and_then(|(stem, suffix)| {
-            let is_format = (1..=MAX_SUFFIX).contains(&suffix.len()) && suffix.bytes().all(|b| b.is_ascii_alphanumeric());
-            Some(trim_end(stem)).filter(|stem| is_format && !stem.is_empty())
-        });
+        let stem = last.split_once('.').map(|(stem, _)| trim_end(stem)).filter(|stem| !stem.is_empty());
         if let Some(stem) = stem {
             *last = stem.to_string();
         }
@@ -155,7 +158,7 @@ mod tests {
             "/api/resource", "/api/resource/", "/API/resource", "/api/Resource", "/api/resource;x=1",
             "/api;v=2/resource", "/api/resource/.", "/api/resource.json", "/api/resource.XML", "/api/resource%20",
             "/api//resource", "/api/./resource", "/api/x/../resource", "/api/%72esource", "/api/resource;sig=k",
-            "\\api\\resource", "/api/resource.", "/api/resource...", "/api/resource%2E", "/api/x/..;/resource",
+            "/api/resource.", "/api/resource...", "/api/resource%2E", "/api/x/..;/resource",
             "/api/%2e/resource", "/api/x/%2e%2e/resource", "/api/resource%3Bx", "/api/re\u{17f}ource",
             "/api/RE\u{17f}OURCE%20.json", "//api///resource//", "/x/../../api/resource",
         ];
@@ -170,8 +173,9 @@ mod tests {
             ("/api/resources", "/api/resources"),
             ("/api/resource-status", "/api/resource-status"),
             ("/api/resource/x", "/api/resource/x"),
-            ("/api/resource.json.xml", "/api/resource.json"),
-            ("/api/resource.toolongsuffix", "/api/resource.toolongsuffix"),
+            ("/api/resource.json.xml", "/api/resource"),
+            ("/api/resource.any-format", "/api/resource"),
+            ("/api/v1.0/resource", "/api/v1.0/resource"),
             ("/api/.json", "/api/.json"),
             ("/api/resource+", "/api/resource+"),
             ("/", "/"),
@@ -186,9 +190,10 @@ mod tests {
     #[test]
     fn ambiguous_paths_say_why() {
         for (path, why) in [
-            ("/api/resource%2F", Ambiguity::EncodedSeparator),
-            ("/api%2fresource", Ambiguity::EncodedSeparator),
-            ("/api%5Cresource", Ambiguity::EncodedSeparator),
+            ("/api/resource%2F", Ambiguity::Separator),
+            ("/api%2fresource", Ambiguity::Separator),
+            ("/api%5Cresource", Ambiguity::Separator),
+            ("/api\\resource", Ambiguity::Separator),
             ("/api/resource%00", Ambiguity::Control),
             ("/api/resource%0a", Ambiguity::Control),
             ("/api/resource%C2%85", Ambiguity::Control),
@@ -206,8 +211,9 @@ mod tests {
     fn lenient_readings_of_ambiguous_paths() {
         let guarded = |path: &str| lenient(path.as_bytes()).contains(&"/api/resource".to_string());
         for path in [
-            "/api%2Fresource", "/api%5cresource", "/api/%2572esource", "/api/resource%00", "/api/resource%00.png",
-            "/api/res%00ource", "/api/resource%ff", "/api/resource/x%zz/..", "/api%252Fresource",
+            "/api%2Fresource", "/api%5cresource", "\\api\\resource", "/api/resource;a\\x", "/api/%2572esource", "/api/resource%00", "/api/resource%00.png",
+            "/api/res%00ource", "/api/resource%ff", "/api/resource/x%zz/..", "/api%252Fresource", "/api/resource;a%2F%",
+            "/api/x;%2F..%2F/resource",
         ] {
             assert!(guarded(path), "{path}: {:?}", lenient(path.as_bytes()));
         }
