@@ -609,7 +609,10 @@ mod backends {
         })
     }
 
-    pub const ALL: [(&str, fn(&str) -> bool); 7] =
+    /// A backend's name, and whether it routes a path to the handler.
+    pub type Backend = (&'static str, fn(&str) -> bool);
+
+    pub const ALL: [Backend; 7] =
         [("express", express), ("aspnet", aspnet), ("spring", spring), ("rails", rails), ("go", go), ("django/flask/laravel", slash_tolerant), ("iis", iis)];
 
     /// Whether backends can disagree on what `p` names: malformed or encoded-twice

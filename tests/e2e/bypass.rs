@@ -111,6 +111,9 @@ const ISTIO_ACCESS_LOG: &str = concat!(
     "%DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME% %ROUTE_NAME%\n"
 );
 
+/// Method, target, headers, body, and the status the sender should get.
+type Step<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
+
 #[test]
 fn no_secret_reaches_an_istio_access_log_whatever_the_outcome() {
     let upstream = Upstream::start();
@@ -128,7 +131,7 @@ fn no_secret_reaches_an_istio_access_log_whatever_the_outcome() {
     let json = ("content-type", "application/json");
     let ok = format!("sig={SECRET}");
     let spoofed = format!("/api/resource?{ok}");
-    let script: Vec<(&str, String, Vec<(&str, &str)>, Vec<u8>, u16)> = vec![
+    let script: Vec<Step> = vec![
         ("POST", "/api/resource".into(), vec![json], CATALOG_SAMPLE.into(), 401),
         ("POST", format!("/api/resource?sig={near_miss}"), vec![json], CATALOG_SAMPLE.into(), 403),
         ("POST", format!("/API/resource/?x=1&sig={near_miss}"), vec![json], CATALOG_SAMPLE.into(), 403),
