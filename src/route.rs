@@ -10,7 +10,7 @@
 //!
 //! The canonical form, in order: each segment is percent-decoded once; a `;`
 //! and what follows it in a segment is dropped; `.` segments go and `..` removes the
-//! segment before it; then whitespace around a segment and dots after it go (IIS and
+//! segment before it; then spaces around a segment and dots after it go (IIS and
 //! Windows ignore trailing dots and spaces, Spring's matcher trims); empty segments go (repeated
 //! and trailing slashes); letters are folded to ASCII lowercase; a format suffix (`.json`,
 //! `.xml`, anything from the first dot of the last segment on) is dropped, as Spring's
@@ -115,7 +115,7 @@ fn shape(text: &str, separators: &[char]) -> String {
             segment => resolved.push(segment),
         }
     }
-    let mut segments: Vec<String> = resolved.iter().map(|s| trim_end(s.trim_start())).filter(|s| !s.is_empty()).map(|s| s.chars().map(fold).collect()).collect();
+    let mut segments: Vec<String> = resolved.iter().map(|s| trim_end(s.trim_start_matches(' '))).filter(|s| !s.is_empty()).map(|s| s.chars().map(fold).collect()).collect();
     if let Some(last) = segments.last_mut() {
         let stem = last.split_once('.').map(|(stem, _)| trim_end(stem)).filter(|stem| !stem.is_empty());
         if let Some(stem) = stem {
@@ -128,9 +128,10 @@ fn shape(text: &str, separators: &[char]) -> String {
     segments.iter().flat_map(|s| ["/", s.as_str()]).collect()
 }
 
-/// A segment without the dots and whitespace after it.
+/// A segment without the dots and spaces after it. Other whitespace is a control
+/// character, which makes a path ambiguous.
 fn trim_end(segment: &str) -> &str {
-    segment.trim_end_matches(|c: char| c == '.' || c.is_whitespace())
+    segment.trim_end_matches(['.', ' '])
 }
 
 /// ASCII lowercase, and the four other letters whose case mapping is an ASCII letter

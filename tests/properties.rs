@@ -569,11 +569,12 @@ mod backends {
 
     /// Spring MVC on Tomcat with its long-standing defaults: `;` parameters cut from every
     /// segment, the rest decoded, `//` merged and dot segments removed (Tomcat), then
-    /// tokens trimmed, trailing slash and any suffix (`resource.*`) matched (Spring).
+    /// tokens trimmed (Java's `String.trim`), trailing slash and any suffix (`resource.*`)
+    /// matched (Spring).
     pub fn spring(p: &str) -> bool {
         let cut: Vec<&str> = p.split('/').map(|s| s.split(';').next().unwrap()).collect();
         let Some(d) = decoded(&cut.join("/")) else { return false };
-        let mut segments: Vec<&str> = resolved(d.split('/')).into_iter().map(str::trim).filter(|s| !s.is_empty()).collect();
+        let mut segments: Vec<&str> = resolved(d.split('/')).into_iter().map(|s| s.trim_matches(|c| c <= ' ')).filter(|s| !s.is_empty()).collect();
         if let Some(last) = segments.last_mut() {
             *last = last.split('.').next().unwrap();
         }
