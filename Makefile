@@ -26,7 +26,7 @@ export CARGO_TERM_COLOR := never
 SOAK_SECONDS ?= 600
 FUZZ_SECONDS ?= 300
 
-.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz bench test lint unit e2e e2e-older wasm-target envoy size clean
+.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-replay cargo-fuzz bench test lint unit e2e e2e-older wasm-target envoy size clean
 
 all: build
 
@@ -85,9 +85,24 @@ run: build $(ENVOY)
 samples:
 	./examples/send-samples.sh
 
+# cargo-fuzz (into cargo's bin directory, as rustup adds targets) when it is missing.
+cargo-fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+
 # Every cargo-fuzz target for FUZZ_SECONDS each, two at a time (fuzz/README.md).
-fuzz:
+fuzz: cargo-fuzz
 	./fuzz/run.sh $(FUZZ_SECONDS)
+
+# Every fuzz target built without instrumentation (no cargo-fuzz needed) and run once on
+# each input of its seed corpus and past crashes, plus the fuzz crate's own tests, so the
+# harness cannot rot.
+fuzz-replay:
+	cd fuzz && cargo build --bins && cargo test --lib --quiet
+	@cd fuzz && for src in fuzz_targets/*.rs; do t=$$(basename $$src .rs); \
+	  inputs="corpus/$$t"; [ -d regressions/$$t ] && inputs="$$inputs regressions/$$t"; \
+	  target/debug/$$t -runs=0 -artifact_prefix=target/ $$inputs >target/replay-$$t.log 2>&1 || \
+	    { tail -20 target/replay-$$t.log; echo "fuzz target $$t fails on its corpus (fuzz/target/replay-$$t.log)"; exit 1; }; \
+	  echo "fuzz target $$t: $$(grep -o 'Done [0-9]* runs' target/replay-$$t.log), no failure"; done
 
 # Side-by-side benchmark against Envoy's own options (docs/benchmarks.md); run it on a
 # quiet machine. The criterion micro-benchmarks: cargo bench --bench pure.
@@ -119,7 +134,7 @@ e2e-older: build $(foreach v,$(ENVOY_OLDER),$(TOOLS)/envoy-$(v)/envoy/_bin/envoy
 	    cargo test --test e2e smoke:: -- --test-threads=2 || exit 1; \
 	done
 
-test: lint unit e2e e2e-older
+test: lint unit e2e e2e-older fuzz-replay
 
 clean:
 	cargo clean

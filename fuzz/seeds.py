@@ -71,6 +71,16 @@ write("config", "two-endpoints.json", json.dumps({"endpoints": [
      "forward": "original", "upstream_4xx": "pass", "dedupe_seconds": 36000}]}, indent=1))
 write("config", "minimal.json", '{"endpoints":[{"name":"a","path":"/a","profile":"md5_envelope","secret":{"values":["s3cret"]}}]}')
 
+write("config", "unguarded-reject.json", '{"unguarded":"reject","endpoints":[{"name":"a","path":"/API/a/","profile":"azure_managed_app","secret":{"values":["s3cret"]}}]}')
+
+# --- route: spellings of a guarded path (tests/e2e/bypass.rs), ambiguous ones, neighbours
+for i, p in enumerate(["/api/resource", "/API/Resource/", "/api/resource;x=1", "/api;v=1/resource/.",
+                       "/api/resource.json", "/api/resource%20", "/api//resource", "/api/./x/../resource",
+                       "/api/%72esource", "/api%2Fresource", "/api\\resource", "/api/%2572esource",
+                       "/api/resource%00.png", "/api/resource%ff", "/api/resource;a%2F%", "/api/x/..;/resource",
+                       "/api/re%C5%BFource", "/api/resource%", "/api/resources", "/"]):
+    write("route", f"p{i}", p)
+
 # --- query: secret parameter spellings
 for i, q in enumerate(["sig=demo-secret", "a=1&sig=a%2Bb%3D&b=2", "s%69g=x&a", "sig=a&sig=b",
                        "sig=%zz", "x=1&&=&sig&y=%20+", "b=2&a=1&SIG=k&sig=", "s%6=x&sig=k"]):

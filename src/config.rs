@@ -5,6 +5,7 @@
 use crate::json_path;
 use crate::problem::clip;
 use crate::ratelimit::{self, Limit};
+use crate::route;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::fmt;
@@ -25,6 +26,27 @@ pub struct Config {
     pub log_level: Option<log::Level>,
     /// Whether Envoy lets the filter hold a request's headers while it reads the body.
     pub header_mode: HeaderMode,
+    /// What happens to a request that no endpoint guards.
+    pub unguarded: Unguarded,
+}
+
+/// What happens to a request whose path no endpoint guards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unguarded {
+    /// It passes through untouched.
+    Pass,
+    /// 404: for a listener that only serves webhooks.
+    Reject,
+}
+
+/// Which endpoint, if any, a request path belongs to.
+#[derive(Debug)]
+pub enum Route<'a> {
+    /// The path's canonical form is the endpoint's.
+    Guarded(usize, &'a Endpoint),
+    /// The path has no single canonical form and a lenient reading of it is the endpoint's.
+    Ambiguous(usize, &'a Endpoint, route::Ambiguity),
+    Unguarded,
 }
 
 /// Whether the request head can be held until the body is checked. Holding needs the
@@ -42,6 +64,8 @@ pub enum HeaderMode {
 pub struct Endpoint {
     pub name: String,
     pub path: String,
+    /// The canonical form of `path` (see `route`): requests with this form are guarded.
+    pub canonical: String,
     pub profile: Profile,
     pub secret: Secret,
     pub max_body_bytes: usize,
@@ -160,6 +184,7 @@ struct RawConfig<'a> {
     endpoints: Vec<&'a RawValue>,
     log_level: Option<String>,
     header_mode: Option<String>,
+    unguarded: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -218,8 +243,8 @@ impl Config {
             if endpoints.iter().any(|e| e.name == endpoint.name) {
                 return Err(format!("{at}.name: duplicate endpoint name '{}'", endpoint.name));
             }
-            if endpoints.iter().any(|e| e.path == endpoint.path) {
-                return Err(format!("{at}.path: duplicate path '{}'", endpoint.path));
+            if let Some(other) = endpoints.iter().find(|e| e.canonical == endpoint.canonical) {
+                return Err(format!("{at}.path: '{}' is the same path as '{}' to a backend", endpoint.path, other.path));
             }
             endpoints.push(endpoint);
         }
@@ -227,12 +252,17 @@ impl Config {
         let log_level = pick("log_level", "level", raw.log_level.as_deref().unwrap_or("info"), &levels)?;
         let header_modes = [("stream", HeaderMode::Stream), ("hold", HeaderMode::Hold)];
         let header_mode = pick("header_mode", "mode", raw.header_mode.as_deref().unwrap_or("stream"), &header_modes)?;
-        Ok(Config { endpoints, log_level, header_mode })
+        let unguarded = pick("unguarded", "value", raw.unguarded.as_deref().unwrap_or("pass"), &[("pass", Unguarded::Pass), ("reject", Unguarded::Reject)])?;
+        Ok(Config { endpoints, log_level, header_mode, unguarded })
     }
 
-    /// The endpoint guarding `path` (exact match, query excluded), with its index.
-    pub fn endpoint(&self, path: &[u8]) -> Option<(usize, &Endpoint)> {
-        self.endpoints.iter().enumerate().find(|(_, e)| e.path.as_bytes() == path)
+    /// The endpoint that guards `path` (query excluded), decided on canonical forms.
+    pub fn route(&self, path: &[u8]) -> Route<'_> {
+        let find = |form: &str| self.endpoints.iter().enumerate().find(|(_, e)| e.canonical == form);
+        match route::canonical(path) {
+            Ok(form) => find(&form).map_or(Route::Unguarded, |(i, e)| Route::Guarded(i, e)),
+            Err(why) => route::lenient(path).iter().find_map(|form| find(form)).map_or(Route::Unguarded, |(i, e)| Route::Ambiguous(i, e, why)),
+        }
     }
 }
 
@@ -269,6 +299,7 @@ impl Endpoint {
         if !path_ok {
             return Err("path: must start with '/' and hold no query, fragment or whitespace".into());
         }
+        let canonical = route::canonical(raw.path.as_bytes()).map_err(|why| format!("path: {}", why.detail()))?;
         let profiles = [("azure_managed_app", Profile::AzureManagedApp), ("md5_envelope", Profile::Md5Envelope)];
         let profile = pick("profile", "profile", &raw.profile, &profiles)?;
         let max_body = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
@@ -296,6 +327,7 @@ impl Endpoint {
             source: format!("/webhook-guard/{}", raw.name),
             name: raw.name,
             path: raw.path,
+            canonical,
             profile,
             secret: Secret::validate(raw.secret, env)?,
             max_body_bytes: usize::try_from(max_body).map_err(|_| "max_body_bytes: too large for this platform")?,
@@ -412,8 +444,13 @@ mod tests {
         assert_eq!(e.max_body_bytes, 65536);
         assert_eq!(e.forward, Forward::CloudEvent);
         assert_eq!(e.upstream_4xx, Upstream4xx::Retry);
-        assert!(c.endpoint(b"/api/resource").is_some());
-        assert!(c.endpoint(b"/api/resource/").is_none());
+        assert_eq!(c.unguarded, Unguarded::Pass);
+        assert_eq!(e.canonical, "/api/resource");
+        assert!(matches!(c.route(b"/api/resource"), Route::Guarded(0, _)));
+        assert!(matches!(c.route(b"/API/resource/"), Route::Guarded(0, _)));
+        assert!(matches!(c.route(b"/api%2Fresource"), Route::Ambiguous(0, _, route::Ambiguity::Separator)));
+        assert!(matches!(c.route(b"/api/resources"), Route::Unguarded));
+        assert!(matches!(c.route(b"/api/resources%2F"), Route::Unguarded));
     }
 
     #[test]
@@ -457,7 +494,10 @@ mod tests {
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"max_body_bytes":0}]}"#, "endpoints[0].max_body_bytes"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"max_body_bytes":99999999999}]}"#, "endpoints[0].max_body_bytes"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}},{"name":"a","path":"/b","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[1].name: duplicate"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}},{"name":"b","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[1].path: duplicate"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}},{"name":"b","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[1].path: '/a' is the same path as '/a'"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}},{"name":"b","path":"/A/","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[1].path: '/A/' is the same path as '/a'"),
+            (r#"{"endpoints":[{"name":"a","path":"/a%2Fb","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[0].path: the path holds a '\\' or an encoded '/'"),
+            (r#"{"unguarded":"drop","endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "unguarded: unknown value 'drop' (expected pass or reject)"),
             (r#"{"endpoints":[{"name":"A b","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[0].name"),
             (r#"{"endpoints":[{"name":"a","path":"a?x","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[0].path"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"param":"s&g","values":["s"]}}]}"#, "endpoints[0].secret.param"),

@@ -3,10 +3,10 @@
 //! unit-tested natively against a recording mock; `host.rs` implements the trait with
 //! proxy-wasm calls.
 
-use crate::config::{Config, Contention, Endpoint, Forward, HeaderMode, Mode, Profile, RateKey, Upstream4xx};
+use crate::config::{Config, Contention, Endpoint, Forward, HeaderMode, Mode, Profile, RateKey, Route, Unguarded, Upstream4xx};
 use crate::event::Event;
 use crate::media::Media;
-use crate::metrics::Counter;
+use crate::metrics::{Counter, ListenerCounter};
 use crate::problem::{Reason, Rejection};
 use crate::ratelimit::{self, Outcome};
 use crate::shared::SharedStore;
@@ -38,12 +38,20 @@ pub trait HttpHost: SharedStore {
     fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]);
     /// Adds one to `counter` of the endpoint at `endpoint` (its index in the config).
     fn count(&self, endpoint: usize, counter: Counter);
+    /// Adds one to a counter of the listener as a whole.
+    fn count_listener(&self, counter: ListenerCounter);
     /// Writes a log line.
     fn log(&self, level: log::Level, line: &str);
 }
 
 /// Headers a client may not set: the filter owns them on the upstream request.
 const GATEWAY_PREFIXES: [&str; 2] = ["x-webhook-", "ce-"];
+/// Headers that make frameworks (ASP.NET, Express, Spring, Rails, Laravel) run another
+/// method's handler than the one the guard allowed.
+const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+/// Printed by access logs (Istio's default format) instead of `:path` when present; Envoy
+/// passes a client's own copy through.
+const ORIGINAL_PATH: &str = "x-envoy-original-path";
 /// Shadow mode's report to the upstream: `accept` or the rejection's reason.
 pub const VERDICT_HEADER: &str = "x-webhook-shadow-verdict";
 /// Seconds a held head may wait for its body's first callback before the root's safety
@@ -84,11 +92,16 @@ impl<H: HttpHost> Guard<H> {
         let raw_path = find(":path").unwrap_or_default();
         let bare_path = raw_path.split(|b| *b == b'?').next().unwrap_or_default();
         let config = Rc::clone(&self.config);
-        let Some((index, endpoint)) = config.endpoint(bare_path) else {
-            return Action::Continue;
+        let lossy = String::from_utf8_lossy(raw_path);
+        let (index, endpoint) = match config.route(bare_path) {
+            Route::Guarded(index, endpoint) => (index, endpoint),
+            Route::Ambiguous(index, endpoint, why) => {
+                self.take(index, endpoint, &lossy, &headers);
+                return self.reject(endpoint, Rejection::new(Reason::AmbiguousPath, why.detail()));
+            }
+            Route::Unguarded => return self.unguarded(&lossy),
         };
-        self.matched = Some(index);
-        self.host.count(index, Counter::Received);
+        self.take(index, endpoint, &lossy, &headers);
         let Ok(path) = std::str::from_utf8(raw_path) else {
             return self.reject(endpoint, Rejection::new(Reason::Invalid, "the request target is not UTF-8"));
         };
@@ -111,9 +124,8 @@ impl<H: HttpHost> Guard<H> {
         if endpoint.mode == Mode::Shadow {
             self.host.set_request_header(VERDICT_HEADER, None);
         } else {
-            self.host.set_request_header(":path", Some(&query::without_param(path, &endpoint.secret.param)));
             for (name, _) in &headers {
-                if GATEWAY_PREFIXES.iter().any(|p| name.starts_with(p)) {
+                if GATEWAY_PREFIXES.iter().any(|p| name.starts_with(p)) || METHOD_OVERRIDES.contains(&name.as_str()) {
                     self.host.set_request_header(name, None);
                 }
             }
@@ -164,6 +176,48 @@ impl<H: HttpHost> Guard<H> {
         rejection.retry_after = Some(HOLD_TIMEOUT_SECS);
         self.answer(&rejection);
         self.stage = Stage::Idle;
+    }
+
+    /// Takes a request on `endpoint`'s path: counts it, and before any check can refuse it
+    /// removes the secret from `:path` (an access log prints it, whatever the outcome) and
+    /// a client's `x-envoy-original-path`. An enforced request goes on with exactly the
+    /// configured path, so the backend sees only what the guard checked; a shadowed one
+    /// keeps its own.
+    fn take(&mut self, index: usize, endpoint: &Endpoint, path: &str, headers: &[(String, Vec<u8>)]) {
+        self.matched = Some(index);
+        self.host.count(index, Counter::Received);
+        let (sent, query) = query::split(path);
+        let base = if endpoint.mode == Mode::Enforce { endpoint.path.as_str() } else { sent };
+        let target = match query {
+            Some(query) => query::without_param(&format!("{base}?{query}"), &endpoint.secret.param),
+            None => base.to_string(),
+        };
+        if target != path {
+            self.host.set_request_header(":path", Some(&target));
+        }
+        if headers.iter().any(|(name, _)| name == ORIGINAL_PATH) {
+            self.host.set_request_header(ORIGINAL_PATH, None);
+        }
+    }
+
+    /// A request no endpoint guards: untouched, or refused on a listener for webhooks only.
+    fn unguarded(&mut self, path: &str) -> Action {
+        if self.config.unguarded == Unguarded::Pass {
+            return Action::Continue;
+        }
+        // A sender's URL with a wrong path still carries its secret.
+        let params = self.config.endpoints.iter().map(|e| e.secret.param.as_str());
+        let stripped = params.fold(path.to_string(), |path, param| query::without_param(&path, param));
+        if stripped != path {
+            self.host.set_request_header(":path", Some(&stripped));
+        }
+        self.host.count_listener(ListenerCounter::UnguardedRejected);
+        let rejection = Rejection::new(Reason::NotFound, "no webhook endpoint guards this path");
+        if let Some(level) = self.config.log_level {
+            self.host.log(level, &log_line("-", &rejection, false));
+        }
+        self.answer(&rejection);
+        Action::Pause
     }
 
     pub fn on_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -368,7 +422,7 @@ impl<H: HttpHost> Guard<H> {
         self.finish(None, Action::Pause)
     }
 
-    /// Sends the refusal's problem+json to the sender.
+    /// Answers the sender with the rejection's problem+json.
     fn answer(&self, rejection: &Rejection) {
         let headers = rejection.headers();
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -425,6 +479,7 @@ mod tests {
         sent: RefCell<Option<(u16, Vec<u8>)>>,
         logs: RefCell<Vec<String>>,
         counts: RefCell<Vec<(usize, Counter)>>,
+        listener_counts: RefCell<Vec<ListenerCounter>>,
         store: Rc<MemoryStore>,
         now: Cell<u64>,
     }
@@ -479,6 +534,9 @@ mod tests {
         }
         fn count(&self, endpoint: usize, counter: Counter) {
             self.counts.borrow_mut().push((endpoint, counter));
+        }
+        fn count_listener(&self, counter: ListenerCounter) {
+            self.listener_counts.borrow_mut().push(counter);
         }
         fn log(&self, _level: log::Level, line: &str) {
             self.logs.borrow_mut().push(line.to_string());
@@ -548,6 +606,74 @@ mod tests {
         assert_eq!(mock.header("ce-id"), None);
         assert_eq!(mock.header("content-length"), None, "removed: the body will be replaced");
         assert!(mock.sent.borrow().is_none());
+    }
+
+    #[test]
+    fn loose_spellings_are_guarded_and_go_upstream_on_the_configured_path() {
+        let (mock, mut g) = guard("POST", "/AZ/;x=1?a=1&sig=k", &[("x-http-method-override", "DELETE"), ("x-method-override", "PUT"), ("x-http-method", "GET")]);
+        assert_eq!(g.on_request_headers(false), Action::Pause);
+        assert!(mock.sent.borrow().is_none());
+        assert_eq!(mock.header(":path").as_deref(), Some("/az?a=1"));
+        for name in METHOD_OVERRIDES {
+            assert_eq!(mock.header(name), None, "{name}");
+        }
+        assert_eq!(mock.counts.borrow().first(), Some(&(0, Counter::Received)));
+    }
+
+    #[test]
+    fn the_secret_leaves_the_path_whatever_the_outcome() {
+        for (method, path, status) in [("POST", "/az/?sig=wrong", 403), ("GET", "/az?sig=k", 405), ("POST", "/az?sig=k&sig=k", 400), ("POST", "/az%2f?sig=k", 400)] {
+            let (mock, mut g) = guard(method, path, &[(ORIGINAL_PATH, "/az?sig=k")]);
+            assert_eq!(g.on_request_headers(false), Action::Pause);
+            assert_eq!(mock.sent_status(), Some(status), "{path}");
+            assert_eq!(mock.header(":path").as_deref(), Some("/az"), "{path}");
+            assert_eq!(mock.header(ORIGINAL_PATH), None);
+        }
+    }
+
+    #[test]
+    fn an_ambiguous_path_that_could_be_guarded_is_400_before_authentication() {
+        let (mock, mut g) = guard("POST", "/a%7A%2F", &[]);
+        assert_eq!(g.on_request_headers(false), Action::Pause);
+        let sent = mock.sent.borrow().clone().unwrap();
+        assert_eq!(sent.0, 400);
+        assert!(String::from_utf8_lossy(&sent.1).contains("ambiguous_path"));
+        assert!(mock.counts.borrow().contains(&(0, Counter::Rejected(Reason::AmbiguousPath))));
+        // Ambiguous, but nothing a backend could route to an endpoint: not ours.
+        let (mock, mut g) = guard("POST", "/other%2F?sig=k", &[]);
+        assert_eq!(g.on_request_headers(false), Action::Continue);
+        assert!(mock.sent.borrow().is_none());
+    }
+
+    #[test]
+    fn unguarded_paths_pass_or_get_404_on_a_webhook_listener() {
+        let (mock, mut g) = guard("POST", "/azure?sig=k", &[]);
+        assert_eq!(g.on_request_headers(false), Action::Continue);
+        assert_eq!(mock.header(":path").as_deref(), Some("/azure?sig=k"));
+        let json = CONFIG.replacen('{', r#"{"unguarded":"reject","#, 1);
+        let config = Rc::new(Config::parse(json.as_bytes(), |_| None).unwrap());
+        let (mock, _) = guard("POST", "/azure?a=1&sig=k", &[]);
+        let mut g = Guard::new(Rc::clone(&mock), config);
+        assert_eq!(g.on_request_headers(false), Action::Pause);
+        assert_eq!(mock.sent_status(), Some(404));
+        assert_eq!(mock.header(":path").as_deref(), Some("/azure?a=1"));
+        assert_eq!(*mock.listener_counts.borrow(), vec![ListenerCounter::UnguardedRejected]);
+        assert!(mock.counts.borrow().is_empty());
+        assert!(mock.logs.borrow()[0].contains("status=404 reason=not_found"), "{:?}", mock.logs.borrow());
+    }
+
+    #[test]
+    fn shadow_keeps_the_sent_path_but_not_the_secret() {
+        let json = CONFIG.replacen(r#""max_body_bytes":2000"#, r#""max_body_bytes":2000,"mode":"shadow""#, 1);
+        let config = Rc::new(Config::parse(json.as_bytes(), |_| None).unwrap());
+        for (path, want, verdict) in [("/AZ/?b=2&sig=wrong", "/AZ/?b=2", Some("forbidden")), ("/az?sig=k", "/az", None)] {
+            let (mock, _) = guard("POST", path, &[]);
+            let mut g = Guard::new(Rc::clone(&mock), Rc::clone(&config));
+            g.on_request_headers(false);
+            assert_eq!(mock.header(":path").as_deref(), Some(want));
+            assert_eq!(mock.header(VERDICT_HEADER).as_deref(), verdict);
+            assert!(mock.sent.borrow().is_none());
+        }
     }
 
     #[test]

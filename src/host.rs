@@ -7,7 +7,7 @@
 use crate::config::{Config, Endpoint, HeaderMode};
 use crate::filter::{Guard, HttpHost, HOLD_TIMEOUT_SECS};
 use crate::held::{Held, MAX_HELD};
-use crate::metrics::Counter;
+use crate::metrics::{Counter, ListenerCounter};
 use crate::shared::{SharedStore, StoreError};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -28,9 +28,13 @@ proxy_wasm::main! {{
 type SharedGuard = Rc<RefCell<Guard<WasmHost>>>;
 type HeldStreams = Rc<RefCell<Held<Weak<RefCell<Guard<WasmHost>>>>>>;
 
-/// Envoy metric ids, defined once per VM: per endpoint (by index), its counters. A short
-/// scan beats hashing for two dozen entries.
-type Metrics = Vec<Vec<(Counter, u32)>>;
+/// Envoy metric ids, defined once per VM: per endpoint (by index), its counters, and the
+/// listener's own. A short scan beats hashing for two dozen entries.
+#[derive(Default)]
+struct Metrics {
+    endpoints: Vec<Vec<(Counter, u32)>>,
+    listener: Vec<(ListenerCounter, u32)>,
+}
 
 struct Root {
     config: Option<Rc<Config>>,
@@ -38,17 +42,25 @@ struct Root {
     held: HeldStreams,
 }
 
-/// Defines every counter of every endpoint (Envoy sums same-named counters of all VMs).
+/// Defines every counter of every endpoint and of the listener (Envoy sums same-named
+/// counters of all VMs).
 fn define_metrics(config: &Config) -> Metrics {
-    let define = |endpoint: &Endpoint, counter: Counter| match hostcalls::define_metric(MetricType::Counter, &counter.name(endpoint)) {
+    let endpoint_metrics = |endpoint: &Endpoint| Counter::all(endpoint.profile).into_iter().filter_map(|c| define(c, &c.name(endpoint))).collect();
+    Metrics {
+        endpoints: config.endpoints.iter().map(endpoint_metrics).collect(),
+        listener: ListenerCounter::ALL.into_iter().filter_map(|c| define(c, c.name())).collect(),
+    }
+}
+
+/// The id of the counter `name`, paired with `counter`; `None` (logged) when Envoy refuses.
+fn define<C>(counter: C, name: &str) -> Option<(C, u32)> {
+    match hostcalls::define_metric(MetricType::Counter, name) {
         Ok(id) => Some((counter, id)),
         Err(e) => {
-            log::warn!("webhook-guard: defining metric {} failed: {e:?}", counter.name(endpoint));
+            log::warn!("webhook-guard: defining metric {name} failed: {e:?}");
             None
         }
-    };
-    let endpoint_metrics = |endpoint: &Endpoint| Counter::all(endpoint.profile).into_iter().filter_map(|c| define(endpoint, c)).collect();
-    config.endpoints.iter().map(endpoint_metrics).collect()
+    }
 }
 
 impl Context for Root {}
@@ -235,15 +247,22 @@ impl HttpHost for WasmHost {
     }
 
     fn count(&self, endpoint: usize, counter: Counter) {
-        let id = self.metrics.get(endpoint).and_then(|m| m.iter().find(|(c, _)| *c == counter)).map(|(_, id)| id);
-        if let Some(id) = id {
-            if let Err(e) = hostcalls::increment_metric(*id, 1) {
-                log::warn!("webhook-guard: incrementing a metric failed: {e:?}");
-            }
-        }
+        increment(self.metrics.endpoints.get(endpoint).and_then(|m| m.iter().find(|(c, _)| *c == counter)).map(|(_, id)| *id));
+    }
+
+    fn count_listener(&self, counter: ListenerCounter) {
+        increment(self.metrics.listener.iter().find(|(c, _)| *c == counter).map(|(_, id)| *id));
     }
 
     fn log(&self, level: log::Level, line: &str) {
         log::log!(level, "{line}");
+    }
+}
+
+fn increment(metric: Option<u32>) {
+    if let Some(id) = metric {
+        if let Err(e) = hostcalls::increment_metric(id, 1) {
+            log::warn!("webhook-guard: incrementing a metric failed: {e:?}");
+        }
     }
 }

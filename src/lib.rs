@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod problem;
 pub mod query;
 pub mod ratelimit;
+pub mod route;
 pub mod resource_id;
 pub mod shared;
 pub mod strict_json;

@@ -27,7 +27,25 @@ pub enum Counter {
     AzureEvent(usize),
 }
 
-const REASONS: [Reason; 12] = [
+/// Counters of the listener as a whole, not of one endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerCounter {
+    /// Requests no endpoint guards, refused with 404 (`"unguarded": "reject"`).
+    UnguardedRejected,
+}
+
+impl ListenerCounter {
+    pub const ALL: [ListenerCounter; 1] = [ListenerCounter::UnguardedRejected];
+
+    /// The stat name: `webhook_guard.<counter>`, one level above the endpoints' counters.
+    pub fn name(self) -> &'static str {
+        match self {
+            ListenerCounter::UnguardedRejected => "webhook_guard.unguarded_rejected",
+        }
+    }
+}
+
+const REASONS: [Reason; 13] = [
     Reason::Unauthorized,
     Reason::Forbidden,
     Reason::AmbiguousSecret,
@@ -40,6 +58,7 @@ const REASONS: [Reason; 12] = [
     Reason::InFlight,
     Reason::UpstreamRejected,
     Reason::NotHeld,
+    Reason::AmbiguousPath,
 ];
 
 impl Counter {

@@ -19,6 +19,10 @@ pub enum Reason {
     UpstreamRejected,
     /// `hold` without `allow_on_headers_stop_iteration`: the body never reached the filter.
     NotHeld,
+    /// The path has no single canonical form and could name a guarded endpoint.
+    AmbiguousPath,
+    /// No endpoint guards the path (`"unguarded": "reject"`).
+    NotFound,
 }
 
 impl Reason {
@@ -26,7 +30,8 @@ impl Reason {
         match self {
             Reason::Unauthorized => 401,
             Reason::Forbidden => 403,
-            Reason::AmbiguousSecret | Reason::Invalid | Reason::Digest => 400,
+            Reason::AmbiguousSecret | Reason::Invalid | Reason::Digest | Reason::AmbiguousPath => 400,
+            Reason::NotFound => 404,
             Reason::Method => 405,
             Reason::TooLarge => 413,
             Reason::MediaType => 415,
@@ -51,6 +56,8 @@ impl Reason {
             Reason::InFlight => "in_flight",
             Reason::UpstreamRejected => "upstream_rejected",
             Reason::NotHeld => "head_not_held",
+            Reason::AmbiguousPath => "ambiguous_path",
+            Reason::NotFound => "not_found",
         }
     }
 
@@ -68,6 +75,8 @@ impl Reason {
             Reason::InFlight => "Same event already in flight",
             Reason::UpstreamRejected => "Upstream rejected the event",
             Reason::NotHeld => "Gateway misconfigured",
+            Reason::AmbiguousPath => "Ambiguous path",
+            Reason::NotFound => "Not a webhook endpoint",
         }
     }
 }

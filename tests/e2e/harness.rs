@@ -57,11 +57,26 @@ pub struct Options {
     pub stop_iteration: bool,
     /// A whole bootstrap to run instead of the one built from these options.
     pub bootstrap: Option<String>,
+    /// Envoy's path normalisation (`normalize_path`, `merge_slashes`), as in `envoy.yaml`;
+    /// off, paths reach the filter as sent (Istio's default mesh setting is close to it).
+    pub normalize_path: bool,
+    /// An access log with this format, read back with [`Envoy::access_log`].
+    pub access_log: Option<String>,
 }
 
 impl Options {
     pub fn new(plugin: &str, upstream_port: u16) -> Self {
-        Options { plugin: plugin.to_string(), upstream_port, concurrency: 1, route_timeout_ms: 5000, env: vec![], stop_iteration: true, bootstrap: None }
+        Options {
+            plugin: plugin.to_string(),
+            upstream_port,
+            concurrency: 1,
+            route_timeout_ms: 5000,
+            env: vec![],
+            stop_iteration: true,
+            bootstrap: None,
+            normalize_path: true,
+            access_log: None,
+        }
     }
 }
 
@@ -88,7 +103,7 @@ impl Envoy {
     pub fn launch(opts: &Options) -> Result<Envoy, String> {
         let dir = scratch_dir();
         let config = dir.join("envoy.yaml");
-        let text = opts.bootstrap.clone().unwrap_or_else(|| bootstrap(opts, &wasm_path()));
+        let text = opts.bootstrap.clone().unwrap_or_else(|| bootstrap(opts, &wasm_path(), &dir));
         std::fs::write(&config, text).unwrap();
         let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
         let child = Command::new(envoy_path())
@@ -97,7 +112,7 @@ impl Envoy {
             .args(["--concurrency", &opts.concurrency.to_string()])
             .arg("--admin-address-path")
             .arg(dir.join("admin"))
-            .args(["--disable-hot-restart", "--log-level", "info", "--component-log-level", "wasm:debug"])
+            .args(["--disable-hot-restart", "--log-level", "info", "--component-log-level", "wasm:debug", "--file-flush-interval-msec", "100"])
             .envs(opts.env.iter().cloned())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
@@ -134,6 +149,18 @@ impl Envoy {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
     }
+
+    /// The access log once it holds `lines` lines (Envoy writes it in the background).
+    pub fn access_log(&self, lines: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
+            if text.lines().count() >= lines || Instant::now() > deadline {
+                return text;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Envoy {
@@ -156,8 +183,17 @@ impl Drop for Envoy {
     }
 }
 
-pub fn bootstrap(opts: &Options, wasm: &Path) -> String {
+pub fn bootstrap(opts: &Options, wasm: &Path, dir: &Path) -> String {
     let plugin: String = opts.plugin.lines().map(|l| format!("                    {l}\n")).collect();
+    let access_log = match &opts.access_log {
+        // A JSON string is a YAML double-quoted scalar.
+        Some(format) => format!(
+            "access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: {}\n              log_format: {{ text_format_source: {{ inline_string: {} }} }}",
+            dir.join("access.log").display(),
+            serde_json::to_string(format).unwrap()
+        ),
+        None => String::new(),
+    };
     format!(
         r#"admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
@@ -171,8 +207,9 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: webhooks
-          normalize_path: true
-          merge_slashes: true
+          normalize_path: {normalize}
+          merge_slashes: {normalize}
+          {access_log}
           route_config:
             virtual_hosts:
             - name: backend
@@ -216,6 +253,7 @@ static_resources:
         env_keys = opts.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", "),
         upstream = opts.upstream_port,
         stop_iteration = opts.stop_iteration,
+        normalize = opts.normalize_path,
     )
 }
 

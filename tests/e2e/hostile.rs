@@ -660,27 +660,23 @@ fn odd_but_valid_requests_reach_the_upstream_cleaned() {
     assert_eq!(seen[0].header("x-webhook-profile"), Some("azure_managed_app"));
 }
 
-/// Paths Envoy does not normalise to a guarded one are other resources: they pass through
-/// untouched (no problem answer, no secret check) and the upstream answers them.
+/// Paths that are no spelling of a guarded one are other resources: they pass through
+/// untouched (no problem answer, no secret check) and the upstream answers them. The
+/// spellings that are guarded are in bypass.rs.
 #[test]
 fn path_variants_outside_the_guard_pass_through() {
     let upstream = Upstream::start();
     let envoy = Envoy::start(&plugin(), &upstream);
     // (request target, the path the upstream must see after Envoy's normalisation)
     let cases = [
-        ("/API/resource", "/API/resource"),
-        ("/api/Resource", "/api/Resource"),
-        ("/api/resource/", "/api/resource/"),
-        ("/api/resource/.", "/api/resource/"),
         ("/api/resource/..", "/api/"),
-        ("/api/resource%2F", "/api/resource%2F"),
-        ("/api/resource;sig=x", "/api/resource;sig=x"),
         ("/api/resource%3Fsig=x", "/api/resource%3Fsig=x"),
-        ("/api/resource.json", "/api/resource.json"),
         ("/api/resources", "/api/resources"),
-        ("/api/resource%20", "/api/resource%20"),
-        ("/hooks/store/", "/hooks/store/"),
-        ("/Hooks/Store", "/Hooks/Store"),
+        ("/api/resource-status", "/api/resource-status"),
+        ("/api/resource/x", "/api/resource/x"),
+        ("/api/resources%2F", "/api/resources%2F"),
+        ("/hooks/stores", "/hooks/stores"),
+        ("/Hooks/Store/x", "/Hooks/Store/x"),
     ];
     let mut failures = Vec::new();
     for (i, (target, want)) in cases.iter().enumerate() {

@@ -5,6 +5,7 @@ mod harness;
 
 mod auth;
 mod azure;
+mod bypass;
 mod command;
 mod config;
 mod faults;

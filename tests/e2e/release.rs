@@ -141,7 +141,7 @@ fn remote_bootstrap(opts: &Options, port: u16, sha256: &str) -> String {
     let remote = format!(
         r#"code: {{ remote: {{ http_uri: {{ uri: "http://127.0.0.1:{port}/webhook_guard.wasm", cluster: wasm_source, timeout: 10s }}, sha256: "{sha256}" }} }}"#
     );
-    let text = harness::bootstrap(opts, Path::new("REMOTE"));
+    let text = harness::bootstrap(opts, Path::new("REMOTE"), &harness::scratch_dir());
     assert!(text.contains(local), "the harness's code source changed:\n{text}");
     text.replace(local, &remote)
         + &format!(
