@@ -14,7 +14,7 @@ export CARGO_TERM_COLOR := never
 SOAK_SECONDS ?= 600
 FUZZ_SECONDS ?= 300
 
-.PHONY: all binaryen build run samples soak fuzz bench test lint unit e2e wasm-target envoy size clean
+.PHONY: all binaryen build run samples soak fuzz bench test lint unit e2e wasm-target envoy size clean fleet-deps ratelimit-service
 
 all: build
 
@@ -35,6 +35,21 @@ binaryen:
 	    { apt-get update -qq && apt-get install -y -qq binaryen >/dev/null; } || \
 	    { sudo apt-get update -qq && sudo apt-get install -y -qq binaryen >/dev/null; } || \
 	    { echo "binaryen is required: install Debian's binaryen package"; exit 1; }; }
+
+# The fleet tests need Debian's redis-server, and limitador's RocksDB bindings need
+# libclang (both installed when missing).
+fleet-deps:
+	@command -v redis-server >/dev/null && ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || \
+	  { echo "installing redis-server, libclang-dev"; \
+	    { apt-get update -qq && apt-get install -y -qq redis-server libclang-dev >/dev/null; } || \
+	    { sudo apt-get update -qq && sudo apt-get install -y -qq redis-server libclang-dev >/dev/null; } || \
+	    { echo "redis-server and libclang-dev are required: install Debian's packages"; exit 1; }; }
+
+# The rate limit service of the fleet tests: its own crate, never part of the module.
+RATELIMIT_SERVICE := tools/ratelimit-service
+ratelimit-service: fleet-deps
+	cargo build --manifest-path $(RATELIMIT_SERVICE)/Cargo.toml
+	cargo test --manifest-path $(RATELIMIT_SERVICE)/Cargo.toml
 
 # wasm-metadce drops the callbacks the filter does not use (tools/wasm-exports.json), so
 # Envoy skips them on every request and their code goes; wasm-opt then optimises. -g keeps
@@ -76,8 +91,10 @@ lint: wasm-target
 unit:
 	cargo test --lib --test examples --test properties
 
-e2e: build $(ENVOY)
-	WEBHOOK_GUARD_WASM=$(abspath $(WASM)) ENVOY=$(abspath $(ENVOY)) cargo test --test e2e -- --test-threads=2
+e2e: build $(ENVOY) ratelimit-service
+	WEBHOOK_GUARD_WASM=$(abspath $(WASM)) ENVOY=$(abspath $(ENVOY)) \
+	  RATELIMIT_SERVICE=$(abspath $(RATELIMIT_SERVICE)/target/debug/ratelimit-service) \
+	  cargo test --test e2e -- --test-threads=2
 
 test: lint unit e2e
 

@@ -12,6 +12,10 @@ const MARKERS: [&str; 3] = ["value: |", "pluginConfig:", "config:"];
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
+        if path.ends_with("fleet/ratelimit-service") {
+            // The rate limit service's own configuration: tools/ratelimit-service's tests.
+            continue;
+        }
         if path.is_dir() {
             yaml_files(&path, out);
         } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
@@ -55,7 +59,7 @@ fn every_shipped_plugin_configuration_is_valid() {
             total += 1;
         }
     }
-    assert!(total >= 5, "expected the configs of envoy.yaml and the four examples, found {total}");
+    assert!(total >= 8, "expected the configs of envoy.yaml and the seven examples, found {total}");
 }
 
 #[test]

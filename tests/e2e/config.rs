@@ -49,7 +49,7 @@ fn shipped_envoy_configs_are_accepted_by_envoy() {
     let envoy = std::env::var("ENVOY").unwrap_or_else(|_| root.join(".tools/envoy/envoy/_bin/envoy").display().to_string());
     let dir = std::env::temp_dir().join(format!("webhook-guard-validate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for file in ["envoy.yaml", "examples/envoy-production.yaml"] {
+    for file in ["envoy.yaml", "examples/envoy-production.yaml", "examples/fleet/envoy.yaml"] {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
         let text = text.replace("filename: webhook_guard.wasm", &format!("filename: {wasm}")).replace("/etc/envoy/webhook_guard.wasm", &wasm);
         let copy = dir.join(file.replace('/', "_"));

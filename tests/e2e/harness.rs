@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-fn required_file(var: &str, default: &str) -> PathBuf {
+pub fn required_file(var: &str, default: &str) -> PathBuf {
     let path = std::env::var(var)
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(default));
@@ -24,7 +24,7 @@ fn required_file(var: &str, default: &str) -> PathBuf {
     path
 }
 
-fn wasm_path() -> PathBuf {
+pub fn wasm_path() -> PathBuf {
     required_file("WEBHOOK_GUARD_WASM", "webhook_guard.wasm")
 }
 
@@ -81,9 +81,15 @@ impl Envoy {
 
     /// Starts Envoy and waits until it is ready; on failure returns Envoy's log.
     pub fn launch(opts: &Options) -> Result<Envoy, String> {
+        Self::launch_bootstrap(&bootstrap(opts, &wasm_path()), opts)
+    }
+
+    /// Starts Envoy with a bootstrap of the test's own (`opts` gives only the concurrency
+    /// and environment). Its first listener and its admin must bind port 0.
+    pub fn launch_bootstrap(yaml: &str, opts: &Options) -> Result<Envoy, String> {
         let dir = scratch_dir();
         let config = dir.join("envoy.yaml");
-        std::fs::write(&config, bootstrap(opts, &wasm_path())).unwrap();
+        std::fs::write(&config, yaml).unwrap();
         let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
         let child = Command::new(envoy_path())
             .arg("-c")
