@@ -145,10 +145,10 @@ impl RateLimitService {
     fn start(redis: &Redis) -> RateLimitService {
         let binary = required_file("RATELIMIT_SERVICE", "tools/ratelimit-service/target/debug/ratelimit-service");
         let dir = TempDir::new("ratelimit");
-        let limits = dir.0.join("limits.yaml");
-        std::fs::write(&limits, limits()).unwrap();
+        let file = dir.0.join("limits.yaml");
+        std::fs::write(&file, limits()).unwrap();
         let mut child = Command::new(binary)
-            .arg(&limits)
+            .arg(&file)
             .arg(redis.url())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
