@@ -113,13 +113,9 @@ async fn serve(limits: &str, redis_url: &str, listen: &str) -> Result<(), String
     println!("listening on {addr}");
     tonic::transport::Server::builder()
         .add_service(RateLimitServiceServer::new(Service { limiter }))
-        .serve_with_incoming(tokio_stream_listener(listener))
+        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
         .await
         .map_err(|e| e.to_string())
-}
-
-fn tokio_stream_listener(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener)
 }
 
 #[tokio::main]
