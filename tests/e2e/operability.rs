@@ -60,7 +60,7 @@ fn counters_match_a_scripted_mix_exactly() {
     assert_eq!(statuses, vec![401, 403, 400, 405, 415, 413, 200, 200, 400, 500, 502, 200, 429, 200, 400, 200, 200]);
 
     let mut want: BTreeMap<String, u64> = envoy.counters().keys().map(|k| (k.clone(), 0)).collect();
-    assert_eq!(want.len(), 23 + 17, "every counter is defined up front: {want:?}");
+    assert_eq!(want.len(), 25 + 19, "every counter is defined up front: {want:?}");
     for (name, value) in [
         ("azure.received", 13),
         ("azure.forwarded", 5),
