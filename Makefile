@@ -26,7 +26,7 @@ export CARGO_TERM_COLOR := never
 SOAK_SECONDS ?= 600
 FUZZ_SECONDS ?= 300
 
-.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-replay cargo-fuzz bench test lint unit e2e e2e-older wasm-target envoy size clean
+.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-replay cargo-fuzz bench test lint unit e2e e2e-older wasm-target envoy size clean fleet-deps ratelimit-service
 
 all: build
 
@@ -55,6 +55,17 @@ binaryen:
 	@wasm-opt --version | grep -qx 'wasm-opt version $(BINARYEN_VERSION)' || \
 	  { echo "binaryen $(BINARYEN_VERSION) is required for a reproducible module, found: $$(wasm-opt --version)"; \
 	    echo "(Debian 12's binaryen package; 'make BINARYEN_VERSION=...' builds with another, giving another sha256)"; exit 1; }
+
+# The fleet tests need Debian's redis-server (installed when missing).
+fleet-deps:
+	@./tools/need.sh redis-server redis-server
+
+# The rate limit service of the fleet tests: its own crate, never part of the module.
+RATELIMIT_SERVICE := tools/ratelimit-service
+ratelimit-service: fleet-deps
+	$(RATELIMIT_SERVICE)/patch-limitador.sh
+	cargo build --manifest-path $(RATELIMIT_SERVICE)/Cargo.toml
+	cargo test --manifest-path $(RATELIMIT_SERVICE)/Cargo.toml
 
 # wasm-metadce drops the callbacks the filter does not use (tools/wasm-exports.json), so
 # Envoy skips them on every request and their code goes; wasm-opt then optimises. -g keeps
@@ -120,11 +131,13 @@ lint: wasm-target
 unit: toolchain
 	cargo test --lib --test examples --test properties
 
-# The release tests push dist/'s image through a local registry and pull it back (skopeo).
-e2e: release $(ENVOY)
+# The release tests push dist/'s image through a local registry and pull it back (skopeo);
+# the fleet tests run the rate limit service against a real Redis.
+e2e: release $(ENVOY) ratelimit-service
 	@./tools/need.sh skopeo skopeo
 	@./tools/need.sh docker-registry docker-registry
 	WEBHOOK_GUARD_WASM=$(abspath $(WASM)) WEBHOOK_GUARD_DIST=$(abspath $(DIST)) ENVOY=$(abspath $(ENVOY)) \
+	  RATELIMIT_SERVICE=$(abspath $(RATELIMIT_SERVICE)/target/debug/ratelimit-service) \
 	  cargo test --test e2e -- --test-threads=2
 
 e2e-older: build $(foreach v,$(ENVOY_OLDER),$(TOOLS)/envoy-$(v)/envoy/_bin/envoy)

@@ -32,6 +32,9 @@ pub trait HttpHost: SharedStore {
     fn set_request_body(&self, size: usize, body: &[u8]);
     /// The upstream's `:status`.
     fn response_status(&self) -> Option<u16>;
+    /// Envoy's `response.code_details`: who produced the response (`via_upstream`, or the
+    /// local reply's reason, e.g. `request_rate_limited`).
+    fn response_code_details(&self) -> Option<String>;
     /// Replaces the `:status` the sender will see.
     fn set_response_status(&self, status: u16);
     /// Answers the sender directly; the upstream is not called (or its answer dropped).
@@ -304,6 +307,12 @@ impl<H: HttpHost> Guard<H> {
         if !self.head_sent {
             self.host.set_request_header("x-webhook-event-id", Some(&event.id));
             self.host.set_request_header("x-webhook-event-type", Some(&event.kind));
+            // Trusted descriptors for Envoy's global rate limit filter placed after this one.
+            for (name, value) in [("x-webhook-application", &event.keys.application), ("x-webhook-subscription", &event.keys.subscription)] {
+                if let Some(value) = value {
+                    self.host.set_request_header(name, Some(value));
+                }
+            }
         }
         if let Some(index) = self.matched {
             if let Some(counter) = Counter::azure_event(&event.kind) {
@@ -334,8 +343,14 @@ impl<H: HttpHost> Guard<H> {
             return self.reject(endpoint, Rejection::new(Reason::UpstreamRejected, detail));
         }
         self.stage = Stage::Idle;
-        self.end_flight((200..300).contains(&status));
-        if status >= 500 {
+        let delivered = (200..300).contains(&status);
+        // Also a later filter's local reply (Envoy's global rate limit): the retry must
+        // not meet an in-flight mark.
+        self.end_flight(delivered);
+        let global_limit = if delivered { None } else { self.host.response_code_details().and_then(|d| Counter::global_limit(&d)) };
+        if let Some(counter) = global_limit {
+            self.host.count(index, counter);
+        } else if status >= 500 {
             self.host.count(index, Counter::UpstreamFailure);
         }
         let is_final_4xx = (400..500).contains(&status) && status != 429;
@@ -476,6 +491,7 @@ mod tests {
         headers: RefCell<Vec<(String, Vec<u8>)>>,
         body: RefCell<Vec<u8>>,
         status: RefCell<Option<u16>>,
+        code_details: RefCell<Option<String>>,
         sent: RefCell<Option<(u16, Vec<u8>)>>,
         logs: RefCell<Vec<String>>,
         counts: RefCell<Vec<(usize, Counter)>>,
@@ -525,6 +541,9 @@ mod tests {
         }
         fn response_status(&self) -> Option<u16> {
             *self.status.borrow()
+        }
+        fn response_code_details(&self) -> Option<String> {
+            self.code_details.borrow().clone()
         }
         fn set_response_status(&self, status: u16) {
             *self.status.borrow_mut() = Some(status);
@@ -697,6 +716,54 @@ mod tests {
         assert_eq!(mock.header("content-length"), Some(mock.body.borrow().len().to_string()));
         assert_eq!(mock.header("x-webhook-event-id").as_deref(), event["id"].as_str());
         assert_eq!(mock.header("x-webhook-profile").as_deref(), Some("azure_managed_app"));
+        assert_eq!(mock.header("x-webhook-endpoint").as_deref(), Some("azure"));
+        // The descriptors of Envoy's global rate limit: canonical and lowercase.
+        let application = "/subscriptions/s/resourcegroups/r/providers/microsoft.solutions/applications/a";
+        assert_eq!(mock.header("x-webhook-application").as_deref(), Some(application));
+        assert_eq!(mock.header("x-webhook-subscription").as_deref(), Some("s"));
+    }
+
+    /// `DOC` sent to the Azure endpoint with duplicate suppression on, over `store`.
+    fn send_deduped(store: &Rc<MemoryStore>) -> (Rc<Mock>, Guard<Rc<Mock>>) {
+        let config = CONFIG.replace(r#""max_body_bytes":2000}"#, r#""max_body_bytes":2000,"dedupe_seconds":60}"#);
+        let (mock, mut g) = guard_on(store, 0, "POST", "/az?sig=k", &[]);
+        g.config = Rc::new(Config::parse(config.as_bytes(), |_| None).unwrap());
+        g.on_request_headers(false);
+        feed(&mock, &mut g, DOC.as_bytes());
+        (mock, g)
+    }
+
+    /// Forwards `DOC` (duplicate suppression on), then sees this response.
+    fn forward_then(store: &Rc<MemoryStore>, status: u16, details: &str) -> Rc<Mock> {
+        let (mock, mut g) = send_deduped(store);
+        assert!(mock.counts.borrow().contains(&(0, Counter::Forwarded)));
+        *mock.status.borrow_mut() = Some(status);
+        *mock.code_details.borrow_mut() = Some(details.to_string());
+        g.on_response_headers();
+        mock
+    }
+
+    #[test]
+    fn a_global_limit_refusal_after_forwarding_is_counted_and_frees_the_event() {
+        let store = Rc::new(MemoryStore::new());
+        // The stream is still open: the mark must go when the refusal passes, not later.
+        let refused = forward_then(&store, 429, "request_rate_limited");
+        assert!(refused.sent.borrow().is_none(), "the 429 reaches the sender as it is");
+        assert!(refused.counts.borrow().contains(&(0, Counter::GlobalRateLimited)));
+        // The retry is forwarded (not answered 429 in_flight), and then it is a duplicate.
+        let retried = forward_then(&store, 200, "via_upstream");
+        assert!(retried.sent.borrow().is_none());
+        let (mock, _) = send_deduped(&store);
+        assert_eq!(mock.sent_status(), Some(200));
+        assert!(mock.counts.borrow().contains(&(0, Counter::Duplicate)));
+    }
+
+    #[test]
+    fn a_failed_global_limit_service_is_not_an_upstream_failure() {
+        let mock = forward_then(&Rc::new(MemoryStore::new()), 500, "rate_limiter_error");
+        let counts = mock.counts.borrow();
+        assert!(counts.contains(&(0, Counter::GlobalRateLimitError)));
+        assert!(!counts.contains(&(0, Counter::UpstreamFailure)));
     }
 
     #[test]

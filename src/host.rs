@@ -233,6 +233,11 @@ impl HttpHost for WasmHost {
         std::str::from_utf8(&value).ok()?.parse().ok()
     }
 
+    fn response_code_details(&self) -> Option<String> {
+        let value = hostcalls::get_property(vec!["response", "code_details"]).ok()??;
+        String::from_utf8(value).ok()
+    }
+
     fn set_response_status(&self, status: u16) {
         let status = status.to_string();
         if let Err(e) = hostcalls::set_map_value(MapType::HttpResponseHeaders, ":status", Some(&status)) {

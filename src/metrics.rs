@@ -25,6 +25,12 @@ pub enum Counter {
     Duplicate,
     /// A forwarded Azure notification, by its index in [`azure::PAIRS`].
     AzureEvent(usize),
+    /// Forwarded by the filter, then refused 429 by Envoy's global rate limit filter placed
+    /// after it: never reached the upstream.
+    GlobalRateLimited,
+    /// Forwarded by the filter, then answered by the global rate limit filter because its
+    /// service failed (`failure_mode_deny: true`): never reached the upstream.
+    GlobalRateLimitError,
 }
 
 /// Counters of the listener as a whole, not of one endpoint.
@@ -64,7 +70,15 @@ const REASONS: [Reason; 13] = [
 impl Counter {
     /// Every counter an endpoint of `profile` exports.
     pub fn all(profile: Profile) -> Vec<Counter> {
-        let mut all = vec![Counter::Received, Counter::Forwarded, Counter::Duplicate, Counter::RateLimitContended, Counter::UpstreamFailure];
+        let mut all = vec![
+            Counter::Received,
+            Counter::Forwarded,
+            Counter::Duplicate,
+            Counter::RateLimitContended,
+            Counter::UpstreamFailure,
+            Counter::GlobalRateLimited,
+            Counter::GlobalRateLimitError,
+        ];
         all.extend(REASONS.iter().map(|r| Counter::Rejected(*r)));
         match profile {
             Profile::AzureManagedApp => all.extend((0..azure::PAIRS.len()).map(Counter::AzureEvent)),
@@ -83,12 +97,24 @@ impl Counter {
             Counter::UpstreamFailure => "upstream_failure".to_string(),
             Counter::PingAnswered => "ping_answered".to_string(),
             Counter::Duplicate => "duplicate".to_string(),
+            Counter::GlobalRateLimited => "global_rate_limited".to_string(),
+            Counter::GlobalRateLimitError => "global_rate_limit_error".to_string(),
             Counter::AzureEvent(i) => match azure::PAIRS.get(i) {
                 Some((event_type, state)) => format!("event.{}.{}", event_type.to_ascii_lowercase(), state.to_ascii_lowercase()),
                 None => "event.unknown".to_string(),
             },
         };
         format!("webhook_guard.{}.{suffix}", endpoint.name)
+    }
+
+    /// The counter of a response Envoy's global rate limit filter (`envoy.filters.http.ratelimit`)
+    /// produced, by its `response.code_details`; `None` for any other response.
+    pub fn global_limit(code_details: &str) -> Option<Counter> {
+        match code_details {
+            "request_rate_limited" => Some(Counter::GlobalRateLimited),
+            "rate_limiter_error" => Some(Counter::GlobalRateLimitError),
+            _ => None,
+        }
     }
 
     /// The per-pair counter of an Azure event `type`, e.g. `...managedapp.put.succeeded`.

@@ -64,6 +64,7 @@ fn shipped_envoy_configs_are_accepted_by_envoy() {
     let configs = [
         ("envoy.yaml", read("envoy.yaml")),
         ("examples/envoy-production.yaml", read("examples/envoy-production.yaml")),
+        ("examples/fleet/envoy.yaml", read("examples/fleet/envoy.yaml")),
         ("examples/istio/envoyfilter.yaml", with_envoyfilter_filter(&read("envoy.yaml"), &read("examples/istio/envoyfilter.yaml"))),
     ];
     for (file, text) in configs {

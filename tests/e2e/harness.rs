@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-fn required_file(var: &str, default: &str) -> PathBuf {
+pub fn required_file(var: &str, default: &str) -> PathBuf {
     let path = std::env::var(var)
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(default));
@@ -55,8 +55,6 @@ pub struct Options {
     /// The Wasm filter's `allow_on_headers_stop_iteration` (Istio's `WasmPlugin` and
     /// Envoy Gateway leave it unset, i.e. false).
     pub stop_iteration: bool,
-    /// A whole bootstrap to run instead of the one built from these options.
-    pub bootstrap: Option<String>,
     /// Envoy's path normalisation (`normalize_path`, `merge_slashes`), as in `envoy.yaml`;
     /// off, paths reach the filter as sent (Istio's default mesh setting is close to it).
     pub normalize_path: bool,
@@ -73,7 +71,6 @@ impl Options {
             route_timeout_ms: 5000,
             env: vec![],
             stop_iteration: true,
-            bootstrap: None,
             normalize_path: true,
             access_log: None,
         }
@@ -102,9 +99,19 @@ impl Envoy {
     /// Starts Envoy and waits until it is ready; on failure returns Envoy's log.
     pub fn launch(opts: &Options) -> Result<Envoy, String> {
         let dir = scratch_dir();
+        let yaml = bootstrap(opts, &wasm_path(), &dir);
+        Self::launch_in(dir, &yaml, opts)
+    }
+
+    /// Starts Envoy with a bootstrap of the test's own (`opts` gives only the concurrency
+    /// and environment). Its first listener and its admin must bind port 0.
+    pub fn launch_bootstrap(yaml: &str, opts: &Options) -> Result<Envoy, String> {
+        Self::launch_in(scratch_dir(), yaml, opts)
+    }
+
+    fn launch_in(dir: PathBuf, yaml: &str, opts: &Options) -> Result<Envoy, String> {
         let config = dir.join("envoy.yaml");
-        let text = opts.bootstrap.clone().unwrap_or_else(|| bootstrap(opts, &wasm_path(), &dir));
-        std::fs::write(&config, text).unwrap();
+        std::fs::write(&config, yaml).unwrap();
         let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
         let child = Command::new(envoy_path())
             .arg("-c")

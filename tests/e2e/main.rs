@@ -11,6 +11,7 @@ mod config;
 mod faults;
 mod hostile;
 mod dedupe;
+mod fleet;
 mod operability;
 mod ratelimit;
 mod release;

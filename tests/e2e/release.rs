@@ -152,9 +152,8 @@ fn remote_bootstrap(opts: &Options, port: u16, sha256: &str) -> String {
 fn remote_envoy(upstream: &Upstream, sha256: &str) -> (Result<Envoy, String>, Arc<AtomicUsize>) {
     let (port, fetches) = serve_file(read(&dist().join("webhook_guard.wasm")));
     let plugin = azure_plugin("");
-    let mut opts = Options::new(&plugin, upstream.port);
-    opts.bootstrap = Some(remote_bootstrap(&opts, port, sha256));
-    (Envoy::launch(&opts), fetches)
+    let opts = Options::new(&plugin, upstream.port);
+    (Envoy::launch_bootstrap(&remote_bootstrap(&opts, port, sha256), &opts), fetches)
 }
 
 #[test]

@@ -108,12 +108,11 @@ fn the_production_config_serves_https_reloads_its_certificate_and_refuses_plain_
     install(&dir, "first");
     let upstream = Upstream::start();
     let mut opts = Options::new("", upstream.port);
-    opts.bootstrap = Some(production(&dir, &upstream));
     // One secret outside a rotation: the optional second one is set, but empty.
     opts.env = [("AZURE_SIG", "azure-secret"), ("AZURE_SIG_NEXT", ""), ("STORE_SIG", "store-secret")]
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .to_vec();
-    let envoy = Envoy::start_with(opts);
+    let envoy = Envoy::launch_bootstrap(&production(&dir, &upstream), &opts).unwrap_or_else(|log| panic!("Envoy did not start:\n{log}"));
 
     assert_eq!(served_serial(envoy.port), first);
     assert_eq!(post_https(&dir, envoy.port), "200");
