@@ -4,6 +4,7 @@
 //! them across workers), so the set of stats stays bounded whatever senders send.
 
 use crate::azure;
+use crate::conformance::{Rule, RULES};
 use crate::config::{Endpoint, Profile};
 use crate::problem::Reason;
 
@@ -25,9 +26,11 @@ pub enum Counter {
     Duplicate,
     /// A forwarded Azure notification, by its index in [`azure::PAIRS`].
     AzureEvent(usize),
+    /// An Azure notification breaking a documented-table rule, whatever was done with it.
+    Nonconforming(Rule),
 }
 
-const REASONS: [Reason; 11] = [
+const REASONS: [Reason; 13] = [
     Reason::Unauthorized,
     Reason::Forbidden,
     Reason::AmbiguousSecret,
@@ -39,6 +42,8 @@ const REASONS: [Reason; 11] = [
     Reason::RateLimited,
     Reason::InFlight,
     Reason::UpstreamRejected,
+    Reason::Held,
+    Reason::Nonconforming,
 ];
 
 impl Counter {
@@ -47,7 +52,10 @@ impl Counter {
         let mut all = vec![Counter::Received, Counter::Forwarded, Counter::Duplicate, Counter::RateLimitContended, Counter::UpstreamFailure];
         all.extend(REASONS.iter().map(|r| Counter::Rejected(*r)));
         match profile {
-            Profile::AzureManagedApp => all.extend((0..azure::PAIRS.len()).map(Counter::AzureEvent)),
+            Profile::AzureManagedApp => {
+                all.extend((0..azure::PAIRS.len()).map(Counter::AzureEvent));
+                all.extend(RULES.iter().map(|r| Counter::Nonconforming(*r)));
+            }
             Profile::Md5Envelope => all.push(Counter::PingAnswered),
         }
         all
@@ -67,6 +75,7 @@ impl Counter {
                 Some((event_type, state)) => format!("event.{}.{}", event_type.to_ascii_lowercase(), state.to_ascii_lowercase()),
                 None => "event.unknown".to_string(),
             },
+            Counter::Nonconforming(rule) => format!("nonconforming.{}", rule.slug()),
         };
         format!("webhook_guard.{}.{suffix}", endpoint.name)
     }
@@ -94,7 +103,7 @@ mod tests {
         let endpoint = &config.endpoints[0];
         let names: Vec<String> = Counter::all(endpoint.profile).iter().map(|c| c.name(endpoint)).collect();
         assert_eq!(names.iter().collect::<HashSet<_>>().len(), names.len());
-        for want in ["webhook_guard.azure.received", "webhook_guard.azure.rejected.forbidden", "webhook_guard.azure.event.patch.succeeded", "webhook_guard.azure.upstream_failure"] {
+        for want in ["webhook_guard.azure.received", "webhook_guard.azure.rejected.forbidden", "webhook_guard.azure.event.patch.succeeded", "webhook_guard.azure.upstream_failure", "webhook_guard.azure.nonconforming.pair_undocumented", "webhook_guard.azure.rejected.held"] {
             assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
         }
         assert!(names.iter().all(|n| n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_')));

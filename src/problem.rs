@@ -17,6 +17,10 @@ pub enum Reason {
     RateLimited,
     InFlight,
     UpstreamRejected,
+    /// A nonconforming notification held (`on_nonconforming: hold`).
+    Held,
+    /// A nonconforming notification refused (`on_nonconforming: reject`).
+    Nonconforming,
 }
 
 impl Reason {
@@ -24,12 +28,13 @@ impl Reason {
         match self {
             Reason::Unauthorized => 401,
             Reason::Forbidden => 403,
-            Reason::AmbiguousSecret | Reason::Invalid | Reason::Digest => 400,
+            Reason::AmbiguousSecret | Reason::Invalid | Reason::Digest | Reason::Nonconforming => 400,
             Reason::Method => 405,
             Reason::TooLarge => 413,
             Reason::MediaType => 415,
             Reason::RateLimited | Reason::InFlight => 429,
             Reason::UpstreamRejected => 502,
+            Reason::Held => 503,
         }
     }
 
@@ -47,6 +52,8 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::InFlight => "in_flight",
             Reason::UpstreamRejected => "upstream_rejected",
+            Reason::Held => "held",
+            Reason::Nonconforming => "nonconforming",
         }
     }
 
@@ -63,6 +70,8 @@ impl Reason {
             Reason::RateLimited => "Rate limited",
             Reason::InFlight => "Same event already in flight",
             Reason::UpstreamRejected => "Upstream rejected the event",
+            Reason::Held => "Nonconforming notification held",
+            Reason::Nonconforming => "Nonconforming notification",
         }
     }
 }
@@ -73,7 +82,7 @@ impl Reason {
 pub struct Rejection {
     pub reason: Reason,
     pub detail: String,
-    /// `Retry-After` seconds (429).
+    /// `Retry-After` seconds (429, 503 held).
     pub retry_after: Option<u64>,
     /// `Allow` header value (405).
     pub allow: Option<&'static str>,

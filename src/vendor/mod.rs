@@ -187,6 +187,7 @@ fn build_event(
         time,
         keys: RateKeys::default(),
         data,
+        nonconforming: Vec::new(),
     })
 }
 
