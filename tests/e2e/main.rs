@@ -8,6 +8,7 @@ mod azure;
 mod config;
 mod faults;
 mod hostile;
+mod nonconforming;
 mod dedupe;
 mod operability;
 mod ratelimit;
