@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
         }
         // Names and paths are unique, and the endpoint is found by its path.
         assert!(config.endpoints[..i].iter().all(|o| o.name != e.name && o.path != e.path));
-        assert!(std::ptr::eq(config.endpoint(&e.path).expect("endpoint by path"), e));
+        assert!(std::ptr::eq(config.endpoint(e.path.as_bytes()).expect("endpoint by path").1, e));
     }
 
     // Debug never prints secrets: it is the same whatever the secret values are, and no

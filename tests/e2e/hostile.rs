@@ -498,7 +498,10 @@ fn vendor_bodies(rows: &mut Vec<Row>) {
     digest(rows, "md5 null", JSON, format!(r#"{{"payload": {PING}, "md5": null}}"#));
     digest(rows, "md5 missing", JSON, format!(r#"{{"payload": {PING}}}"#));
     digest(rows, "md5 of another payload", JSON, env.replace(&good_md5, &md5_hex(b"{}")));
-    digest(rows, "md5 of the re-serialised payload", JSON, format!(r#"{{"payload": {PING}, "md5": "{}"}}"#, md5_hex(br#"{"type":"ping","epoch_timestamp":1466526410}"#)));
+    // Changed on purpose (issue 13): this row hashed the compact re-serialisation, which is
+    // now a documented digest basis (what a Ruby or JavaScript `to_json` writes). A
+    // re-serialisation that is no basis (keys sorted) is still refused.
+    digest(rows, "md5 of a re-serialisation with sorted keys", JSON, format!(r#"{{"payload": {PING}, "md5": "{}"}}"#, md5_hex(br#"{"epoch_timestamp":1466526410,"type":"ping"}"#)));
     // XML envelopes.
     let laughs = r#"<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]><notification><payload><type>&c;</type></payload><md5>00000000000000000000000000000000</md5></notification>"#;
     invalid(rows, "XML billion laughs", XML, laughs.as_bytes().to_vec());
