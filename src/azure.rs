@@ -154,7 +154,8 @@ pub fn validate(body: &[u8]) -> Result<Event, String> {
     let time =
         timestamp::parse(&given).map_err(|e| format!("eventTime '{}' {e}", clip(&given)))?;
 
-    // The identifying fields are usable: from here on, departures are findings.
+    // The identifying fields are usable: from here on, departures are findings, found in
+    // the order of `conformance::RULES`.
     let mut found = |rule, detail| findings.push(Finding { rule, detail });
     let flavour = flavour(definition_id, plan, billing, &mut found);
     if !type_documented {
@@ -183,8 +184,6 @@ pub fn validate(body: &[u8]) -> Result<Event, String> {
     if !time.has_offset {
         found(Rule::TimeNoOffset, format!("eventTime '{}' has no UTC offset; read as UTC", clip(&given)));
     }
-    // Reported in the order of `conformance::RULES`, whatever order they were found in.
-    findings.sort_by_key(|f| crate::conformance::RULES.iter().position(|r| *r == f.rule));
 
     let application = app.canonical();
     // ASCII lowercase: ARM names are case-insensitive, and any backend can recompute it.
@@ -801,7 +800,7 @@ mod tests {
         assert_eq!(ev.nonconforming, vec![Finding { rule: Rule::ErrorUnexpected, detail: "error is present with provisioningState 'Succeeded'".into() }]);
         assert_eq!(data(&ev)["error"], json!({"code": "C", "message": "M"}));
         doc["error"] = json!({"code": 1});
-        assert_eq!(rules(&doc), ["error_shape", "error_unexpected"]);
+        assert_eq!(rules(&doc), ["error_unexpected", "error_shape"]);
         assert_eq!(data(&check(&doc).unwrap())["original"]["error"], json!({"code": 1}));
     }
 
@@ -940,6 +939,11 @@ mod tests {
         let minimal = format!(r#"{{"eventType":"X","provisioningState":"Y","applicationId":"{APP}","eventTime":"2019-08-14T19:20:08"}}"#);
         let found: Vec<Rule> = validate(minimal.as_bytes()).unwrap().nonconforming.iter().map(|f| f.rule).collect();
         assert_eq!(found, [Rule::FlavourUnknown, Rule::TypeUndocumented, Rule::StateUndocumented, Rule::TimeNoOffset]);
+        // Findings come in the order of `conformance::RULES`.
+        let all = minimal.replacen('{', r#"{"applicationDefinitionId":1,"plan":"p","billingDetails":[],"error":7,"#, 1);
+        let found: Vec<Rule> = validate(all.as_bytes()).unwrap().nonconforming.iter().map(|f| f.rule).collect();
+        let want: Vec<Rule> = crate::conformance::RULES.into_iter().filter(|r| !matches!(r, Rule::PairUndocumented | Rule::ErrorMissing)).collect();
+        assert_eq!(found, want);
     }
 
     #[test]

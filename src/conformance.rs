@@ -20,15 +20,15 @@ pub const HOLD_RETRY_AFTER_SECS: u64 = 600;
 /// counter `nonconforming.<slug>` and the log line all use it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
-    /// Neither or both of `applicationDefinitionId` (service catalog) and `plan`
-    /// (Marketplace), or `billingDetails` without `plan`.
-    FlavourUnknown,
     /// `applicationDefinitionId` is not an application definition resource ID.
     DefinitionShape,
     /// `plan` is not an object of four non-empty strings.
     PlanShape,
     /// `billingDetails` is not an object with a non-empty string `resourceUsageId`.
     BillingShape,
+    /// Neither or both of `applicationDefinitionId` (service catalog) and `plan`
+    /// (Marketplace), or `billingDetails` with `applicationDefinitionId`.
+    FlavourUnknown,
     /// `eventType` is not PUT, PATCH or DELETE.
     TypeUndocumented,
     /// `provisioningState` is not one of the five documented states.
@@ -37,26 +37,26 @@ pub enum Rule {
     PairUndocumented,
     /// `Failed` without `error`.
     ErrorMissing,
-    /// `error` is not `{code, message, details?: [{code, message}]}` with string values.
-    ErrorShape,
     /// `error` with a state other than `Failed`.
     ErrorUnexpected,
+    /// `error` is not `{code, message, details?: [{code, message}]}` with string values.
+    ErrorShape,
     /// `eventTime` without an offset: read as UTC.
     TimeNoOffset,
 }
 
 /// Every rule, in the order findings are reported.
 pub const RULES: [Rule; 11] = [
-    Rule::FlavourUnknown,
     Rule::DefinitionShape,
     Rule::PlanShape,
     Rule::BillingShape,
+    Rule::FlavourUnknown,
     Rule::TypeUndocumented,
     Rule::StateUndocumented,
     Rule::PairUndocumented,
     Rule::ErrorMissing,
-    Rule::ErrorShape,
     Rule::ErrorUnexpected,
+    Rule::ErrorShape,
     Rule::TimeNoOffset,
 ];
 
