@@ -32,6 +32,9 @@ real = samples[0].replace("subscriptions/<subId>", "/subscriptions/0b88dfdb-55b3
 write("azure", "real-catalog.json", real)
 write("azure", "delete-deleting-compact.json", json.dumps(json.loads(real) | {"eventType": "delete", "provisioningState": "DELETING", "eventTime": "2024-02-29T23:59:59+00:00"}, separators=(",", ":")))
 write("azure", "patch-marketplace.json", json.dumps(json.loads(samples[1]) | {"eventType": "PATCH", "provisioningState": "Succeeded", "future": {"x": [1, 2.5, None, True]}}))
+# Real-shaped drift from the end-to-end corpus (tests/corpus/azure): nonconforming, accepted.
+for name in ["marketplace-put-succeeded-no-billing", "catalog-put-succeeded-4-digits-offset-minus", "time-without-offset-7-digits", "pair-patch-failed", "flavour-neither"]:
+    write("azure", f"real-{name}.json", open(os.path.join(ROOT, "tests", "corpus", "azure", f"{name}.json")).read())
 
 # --- vendor: the spec's ping in every syntax, a purchase, and the malformed XML sample
 ping_json = '{ "type": "ping", "epoch_timestamp": 1466526410 }'

@@ -3,6 +3,7 @@
 //! on a request.
 
 use crate::json_path;
+use crate::conformance::OnNonconforming;
 use crate::problem::clip;
 use crate::ratelimit::{self, Limit};
 use crate::route;
@@ -73,6 +74,8 @@ pub struct Endpoint {
     pub upstream_4xx: Upstream4xx,
     /// md5_envelope only: answer `ping` events without calling the upstream.
     pub answer_ping: bool,
+    /// azure_managed_app only: what to do with a nonconforming notification.
+    pub on_nonconforming: OnNonconforming,
     pub rate_limit: Option<RateLimit>,
     pub mode: Mode,
     /// Window in which a copy of a delivered event is answered without forwarding.
@@ -198,6 +201,7 @@ struct RawEndpoint {
     forward: Option<String>,
     upstream_4xx: Option<String>,
     answer_ping: Option<bool>,
+    on_nonconforming: Option<String>,
     rate_limit: Option<RawRateLimit>,
     mode: Option<String>,
     dedupe_seconds: Option<u64>,
@@ -313,6 +317,11 @@ impl Endpoint {
         if raw.answer_ping.is_some() && profile != Profile::Md5Envelope {
             return Err("answer_ping: only applies to the md5_envelope profile".into());
         }
+        if raw.on_nonconforming.is_some() && profile != Profile::AzureManagedApp {
+            return Err("on_nonconforming: only applies to the azure_managed_app profile".into());
+        }
+        let choices = [("forward", OnNonconforming::Forward), ("hold", OnNonconforming::Hold), ("reject", OnNonconforming::Reject)];
+        let on_nonconforming = pick("on_nonconforming", "value", raw.on_nonconforming.as_deref().unwrap_or("forward"), &choices)?;
         let rate_limit = raw.rate_limit.map(|r| RateLimit::validate(r, profile, &raw.name)).transpose()?;
         let modes = [("enforce", Mode::Enforce), ("shadow", Mode::Shadow)];
         let mode = pick("mode", "mode", raw.mode.as_deref().unwrap_or("enforce"), &modes)?;
@@ -324,6 +333,7 @@ impl Endpoint {
             mode,
             rate_limit,
             answer_ping: raw.answer_ping.unwrap_or(false),
+            on_nonconforming,
             source: format!("/webhook-guard/{}", raw.name),
             name: raw.name,
             path: raw.path,
@@ -451,6 +461,7 @@ mod tests {
         assert!(matches!(c.route(b"/api%2Fresource"), Route::Ambiguous(0, _, route::Ambiguity::Separator)));
         assert!(matches!(c.route(b"/api/resources"), Route::Unguarded));
         assert!(matches!(c.route(b"/api/resources%2F"), Route::Unguarded));
+        assert_eq!(e.on_nonconforming, OnNonconforming::Forward);
     }
 
     #[test]
@@ -504,6 +515,8 @@ mod tests {
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"forward":"x"}]}"#, "endpoints[0].forward"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"upstream_4xx":"x"}]}"#, "endpoints[0].upstream_4xx"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"answer_ping":true}]}"#, "endpoints[0].answer_ping"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"on_nonconforming":"drop"}]}"#, "endpoints[0].on_nonconforming: unknown value 'drop' (expected forward, hold or reject)"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"md5_envelope","secret":{"values":["s"]},"on_nonconforming":"hold"}]}"#, "endpoints[0].on_nonconforming: only applies to the azure_managed_app profile"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":0,"burst":1}}]}"#, "endpoints[0].rate_limit.per_second"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":0}}]}"#, "endpoints[0].rate_limit.burst"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":1,"key":"ip"}}]}"#, "endpoints[0].rate_limit.key"),

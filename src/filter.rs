@@ -11,7 +11,7 @@ use crate::problem::{Reason, Rejection};
 use crate::ratelimit::{self, Outcome};
 use crate::shared::SharedStore;
 use crate::dedupe::{self, Begin};
-use crate::{check, query, vendor};
+use crate::{check, conformance, query, vendor};
 use proxy_wasm::types::Action;
 use std::borrow::Cow;
 use std::rc::Rc;
@@ -257,7 +257,9 @@ impl<H: HttpHost> Guard<H> {
             return Action::Continue;
         };
         let body = self.host.request_body(size).unwrap_or_default();
-        let event = match check::body(endpoint, media, &body).and_then(|event| self.limit(endpoint, Some(&event)).map(|()| event)) {
+        // A held or refused nonconforming event is answered before it draws a
+        // per-application token or is marked in flight.
+        let event = match check::body(endpoint, media, &body).and_then(|event| self.judge(endpoint, event)).and_then(|event| self.limit(endpoint, Some(&event)).map(|()| event)) {
             Ok(event) => event,
             Err(rejection) => return self.reject(endpoint, rejection),
         };
@@ -307,6 +309,9 @@ impl<H: HttpHost> Guard<H> {
         if !self.head_sent {
             self.host.set_request_header("x-webhook-event-id", Some(&event.id));
             self.host.set_request_header("x-webhook-event-type", Some(&event.kind));
+            if let Some(flags) = conformance::flags(&event.nonconforming) {
+                self.host.set_request_header("x-webhook-nonconforming", Some(&flags));
+            }
             // Trusted descriptors for Envoy's global rate limit filter placed after this one.
             for (name, value) in [("x-webhook-application", &event.keys.application), ("x-webhook-subscription", &event.keys.subscription)] {
                 if let Some(value) = value {
@@ -375,6 +380,26 @@ impl<H: HttpHost> Guard<H> {
     fn end_flight(&mut self, delivered: bool) {
         if let Some((key, id)) = self.in_flight.take() {
             dedupe::finish(&self.host, &key, &id, self.host.now_nanos(), delivered);
+        }
+    }
+
+    /// Counts (per rule) and logs a nonconforming event, then applies the endpoint's
+    /// `on_nonconforming`: the event to forward it, or the hold / reject answer.
+    fn judge(&self, endpoint: &Endpoint, event: Event) -> Result<Event, Rejection> {
+        if event.nonconforming.is_empty() {
+            return Ok(event);
+        }
+        if let Some(index) = self.matched {
+            for finding in &event.nonconforming {
+                self.host.count(index, Counter::Nonconforming(finding.rule));
+            }
+        }
+        if self.config.log_level.is_some() {
+            self.host.log(log::Level::Warn, &conformance::log_line(&endpoint.name, endpoint.on_nonconforming, &event));
+        }
+        match conformance::refusal(endpoint.on_nonconforming, &event.nonconforming) {
+            Some(rejection) => Err(rejection),
+            None => Ok(event),
         }
     }
 
@@ -480,7 +505,9 @@ mod tests {
         {"name":"per-app","path":"/per-app","profile":"azure_managed_app","secret":{"values":["k"]},"rate_limit":{"per_second":1,"burst":1,"key":"application"}},
         {"name":"once","path":"/once","profile":"azure_managed_app","secret":{"values":["k"]},"dedupe_seconds":60},
         {"name":"shadow","path":"/shadow","profile":"azure_managed_app","secret":{"values":["k"]},"mode":"shadow"},
-        {"name":"orig","path":"/orig","profile":"azure_managed_app","secret":{"values":["k"]},"forward":"original"}]}"#;
+        {"name":"orig","path":"/orig","profile":"azure_managed_app","secret":{"values":["k"]},"forward":"original"},
+        {"name":"hold","path":"/hold","profile":"azure_managed_app","secret":{"values":["k"]},"on_nonconforming":"hold","rate_limit":{"per_second":1,"burst":1,"key":"application"},"dedupe_seconds":60},
+        {"name":"reject","path":"/reject","profile":"azure_managed_app","secret":{"values":["k"]},"on_nonconforming":"reject"}]}"#;
     const DOC: &str = r#"{"eventType":"PUT","provisioningState":"Succeeded","eventTime":"2019-08-14T19:20:08Z",
         "applicationId":"subscriptions/s/resourceGroups/r/providers/Microsoft.Solutions/applications/a",
         "applicationDefinitionId":"subscriptions/s/resourceGroups/r/providers/Microsoft.Solutions/applicationDefinitions/d"}"#;
@@ -992,5 +1019,41 @@ mod tests {
         assert_eq!(*mock.headers.borrow(), head);
         assert!(mock.counts.borrow().contains(&(5, Counter::Rejected(Reason::Invalid))));
         assert!(mock.sent.borrow().is_none());
+    }
+
+    #[test]
+    fn nonconforming_events_follow_the_endpoint_setting() {
+        let running = DOC.replace("Succeeded", "Running");
+        let store = Rc::new(MemoryStore::new());
+        let nonconforming = |index: usize| (index, Counter::Nonconforming(conformance::Rule::StateUndocumented));
+        // forward (the default): flagged in the header and the CloudEvent, counted, one warn line.
+        let (mock, mut g) = guard_on(&store, SECOND, "POST", "/az?sig=k", &[]);
+        g.on_request_headers(false);
+        assert_eq!(feed(&mock, &mut g, running.as_bytes()), Action::Continue);
+        assert_eq!(mock.header("x-webhook-nonconforming").as_deref(), Some("state_undocumented"));
+        let event: serde_json::Value = serde_json::from_slice(&mock.body.borrow()).unwrap();
+        assert_eq!(event["nonconforming"], "state_undocumented");
+        assert!(mock.counts.borrow().contains(&nonconforming(0)));
+        assert_eq!(mock.logs.borrow().len(), 1);
+        assert!(mock.logs.borrow()[0].starts_with("webhook-guard: nonconforming endpoint=azure action=forward"), "{:?}", mock.logs.borrow());
+        // hold: 503, before the per-application token and the in-flight mark.
+        let (mock, mut g) = guard_on(&store, SECOND, "POST", "/hold?sig=k", &[]);
+        g.on_request_headers(false);
+        assert_eq!(feed(&mock, &mut g, running.as_bytes()), Action::Pause);
+        assert_eq!(mock.sent_status(), Some(503));
+        assert!(mock.counts.borrow().contains(&nonconforming(7)));
+        assert!(mock.counts.borrow().contains(&(7, Counter::Rejected(Reason::Held))));
+        let keys = store.key_count();
+        let (mock, mut g) = guard_on(&store, SECOND, "POST", "/hold?sig=k", &[]);
+        g.on_request_headers(false);
+        assert_eq!(feed(&mock, &mut g, DOC.as_bytes()), Action::Continue, "the held event spent no token");
+        assert!(mock.header("x-webhook-nonconforming").is_none());
+        assert!(store.key_count() > keys);
+        // reject: 400.
+        let (mock, mut g) = guard_on(&store, SECOND, "POST", "/reject?sig=k", &[]);
+        g.on_request_headers(false);
+        assert_eq!(feed(&mock, &mut g, running.as_bytes()), Action::Pause);
+        assert_eq!(mock.sent_status(), Some(400));
+        assert!(mock.counts.borrow().contains(&(8, Counter::Rejected(Reason::Nonconforming))));
     }
 }

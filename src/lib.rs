@@ -8,6 +8,7 @@ pub mod auth;
 pub mod azure;
 pub mod check;
 pub mod config;
+pub mod conformance;
 pub mod dedupe;
 pub mod event;
 pub mod json_path;

@@ -4,6 +4,7 @@
 //! them across workers), so the set of stats stays bounded whatever senders send.
 
 use crate::azure;
+use crate::conformance::{Rule, RULES};
 use crate::config::{Endpoint, Profile};
 use crate::problem::Reason;
 
@@ -31,6 +32,8 @@ pub enum Counter {
     /// Forwarded by the filter, then answered by the global rate limit filter because its
     /// service failed (`failure_mode_deny: true`): never reached the upstream.
     GlobalRateLimitError,
+    /// An Azure notification breaking a documented-table rule, whatever was done with it.
+    Nonconforming(Rule),
 }
 
 /// Counters of the listener as a whole, not of one endpoint.
@@ -51,7 +54,7 @@ impl ListenerCounter {
     }
 }
 
-const REASONS: [Reason; 13] = [
+const REASONS: [Reason; 15] = [
     Reason::Unauthorized,
     Reason::Forbidden,
     Reason::AmbiguousSecret,
@@ -65,6 +68,8 @@ const REASONS: [Reason; 13] = [
     Reason::UpstreamRejected,
     Reason::NotHeld,
     Reason::AmbiguousPath,
+    Reason::Held,
+    Reason::Nonconforming,
 ];
 
 impl Counter {
@@ -81,7 +86,10 @@ impl Counter {
         ];
         all.extend(REASONS.iter().map(|r| Counter::Rejected(*r)));
         match profile {
-            Profile::AzureManagedApp => all.extend((0..azure::PAIRS.len()).map(Counter::AzureEvent)),
+            Profile::AzureManagedApp => {
+                all.extend((0..azure::PAIRS.len()).map(Counter::AzureEvent));
+                all.extend(RULES.iter().map(|r| Counter::Nonconforming(*r)));
+            }
             Profile::Md5Envelope => all.push(Counter::PingAnswered),
         }
         all
@@ -103,6 +111,7 @@ impl Counter {
                 Some((event_type, state)) => format!("event.{}.{}", event_type.to_ascii_lowercase(), state.to_ascii_lowercase()),
                 None => "event.unknown".to_string(),
             },
+            Counter::Nonconforming(rule) => format!("nonconforming.{}", rule.slug()),
         };
         format!("webhook_guard.{}.{suffix}", endpoint.name)
     }
@@ -140,7 +149,7 @@ mod tests {
         let endpoint = &config.endpoints[0];
         let names: Vec<String> = Counter::all(endpoint.profile).iter().map(|c| c.name(endpoint)).collect();
         assert_eq!(names.iter().collect::<HashSet<_>>().len(), names.len());
-        for want in ["webhook_guard.azure.received", "webhook_guard.azure.rejected.forbidden", "webhook_guard.azure.event.patch.succeeded", "webhook_guard.azure.upstream_failure"] {
+        for want in ["webhook_guard.azure.received", "webhook_guard.azure.rejected.forbidden", "webhook_guard.azure.event.patch.succeeded", "webhook_guard.azure.upstream_failure", "webhook_guard.azure.nonconforming.pair_undocumented", "webhook_guard.azure.rejected.held"] {
             assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
         }
         assert!(names.iter().all(|n| n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_')));

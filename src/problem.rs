@@ -23,6 +23,10 @@ pub enum Reason {
     AmbiguousPath,
     /// No endpoint guards the path (`"unguarded": "reject"`).
     NotFound,
+    /// A nonconforming notification held (`on_nonconforming: hold`).
+    Held,
+    /// A nonconforming notification refused (`on_nonconforming: reject`).
+    Nonconforming,
 }
 
 impl Reason {
@@ -30,14 +34,14 @@ impl Reason {
         match self {
             Reason::Unauthorized => 401,
             Reason::Forbidden => 403,
-            Reason::AmbiguousSecret | Reason::Invalid | Reason::Digest | Reason::AmbiguousPath => 400,
+            Reason::AmbiguousSecret | Reason::Invalid | Reason::Digest | Reason::AmbiguousPath | Reason::Nonconforming => 400,
             Reason::NotFound => 404,
             Reason::Method => 405,
             Reason::TooLarge => 413,
             Reason::MediaType => 415,
             Reason::RateLimited | Reason::InFlight => 429,
             Reason::UpstreamRejected => 502,
-            Reason::NotHeld => 503,
+            Reason::NotHeld | Reason::Held => 503,
         }
     }
 
@@ -58,6 +62,8 @@ impl Reason {
             Reason::NotHeld => "head_not_held",
             Reason::AmbiguousPath => "ambiguous_path",
             Reason::NotFound => "not_found",
+            Reason::Held => "held",
+            Reason::Nonconforming => "nonconforming",
         }
     }
 
@@ -77,6 +83,8 @@ impl Reason {
             Reason::NotHeld => "Gateway misconfigured",
             Reason::AmbiguousPath => "Ambiguous path",
             Reason::NotFound => "Not a webhook endpoint",
+            Reason::Held => "Nonconforming notification held",
+            Reason::Nonconforming => "Nonconforming notification",
         }
     }
 }

@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Property tests of the pure API (no Envoy): every input gets a verdict without a panic;
 //! every valid Azure notification is accepted and keeps its id across re-serialisations;
+//! with the default `on_nonconforming`, any strict JSON object whose four identifying
+//! fields are usable is forwarded, whatever else it holds;
 //! every correctly signed vendor envelope is accepted and a wrong md5 is a Digest
 //! rejection. Failing cases are shrunk and printed; nothing is written to disk.
 
@@ -9,7 +11,9 @@ use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde_json::{json, Map, Value};
 use webhook_guard::azure::{self, PAIRS};
+use webhook_guard::check;
 use webhook_guard::config::Config;
+use webhook_guard::conformance;
 use webhook_guard::event::{name_based_id, Event};
 use webhook_guard::media::Media;
 use webhook_guard::query;
@@ -486,7 +490,12 @@ proptest! {
         prop_assert_eq!(&data["payloadType"], c.kind.as_str());
         prop_assert_eq!(&data["payload"]["type"], c.kind.as_str());
         for (k, v) in &c.extras {
-            prop_assert_eq!(&data["payload"][k], v.as_str());
+            // XML has no types: text that is an integer and round-trips exactly is one.
+            let integer = v.parse::<i64>().ok().filter(|n| n.to_string() == *v);
+            match integer.filter(|_| c.media == Media::Xml) {
+                Some(n) => prop_assert_eq!(&data["payload"][k], n),
+                None => prop_assert_eq!(&data["payload"][k], v.as_str()),
+            }
         }
     }
 
@@ -680,5 +689,106 @@ proptest! {
         let ambiguous = backends::ambiguous(&p);
         prop_assert_eq!(ambiguous, webhook_guard::route::canonical(p.as_bytes()).is_err(), "{:?}", p);
         prop_assert!(!(ambiguous && matches!(route, Route::Guarded(..))), "{:?}", p);
+    }
+}
+
+/// Any JSON value nested at most three levels: what a drifting sender might put anywhere.
+fn any_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        "\\PC{0,12}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::btree_map("[a-zA-Z]{0,8}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// An eventType or provisioningState: a known value in any case, or any 1-64 characters.
+fn any_name(known: &'static [&'static str]) -> impl Strategy<Value = String> {
+    prop_oneof![
+        (prop::sample::select(known), prop::collection::vec(any::<bool>(), 1..8)).prop_map(|(k, mask)| recase(k, &mask)),
+        "\\PC{1,64}",
+    ]
+}
+
+/// A usable applicationId in any accepted spelling.
+fn any_application_id() -> impl Strategy<Value = String> {
+    ((name(), name(), name()), any::<bool>(), any::<bool>(), prop::collection::vec(any::<bool>(), 1..8)).prop_map(|((sub, rg, app), lead, trail, mask)| {
+        let words: Vec<String> = ["subscriptions", "resourceGroups", "providers", "Microsoft.Solutions", "applications"].iter().map(|w| recase(w, &mask)).collect();
+        let (lead, trail) = (if lead { "/" } else { "" }, if trail { "/" } else { "" });
+        format!("{lead}{}/{sub}/{}/{rg}/{}/{}/{}/{app}{trail}", words[0], words[1], words[2], words[3], words[4])
+    })
+}
+
+/// A usable eventTime: any fraction, any offset or none, `T`, `t` or a space.
+fn any_event_time() -> impl Strategy<Value = String> {
+    (
+        (1000u32..=8999, 1u32..=12, 1u32..=31, 0u32..24, 0u32..60, 0u32..60),
+        "([.,][0-9]{1,12})?",
+        prop::sample::select(vec!["T", "t", " "]),
+        prop_oneof![
+            prop::sample::select(vec!["Z", "z", ""]).prop_map(String::from),
+            (prop::sample::select(vec!["+", "-"]), 0u32..24, 0u32..60, 0usize..3).prop_map(|(sign, h, m, form)| match form {
+                0 => format!("{sign}{h:02}:{m:02}"),
+                1 => format!("{sign}{h:02}{m:02}"),
+                _ => format!("{sign}{h:02}"),
+            }),
+        ],
+    )
+        .prop_map(|((y, mo, d, h, mi, s), frac, t, zone)| {
+            format!("{y:04}-{mo:02}-{:02}{t}{h:02}:{mi:02}:{s:02}{frac}{zone}", d.min(days_in_month(y, mo)))
+        })
+}
+
+proptest! {
+    #![proptest_config(cases(512))]
+
+    /// Drives the pure validator and the endpoint's decision, as the filter applies them
+    /// (`check::body`, then `conformance::refusal` with the default `on_nonconforming`):
+    /// nothing in between can answer a 4xx but the rate limit (429).
+    #[test]
+    fn usable_identifying_fields_are_never_refused_by_default(
+        event_type in any_name(&["PUT", "PATCH", "DELETE"]),
+        state in any_name(&["Accepted", "Succeeded", "Failed", "Deleting", "Deleted", "Running", "Canceled"]),
+        application in any_application_id(),
+        time in any_event_time(),
+        others in prop::collection::vec(
+            (prop::sample::select(vec!["applicationDefinitionId", "plan", "billingDetails", "error", "x"]), any_json()),
+            0..5,
+        ),
+        order in permutation(),
+        ws in whitespace(),
+        pretty in any::<bool>(),
+    ) {
+        let config = Config::parse(br#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["k"]}}]}"#, |_| None).unwrap();
+        let endpoint = &config.endpoints[0];
+        let mut fields = vec![
+            ("eventType".to_string(), json!(event_type)),
+            ("provisioningState".to_string(), json!(state)),
+            ("applicationId".to_string(), json!(application)),
+            ("eventTime".to_string(), json!(time)),
+        ];
+        let identifying = render(&fields, &[0, 1, 2, 3], &[""], false);
+        for (key, value) in others {
+            if !fields.iter().any(|(k, _)| k == key) {
+                fields.push((key.to_string(), value));
+            }
+        }
+        // At most nine members: `order` (a permutation of 0..10) places them all.
+        let body = render(&fields, &order, &ws, pretty);
+        let event = check::body(endpoint, Media::Json, body.as_bytes())
+            .unwrap_or_else(|r| panic!("refused with {}: {}\n{body}", r.status(), r.detail));
+        prop_assert!(conformance::refusal(endpoint.on_nonconforming, &event.nonconforming).is_none());
+        cloudevent(&event);
+        // The id depends on the identifying fields only, flagged or not.
+        let minimal = azure::validate(identifying.as_bytes()).unwrap();
+        prop_assert_eq!(&event.id, &minimal.id);
+        prop_assert_eq!(&event.kind, &minimal.kind);
     }
 }

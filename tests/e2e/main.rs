@@ -10,6 +10,7 @@ mod command;
 mod config;
 mod faults;
 mod hostile;
+mod nonconforming;
 mod dedupe;
 mod fleet;
 mod operability;
