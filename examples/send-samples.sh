@@ -6,11 +6,18 @@ cd "$(dirname "$0")"
 BASE=${BASE:-http://127.0.0.1:10000}
 SIG=${SIG:-demo-secret}
 
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
 send() { # method path content-type file
   printf '%-6s %-14s %-34s -> ' "$1" "$2" "$(basename "$4")"
-  curl -s -o /tmp/webhook-guard-sample.out -w '%{http_code} ' -X "$1" "$BASE$2?sig=$SIG" \
-       -H "content-type: $3" --data-binary @"$4"
-  head -c 160 /tmp/webhook-guard-sample.out; echo
+  : > "$out"
+  if ! code=$(curl -s -o "$out" -w '%{http_code}' -X "$1" "$BASE$2?sig=$SIG" \
+                   -H "content-type: $3" --data-binary @"$4"); then
+    echo "no answer: Envoy is not reachable at $BASE (start it with: make run)"
+    exit 1
+  fi
+  printf '%s ' "$code"; head -c 160 "$out"; echo
 }
 
 send POST /api/resource application/json requests/azure-service-catalog.json

@@ -22,7 +22,7 @@ cd "$(dirname "$0")"
 export RUSTC_BOOTSTRAP=1
 export CARGO_TERM_COLOR=never
 
-ALL_TARGETS=(config azure vendor_json vendor_xml vendor_form query)
+ALL_TARGETS=(config azure vendor_json vendor_xml vendor_form query route)
 SECS=${1:-60}
 shift || true
 TARGETS=("$@")
@@ -43,6 +43,7 @@ dict_for() {
     vendor_xml) echo dict/xml.dict ;;
     vendor_form) echo dict/form.dict ;;
     query) echo dict/query.dict ;;
+    route) echo dict/route.dict ;;
   esac
 }
 

@@ -32,6 +32,9 @@ real = samples[0].replace("subscriptions/<subId>", "/subscriptions/0b88dfdb-55b3
 write("azure", "real-catalog.json", real)
 write("azure", "delete-deleting-compact.json", json.dumps(json.loads(real) | {"eventType": "delete", "provisioningState": "DELETING", "eventTime": "2024-02-29T23:59:59+00:00"}, separators=(",", ":")))
 write("azure", "patch-marketplace.json", json.dumps(json.loads(samples[1]) | {"eventType": "PATCH", "provisioningState": "Succeeded", "future": {"x": [1, 2.5, None, True]}}))
+# Real-shaped drift from the end-to-end corpus (tests/corpus/azure): nonconforming, accepted.
+for name in ["marketplace-put-succeeded-no-billing", "catalog-put-succeeded-4-digits-offset-minus", "time-without-offset-7-digits", "pair-patch-failed", "flavour-neither"]:
+    write("azure", f"real-{name}.json", open(os.path.join(ROOT, "tests", "corpus", "azure", f"{name}.json")).read())
 
 # --- vendor: the spec's ping in every syntax, a purchase, and the malformed XML sample
 ping_json = '{ "type": "ping", "epoch_timestamp": 1466526410 }'
@@ -70,6 +73,16 @@ write("config", "two-endpoints.json", json.dumps({"endpoints": [
      "secret": {"param": "key", "env": ["WEBHOOK_SIG"]}, "max_body_bytes": 16777216,
      "forward": "original", "upstream_4xx": "pass", "dedupe_seconds": 36000}]}, indent=1))
 write("config", "minimal.json", '{"endpoints":[{"name":"a","path":"/a","profile":"md5_envelope","secret":{"values":["s3cret"]}}]}')
+
+write("config", "unguarded-reject.json", '{"unguarded":"reject","endpoints":[{"name":"a","path":"/API/a/","profile":"azure_managed_app","secret":{"values":["s3cret"]}}]}')
+
+# --- route: spellings of a guarded path (tests/e2e/bypass.rs), ambiguous ones, neighbours
+for i, p in enumerate(["/api/resource", "/API/Resource/", "/api/resource;x=1", "/api;v=1/resource/.",
+                       "/api/resource.json", "/api/resource%20", "/api//resource", "/api/./x/../resource",
+                       "/api/%72esource", "/api%2Fresource", "/api\\resource", "/api/%2572esource",
+                       "/api/resource%00.png", "/api/resource%ff", "/api/resource;a%2F%", "/api/x/..;/resource",
+                       "/api/re%C5%BFource", "/api/resource%", "/api/resources", "/"]):
+    write("route", f"p{i}", p)
 
 # --- query: secret parameter spellings
 for i, q in enumerate(["sig=demo-secret", "a=1&sig=a%2Bb%3D&b=2", "s%69g=x&a", "sig=a&sig=b",

@@ -1,10 +1,14 @@
 //! The `azure_managed_app` profile: Azure managed application notifications
 //! (format: `azure-managed-app-notifications.md` in the shared spec).
 //!
-//! A 400 is final (Azure retries only 404, 429 and 5xx), so this rejects only documents
-//! that can never be a real notification, and accepts the spellings ARM itself treats as
-//! equal: any case of eventType/provisioningState and of ID segment names, with or without
-//! a leading `/`. Every such spelling of one notification gets the same event id.
+//! A 400 is final (Azure retries only 404, 429 and 5xx), so this refuses only what can
+//! never be a notification: a body that is not strict JSON, or an identifying field
+//! (`eventType`, `applicationId`, `provisioningState`, `eventTime`) missing or unusable.
+//! Anything else that departs from the documented table is accepted and reported as a
+//! [`Finding`] (see `conformance`), for the endpoint's `on_nonconforming` to decide.
+//! Spellings ARM itself treats as equal (any case of eventType/provisioningState and of ID
+//! segment names, with or without a leading `/`, any offset of the same instant) get the
+//! same event id, flagged or not.
 
 use std::borrow::Cow;
 use std::fmt::Display;
@@ -12,13 +16,14 @@ use std::fmt::Display;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::conformance::{Finding, Rule};
 use crate::event::{name_based_id, Event, RateKeys};
 use crate::resource_id::{Kind, ResourceId};
 use crate::strict_json::{self, Walked};
 use crate::problem::clip;
 use crate::timestamp;
 
-/// The only valid (eventType, provisioningState) pairs, in canonical spelling.
+/// The documented (eventType, provisioningState) pairs, in canonical spelling.
 pub const PAIRS: [(&str, &str); 7] = [
     ("PUT", "Accepted"),
     ("PUT", "Succeeded"),
@@ -29,7 +34,7 @@ pub const PAIRS: [(&str, &str); 7] = [
     ("DELETE", "Failed"),
 ];
 
-/// Prefix of every Azure event `type`; the rest is `{eventtype}.{state}` in lowercase.
+/// Prefix of every Azure event `type`; the rest is `{eventtype}.{state}` (see [`type_name`]).
 pub const KIND_PREFIX: &str = "webhookguard.azure.managedapp.";
 
 /// The index in [`PAIRS`] of an Azure event `type`, e.g. `...managedapp.put.succeeded`.
@@ -39,20 +44,25 @@ pub fn pair_of(kind: &str) -> Option<usize> {
 }
 
 const EVENT_TYPES: [&str; 3] = ["PUT", "PATCH", "DELETE"];
-const STATES: [&str; 5] = ["Accepted", "Succeeded", "Failed", "Deleting", "Deleted"];
+/// The documented states first, then the rest of ARM's managed-application enum: those
+/// are nonconforming but still get their canonical spelling.
+const STATES: [&str; 9] = ["Accepted", "Succeeded", "Failed", "Deleting", "Deleted", "Canceled", "NotSpecified", "Running", "Updating"];
+const DOCUMENTED_STATES: usize = 5;
+/// Longest eventType or provisioningState accepted: ARM's values are short identifiers,
+/// and these end up in the event type, a header.
+const MAX_NAME_CHARS: usize = 64;
 
 /// Deepest nesting accepted. serde_json enforces its recursion limit only when it builds
 /// values, not for the raw value read here, so it is checked separately; 64 leaves room
 /// for the two levels the CloudEvent adds under any backend's limit of 128.
 const MAX_DEPTH: usize = 64;
-const NEITHER: &str = "notification must carry either applicationDefinitionId (service catalog) or plan and billingDetails (Marketplace)";
 
 /// The CloudEvent `data`: the notification's facts in canonical form, plus the original.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Data<'a> {
-    event_type: &'static str,
-    provisioning_state: &'static str,
+    event_type: &'a str,
+    provisioning_state: &'a str,
     application_id: &'a str,
     subscription_id: &'a str,
     resource_group: &'a str,
@@ -98,14 +108,18 @@ struct Detail<'a> {
     message: Cow<'a, str>,
 }
 
-enum Flavour<'a> {
+/// The channel-specific members, each kept only when well-formed.
+struct Flavour<'a> {
+    name: &'static str,
     /// The canonical applicationDefinitionId.
-    Catalog(String),
-    Marketplace(Plan<'a>, Billing<'a>),
+    definition: Option<String>,
+    plan: Option<Plan<'a>>,
+    billing: Option<Billing<'a>>,
 }
 
-/// Validates one notification body. The error is the `detail` of a 400 problem: it names
-/// the field and the rule it breaks.
+/// Validates one notification body. `Err` is the `detail` of a 400 problem: it names the
+/// field and the rule it breaks. An accepted event lists its departures from the
+/// documented table in `nonconforming`.
 pub fn validate(body: &[u8]) -> Result<Event, String> {
     if body.is_empty() {
         return Err("body is empty".into());
@@ -135,47 +149,63 @@ pub fn validate(body: &[u8]) -> Result<Event, String> {
         Walked::TooDeep => return Err(format!("body nests deeper than {MAX_DEPTH} levels")),
     }
 
-    let event_type = one_of("eventType", &EVENT_TYPES, event_type)?;
-    let state = one_of("provisioningState", &STATES, state)?;
-    if !PAIRS.contains(&(event_type, state)) {
-        return Err(format!(
-            "provisioningState '{state}' is not valid for eventType '{event_type}'"
-        ));
-    }
+    let mut findings = Vec::new();
+    let (event_type, type_documented) = name("eventType", &EVENT_TYPES, EVENT_TYPES.len(), event_type)?;
+    let (state, state_documented) = name("provisioningState", &STATES, DOCUMENTED_STATES, state)?;
     let given = required("applicationId", application_id)?;
     let kind = Kind::Application;
     let app = ResourceId::parse(&given, kind)
         .map_err(|e| format!("applicationId must be {}: {e}", kind.describe()))?;
     let given = required("eventTime", event_time)?;
     let time =
-        timestamp::parse_utc(&given).map_err(|e| format!("eventTime '{}' {e}", clip(&given)))?;
-    // Azure sends `error` only with Failed. With another state it is not interpreted, so a
-    // malformed one cannot cost an otherwise valid event; it still reaches the backend in
-    // `original`.
-    let error = match state {
-        "Failed" => Some(error_info(error)?),
-        _ => None,
+        timestamp::parse(&given).map_err(|e| format!("eventTime '{}' {e}", clip(&given)))?;
+
+    // The identifying fields are usable: from here on, departures are findings, found in
+    // the order of `conformance::RULES`.
+    let mut found = |rule, detail| findings.push(Finding { rule, detail });
+    let flavour = flavour(definition_id, plan, billing, &mut found);
+    if !type_documented {
+        found(Rule::TypeUndocumented, format!("eventType '{}' is not one of PUT, PATCH, DELETE", clip(&event_type)));
+    }
+    if !state_documented {
+        found(Rule::StateUndocumented, format!("provisioningState '{}' is not one of Accepted, Succeeded, Failed, Deleting, Deleted", clip(&state)));
+    }
+    if type_documented && state_documented && !PAIRS.iter().any(|(t, s)| *t == event_type && *s == state) {
+        found(Rule::PairUndocumented, format!("provisioningState '{state}' is not documented for eventType '{event_type}'"));
+    }
+    let failed = state == "Failed";
+    let error = match error {
+        None if failed => {
+            found(Rule::ErrorMissing, "provisioningState is Failed but error is missing".into());
+            None
+        }
+        None => None,
+        Some(raw) => {
+            if !failed {
+                found(Rule::ErrorUnexpected, format!("error is present with provisioningState '{}'", clip(&state)));
+            }
+            error_info(raw).map_err(|detail| found(Rule::ErrorShape, detail)).ok()
+        }
     };
-    let (flavour, application_definition_id, plan, billing) = match flavour(definition_id, plan, billing)? {
-        Flavour::Catalog(id) => ("service_catalog", Some(id), None, None),
-        Flavour::Marketplace(plan, billing) => ("marketplace", None, Some(plan), Some(billing)),
-    };
+    if !time.has_offset {
+        found(Rule::TimeNoOffset, format!("eventTime '{}' has no UTC offset; read as UTC", clip(&given)));
+    }
 
     let application = app.canonical();
     // ASCII lowercase: ARM names are case-insensitive, and any backend can recompute it.
     let application_key = application.to_ascii_lowercase();
     let data = serde_json::value::to_raw_value(&Data {
-        event_type,
-        provisioning_state: state,
+        event_type: &event_type,
+        provisioning_state: &state,
         application_id: &application,
         subscription_id: app.subscription,
         resource_group: app.resource_group,
         application_name: app.name,
-        event_time: &time,
-        flavour,
-        application_definition_id,
-        plan,
-        billing,
+        event_time: &time.utc,
+        flavour: flavour.name,
+        application_definition_id: flavour.definition,
+        plan: flavour.plan,
+        billing: flavour.billing,
         error,
         original,
     })
@@ -184,25 +214,50 @@ pub fn validate(body: &[u8]) -> Result<Event, String> {
         "azure_managed_app\n",
         &application_key,
         "\n",
-        event_type,
+        &event_type,
         "\n",
-        state,
+        &state,
         "\n",
-        &time,
+        &time.utc,
     ];
-    let mut kind = [KIND_PREFIX, event_type, ".", state].concat();
-    kind.make_ascii_lowercase(); // the prefix is lowercase already
+    let mut kind = String::from(KIND_PREFIX);
+    type_name(&event_type, &mut kind);
+    kind.push('.');
+    type_name(&state, &mut kind);
     Ok(Event {
         id: name_based_id(&name.concat()),
         kind,
         subject: Some(application),
-        time: Some(time),
+        time: Some(time.utc),
         keys: RateKeys {
             application: Some(application_key),
             subscription: Some(app.subscription.to_ascii_lowercase()),
         },
         data,
+        nonconforming: findings,
     })
+}
+
+/// Appends the event type name of an eventType or provisioningState: ASCII letters
+/// lowercased, digits kept, every run of other characters written as one `_`. A value
+/// that differs from a documented one by more than case gets a name no documented value
+/// has (it holds a `_` or other letters).
+pub fn type_name(value: &str, out: &mut String) {
+    let mut gap = false;
+    for c in value.chars() {
+        if c.is_ascii_alphanumeric() {
+            if gap {
+                out.push('_');
+                gap = false;
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            gap = true;
+        }
+    }
+    if gap {
+        out.push('_');
+    }
 }
 
 /// The members `names` of a nested JSON object, which the walk of the body has already
@@ -230,52 +285,57 @@ fn members<'a, const N: usize>(raw: &'a str, names: [&str; N]) -> (Walked, [Opti
     (walked, found)
 }
 
-/// Service catalog or Marketplace, from the members that tell them apart.
+/// Service catalog (`applicationDefinitionId`) or Marketplace (`plan`; `billingDetails`
+/// is optional), each member kept when well-formed and reported to `found` otherwise.
 fn flavour<'a>(
     definition_id: Option<&'a str>,
     plan: Option<&'a str>,
     billing: Option<&'a str>,
-) -> Result<Flavour<'a>, String> {
-    match (definition_id, plan, billing) {
-        (Some(raw), None, None) => {
-            let given = required("applicationDefinitionId", Some(raw))?;
-            let kind = Kind::ApplicationDefinition;
+    found: &mut impl FnMut(Rule, String),
+) -> Flavour<'a> {
+    let kind = Kind::ApplicationDefinition;
+    let definition = definition_id.and_then(|raw| {
+        let parsed = required("applicationDefinitionId", Some(raw)).and_then(|given| {
             let id = ResourceId::parse(&given, kind)
                 .map_err(|e| format!("applicationDefinitionId must be {}: {e}", kind.describe()))?;
-            Ok(Flavour::Catalog(id.canonical()))
+            Ok(id.canonical())
+        });
+        parsed.map_err(|detail| found(Rule::DefinitionShape, detail)).ok()
+    });
+    let parsed_plan = plan.and_then(|raw| {
+        let parsed = object("plan", raw, ["publisher", "product", "name", "version"]).and_then(|[publisher, product, name, version]| {
+            Ok(Plan {
+                publisher: required("plan.publisher", publisher)?,
+                product: required("plan.product", product)?,
+                name: required("plan.name", name)?,
+                version: required("plan.version", version)?,
+            })
+        });
+        parsed.map_err(|detail| found(Rule::PlanShape, detail)).ok()
+    });
+    let parsed_billing = billing.and_then(|raw| {
+        let parsed = object("billingDetails", raw, ["resourceUsageId"])
+            .and_then(|[id]| Ok(Billing { resource_usage_id: required("billingDetails.resourceUsageId", id)? }));
+        parsed.map_err(|detail| found(Rule::BillingShape, detail)).ok()
+    });
+    let name = match (definition_id.is_some(), plan.is_some(), billing.is_some()) {
+        (true, false, false) => "service_catalog",
+        (false, true, _) => "marketplace",
+        (catalog, marketplace, _) => {
+            let detail = match (catalog, marketplace) {
+                (false, false) => "neither applicationDefinitionId (service catalog) nor plan (Marketplace) is present",
+                (true, true) => "both applicationDefinitionId (service catalog) and plan (Marketplace) are present",
+                _ => "billingDetails (Marketplace) is present with applicationDefinitionId (service catalog)",
+            };
+            found(Rule::FlavourUnknown, detail.into());
+            "unknown"
         }
-        (None, Some(plan), Some(billing)) => {
-            let [publisher, product, name, version] =
-                object("plan", plan, ["publisher", "product", "name", "version"])?;
-            let [resource_usage_id] = object("billingDetails", billing, ["resourceUsageId"])?;
-            Ok(Flavour::Marketplace(
-                Plan {
-                    publisher: required("plan.publisher", publisher)?,
-                    product: required("plan.product", product)?,
-                    name: required("plan.name", name)?,
-                    version: required("plan.version", version)?,
-                },
-                Billing {
-                    resource_usage_id: required(
-                        "billingDetails.resourceUsageId",
-                        resource_usage_id,
-                    )?,
-                },
-            ))
-        }
-        (None, None, None) => Err(NEITHER.into()),
-        (Some(_), _, _) => Err(format!("{NEITHER}, not both")),
-        (None, Some(_), None) => {
-            Err("billingDetails is required when plan is present (Marketplace)".into())
-        }
-        (None, None, Some(_)) => {
-            Err("plan is required when billingDetails is present (Marketplace)".into())
-        }
-    }
+    };
+    Flavour { name, definition, plan: parsed_plan, billing: parsed_billing }
 }
 
-fn error_info(raw: Option<&str>) -> Result<ErrorInfo<'_>, String> {
-    let raw = raw.ok_or("error is required when provisioningState is Failed")?;
+/// A well-formed `error` block; `Err` names the member that breaks its documented shape.
+fn error_info(raw: &str) -> Result<ErrorInfo<'_>, String> {
     let [code, message, details] = object("error", raw, ["code", "message", "details"])?;
     let code = required("error.code", code)?;
     let message = required("error.message", message)?;
@@ -324,21 +384,23 @@ where
     Ok(value)
 }
 
-/// The canonical spelling of a required string among `options`, ignoring ASCII case.
-fn one_of(
+/// An eventType or provisioningState: a string of 1 to 64 characters, in the canonical
+/// spelling when it is one of `options` (ignoring ASCII case), else as given; and whether
+/// it is one of the first `documented` options.
+fn name<'a>(
     field: &str,
     options: &[&'static str],
-    raw: Option<&str>,
-) -> Result<&'static str, String> {
+    documented: usize,
+    raw: Option<&'a str>,
+) -> Result<(Cow<'a, str>, bool), String> {
     let given = required(field, raw)?;
-    options
-        .iter()
-        .copied()
-        .find(|o| o.eq_ignore_ascii_case(&given))
-        .ok_or_else(|| {
-            let list = options.join(", ");
-            format!("{field} '{}' is not one of {list}", clip(&given))
-        })
+    if given.chars().count() > MAX_NAME_CHARS {
+        return Err(format!("{field} '{}' is longer than {MAX_NAME_CHARS} characters", clip(&given)));
+    }
+    Ok(match options.iter().enumerate().find(|(_, o)| o.eq_ignore_ascii_case(&given)) {
+        Some((i, canonical)) => (Cow::Borrowed(*canonical), i < documented),
+        None => (given, false),
+    })
 }
 
 #[cfg(test)]
@@ -389,6 +451,11 @@ mod tests {
         serde_json::from_str(ev.data.get()).unwrap()
     }
 
+    /// The rules an accepted document breaks, as slugs.
+    fn rules(v: &Value) -> Vec<&'static str> {
+        check(v).unwrap().nonconforming.iter().map(|f| f.rule.slug()).collect()
+    }
+
     #[test]
     fn catalog_sample_gives_the_exact_event() {
         let ev = validate(CATALOG_SAMPLE.as_bytes()).unwrap();
@@ -436,6 +503,7 @@ mod tests {
                 (marketplace(event_type, state), "marketplace"),
             ] {
                 let ev = check(&doc).unwrap();
+                assert_eq!(ev.nonconforming, vec![], "{doc}");
                 let kind = format!(
                     "webhookguard.azure.managedapp.{}.{}",
                     event_type.to_lowercase(),
@@ -456,59 +524,59 @@ mod tests {
     }
 
     #[test]
-    fn pairs_use_the_known_names() {
+    fn pairs_use_the_documented_names() {
         for (event_type, state) in PAIRS {
-            assert!(EVENT_TYPES.contains(&event_type) && STATES.contains(&state));
+            assert!(EVENT_TYPES.contains(&event_type) && STATES[..DOCUMENTED_STATES].contains(&state));
         }
     }
 
     #[test]
-    fn mismatched_pairs_are_rejected_by_name() {
-        let mut rejected = 0;
+    fn undocumented_pairs_are_forwarded_with_a_derived_type() {
+        let mut flagged = 0;
         for event_type in EVENT_TYPES {
-            for state in STATES
-                .into_iter()
-                .filter(|s| !PAIRS.contains(&(event_type, *s)))
-            {
-                let want = format!(
-                    "provisioningState '{state}' is not valid for eventType '{event_type}'"
-                );
-                assert_eq!(err(&catalog(event_type, state)), want);
-                rejected += 1;
+            for state in STATES[..DOCUMENTED_STATES].iter().filter(|s| !PAIRS.contains(&(event_type, **s))) {
+                let ev = check(&catalog(event_type, state)).unwrap();
+                let want = format!("provisioningState '{state}' is not documented for eventType '{event_type}'");
+                assert_eq!(ev.nonconforming, vec![Finding { rule: Rule::PairUndocumented, detail: want }]);
+                let kind = format!("{KIND_PREFIX}{}.{}", event_type.to_lowercase(), state.to_lowercase());
+                assert_eq!(ev.kind, kind);
+                flagged += 1;
             }
         }
-        assert_eq!(rejected, 8);
-        assert_eq!(
-            err(&catalog("patch", "deleted")),
-            "provisioningState 'Deleted' is not valid for eventType 'PATCH'"
-        );
+        assert_eq!(flagged, 8);
+        // PATCH/Failed: a failed update, with its error block; the case is canonicalised.
+        let ev = check(&catalog("patch", "Failed")).unwrap();
+        assert_eq!(ev.kind, "webhookguard.azure.managedapp.patch.failed");
+        assert_eq!(data(&ev)["error"], json!({"code": "C", "message": "M"}));
+        assert_eq!(rules(&catalog("patch", "Failed")), ["pair_undocumented"]);
     }
 
     #[test]
-    fn unknown_event_types_and_states_are_named() {
-        assert_eq!(
-            err(&catalog("POST", "Succeeded")),
-            "eventType 'POST' is not one of PUT, PATCH, DELETE"
-        );
-        assert_eq!(
-            err(&catalog(" PUT", "Succeeded")),
-            "eventType ' PUT' is not one of PUT, PATCH, DELETE"
-        );
-        assert_eq!(
-            err(&catalog("PUT", "Created")),
-            "provisioningState 'Created' is not one of Accepted, Succeeded, Failed, Deleting, Deleted"
-        );
-        let long = "X".repeat(100);
-        let e = err(&catalog(&long, "Succeeded"));
-        assert_eq!(
-            e,
-            format!(
-                "eventType '{}…' is not one of PUT, PATCH, DELETE",
-                "X".repeat(64)
-            )
-        );
-        let e = err(&catalog("PUT", &"é".repeat(64)));
-        assert!(e.contains(&format!("'{}'", "é".repeat(64))), "{e}");
+    fn undocumented_types_and_states_keep_their_values() {
+        // ARM's other states get their canonical spelling; unknown values stay as given.
+        for (state, canonical, name) in [("RUNNING", "Running", "running"), ("notspecified", "NotSpecified", "notspecified"), ("Canceled", "Canceled", "canceled"), ("Provisioning", "Provisioning", "provisioning"), ("Not Specified!", "Not Specified!", "not_specified_"), ("é", "é", "_")] {
+            let doc = catalog("PUT", state);
+            let ev = check(&doc).unwrap();
+            assert_eq!(rules(&doc), ["state_undocumented"], "{state}");
+            assert_eq!(ev.kind, format!("{KIND_PREFIX}put.{name}"));
+            assert_eq!(data(&ev)["provisioningState"], canonical);
+            assert_eq!(ev.id, name_based_id(&format!("azure_managed_app\n{}\nPUT\n{canonical}\n{TIME}", APP.to_ascii_lowercase())));
+        }
+        let ev = check(&catalog("POST", "Succeeded")).unwrap();
+        assert_eq!(ev.kind, format!("{KIND_PREFIX}post.succeeded"));
+        assert_eq!(ev.nonconforming[0].detail, "eventType 'POST' is not one of PUT, PATCH, DELETE");
+        // A value that is not a documented one never gets a documented type name.
+        assert_eq!(check(&catalog(" PUT", "Succeeded")).unwrap().kind, format!("{KIND_PREFIX}_put.succeeded"));
+        assert_eq!(rules(&catalog("Move", "Moving")), ["type_undocumented", "state_undocumented"]);
+    }
+
+    #[test]
+    fn names_longer_than_64_characters_are_unusable() {
+        let long = "X".repeat(65);
+        assert_eq!(err(&catalog(&long, "Succeeded")), format!("eventType '{}…' is longer than 64 characters", "X".repeat(64)));
+        let e = err(&catalog("PUT", &"é".repeat(65)));
+        assert!(e.starts_with("provisioningState '") && e.ends_with("is longer than 64 characters"), "{e}");
+        assert!(check(&catalog("PUT", &"é".repeat(64))).is_ok());
     }
 
     #[test]
@@ -640,7 +708,7 @@ mod tests {
             format!("{APP_MESSAGE}: segment 7 must be 'applications'")
         );
         for bad in [
-            format!("{APP}/"),
+            format!("{APP}//"),
             format!("{APP}?x=1"),
             "Shop".into(),
             format!("{APP}/extra"),
@@ -648,20 +716,20 @@ mod tests {
             doc["applicationId"] = json!(bad);
             assert!(err(&doc).starts_with(APP_MESSAGE), "{bad}");
         }
+        // One trailing slash and a lowercase provider namespace are the same application.
+        let reference = check(&catalog("PUT", "Succeeded")).unwrap();
+        doc["applicationId"] = json!(format!("{}/", APP.replace("Microsoft.Solutions", "microsoft.solutions")));
+        let ev = check(&doc).unwrap();
+        assert_eq!((ev.id, ev.subject), (reference.id, reference.subject));
     }
 
     #[test]
     fn event_time_is_validated_and_normalised() {
         let mut doc = catalog("PUT", "Succeeded");
-        doc["eventTime"] = json!("2019-08-14T19:20:08+01:00");
-        assert_eq!(
-            err(&doc),
-            "eventTime '2019-08-14T19:20:08+01:00' must be in UTC (Z or +00:00)"
-        );
         doc["eventTime"] = json!("14/08/2019");
         assert_eq!(
             err(&doc),
-            "eventTime '14/08/2019' must be an ISO 8601 UTC timestamp such as 2019-08-14T19:20:08.1707163Z"
+            "eventTime '14/08/2019' must be an ISO 8601 date-time such as 2019-08-14T19:20:08.1707163Z"
         );
         doc["eventTime"] = json!("2019-02-29T00:00:00Z");
         assert_eq!(
@@ -672,69 +740,47 @@ mod tests {
         let ev = check(&doc).unwrap();
         assert_eq!(ev.time.as_deref(), Some("2019-08-14T19:20:08.17Z"));
         assert_eq!(data(&ev)["eventTime"], "2019-08-14T19:20:08.17Z");
+        assert_eq!(ev.nonconforming, vec![]);
+        // Another offset is converted, conforming, with the id of the same instant in Z.
+        let reference = check(&catalog("PUT", "Succeeded")).unwrap();
+        doc["eventTime"] = json!("2019-08-14T21:20:08.1707163+02:00");
+        let ev = check(&doc).unwrap();
+        assert_eq!((ev.nonconforming.len(), &ev.id, ev.time.as_deref()), (0, &reference.id, Some(TIME)));
+        // Without an offset: read as UTC and flagged, with the same id.
+        doc["eventTime"] = json!("2019-08-14T19:20:08.1707163");
+        let ev = check(&doc).unwrap();
+        assert_eq!(ev.id, reference.id);
+        assert_eq!(ev.nonconforming, vec![Finding { rule: Rule::TimeNoOffset, detail: "eventTime '2019-08-14T19:20:08.1707163' has no UTC offset; read as UTC".into() }]);
     }
 
     #[test]
-    fn failed_requires_a_well_formed_error() {
+    fn error_block_departures_are_findings() {
         let mut doc = marketplace("DELETE", "Failed");
         remove(&mut doc, "error");
-        assert_eq!(
-            err(&doc),
-            "error is required when provisioningState is Failed"
-        );
+        assert_eq!(rules(&doc), ["error_missing"]);
+        assert!(data(&check(&doc).unwrap()).get("error").is_none());
         let cases = [
-            (
-                Value::Null,
-                "error is required when provisioningState is Failed",
-            ),
-            (json!("boom"), "error must be an object"),
-            (
-                json!([{"code": "C", "message": "M"}]),
-                "error must be an object",
-            ),
-            (json!(1), "error must be an object"),
-            (json!({"message": "M"}), "error.code is required"),
-            (
-                json!({"code": 7, "message": "M"}),
-                "error.code must be a string",
-            ),
-            (
-                json!({"code": "", "message": "M"}),
-                "error.code must not be empty",
-            ),
-            (json!({"code": "C"}), "error.message is required"),
-            (
-                json!({"code": "C", "message": {}}),
-                "error.message must be a string",
-            ),
-            (
-                json!({"code": "C", "message": "M", "details": "x"}),
-                "error.details must be an array",
-            ),
-            (
-                json!({"code": "C", "message": "M", "details": {}}),
-                "error.details must be an array",
-            ),
-            (
-                json!({"code": "C", "message": "M", "details": [1]}),
-                "error.details[0] must be an object",
-            ),
-            (
-                json!({"code": "C", "message": "M", "details": [[]]}),
-                "error.details[0] must be an object",
-            ),
-            (
-                json!({"code": "C", "message": "M", "details": [{"code": "a", "message": "b"}, {"message": "b"}]}),
-                "error.details[1].code is required",
-            ),
-            (
-                json!({"code": "C", "message": "M", "details": [{"code": "a", "message": false}]}),
-                "error.details[0].message must be a string",
-            ),
+            (Value::Null, "error_missing", "provisioningState is Failed but error is missing"),
+            (json!("boom"), "error_shape", "error must be an object"),
+            (json!([{"code": "C", "message": "M"}]), "error_shape", "error must be an object"),
+            (json!({"message": "M"}), "error_shape", "error.code is required"),
+            (json!({"code": 7, "message": "M"}), "error_shape", "error.code must be a string"),
+            (json!({"code": "", "message": "M"}), "error_shape", "error.code must not be empty"),
+            (json!({"code": "C"}), "error_shape", "error.message is required"),
+            (json!({"code": "C", "message": {}}), "error_shape", "error.message must be a string"),
+            (json!({"code": "C", "message": "M", "details": "x"}), "error_shape", "error.details must be an array"),
+            (json!({"code": "C", "message": "M", "details": {}}), "error_shape", "error.details must be an array"),
+            (json!({"code": "C", "message": "M", "details": [1]}), "error_shape", "error.details[0] must be an object"),
+            (json!({"code": "C", "message": "M", "details": [[]]}), "error_shape", "error.details[0] must be an object"),
+            (json!({"code": "C", "message": "M", "details": [{"code": "a", "message": "b"}, {"message": "b"}]}), "error_shape", "error.details[1].code is required"),
+            (json!({"code": "C", "message": "M", "details": [{"code": "a", "message": false}]}), "error_shape", "error.details[0].message must be a string"),
         ];
-        for (error, want) in cases {
+        for (error, rule, detail) in cases {
             doc["error"] = error;
-            assert_eq!(err(&doc), want, "{doc}");
+            let ev = check(&doc).unwrap();
+            let found: Vec<(&str, &str)> = ev.nonconforming.iter().map(|f| (f.rule.slug(), f.detail.as_str())).collect();
+            assert_eq!(found, [(rule, detail)], "{doc}");
+            assert!(data(&ev).get("error").is_none());
         }
     }
 
@@ -753,45 +799,47 @@ mod tests {
     }
 
     #[test]
-    fn error_is_ignored_unless_failed() {
+    fn error_on_another_state_is_unexpected() {
         let mut doc = marketplace("PUT", "Succeeded");
+        doc["error"] = json!({"code": "C", "message": "M"});
+        let ev = check(&doc).unwrap();
+        assert_eq!(ev.nonconforming, vec![Finding { rule: Rule::ErrorUnexpected, detail: "error is present with provisioningState 'Succeeded'".into() }]);
+        assert_eq!(data(&ev)["error"], json!({"code": "C", "message": "M"}));
         doc["error"] = json!({"code": 1});
-        let body = doc.to_string();
-        let ev = validate(body.as_bytes()).unwrap();
-        let d = data(&ev);
-        assert!(d.get("error").is_none());
-        assert_eq!(d["original"]["error"], json!({"code": 1}));
+        assert_eq!(rules(&doc), ["error_unexpected", "error_shape"]);
+        assert_eq!(data(&check(&doc).unwrap())["original"]["error"], json!({"code": 1}));
     }
 
     #[test]
-    fn exactly_one_flavour() {
-        let mut doc = catalog("PUT", "Succeeded");
-        remove(&mut doc, "applicationDefinitionId");
-        assert_eq!(err(&doc), NEITHER);
-        doc["applicationDefinitionId"] = Value::Null;
-        doc["plan"] = Value::Null;
-        assert_eq!(err(&doc), NEITHER);
-
-        let both = format!("{NEITHER}, not both");
-        let mut doc = marketplace("PUT", "Succeeded");
-        doc["applicationDefinitionId"] = json!(DEF);
-        assert_eq!(err(&doc), both);
-        remove(&mut doc, "billingDetails");
-        assert_eq!(err(&doc), both);
-
+    fn flavour_is_told_by_plan_or_application_definition_id() {
+        // Marketplace by plan alone: billingDetails is optional (real traffic lacks it).
         let mut doc = marketplace("PUT", "Succeeded");
         remove(&mut doc, "billingDetails");
-        assert_eq!(
-            err(&doc),
-            "billingDetails is required when plan is present (Marketplace)"
-        );
-        let mut doc = marketplace("PUT", "Succeeded");
-        doc["plan"] = Value::Null;
-        assert_eq!(
-            err(&doc),
-            "plan is required when billingDetails is present (Marketplace)"
-        );
+        let ev = check(&doc).unwrap();
+        assert_eq!(ev.nonconforming, vec![]);
+        let d = data(&ev);
+        assert_eq!(d["flavour"], "marketplace");
+        assert!(d.get("billing").is_none());
 
+        let neither = "neither applicationDefinitionId (service catalog) nor plan (Marketplace) is present";
+        let both = "both applicationDefinitionId (service catalog) and plan (Marketplace) are present";
+        let billing_alone = "billingDetails (Marketplace) is present with applicationDefinitionId (service catalog)";
+        let mut none = catalog("PUT", "Succeeded");
+        remove(&mut none, "applicationDefinitionId");
+        let mut nulls = none.clone();
+        nulls["applicationDefinitionId"] = Value::Null;
+        nulls["plan"] = Value::Null;
+        let mut two = marketplace("PUT", "Succeeded");
+        two["applicationDefinitionId"] = json!(DEF);
+        let mut billing_only = marketplace("PUT", "Succeeded");
+        remove(&mut billing_only, "plan");
+        let mut catalog_billing = catalog("PUT", "Succeeded");
+        catalog_billing["billingDetails"] = json!({"resourceUsageId": "u"});
+        for (doc, detail) in [(none, neither), (nulls, neither), (two, both), (billing_only, neither), (catalog_billing, billing_alone)] {
+            let ev = check(&doc).unwrap();
+            assert_eq!(ev.nonconforming, vec![Finding { rule: Rule::FlavourUnknown, detail: detail.into() }], "{doc}");
+            assert_eq!(data(&ev)["flavour"], "unknown");
+        }
         // A null applicationDefinitionId is absent, not a second flavour.
         let mut doc = marketplace("PUT", "Succeeded");
         doc["applicationDefinitionId"] = Value::Null;
@@ -802,17 +850,17 @@ mod tests {
     fn application_definition_id_is_checked() {
         let mut doc = catalog("PUT", "Succeeded");
         doc["applicationDefinitionId"] = json!(APP);
-        assert_eq!(
-            err(&doc),
-            "applicationDefinitionId must be an application definition resource ID (subscriptions/{id}/resourceGroups/{rg}/providers/Microsoft.Solutions/applicationDefinitions/{name}): segment 7 must be 'applicationDefinitions'"
-        );
+        let ev = check(&doc).unwrap();
+        assert_eq!(ev.nonconforming, vec![Finding { rule: Rule::DefinitionShape, detail: "applicationDefinitionId must be an application definition resource ID (subscriptions/{id}/resourceGroups/{rg}/providers/Microsoft.Solutions/applicationDefinitions/{name}): segment 7 must be 'applicationDefinitions'".into() }]);
+        assert_eq!(data(&ev)["flavour"], "service_catalog");
+        assert!(data(&ev).get("applicationDefinitionId").is_none());
         for (wrong, want) in [
             (json!(5), "applicationDefinitionId must be a string"),
             (json!({}), "applicationDefinitionId must be a string"),
             (json!(""), "applicationDefinitionId must not be empty"),
         ] {
             doc["applicationDefinitionId"] = wrong;
-            assert_eq!(err(&doc), want);
+            assert_eq!(check(&doc).unwrap().nonconforming[0].detail, want);
         }
     }
 
@@ -821,32 +869,39 @@ mod tests {
         for wrong in [json!("p"), json!([]), json!(3), json!(true)] {
             let mut doc = marketplace("PUT", "Succeeded");
             doc["plan"] = wrong.clone();
-            assert_eq!(err(&doc), "plan must be an object");
+            assert_eq!(check(&doc).unwrap().nonconforming[0].detail, "plan must be an object");
             let mut doc = marketplace("PUT", "Succeeded");
             doc["billingDetails"] = wrong;
-            assert_eq!(err(&doc), "billingDetails must be an object");
+            assert_eq!(check(&doc).unwrap().nonconforming[0].detail, "billingDetails must be an object");
         }
         let fields = [
-            ("plan", "publisher"),
-            ("plan", "product"),
-            ("plan", "name"),
-            ("plan", "version"),
-            ("billingDetails", "resourceUsageId"),
+            ("plan", "publisher", "plan_shape"),
+            ("plan", "product", "plan_shape"),
+            ("plan", "name", "plan_shape"),
+            ("plan", "version", "plan_shape"),
+            ("billingDetails", "resourceUsageId", "billing_shape"),
         ];
-        for (object, field) in fields {
+        for (object, field, rule) in fields {
             let name = format!("{object}.{field}");
             let mut doc = marketplace("PUT", "Succeeded");
             doc[object].as_object_mut().unwrap().remove(field);
-            assert_eq!(err(&doc), format!("{name} is required"));
             for (value, want) in [
-                (Value::Null, "is required"),
-                (json!(1), "must be a string"),
-                (json!(["x"]), "must be a string"),
-                (json!({}), "must be a string"),
-                (json!(""), "must not be empty"),
+                (None, "is required"),
+                (Some(Value::Null), "is required"),
+                (Some(json!(1)), "must be a string"),
+                (Some(json!(["x"])), "must be a string"),
+                (Some(json!({})), "must be a string"),
+                (Some(json!("")), "must not be empty"),
             ] {
-                doc[object][field] = value;
-                assert_eq!(err(&doc), format!("{name} {want}"));
+                if let Some(value) = value {
+                    doc[object][field] = value;
+                }
+                let ev = check(&doc).unwrap();
+                let found: Vec<(&str, &str)> = ev.nonconforming.iter().map(|f| (f.rule.slug(), f.detail.as_str())).collect();
+                assert_eq!(found, [(rule, format!("{name} {want}").as_str())]);
+                let d = data(&ev);
+                assert_eq!(d["flavour"], "marketplace");
+                assert!(d.get(if object == "plan" { "plan" } else { "billing" }).is_none());
             }
         }
     }
@@ -886,6 +941,15 @@ mod tests {
             assert!(e.starts_with(want), "{body:?}: {e}");
         }
         assert_eq!(validate(b"{}").unwrap_err(), "eventType is required");
+        // Every identifying field usable: never refused, whatever else is wrong.
+        let minimal = format!(r#"{{"eventType":"X","provisioningState":"Y","applicationId":"{APP}","eventTime":"2019-08-14T19:20:08"}}"#);
+        let found: Vec<Rule> = validate(minimal.as_bytes()).unwrap().nonconforming.iter().map(|f| f.rule).collect();
+        assert_eq!(found, [Rule::FlavourUnknown, Rule::TypeUndocumented, Rule::StateUndocumented, Rule::TimeNoOffset]);
+        // Findings come in the order of `conformance::RULES`.
+        let all = minimal.replacen('{', r#"{"applicationDefinitionId":1,"plan":"p","billingDetails":[],"error":7,"#, 1);
+        let found: Vec<Rule> = validate(all.as_bytes()).unwrap().nonconforming.iter().map(|f| f.rule).collect();
+        let want: Vec<Rule> = crate::conformance::RULES.into_iter().filter(|r| !matches!(r, Rule::PairUndocumented | Rule::ErrorMissing)).collect();
+        assert_eq!(found, want);
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! on a request.
 
 use crate::arm::config::{ArmCheck, RawArmCheck};
+use crate::json_path;
+use crate::conformance::OnNonconforming;
 use crate::problem::clip;
 use crate::ratelimit::{self, Limit};
+use crate::route;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::fmt;
@@ -25,6 +28,27 @@ pub struct Config {
     pub log_level: Option<log::Level>,
     /// Whether Envoy lets the filter hold a request's headers while it reads the body.
     pub header_mode: HeaderMode,
+    /// What happens to a request that no endpoint guards.
+    pub unguarded: Unguarded,
+}
+
+/// What happens to a request whose path no endpoint guards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unguarded {
+    /// It passes through untouched.
+    Pass,
+    /// 404: for a listener that only serves webhooks.
+    Reject,
+}
+
+/// Which endpoint, if any, a request path belongs to.
+#[derive(Debug)]
+pub enum Route<'a> {
+    /// The path's canonical form is the endpoint's.
+    Guarded(usize, &'a Endpoint),
+    /// The path has no single canonical form and a lenient reading of it is the endpoint's.
+    Ambiguous(usize, &'a Endpoint, route::Ambiguity),
+    Unguarded,
 }
 
 /// Whether the request head can be held until the body is checked. Holding needs the
@@ -42,6 +66,8 @@ pub enum HeaderMode {
 pub struct Endpoint {
     pub name: String,
     pub path: String,
+    /// The canonical form of `path` (see `route`): requests with this form are guarded.
+    pub canonical: String,
     pub profile: Profile,
     pub secret: Secret,
     pub max_body_bytes: usize,
@@ -49,6 +75,8 @@ pub struct Endpoint {
     pub upstream_4xx: Upstream4xx,
     /// md5_envelope only: answer `ping` events without calling the upstream.
     pub answer_ping: bool,
+    /// azure_managed_app only: what to do with a nonconforming notification.
+    pub on_nonconforming: OnNonconforming,
     pub rate_limit: Option<RateLimit>,
     pub mode: Mode,
     /// Window in which a copy of a delivered event is answered without forwarding.
@@ -162,6 +190,7 @@ struct RawConfig<'a> {
     endpoints: Vec<&'a RawValue>,
     log_level: Option<String>,
     header_mode: Option<String>,
+    unguarded: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -175,6 +204,7 @@ struct RawEndpoint {
     forward: Option<String>,
     upstream_4xx: Option<String>,
     answer_ping: Option<bool>,
+    on_nonconforming: Option<String>,
     rate_limit: Option<RawRateLimit>,
     mode: Option<String>,
     dedupe_seconds: Option<u64>,
@@ -198,6 +228,9 @@ struct RawSecret {
     values: Vec<String>,
     #[serde(default)]
     env: Vec<String>,
+    /// Variables that must be set but may be empty: a rotation's second slot.
+    #[serde(default)]
+    env_optional: Vec<String>,
 }
 
 impl Config {
@@ -206,22 +239,20 @@ impl Config {
     pub fn parse(json: &[u8], env: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         // Text, not bytes: one serde_json reader for every parse in the module.
         let json = std::str::from_utf8(json).map_err(|e| format!("configuration: {e}"))?;
-        let raw: RawConfig =
-            serde_json::from_str(json).map_err(|e| format!("configuration: {}", redact(&e)))?;
+        let raw: RawConfig = deserialize(json, json)?;
         if raw.endpoints.is_empty() || raw.endpoints.len() > MAX_ENDPOINTS {
             return Err(format!("endpoints: must list 1 to {MAX_ENDPOINTS} endpoints"));
         }
         let mut endpoints: Vec<Endpoint> = Vec::with_capacity(raw.endpoints.len());
         for (i, value) in raw.endpoints.iter().enumerate() {
             let at = format!("endpoints[{i}]");
-            let raw: RawEndpoint =
-                serde_json::from_str(value.get()).map_err(|e| format!("{at}: {}", redact(&e)))?;
+            let raw: RawEndpoint = deserialize(json, value.get())?;
             let endpoint = Endpoint::validate(raw, &env).map_err(|e| format!("{at}.{e}"))?;
             if endpoints.iter().any(|e| e.name == endpoint.name) {
                 return Err(format!("{at}.name: duplicate endpoint name '{}'", endpoint.name));
             }
-            if endpoints.iter().any(|e| e.path == endpoint.path) {
-                return Err(format!("{at}.path: duplicate path '{}'", endpoint.path));
+            if let Some(other) = endpoints.iter().find(|e| e.canonical == endpoint.canonical) {
+                return Err(format!("{at}.path: '{}' is the same path as '{}' to a backend", endpoint.path, other.path));
             }
             endpoints.push(endpoint);
         }
@@ -229,12 +260,17 @@ impl Config {
         let log_level = pick("log_level", "level", raw.log_level.as_deref().unwrap_or("info"), &levels)?;
         let header_modes = [("stream", HeaderMode::Stream), ("hold", HeaderMode::Hold)];
         let header_mode = pick("header_mode", "mode", raw.header_mode.as_deref().unwrap_or("stream"), &header_modes)?;
-        Ok(Config { endpoints, log_level, header_mode })
+        let unguarded = pick("unguarded", "value", raw.unguarded.as_deref().unwrap_or("pass"), &[("pass", Unguarded::Pass), ("reject", Unguarded::Reject)])?;
+        Ok(Config { endpoints, log_level, header_mode, unguarded })
     }
 
-    /// The endpoint guarding `path` (exact match, query excluded), with its index.
-    pub fn endpoint(&self, path: &[u8]) -> Option<(usize, &Endpoint)> {
-        self.endpoints.iter().enumerate().find(|(_, e)| e.path.as_bytes() == path)
+    /// The endpoint that guards `path` (query excluded), decided on canonical forms.
+    pub fn route(&self, path: &[u8]) -> Route<'_> {
+        let find = |form: &str| self.endpoints.iter().enumerate().find(|(_, e)| e.canonical == form);
+        match route::canonical(path) {
+            Ok(form) => find(&form).map_or(Route::Unguarded, |(i, e)| Route::Guarded(i, e)),
+            Err(why) => route::lenient(path).iter().find_map(|form| find(form)).map_or(Route::Unguarded, |(i, e)| Route::Ambiguous(i, e, why)),
+        }
     }
 }
 
@@ -271,6 +307,7 @@ impl Endpoint {
         if !path_ok {
             return Err("path: must start with '/' and hold no query, fragment or whitespace".into());
         }
+        let canonical = route::canonical(raw.path.as_bytes()).map_err(|why| format!("path: {}", why.detail()))?;
         let profiles = [("azure_managed_app", Profile::AzureManagedApp), ("md5_envelope", Profile::Md5Envelope)];
         let profile = pick("profile", "profile", &raw.profile, &profiles)?;
         let max_body = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
@@ -284,6 +321,11 @@ impl Endpoint {
         if raw.answer_ping.is_some() && profile != Profile::Md5Envelope {
             return Err("answer_ping: only applies to the md5_envelope profile".into());
         }
+        if raw.on_nonconforming.is_some() && profile != Profile::AzureManagedApp {
+            return Err("on_nonconforming: only applies to the azure_managed_app profile".into());
+        }
+        let choices = [("forward", OnNonconforming::Forward), ("hold", OnNonconforming::Hold), ("reject", OnNonconforming::Reject)];
+        let on_nonconforming = pick("on_nonconforming", "value", raw.on_nonconforming.as_deref().unwrap_or("forward"), &choices)?;
         let rate_limit = raw.rate_limit.map(|r| RateLimit::validate(r, profile, &raw.name)).transpose()?;
         let modes = [("enforce", Mode::Enforce), ("shadow", Mode::Shadow)];
         let mode = pick("mode", "mode", raw.mode.as_deref().unwrap_or("enforce"), &modes)?;
@@ -297,9 +339,11 @@ impl Endpoint {
             mode,
             rate_limit,
             answer_ping: raw.answer_ping.unwrap_or(false),
+            on_nonconforming,
             source: format!("/webhook-guard/{}", raw.name),
             name: raw.name,
             path: raw.path,
+            canonical,
             profile,
             secret: Secret::validate(raw.secret, env)?,
             max_body_bytes: usize::try_from(max_body).map_err(|_| "max_body_bytes: too large for this platform")?,
@@ -336,9 +380,15 @@ impl Secret {
         for (i, value) in raw.values.into_iter().enumerate() {
             values.push(check_secret(value).map_err(|rule| format!("secret.values[{i}]: {rule}"))?);
         }
-        for name in raw.env {
-            let value = env(&name).ok_or_else(|| format!("secret.env: environment variable '{}' is not set", clip(&name)))?;
-            values.push(check_secret(value).map_err(|rule| format!("secret.env '{}': {rule}", clip(&name)))?);
+        let optional = raw.env_optional.into_iter().map(|name| (name, "secret.env_optional"));
+        for (name, field) in raw.env.into_iter().map(|name| (name, "secret.env")).chain(optional) {
+            let value = env(&name).ok_or_else(|| format!("{field}: environment variable '{}' is not set", clip(&name)))?;
+            // Empty is how an optional slot says "no second secret now"; unset stays an
+            // error, so a misspelt name is still refused rather than turning into 403s.
+            if field == "secret.env_optional" && value.trim().is_empty() {
+                continue;
+            }
+            values.push(check_secret(value).map_err(|rule| format!("{field} '{}': {rule}", clip(&name)))?);
         }
         if values.is_empty() {
             return Err("secret: no usable secret (give secret.values or secret.env)".into());
@@ -359,6 +409,22 @@ fn check_secret(value: String) -> Result<Vec<u8>, &'static str> {
         return Err("secret contains control characters");
     }
     Ok(value.into_bytes())
+}
+
+/// Deserializes `part` (`json` itself or a slice of it). An error names the full path of
+/// the member (`endpoints[1].secret.values`) and the line and column counted in the whole
+/// plugin configuration, which a reader looks up there, not in the YAML file embedding it.
+fn deserialize<'a, T: Deserialize<'a>>(json: &str, part: &'a str) -> Result<T, String> {
+    serde_json::from_str(part).map_err(|e| {
+        let message = redact(&e);
+        let Some(message) = message.strip_suffix(&format!(" at line {} column {}", e.line(), e.column())) else {
+            return format!("configuration: {message}");
+        };
+        let start = (part.as_ptr() as usize).saturating_sub(json.as_ptr() as usize);
+        let place = json_path::place(json, start + json_path::offset(part, e.line(), e.column()));
+        let path = if place.path.is_empty() { "configuration" } else { &place.path };
+        format!("{path}: {message} at line {} column {} of the plugin configuration", place.line, place.column)
+    })
 }
 
 /// A parser error without the string values serde quotes in it ("invalid type: string
@@ -394,8 +460,14 @@ mod tests {
         assert_eq!(e.max_body_bytes, 65536);
         assert_eq!(e.forward, Forward::CloudEvent);
         assert_eq!(e.upstream_4xx, Upstream4xx::Retry);
-        assert!(c.endpoint(b"/api/resource").is_some());
-        assert!(c.endpoint(b"/api/resource/").is_none());
+        assert_eq!(c.unguarded, Unguarded::Pass);
+        assert_eq!(e.canonical, "/api/resource");
+        assert!(matches!(c.route(b"/api/resource"), Route::Guarded(0, _)));
+        assert!(matches!(c.route(b"/API/resource/"), Route::Guarded(0, _)));
+        assert!(matches!(c.route(b"/api%2Fresource"), Route::Ambiguous(0, _, route::Ambiguity::Separator)));
+        assert!(matches!(c.route(b"/api/resources"), Route::Unguarded));
+        assert!(matches!(c.route(b"/api/resources%2F"), Route::Unguarded));
+        assert_eq!(e.on_nonconforming, OnNonconforming::Forward);
     }
 
     #[test]
@@ -408,26 +480,49 @@ mod tests {
     }
 
     #[test]
+    fn an_optional_environment_secret_may_be_empty_but_not_unset() {
+        let json = r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app",
+            "secret":{"env":["SIG"],"env_optional":["SIG_NEXT"]}}]}"#;
+        let with = |next: Option<&str>| {
+            let next = next.map(String::from);
+            Config::parse(json.as_bytes(), move |k| if k == "SIG" { Some("one".into()) } else { next.clone() })
+        };
+        assert_eq!(with(Some("")).unwrap().endpoints[0].secret.values, vec![b"one".to_vec()]);
+        assert_eq!(with(Some("two")).unwrap().endpoints[0].secret.values, vec![b"one".to_vec(), b"two".to_vec()]);
+        let err = with(None).unwrap_err();
+        assert_eq!(err, "endpoints[0].secret.env_optional: environment variable 'SIG_NEXT' is not set");
+        // An optional slot alone is no secret at all.
+        let only = r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"env_optional":["SIG_NEXT"]}}]}"#;
+        let err = Config::parse(only.as_bytes(), |_| Some(String::new())).unwrap_err();
+        assert!(err.starts_with("endpoints[0].secret: no usable secret"), "{err}");
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let cases = [
             (r#"{"endpoints":[]}"#, "endpoints:"),
             (r#"{"endpoints":[],"extra":1}"#, "unknown field `extra`"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"max_body":1}]}"#, "endpoints[0]: unknown field `max_body`"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"max_body":1}]}"#, "endpoints[0].max_body: unknown field `max_body`"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"nope","secret":{"values":["s"]}}]}"#, "endpoints[0].profile: unknown profile 'nope'"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{}}]}"#, "endpoints[0].secret: no usable secret"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["  "]}}]}"#, "endpoints[0].secret.values[0]: secret is empty"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"env":["MISSING"]}}]}"#, "endpoints[0].secret.env: environment variable 'MISSING' is not set"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"],"oops":1}}]}"#, "endpoints[0]: unknown field `oops`"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"],"oops":1}}]}"#, "endpoints[0].secret.oops: unknown field `oops`"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"max_body_bytes":0}]}"#, "endpoints[0].max_body_bytes"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"max_body_bytes":99999999999}]}"#, "endpoints[0].max_body_bytes"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}},{"name":"a","path":"/b","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[1].name: duplicate"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}},{"name":"b","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[1].path: duplicate"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}},{"name":"b","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[1].path: '/a' is the same path as '/a'"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}},{"name":"b","path":"/A/","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[1].path: '/A/' is the same path as '/a'"),
+            (r#"{"endpoints":[{"name":"a","path":"/a%2Fb","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[0].path: the path holds a '\\' or an encoded '/'"),
+            (r#"{"unguarded":"drop","endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "unguarded: unknown value 'drop' (expected pass or reject)"),
             (r#"{"endpoints":[{"name":"A b","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[0].name"),
             (r#"{"endpoints":[{"name":"a","path":"a?x","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[0].path"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"param":"s&g","values":["s"]}}]}"#, "endpoints[0].secret.param"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"forward":"x"}]}"#, "endpoints[0].forward"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"upstream_4xx":"x"}]}"#, "endpoints[0].upstream_4xx"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"answer_ping":true}]}"#, "endpoints[0].answer_ping"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"on_nonconforming":"drop"}]}"#, "endpoints[0].on_nonconforming: unknown value 'drop' (expected forward, hold or reject)"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"md5_envelope","secret":{"values":["s"]},"on_nonconforming":"hold"}]}"#, "endpoints[0].on_nonconforming: only applies to the azure_managed_app profile"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":0,"burst":1}}]}"#, "endpoints[0].rate_limit.per_second"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":0}}]}"#, "endpoints[0].rate_limit.burst"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":1,"key":"ip"}}]}"#, "endpoints[0].rate_limit.key"),
@@ -446,6 +541,20 @@ mod tests {
     }
 
     #[test]
+    fn errors_name_the_full_path_and_the_configurations_line() {
+        let json = "{\n  \"endpoints\": [\n    {\"name\": \"a\", \"path\": \"/a\", \"profile\": \"md5_envelope\", \"secret\": {\"values\": [\"s\"]}},\n    {\"name\": \"b\", \"path\": \"/b\", \"profile\": \"md5_envelope\",\n     \"secret\": {\"values\": \"s\"}}\n  ]\n}";
+        let err = parse(json).unwrap_err();
+        assert_eq!(err, "endpoints[1].secret.values: invalid type: string \"…\", expected a sequence at line 5 column 29 of the plugin configuration");
+        let err = parse(&json.replace("\"path\": \"/a\"", "\"path\": \"/a\", \"colour\": 1")).unwrap_err();
+        assert!(err.starts_with("endpoints[0].colour: unknown field `colour`"), "{err}");
+        assert!(err.ends_with("at line 3 column 40 of the plugin configuration"), "{err}");
+        let err = parse("{\"log_level\": 3, \"endpoints\": []}").unwrap_err();
+        assert_eq!(err, "log_level: invalid type: integer `3`, expected a string at line 1 column 15 of the plugin configuration");
+        let err = parse("{\"endpoints\": [}").unwrap_err();
+        assert_eq!(err, "endpoints: expected value at line 1 column 16 of the plugin configuration");
+    }
+
+    #[test]
     fn errors_never_contain_a_secret() {
         let json = r#"{"endpoints":[{"name":"a","path":"/a","profile":"nope","secret":{"values":["TOPSECRET"]}}]}"#;
         assert!(!parse(json).unwrap_err().contains("TOPSECRET"));
@@ -453,7 +562,7 @@ mod tests {
         assert!(!parse(json).unwrap_err().contains("TOPSECRET"));
         let json = r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":"TOPSECRET"}}]}"#;
         let err = parse(json).unwrap_err();
-        assert!(err.contains("endpoints[0]: invalid type") && !err.contains("TOPSECRET"), "{err}");
+        assert!(err.contains("endpoints[0].secret.values: invalid type") && !err.contains("TOPSECRET"), "{err}");
         let c = parse(MINIMAL).unwrap();
         assert!(!format!("{c:?}").contains("s3cret"));
     }

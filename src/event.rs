@@ -5,6 +5,8 @@
 //! same id.
 
 use md5::{Digest, Md5};
+
+use crate::conformance::{self, Finding};
 use serde_json::value::RawValue;
 
 /// Namespace of every webhook-guard event id (a fixed, random UUID).
@@ -27,6 +29,9 @@ pub struct Event {
     pub keys: RateKeys,
     /// The CloudEvent's `data` member, already serialised.
     pub data: Box<RawValue>,
+    /// Where the notification departs from the sender's documented table (empty when it
+    /// conforms); the id does not depend on it.
+    pub nonconforming: Vec<Finding>,
 }
 
 /// Identifiers of the sender-side resource, used as rate-limit keys.
@@ -75,7 +80,8 @@ impl Event {
         let optional = |s: &Option<String>| s.as_deref().map_or(0, str::len);
         // 128 covers the member names and quotes; only escapes can need more.
         let values = source.len() + self.id.len() + self.kind.len() + data.len();
-        let optionals = optional(&self.subject) + optional(&self.time);
+        let flags = conformance::flags(&self.nonconforming);
+        let optionals = optional(&self.subject) + optional(&self.time) + optional(&flags);
         let mut out = Vec::with_capacity(128 + values + optionals);
         out.extend_from_slice(b"{\"specversion\":\"1.0\",\"id\":");
         push_string(&mut out, &self.id)?;
@@ -90,6 +96,11 @@ impl Event {
         if let Some(time) = &self.time {
             out.extend_from_slice(b",\"time\":");
             push_string(&mut out, time)?;
+        }
+        if let Some(flags) = &flags {
+            // The CloudEvents extension attribute: the same rules as the header.
+            out.extend_from_slice(b",\"nonconforming\":");
+            push_string(&mut out, flags)?;
         }
         if let Some(verified) = verified {
             out.extend_from_slice(b",\"verified\":");
@@ -153,6 +164,7 @@ mod tests {
             time: None,
             keys: RateKeys::default(),
             data: RawValue::from_string(r#"{"a":1}"#.into()).unwrap(),
+            nonconforming: Vec::new(),
         };
         let v: serde_json::Value =
             serde_json::from_slice(&ev.to_cloudevent("/src").unwrap()).unwrap();
@@ -172,6 +184,7 @@ mod tests {
             time: None,
             keys: RateKeys::default(),
             data: RawValue::from_string("{}".into()).unwrap(),
+            nonconforming: Vec::new(),
         };
         for verified in [true, false] {
             let v: serde_json::Value = serde_json::from_slice(&ev.to_cloudevent_with("/s", Some(verified)).unwrap()).unwrap();
@@ -207,6 +220,7 @@ mod tests {
                     time: time.map(String::from),
                     keys: RateKeys::default(),
                     data: RawValue::from_string(r#"{"a": [1, "\u00e9"]}"#.into()).unwrap(),
+                    nonconforming: Vec::new(),
                 };
                 let want = serde_json::to_vec(&Reference {
                     specversion: "1.0",

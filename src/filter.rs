@@ -5,14 +5,14 @@
 
 use crate::arm::verify::{self, Step, Verdict};
 use crate::arm::{self, Outbound};
-use crate::config::{Config, Contention, Endpoint, Forward, Mode, Profile, RateKey, Upstream4xx};
+use crate::config::{Config, Contention, Endpoint, Forward, HeaderMode, Mode, Profile, RateKey, Route, Unguarded, Upstream4xx};
 use crate::event::Event;
 use crate::media::Media;
-use crate::metrics::Counter;
+use crate::metrics::{Counter, ListenerCounter};
 use crate::problem::{Reason, Rejection};
 use crate::ratelimit::{self, Outcome};
 use crate::dedupe::{self, Begin};
-use crate::{check, query, vendor};
+use crate::{check, conformance, query, vendor};
 use proxy_wasm::types::Action;
 use std::borrow::Cow;
 use std::rc::Rc;
@@ -33,12 +33,17 @@ pub trait HttpHost: Outbound {
     fn set_request_body(&self, size: usize, body: &[u8]);
     /// The upstream's `:status`.
     fn response_status(&self) -> Option<u16>;
+    /// Envoy's `response.code_details`: who produced the response (`via_upstream`, or the
+    /// local reply's reason, e.g. `request_rate_limited`).
+    fn response_code_details(&self) -> Option<String>;
     /// Replaces the `:status` the sender will see.
     fn set_response_status(&self, status: u16);
     /// Answers the sender directly; the upstream is not called (or its answer dropped).
     fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]);
     /// Adds one to `counter` of the endpoint at `endpoint` (its index in the config).
     fn count(&self, endpoint: usize, counter: Counter);
+    /// Adds one to a counter of the listener as a whole.
+    fn count_listener(&self, counter: ListenerCounter);
     /// Writes a log line.
     fn log(&self, level: log::Level, line: &str);
     /// Lets a request held by the verify stage continue.
@@ -47,8 +52,17 @@ pub trait HttpHost: Outbound {
 
 /// Headers a client may not set: the filter owns them on the upstream request.
 const GATEWAY_PREFIXES: [&str; 2] = ["x-webhook-", "ce-"];
+/// Headers that make frameworks (ASP.NET, Express, Spring, Rails, Laravel) run another
+/// method's handler than the one the guard allowed.
+const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+/// Printed by access logs (Istio's default format) instead of `:path` when present; Envoy
+/// passes a client's own copy through.
+const ORIGINAL_PATH: &str = "x-envoy-original-path";
 /// Shadow mode's report to the upstream: `accept` or the rejection's reason.
 pub const VERDICT_HEADER: &str = "x-webhook-shadow-verdict";
+/// Seconds a held head may wait for its body's first callback before the root's safety
+/// net answers it ([`Guard::on_body_missing`]).
+pub const HOLD_TIMEOUT_SECS: u64 = 5;
 
 enum Stage {
     /// Not a guarded path, or settled: nothing more to do.
@@ -76,11 +90,13 @@ pub struct Guard<H> {
     stage: Stage,
     /// Slot key and id of an event marked in flight for duplicate suppression.
     in_flight: Option<(String, String)>,
+    /// The head went upstream (`stream`): request headers can no longer be changed.
+    head_sent: bool,
 }
 
 impl<H: HttpHost> Guard<H> {
     pub fn new(host: H, config: Rc<Config>) -> Self {
-        Guard { host, config, matched: None, stage: Stage::Idle, in_flight: None }
+        Guard { host, config, matched: None, stage: Stage::Idle, in_flight: None, head_sent: false }
     }
 
     pub fn on_request_headers(&mut self, end_of_stream: bool) -> Action {
@@ -91,11 +107,16 @@ impl<H: HttpHost> Guard<H> {
         let raw_path = find(":path").unwrap_or_default();
         let bare_path = raw_path.split(|b| *b == b'?').next().unwrap_or_default();
         let config = Rc::clone(&self.config);
-        let Some((index, endpoint)) = config.endpoint(bare_path) else {
-            return Action::Continue;
+        let lossy = String::from_utf8_lossy(raw_path);
+        let (index, endpoint) = match config.route(bare_path) {
+            Route::Guarded(index, endpoint) => (index, endpoint),
+            Route::Ambiguous(index, endpoint, why) => {
+                self.take(index, endpoint, &lossy, &headers);
+                return self.reject(endpoint, Rejection::new(Reason::AmbiguousPath, why.detail()));
+            }
+            Route::Unguarded => return self.unguarded(&lossy),
         };
-        self.matched = Some(index);
-        self.host.count(index, Counter::Received);
+        self.take(index, endpoint, &lossy, &headers);
         let Ok(path) = std::str::from_utf8(raw_path) else {
             return self.reject(endpoint, Rejection::new(Reason::Invalid, "the request target is not UTF-8"));
         };
@@ -118,20 +139,99 @@ impl<H: HttpHost> Guard<H> {
         if endpoint.mode == Mode::Shadow {
             self.host.set_request_header(VERDICT_HEADER, None);
         } else {
-            self.host.set_request_header(":path", Some(&query::without_param(path, &endpoint.secret.param)));
             for (name, _) in &headers {
-                if GATEWAY_PREFIXES.iter().any(|p| name.starts_with(p)) {
+                if GATEWAY_PREFIXES.iter().any(|p| name.starts_with(p)) || METHOD_OVERRIDES.contains(&name.as_str()) {
                     self.host.set_request_header(name, None);
                 }
             }
             if endpoint.forward == Forward::CloudEvent {
-                // The body will be replaced; its length is set again once it is known.
+                // The body will be replaced; its length is set again once it is known
+                // (held head) or the upstream request is chunked (streamed head).
                 self.host.set_request_header("content-length", None);
+                self.host.set_request_header("content-type", Some("application/cloudevents+json"));
             }
+            self.host.set_request_header("x-webhook-profile", Some(endpoint.profile.name()));
+            self.host.set_request_header("x-webhook-endpoint", Some(&endpoint.name));
         }
         self.stage = Stage::Body { media, size: 0 };
-        // Held (allow_on_headers_stop_iteration): nothing reaches the upstream until the
-        // body has been validated.
+        match self.config.header_mode {
+            // Held (allow_on_headers_stop_iteration): nothing reaches the upstream until
+            // the body has been validated.
+            HeaderMode::Hold => Action::Pause,
+            // The checked head goes on; the body is held in on_request_body until it has
+            // been validated, and a refusal then resets the upstream request.
+            HeaderMode::Stream => {
+                self.head_sent = true;
+                Action::Continue
+            }
+        }
+    }
+
+    /// Whether the head is held until the body's verdict: Envoy must then call the body
+    /// callback, which it never does without `allow_on_headers_stop_iteration`.
+    pub fn holds_head(&self) -> bool {
+        self.config.header_mode == HeaderMode::Hold && matches!(self.stage, Stage::Body { .. })
+    }
+
+    /// The root's safety net: the head was held [`HOLD_TIMEOUT_SECS`] ago and no body
+    /// callback came, so Envoy was not told to deliver it. Answers 503 (retried by both
+    /// senders) instead of leaving the request hanging, whatever the endpoint's mode.
+    pub fn on_body_missing(&mut self) {
+        let (Stage::Body { .. }, Some(index)) = (&self.stage, self.matched) else {
+            return;
+        };
+        self.host.count(index, Counter::Rejected(Reason::NotHeld));
+        let name = self.config.endpoints.get(index).map_or("", |e| e.name.as_str());
+        let line = format!(
+            "webhook-guard: endpoint={name}: no request body reached the filter {HOLD_TIMEOUT_SECS} s after the head was held; \
+             set allow_on_headers_stop_iteration: true on the Wasm filter, or \"header_mode\": \"stream\"; answered 503"
+        );
+        self.host.log(log::Level::Error, &line);
+        let mut rejection = Rejection::new(Reason::NotHeld, "the gateway could not hold the request; retry later");
+        rejection.retry_after = Some(HOLD_TIMEOUT_SECS);
+        self.answer(&rejection);
+        self.stage = Stage::Idle;
+    }
+
+    /// Takes a request on `endpoint`'s path: counts it, and before any check can refuse it
+    /// removes the secret from `:path` (an access log prints it, whatever the outcome) and
+    /// a client's `x-envoy-original-path`. An enforced request goes on with exactly the
+    /// configured path, so the backend sees only what the guard checked; a shadowed one
+    /// keeps its own.
+    fn take(&mut self, index: usize, endpoint: &Endpoint, path: &str, headers: &[(String, Vec<u8>)]) {
+        self.matched = Some(index);
+        self.host.count(index, Counter::Received);
+        let (sent, query) = query::split(path);
+        let base = if endpoint.mode == Mode::Enforce { endpoint.path.as_str() } else { sent };
+        let target = match query {
+            Some(query) => query::without_param(&format!("{base}?{query}"), &endpoint.secret.param),
+            None => base.to_string(),
+        };
+        if target != path {
+            self.host.set_request_header(":path", Some(&target));
+        }
+        if headers.iter().any(|(name, _)| name == ORIGINAL_PATH) {
+            self.host.set_request_header(ORIGINAL_PATH, None);
+        }
+    }
+
+    /// A request no endpoint guards: untouched, or refused on a listener for webhooks only.
+    fn unguarded(&mut self, path: &str) -> Action {
+        if self.config.unguarded == Unguarded::Pass {
+            return Action::Continue;
+        }
+        // A sender's URL with a wrong path still carries its secret.
+        let params = self.config.endpoints.iter().map(|e| e.secret.param.as_str());
+        let stripped = params.fold(path.to_string(), |path, param| query::without_param(&path, param));
+        if stripped != path {
+            self.host.set_request_header(":path", Some(&stripped));
+        }
+        self.host.count_listener(ListenerCounter::UnguardedRejected);
+        let rejection = Rejection::new(Reason::NotFound, "no webhook endpoint guards this path");
+        if let Some(level) = self.config.log_level {
+            self.host.log(level, &log_line("-", &rejection, false));
+        }
+        self.answer(&rejection);
         Action::Pause
     }
 
@@ -169,12 +269,16 @@ impl<H: HttpHost> Guard<H> {
             return Action::Continue;
         };
         let body = self.host.request_body(size).unwrap_or_default();
-        let event = match check::body(endpoint, media, &body).and_then(|event| self.limit(endpoint, Some(&event)).map(|()| event)) {
+        // A held or refused nonconforming event is answered before it draws a
+        // per-application token or is marked in flight.
+        let event = match check::body(endpoint, media, &body).and_then(|event| self.judge(endpoint, event)).and_then(|event| self.limit(endpoint, Some(&event)).map(|()| event)) {
             Ok(event) => event,
             Err(rejection) => return self.reject(endpoint, rejection),
         };
         if endpoint.mode == Mode::Shadow {
-            self.host.set_request_header(VERDICT_HEADER, Some("accept"));
+            if !self.head_sent {
+                self.host.set_request_header(VERDICT_HEADER, Some("accept"));
+            }
             return self.finish(Some(Counter::Forwarded), Action::Continue);
         }
         if endpoint.answer_ping && vendor::is_ping(&event) {
@@ -276,15 +380,26 @@ impl<H: HttpHost> Guard<H> {
                 return self.reject(endpoint, rejection);
             };
             self.host.set_request_body(size, &cloudevent);
-            self.host.set_request_header("content-type", Some("application/cloudevents+json"));
-            self.host.set_request_header("content-length", Some(&cloudevent.len().to_string()));
+            if !self.head_sent {
+                self.host.set_request_header("content-length", Some(&cloudevent.len().to_string()));
+            }
         }
-        self.host.set_request_header("x-webhook-event-id", Some(&event.id));
-        self.host.set_request_header("x-webhook-event-type", Some(&event.kind));
-        self.host.set_request_header("x-webhook-profile", Some(endpoint.profile.name()));
-        self.host.set_request_header("x-webhook-endpoint", Some(&endpoint.name));
-        if let Some(verified) = verified {
-            self.host.set_request_header("x-webhook-verified", Some(if verified { "true" } else { "false" }));
+        // Headers derived from the body need a held head (`hold`).
+        if !self.head_sent {
+            self.host.set_request_header("x-webhook-event-id", Some(&event.id));
+            self.host.set_request_header("x-webhook-event-type", Some(&event.kind));
+            if let Some(flags) = conformance::flags(&event.nonconforming) {
+                self.host.set_request_header("x-webhook-nonconforming", Some(&flags));
+            }
+            // Trusted descriptors for Envoy's global rate limit filter placed after this one.
+            for (name, value) in [("x-webhook-application", &event.keys.application), ("x-webhook-subscription", &event.keys.subscription)] {
+                if let Some(value) = value {
+                    self.host.set_request_header(name, Some(value));
+                }
+            }
+            if let Some(verified) = verified {
+                self.host.set_request_header("x-webhook-verified", Some(if verified { "true" } else { "false" }));
+            }
         }
         if let Some(index) = self.matched {
             if let Some(counter) = Counter::azure_event(&event.kind) {
@@ -298,16 +413,31 @@ impl<H: HttpHost> Guard<H> {
 
     pub fn on_response_headers(&mut self) -> Action {
         let config = Rc::clone(&self.config);
-        let (Stage::Forwarded, Some(index)) = (&self.stage, self.matched) else {
+        let Some((index, endpoint)) = self.matched.and_then(|i| Some((i, config.endpoints.get(i)?))) else {
             return Action::Continue;
         };
-        let Some(endpoint) = config.endpoints.get(index) else {
+        // `stream` only: the upstream may answer a head whose body it has not got yet.
+        let early = self.head_sent && endpoint.mode == Mode::Enforce && matches!(self.stage, Stage::Body { .. } | Stage::Verifying(_));
+        if !early && !matches!(self.stage, Stage::Forwarded) {
             return Action::Continue;
-        };
-        self.stage = Stage::Idle;
+        }
         let status = self.host.response_status().unwrap_or(0);
-        self.end_flight((200..300).contains(&status));
-        if status >= 500 {
+        if early {
+            if !(200..300).contains(&status) {
+                return Action::Continue;
+            }
+            let detail = format!("the upstream answered {status} before the notification was delivered; retry later");
+            return self.reject(endpoint, Rejection::new(Reason::UpstreamRejected, detail));
+        }
+        self.stage = Stage::Idle;
+        let delivered = (200..300).contains(&status);
+        // Also a later filter's local reply (Envoy's global rate limit): the retry must
+        // not meet an in-flight mark.
+        self.end_flight(delivered);
+        let global_limit = if delivered { None } else { self.host.response_code_details().and_then(|d| Counter::global_limit(&d)) };
+        if let Some(counter) = global_limit {
+            self.host.count(index, counter);
+        } else if status >= 500 {
             self.host.count(index, Counter::UpstreamFailure);
         }
         let is_final_4xx = (400..500).contains(&status) && status != 429;
@@ -332,6 +462,26 @@ impl<H: HttpHost> Guard<H> {
     fn end_flight(&mut self, delivered: bool) {
         if let Some((key, id)) = self.in_flight.take() {
             dedupe::finish(&self.host, &key, &id, self.host.now_nanos(), delivered);
+        }
+    }
+
+    /// Counts (per rule) and logs a nonconforming event, then applies the endpoint's
+    /// `on_nonconforming`: the event to forward it, or the hold / reject answer.
+    fn judge(&self, endpoint: &Endpoint, event: Event) -> Result<Event, Rejection> {
+        if event.nonconforming.is_empty() {
+            return Ok(event);
+        }
+        if let Some(index) = self.matched {
+            for finding in &event.nonconforming {
+                self.host.count(index, Counter::Nonconforming(finding.rule));
+            }
+        }
+        if self.config.log_level.is_some() {
+            self.host.log(log::Level::Warn, &conformance::log_line(&endpoint.name, endpoint.on_nonconforming, &event));
+        }
+        match conformance::refusal(endpoint.on_nonconforming, &event.nonconforming) {
+            Some(rejection) => Err(rejection),
+            None => Ok(event),
         }
     }
 
@@ -388,14 +538,22 @@ impl<H: HttpHost> Guard<H> {
             self.host.log(level, &log_line(&endpoint.name, &rejection, shadow));
         }
         if shadow {
-            self.host.set_request_header(VERDICT_HEADER, Some(rejection.reason.slug()));
+            // A streamed head has gone: the verdict is only counted and logged.
+            if !self.head_sent {
+                self.host.set_request_header(VERDICT_HEADER, Some(rejection.reason.slug()));
+            }
             return self.finish(Some(Counter::Forwarded), Action::Continue);
         }
+        self.answer(&rejection);
+        // Envoy must not continue the stream after a local reply.
+        self.finish(None, Action::Pause)
+    }
+
+    /// Answers the sender with the rejection's problem+json.
+    fn answer(&self, rejection: &Rejection) {
         let headers = rejection.headers();
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         self.host.send_response(rejection.status(), &headers, &rejection.body());
-        // Envoy must not continue the stream after a local reply.
-        self.finish(None, Action::Pause)
     }
 
     /// Ends the filter's work on this request, counting its outcome.
@@ -427,11 +585,16 @@ mod tests {
     use crate::shared::{SharedStore, StoreError};
     use std::cell::{Cell, RefCell};
 
-    const CONFIG: &str = r#"{"endpoints":[
+    const CONFIG: &str = r#"{"header_mode":"hold","endpoints":[
         {"name":"azure","path":"/az","profile":"azure_managed_app","secret":{"values":["k"]},"max_body_bytes":2000},
         {"name":"store","path":"/store","profile":"md5_envelope","secret":{"values":["k"]},"answer_ping":true},
         {"name":"limited","path":"/limited","profile":"azure_managed_app","secret":{"values":["k"]},"rate_limit":{"per_second":0.5,"burst":2}},
         {"name":"per-app","path":"/per-app","profile":"azure_managed_app","secret":{"values":["k"]},"rate_limit":{"per_second":1,"burst":1,"key":"application"}},
+        {"name":"once","path":"/once","profile":"azure_managed_app","secret":{"values":["k"]},"dedupe_seconds":60},
+        {"name":"shadow","path":"/shadow","profile":"azure_managed_app","secret":{"values":["k"]},"mode":"shadow"},
+        {"name":"orig","path":"/orig","profile":"azure_managed_app","secret":{"values":["k"]},"forward":"original"},
+        {"name":"hold","path":"/hold","profile":"azure_managed_app","secret":{"values":["k"]},"on_nonconforming":"hold","rate_limit":{"per_second":1,"burst":1,"key":"application"},"dedupe_seconds":60},
+        {"name":"reject","path":"/reject","profile":"azure_managed_app","secret":{"values":["k"]},"on_nonconforming":"reject"},
         {"name":"checked","path":"/checked","profile":"azure_managed_app","secret":{"values":["k"]},"dedupe_seconds":60,
          "rate_limit":{"per_second":0.001,"burst":2,"key":"application"},"arm_check":{"arm_cluster":"arm","token_cluster":"imds","managed_identity":{}}}]}"#;
     const DOC: &str = r#"{"eventType":"PUT","provisioningState":"Succeeded","eventTime":"2019-08-14T19:20:08Z",
@@ -444,9 +607,11 @@ mod tests {
         headers: RefCell<Vec<(String, Vec<u8>)>>,
         body: RefCell<Vec<u8>>,
         status: RefCell<Option<u16>>,
+        code_details: RefCell<Option<String>>,
         sent: RefCell<Option<(u16, Vec<u8>)>>,
         logs: RefCell<Vec<String>>,
         counts: RefCell<Vec<(usize, Counter)>>,
+        listener_counts: RefCell<Vec<ListenerCounter>>,
         store: Rc<MemoryStore>,
         now: Cell<u64>,
         sent_headers: RefCell<Vec<(String, String)>>,
@@ -510,6 +675,9 @@ mod tests {
         fn response_status(&self) -> Option<u16> {
             *self.status.borrow()
         }
+        fn response_code_details(&self) -> Option<String> {
+            self.code_details.borrow().clone()
+        }
         fn set_response_status(&self, status: u16) {
             *self.status.borrow_mut() = Some(status);
         }
@@ -519,6 +687,9 @@ mod tests {
         }
         fn count(&self, endpoint: usize, counter: Counter) {
             self.counts.borrow_mut().push((endpoint, counter));
+        }
+        fn count_listener(&self, counter: ListenerCounter) {
+            self.listener_counts.borrow_mut().push(counter);
         }
         fn log(&self, _level: log::Level, line: &str) {
             self.logs.borrow_mut().push(line.to_string());
@@ -534,7 +705,21 @@ mod tests {
 
     /// A stream whose host shares `store` (the workers' shared data) and reads `now`.
     fn guard_on(store: &Rc<MemoryStore>, now: u64, method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
-        let config = Rc::new(Config::parse(CONFIG.as_bytes(), |_| None).unwrap());
+        guard_with(CONFIG, store, now, method, path, extra)
+    }
+
+    /// As [`guard_on`], with the head streamed (`"header_mode": "stream"`).
+    fn streamed_on(store: &Rc<MemoryStore>, method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
+        let config = CONFIG.replacen(r#""header_mode":"hold""#, r#""header_mode":"stream""#, 1);
+        guard_with(&config, store, SECOND, method, path, extra)
+    }
+
+    fn streamed(method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
+        streamed_on(&Rc::new(MemoryStore::new()), method, path, extra)
+    }
+
+    fn guard_with(config: &str, store: &Rc<MemoryStore>, now: u64, method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
+        let config = Rc::new(Config::parse(config.as_bytes(), |_| None).unwrap());
         let mock = Rc::new(Mock { store: Rc::clone(store), now: Cell::new(now), ..Mock::default() });
         let mut headers = vec![(":method".to_string(), method.as_bytes().to_vec()), (":path".to_string(), path.as_bytes().to_vec())];
         headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())));
@@ -580,6 +765,74 @@ mod tests {
     }
 
     #[test]
+    fn loose_spellings_are_guarded_and_go_upstream_on_the_configured_path() {
+        let (mock, mut g) = guard("POST", "/AZ/;x=1?a=1&sig=k", &[("x-http-method-override", "DELETE"), ("x-method-override", "PUT"), ("x-http-method", "GET")]);
+        assert_eq!(g.on_request_headers(false), Action::Pause);
+        assert!(mock.sent.borrow().is_none());
+        assert_eq!(mock.header(":path").as_deref(), Some("/az?a=1"));
+        for name in METHOD_OVERRIDES {
+            assert_eq!(mock.header(name), None, "{name}");
+        }
+        assert_eq!(mock.counts.borrow().first(), Some(&(0, Counter::Received)));
+    }
+
+    #[test]
+    fn the_secret_leaves_the_path_whatever_the_outcome() {
+        for (method, path, status) in [("POST", "/az/?sig=wrong", 403), ("GET", "/az?sig=k", 405), ("POST", "/az?sig=k&sig=k", 400), ("POST", "/az%2f?sig=k", 400)] {
+            let (mock, mut g) = guard(method, path, &[(ORIGINAL_PATH, "/az?sig=k")]);
+            assert_eq!(g.on_request_headers(false), Action::Pause);
+            assert_eq!(mock.sent_status(), Some(status), "{path}");
+            assert_eq!(mock.header(":path").as_deref(), Some("/az"), "{path}");
+            assert_eq!(mock.header(ORIGINAL_PATH), None);
+        }
+    }
+
+    #[test]
+    fn an_ambiguous_path_that_could_be_guarded_is_400_before_authentication() {
+        let (mock, mut g) = guard("POST", "/a%7A%2F", &[]);
+        assert_eq!(g.on_request_headers(false), Action::Pause);
+        let sent = mock.sent.borrow().clone().unwrap();
+        assert_eq!(sent.0, 400);
+        assert!(String::from_utf8_lossy(&sent.1).contains("ambiguous_path"));
+        assert!(mock.counts.borrow().contains(&(0, Counter::Rejected(Reason::AmbiguousPath))));
+        // Ambiguous, but nothing a backend could route to an endpoint: not ours.
+        let (mock, mut g) = guard("POST", "/other%2F?sig=k", &[]);
+        assert_eq!(g.on_request_headers(false), Action::Continue);
+        assert!(mock.sent.borrow().is_none());
+    }
+
+    #[test]
+    fn unguarded_paths_pass_or_get_404_on_a_webhook_listener() {
+        let (mock, mut g) = guard("POST", "/azure?sig=k", &[]);
+        assert_eq!(g.on_request_headers(false), Action::Continue);
+        assert_eq!(mock.header(":path").as_deref(), Some("/azure?sig=k"));
+        let json = CONFIG.replacen('{', r#"{"unguarded":"reject","#, 1);
+        let config = Rc::new(Config::parse(json.as_bytes(), |_| None).unwrap());
+        let (mock, _) = guard("POST", "/azure?a=1&sig=k", &[]);
+        let mut g = Guard::new(Rc::clone(&mock), config);
+        assert_eq!(g.on_request_headers(false), Action::Pause);
+        assert_eq!(mock.sent_status(), Some(404));
+        assert_eq!(mock.header(":path").as_deref(), Some("/azure?a=1"));
+        assert_eq!(*mock.listener_counts.borrow(), vec![ListenerCounter::UnguardedRejected]);
+        assert!(mock.counts.borrow().is_empty());
+        assert!(mock.logs.borrow()[0].contains("status=404 reason=not_found"), "{:?}", mock.logs.borrow());
+    }
+
+    #[test]
+    fn shadow_keeps_the_sent_path_but_not_the_secret() {
+        let json = CONFIG.replacen(r#""max_body_bytes":2000"#, r#""max_body_bytes":2000,"mode":"shadow""#, 1);
+        let config = Rc::new(Config::parse(json.as_bytes(), |_| None).unwrap());
+        for (path, want, verdict) in [("/AZ/?b=2&sig=wrong", "/AZ/?b=2", Some("forbidden")), ("/az?sig=k", "/az", None)] {
+            let (mock, _) = guard("POST", path, &[]);
+            let mut g = Guard::new(Rc::clone(&mock), Rc::clone(&config));
+            g.on_request_headers(false);
+            assert_eq!(mock.header(":path").as_deref(), Some(want));
+            assert_eq!(mock.header(VERDICT_HEADER).as_deref(), verdict);
+            assert!(mock.sent.borrow().is_none());
+        }
+    }
+
+    #[test]
     fn body_size_is_cumulative() {
         let (mock, mut g) = guard("POST", "/az?sig=k", &[]);
         g.on_request_headers(false);
@@ -600,6 +853,54 @@ mod tests {
         assert_eq!(mock.header("content-length"), Some(mock.body.borrow().len().to_string()));
         assert_eq!(mock.header("x-webhook-event-id").as_deref(), event["id"].as_str());
         assert_eq!(mock.header("x-webhook-profile").as_deref(), Some("azure_managed_app"));
+        assert_eq!(mock.header("x-webhook-endpoint").as_deref(), Some("azure"));
+        // The descriptors of Envoy's global rate limit: canonical and lowercase.
+        let application = "/subscriptions/s/resourcegroups/r/providers/microsoft.solutions/applications/a";
+        assert_eq!(mock.header("x-webhook-application").as_deref(), Some(application));
+        assert_eq!(mock.header("x-webhook-subscription").as_deref(), Some("s"));
+    }
+
+    /// `DOC` sent to the Azure endpoint with duplicate suppression on, over `store`.
+    fn send_deduped(store: &Rc<MemoryStore>) -> (Rc<Mock>, Guard<Rc<Mock>>) {
+        let config = CONFIG.replace(r#""max_body_bytes":2000}"#, r#""max_body_bytes":2000,"dedupe_seconds":60}"#);
+        let (mock, mut g) = guard_on(store, 0, "POST", "/az?sig=k", &[]);
+        g.config = Rc::new(Config::parse(config.as_bytes(), |_| None).unwrap());
+        g.on_request_headers(false);
+        feed(&mock, &mut g, DOC.as_bytes());
+        (mock, g)
+    }
+
+    /// Forwards `DOC` (duplicate suppression on), then sees this response.
+    fn forward_then(store: &Rc<MemoryStore>, status: u16, details: &str) -> Rc<Mock> {
+        let (mock, mut g) = send_deduped(store);
+        assert!(mock.counts.borrow().contains(&(0, Counter::Forwarded)));
+        *mock.status.borrow_mut() = Some(status);
+        *mock.code_details.borrow_mut() = Some(details.to_string());
+        g.on_response_headers();
+        mock
+    }
+
+    #[test]
+    fn a_global_limit_refusal_after_forwarding_is_counted_and_frees_the_event() {
+        let store = Rc::new(MemoryStore::new());
+        // The stream is still open: the mark must go when the refusal passes, not later.
+        let refused = forward_then(&store, 429, "request_rate_limited");
+        assert!(refused.sent.borrow().is_none(), "the 429 reaches the sender as it is");
+        assert!(refused.counts.borrow().contains(&(0, Counter::GlobalRateLimited)));
+        // The retry is forwarded (not answered 429 in_flight), and then it is a duplicate.
+        let retried = forward_then(&store, 200, "via_upstream");
+        assert!(retried.sent.borrow().is_none());
+        let (mock, _) = send_deduped(&store);
+        assert_eq!(mock.sent_status(), Some(200));
+        assert!(mock.counts.borrow().contains(&(0, Counter::Duplicate)));
+    }
+
+    #[test]
+    fn a_failed_global_limit_service_is_not_an_upstream_failure() {
+        let mock = forward_then(&Rc::new(MemoryStore::new()), 500, "rate_limiter_error");
+        let counts = mock.counts.borrow();
+        assert!(counts.contains(&(0, Counter::GlobalRateLimitError)));
+        assert!(!counts.contains(&(0, Counter::UpstreamFailure)));
     }
 
     #[test]
@@ -736,7 +1037,7 @@ mod tests {
         let calls = mock.calls.borrow();
         assert_eq!((calls[0].0.as_str(), calls[1].0.as_str()), ("imds", "arm"));
         assert_eq!(calls[1].1, "/subscriptions/s/resourceGroups/r/providers/Microsoft.Solutions/applications/a?api-version=2021-07-01");
-        assert!(mock.counts.borrow().contains(&(4, Counter::Arm(arm::Outcome::Verified))));
+        assert!(mock.counts.borrow().contains(&(9, Counter::Arm(arm::Outcome::Verified))));
         assert_eq!(mock.logs.borrow().len(), 1, "one line per outcome");
     }
 
@@ -782,5 +1083,196 @@ mod tests {
         feed(&mock, &mut g, DOC.as_bytes());
         assert_eq!(mock.sent_status(), Some(429), "the application's burst of 2 is spent");
         assert!(mock.calls.borrow().is_empty());
+    }
+
+    #[test]
+    fn streamed_verify_holds_the_body_and_marks_only_the_cloudevent() {
+        let (mock, mut g) = streamed("POST", "/checked?sig=k", &[]);
+        assert_eq!(g.on_request_headers(false), Action::Continue);
+        let head = mock.headers.borrow().clone();
+        assert_eq!(feed(&mock, &mut g, DOC.as_bytes()), Action::Pause, "the body waits for the check");
+        reply(&mock, &mut g, 200, TOKEN);
+        *mock.status.borrow_mut() = Some(200);
+        assert_eq!(g.on_response_headers(), Action::Pause, "an early 2xx is no delivery");
+        assert_eq!(mock.sent_status(), Some(502));
+        let (mock, mut g) = streamed("POST", "/checked?sig=k", &[]);
+        g.on_request_headers(false);
+        feed(&mock, &mut g, DOC.as_bytes());
+        reply(&mock, &mut g, 200, TOKEN);
+        reply(&mock, &mut g, 200, &arm_says("Succeeded"));
+        assert!(mock.resumed.get());
+        assert_eq!(*mock.headers.borrow(), head, "no header can follow a head that has gone");
+        let event: serde_json::Value = serde_json::from_slice(&mock.body.borrow()).unwrap();
+        assert_eq!(event["verified"], true);
+    }
+
+    #[test]
+    fn every_spelling_of_a_checked_path_is_verified() {
+        for path in ["/checked?sig=k", "/Checked/?sig=k", "//checked;x=1?sig=k", "/a/../checked.json?sig=k", "/%63hecked?sig=k"] {
+            let (mock, mut g) = guard("POST", path, &[]);
+            g.on_request_headers(false);
+            assert_eq!(mock.header(":path").as_deref(), Some("/checked"), "{path}");
+            assert_eq!(feed(&mock, &mut g, DOC.as_bytes()), Action::Pause, "{path}");
+            assert_eq!(mock.calls.borrow()[0].0, "imds", "{path}: the check runs");
+        }
+    }
+
+    #[test]
+    fn held_head_waits_for_its_body_and_the_safety_net_answers_503_once() {
+        let (mock, mut g) = guard("POST", "/az?sig=k", &[]);
+        assert_eq!(g.on_request_headers(false), Action::Pause);
+        assert!(g.holds_head());
+        g.on_body_missing();
+        assert_eq!(mock.sent_status(), Some(503));
+        let body: serde_json::Value = serde_json::from_slice(&mock.sent.borrow().as_ref().unwrap().1).unwrap();
+        assert_eq!(body["type"], "urn:webhook-guard:problem:head_not_held");
+        assert!(mock.counts.borrow().contains(&(0, Counter::Rejected(Reason::NotHeld))));
+        assert!(mock.logs.borrow()[0].contains("allow_on_headers_stop_iteration"), "{:?}", mock.logs.borrow());
+        assert!(!g.holds_head());
+        *mock.sent.borrow_mut() = None;
+        g.on_body_missing();
+        assert_eq!(g.on_request_body(5, true), Action::Continue);
+        assert!(mock.sent.borrow().is_none(), "answered once; a late body changes nothing");
+    }
+
+    #[test]
+    fn streamed_head_continues_cleaned_with_the_headers_known_at_the_head() {
+        let (mock, mut g) = streamed("POST", "/az?a=1&sig=k", &[("x-webhook-event-id", "x"), ("ce-id", "y"), ("content-length", "300")]);
+        assert_eq!(g.on_request_headers(false), Action::Continue);
+        assert!(!g.holds_head(), "nothing for the safety net to watch");
+        assert_eq!(mock.header(":path").as_deref(), Some("/az?a=1"));
+        assert_eq!(mock.header("x-webhook-event-id"), None);
+        assert_eq!(mock.header("ce-id"), None);
+        assert_eq!(mock.header("content-length"), None, "the upstream request is chunked");
+        assert_eq!(mock.header("content-type").as_deref(), Some("application/cloudevents+json"));
+        assert_eq!(mock.header("x-webhook-endpoint").as_deref(), Some("azure"));
+        assert_eq!(mock.header("x-webhook-profile").as_deref(), Some("azure_managed_app"));
+        // Head refusals still answer before anything goes upstream.
+        let (mock, mut g) = streamed("POST", "/az?sig=wrong", &[]);
+        assert_eq!(g.on_request_headers(false), Action::Pause);
+        assert_eq!(mock.sent_status(), Some(403));
+    }
+
+    #[test]
+    fn streamed_body_is_held_checked_and_rewritten_without_touching_the_sent_head() {
+        let (mock, mut g) = streamed("POST", "/az?sig=k", &[]);
+        g.on_request_headers(false);
+        let head = mock.headers.borrow().clone();
+        assert_eq!(g.on_request_body(10, false), Action::Pause, "the body waits for its verdict");
+        assert_eq!(feed(&mock, &mut g, DOC.as_bytes()), Action::Continue);
+        let event: serde_json::Value = serde_json::from_slice(&mock.body.borrow()).unwrap();
+        assert_eq!(event["type"], "webhookguard.azure.managedapp.put.succeeded");
+        assert_eq!(*mock.headers.borrow(), head, "no header can follow a head that has gone");
+        assert!(mock.counts.borrow().contains(&(0, Counter::Forwarded)));
+    }
+
+    #[test]
+    fn streamed_body_refusals_and_answers_are_local_replies() {
+        let store = Rc::new(MemoryStore::new());
+        let other = DOC.replace("applications/a", "applications/b");
+        const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
+        let cases = [
+            ("POST", "/az?sig=k", &[][..], "{}".to_string(), 400),
+            ("POST", "/az?sig=k", &[], "x".repeat(2001), 413),
+            ("PUT", "/store?sig=k", JSON, envelope(r#"{"type":"ping"}"#), 200),
+            ("POST", "/per-app?sig=k", &[], DOC.into(), 0),
+            ("POST", "/per-app?sig=k", &[], DOC.into(), 429),
+            ("POST", "/per-app?sig=k", &[], other, 0),
+        ];
+        for (method, path, extra, body, want) in cases {
+            let (mock, mut g) = streamed_on(&store, method, path, extra);
+            assert_eq!(g.on_request_headers(false), Action::Continue);
+            let action = feed(&mock, &mut g, body.as_bytes());
+            assert_eq!(mock.sent_status().unwrap_or(0), want, "{path} {body}");
+            assert_eq!(action, if want == 0 { Action::Continue } else { Action::Pause });
+        }
+    }
+
+    #[test]
+    fn streamed_duplicates_are_answered_after_the_first_delivery() {
+        let store = Rc::new(MemoryStore::new());
+        for (upstream, want) in [(Some(200), None), (None, Some(200))] {
+            let (mock, mut g) = streamed_on(&store, "POST", "/once?sig=k", &[]);
+            g.on_request_headers(false);
+            feed(&mock, &mut g, DOC.as_bytes());
+            assert_eq!(mock.sent_status(), want);
+            if let Some(status) = upstream {
+                *mock.status.borrow_mut() = Some(status);
+                g.on_response_headers();
+            }
+        }
+    }
+
+    #[test]
+    fn streamed_upstream_2xx_before_the_body_is_not_success() {
+        let (mock, mut g) = streamed("POST", "/az?sig=k", &[]);
+        g.on_request_headers(false);
+        *mock.status.borrow_mut() = Some(200);
+        assert_eq!(g.on_response_headers(), Action::Pause);
+        assert_eq!(mock.sent_status(), Some(502));
+        let (mock, mut g) = streamed("POST", "/az?sig=k", &[]);
+        g.on_request_headers(false);
+        *mock.status.borrow_mut() = Some(503);
+        assert_eq!(g.on_response_headers(), Action::Continue);
+        assert_eq!(mock.sent_status(), None);
+    }
+
+    #[test]
+    fn streamed_original_keeps_its_length_and_trailers_finish_the_body() {
+        let (mock, mut g) = streamed("POST", "/orig?sig=k", &[("content-length", "300")]);
+        assert_eq!(g.on_request_headers(false), Action::Continue);
+        assert_eq!(mock.header("content-length").as_deref(), Some("300"), "the body is not replaced");
+        *mock.body.borrow_mut() = DOC.as_bytes().to_vec();
+        assert_eq!(g.on_request_body(DOC.len(), false), Action::Pause);
+        assert_eq!(g.on_request_trailers(), Action::Continue);
+        assert_eq!(*mock.body.borrow(), DOC.as_bytes());
+        assert!(mock.counts.borrow().contains(&(6, Counter::Forwarded)));
+    }
+
+    #[test]
+    fn streamed_shadow_verdicts_after_the_head_are_counted_not_sent() {
+        let (mock, mut g) = streamed("POST", "/shadow?sig=k", &[]);
+        assert_eq!(g.on_request_headers(false), Action::Continue);
+        let head = mock.headers.borrow().clone();
+        assert_eq!(feed(&mock, &mut g, b"{}"), Action::Continue);
+        assert_eq!(*mock.headers.borrow(), head);
+        assert!(mock.counts.borrow().contains(&(5, Counter::Rejected(Reason::Invalid))));
+        assert!(mock.sent.borrow().is_none());
+    }
+
+    #[test]
+    fn nonconforming_events_follow_the_endpoint_setting() {
+        let running = DOC.replace("Succeeded", "Running");
+        let store = Rc::new(MemoryStore::new());
+        let nonconforming = |index: usize| (index, Counter::Nonconforming(conformance::Rule::StateUndocumented));
+        // forward (the default): flagged in the header and the CloudEvent, counted, one warn line.
+        let (mock, mut g) = guard_on(&store, SECOND, "POST", "/az?sig=k", &[]);
+        g.on_request_headers(false);
+        assert_eq!(feed(&mock, &mut g, running.as_bytes()), Action::Continue);
+        assert_eq!(mock.header("x-webhook-nonconforming").as_deref(), Some("state_undocumented"));
+        let event: serde_json::Value = serde_json::from_slice(&mock.body.borrow()).unwrap();
+        assert_eq!(event["nonconforming"], "state_undocumented");
+        assert!(mock.counts.borrow().contains(&nonconforming(0)));
+        assert_eq!(mock.logs.borrow().len(), 1);
+        assert!(mock.logs.borrow()[0].starts_with("webhook-guard: nonconforming endpoint=azure action=forward"), "{:?}", mock.logs.borrow());
+        // hold: 503, before the per-application token and the in-flight mark.
+        let (mock, mut g) = guard_on(&store, SECOND, "POST", "/hold?sig=k", &[]);
+        g.on_request_headers(false);
+        assert_eq!(feed(&mock, &mut g, running.as_bytes()), Action::Pause);
+        assert_eq!(mock.sent_status(), Some(503));
+        assert!(mock.counts.borrow().contains(&nonconforming(7)));
+        assert!(mock.counts.borrow().contains(&(7, Counter::Rejected(Reason::Held))));
+        let keys = store.key_count();
+        let (mock, mut g) = guard_on(&store, SECOND, "POST", "/hold?sig=k", &[]);
+        g.on_request_headers(false);
+        assert_eq!(feed(&mock, &mut g, DOC.as_bytes()), Action::Continue, "the held event spent no token");
+        assert!(mock.header("x-webhook-nonconforming").is_none());
+        assert!(store.key_count() > keys);
+        // reject: 400.
+        let (mock, mut g) = guard_on(&store, SECOND, "POST", "/reject?sig=k", &[]);
+        g.on_request_headers(false);
+        assert_eq!(feed(&mock, &mut g, running.as_bytes()), Action::Pause);
+        assert_eq!(mock.sent_status(), Some(400));
+        assert!(mock.counts.borrow().contains(&(8, Counter::Rejected(Reason::Nonconforming))));
     }
 }

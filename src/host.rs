@@ -5,17 +5,19 @@
 //! `unwrap()` host errors, and a trap would kill the VM for every later request.
 
 use crate::arm::{self, token, Answer, Call, Outbound};
-use crate::config::{Config, Endpoint};
-use crate::filter::{Guard, HttpHost};
-use crate::metrics::Counter;
+use crate::config::{Config, Endpoint, HeaderMode};
+use crate::filter::{Guard, HttpHost, HOLD_TIMEOUT_SECS};
+use crate::held::{Held, MAX_HELD};
+use crate::metrics::{Counter, ListenerCounter};
 use crate::shared::{SharedStore, StoreError};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
-use std::rc::Rc;
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
 use std::time::{Duration, UNIX_EPOCH};
 
-/// How often the root context checks whether a token needs refreshing.
+/// How often the root context checks held heads and whether a token needs refreshing.
 const TICK: Duration = Duration::from_secs(1);
 /// Largest answer body read from ARM or a token issuer.
 const MAX_CALL_BODY: usize = 256 * 1024;
@@ -23,16 +25,27 @@ const MAX_CALL_BODY: usize = 256 * 1024;
 proxy_wasm::main! {{
     // Every level reaches Envoy, which filters by its own `wasm` component log level.
     proxy_wasm::set_log_level(LogLevel::Trace);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None, metrics: Rc::default(), refreshes: Vec::new() }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { config: None, metrics: Rc::default(), held: Rc::new(RefCell::new(Held::new(MAX_HELD))), refreshes: Vec::new() })
+    });
 }}
 
-/// Envoy metric ids, defined once per VM: per endpoint (by index), its counters. A short
-/// scan beats hashing for two dozen entries.
-type Metrics = Vec<Vec<(Counter, u32)>>;
+/// A stream's flow, shared with the root's tick while its head is held.
+type SharedGuard = Rc<RefCell<Guard<WasmHost>>>;
+type HeldStreams = Rc<RefCell<Held<Weak<RefCell<Guard<WasmHost>>>>>>;
+
+/// Envoy metric ids, defined once per VM: per endpoint (by index), its counters, and the
+/// listener's own. A short scan beats hashing for two dozen entries.
+#[derive(Default)]
+struct Metrics {
+    endpoints: Vec<Vec<(Counter, u32)>>,
+    listener: Vec<(ListenerCounter, u32)>,
+}
 
 struct Root {
     config: Option<Rc<Config>>,
     metrics: Rc<Metrics>,
+    held: HeldStreams,
     /// Token refreshes this worker started: (call id, endpoint index).
     refreshes: Vec<(u32, usize)>,
 }
@@ -47,6 +60,40 @@ impl Root {
         let endpoints = self.config.iter().flat_map(|c| c.endpoints.iter());
         endpoints.enumerate().filter_map(|(i, e)| Some((i, e.arm_check.as_ref()?)))
     }
+
+    /// Answers the heads held longer than HOLD_TIMEOUT_SECS without a body callback.
+    fn answer_expired_heads(&self) {
+        let expired = self.held.borrow_mut().expired(now_nanos(), HOLD_TIMEOUT_SECS * 1_000_000_000);
+        for (id, guard) in expired {
+            let Some(guard) = guard.upgrade() else { continue };
+            // The local reply goes to the stream's context, not the root's.
+            if hostcalls::set_effective_context(id).is_ok() {
+                if let Ok(mut guard) = guard.try_borrow_mut() {
+                    guard.on_body_missing();
+                }
+            }
+        }
+    }
+
+    /// Refreshes each ARM token ahead of its expiry; the lease lets one worker do it.
+    fn refresh_tokens(&mut self) {
+        let host = self.host();
+        let now = host.now_nanos();
+        let mut started = Vec::new();
+        for (index, check) in self.arm_checks() {
+            match token::refresh(&host, check, now) {
+                Some(Ok(call)) => started.push((call, index)),
+                Some(Err(failure)) => {
+                    let endpoint = self.config.as_ref().and_then(|c| c.endpoints.get(index));
+                    if let Some(endpoint) = endpoint {
+                        token_fetched(&host, endpoint, index, Err(failure));
+                    }
+                }
+                None => {}
+            }
+        }
+        self.refreshes.extend(started);
+    }
 }
 
 /// Counts and logs the end of a token fetch the root started (never the token).
@@ -60,17 +107,25 @@ fn token_fetched(host: &WasmHost, endpoint: &Endpoint, index: usize, result: Res
     }
 }
 
-/// Defines every counter of every endpoint (Envoy sums same-named counters of all VMs).
+/// Defines every counter of every endpoint and of the listener (Envoy sums same-named
+/// counters of all VMs).
 fn define_metrics(config: &Config) -> Metrics {
-    let define = |endpoint: &Endpoint, counter: Counter| match hostcalls::define_metric(MetricType::Counter, &counter.name(endpoint)) {
+    let endpoint_metrics = |endpoint: &Endpoint| Counter::of(endpoint).into_iter().filter_map(|c| define(c, &c.name(endpoint))).collect();
+    Metrics {
+        endpoints: config.endpoints.iter().map(endpoint_metrics).collect(),
+        listener: ListenerCounter::ALL.into_iter().filter_map(|c| define(c, c.name())).collect(),
+    }
+}
+
+/// The id of the counter `name`, paired with `counter`; `None` (logged) when Envoy refuses.
+fn define<C>(counter: C, name: &str) -> Option<(C, u32)> {
+    match hostcalls::define_metric(MetricType::Counter, name) {
         Ok(id) => Some((counter, id)),
         Err(e) => {
-            log::warn!("webhook-guard: defining metric {} failed: {e:?}", counter.name(endpoint));
+            log::warn!("webhook-guard: defining metric {name} failed: {e:?}");
             None
         }
-    };
-    let endpoint_metrics = |endpoint: &Endpoint| Counter::of(endpoint).into_iter().filter_map(|c| define(endpoint, c)).collect();
-    config.endpoints.iter().map(endpoint_metrics).collect()
+    }
 }
 
 impl Context for Root {
@@ -98,11 +153,15 @@ impl RootContext for Root {
             Ok(config) => {
                 log::info!("webhook-guard: configured {} endpoint(s)", config.endpoints.len());
                 self.metrics = Rc::new(define_metrics(&config));
+                // The tick is the safety net for a missing allow_on_headers_stop_iteration
+                // and the ARM tokens' refresh.
+                let holds = config.header_mode == HeaderMode::Hold;
                 self.config = Some(Rc::new(config));
                 let host = self.host();
                 let mut checks = self.arm_checks().peekable();
-                if checks.peek().is_some() {
-                    checks.for_each(|(_, check)| token::init(&host, check));
+                let checks_arm = checks.peek().is_some();
+                checks.for_each(|(_, check)| token::init(&host, check));
+                if holds || checks_arm {
                     if let Err(e) = hostcalls::set_tick_period(TICK) {
                         log::warn!("webhook-guard: setting the tick period failed: {e:?}");
                     }
@@ -116,30 +175,15 @@ impl RootContext for Root {
         }
     }
 
-    /// Refreshes each ARM token ahead of its expiry; the lease lets one worker do it.
     fn on_tick(&mut self) {
-        let host = self.host();
-        let now = host.now_nanos();
-        let mut started = Vec::new();
-        for (index, check) in self.arm_checks() {
-            match token::refresh(&host, check, now) {
-                Some(Ok(call)) => started.push((call, index)),
-                Some(Err(failure)) => {
-                    let endpoint = self.config.as_ref().and_then(|c| c.endpoints.get(index));
-                    if let Some(endpoint) = endpoint {
-                        token_fetched(&host, endpoint, index, Err(failure));
-                    }
-                }
-                None => {}
-            }
-        }
-        self.refreshes.extend(started);
+        self.answer_expired_heads();
+        self.refresh_tokens();
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let config = Rc::clone(self.config.as_ref()?);
-        let host = WasmHost { metrics: Rc::clone(&self.metrics) };
-        Some(Box::new(Stream(Guard::new(host, config))))
+        let guard = Rc::new(RefCell::new(Guard::new(self.host(), config)));
+        Some(Box::new(Stream { id: context_id, guard, held: Rc::clone(&self.held) }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -147,29 +191,59 @@ impl RootContext for Root {
     }
 }
 
-struct Stream(Guard<WasmHost>);
+struct Stream {
+    id: u32,
+    guard: SharedGuard,
+    held: HeldStreams,
+}
+
+impl Stream {
+    /// Runs `f` on the flow. Callbacks never nest, so the flow is always free; were it
+    /// not, `busy` is returned rather than a trap (a request is then held, never let
+    /// through unchecked).
+    fn with(&self, busy: Action, f: impl FnOnce(&mut Guard<WasmHost>) -> Action) -> Action {
+        self.guard.try_borrow_mut().map_or(busy, |mut guard| f(&mut guard))
+    }
+
+    /// The head's body arrived (or the stream ended): the safety net lets it go.
+    fn release(&self) {
+        if let Ok(mut held) = self.held.try_borrow_mut() {
+            held.release(self.id);
+        }
+    }
+}
 
 impl Context for Stream {
     fn on_http_call_response(&mut self, call: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
-        self.0.on_call_response(call, body_size);
+        if let Ok(mut guard) = self.guard.try_borrow_mut() {
+            guard.on_call_response(call, body_size);
+        }
     }
 }
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.0.on_request_headers(end_of_stream)
+        let action = self.with(Action::Pause, |guard| guard.on_request_headers(end_of_stream));
+        if self.guard.try_borrow().is_ok_and(|guard| guard.holds_head()) {
+            if let Ok(mut held) = self.held.try_borrow_mut() {
+                held.hold(self.id, now_nanos(), Rc::downgrade(&self.guard));
+            }
+        }
+        action
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.0.on_request_body(body_size, end_of_stream)
+        self.release();
+        self.with(Action::Pause, |guard| guard.on_request_body(body_size, end_of_stream))
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        self.0.on_request_trailers()
+        self.release();
+        self.with(Action::Pause, |guard| guard.on_request_trailers())
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        self.0.on_response_headers()
+        self.with(Action::Continue, |guard| guard.on_response_headers())
     }
 }
 
@@ -178,8 +252,17 @@ impl HttpContext for Stream {
 /// calls; `proxy_on_delete` drops the stream.
 impl Drop for Stream {
     fn drop(&mut self) {
-        self.0.on_done();
+        self.release();
+        if let Ok(mut guard) = self.guard.try_borrow_mut() {
+            guard.on_done();
+        }
     }
+}
+
+/// The host clock, nanoseconds since the Unix epoch.
+fn now_nanos() -> u64 {
+    let now = hostcalls::get_current_time().unwrap_or(UNIX_EPOCH);
+    now.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 struct WasmHost {
@@ -225,8 +308,7 @@ impl Outbound for WasmHost {
 
 impl HttpHost for WasmHost {
     fn now_nanos(&self) -> u64 {
-        let now = hostcalls::get_current_time().unwrap_or(UNIX_EPOCH);
-        now.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        now_nanos()
     }
 
     fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
@@ -254,6 +336,11 @@ impl HttpHost for WasmHost {
         std::str::from_utf8(&value).ok()?.parse().ok()
     }
 
+    fn response_code_details(&self) -> Option<String> {
+        let value = hostcalls::get_property(vec!["response", "code_details"]).ok()??;
+        String::from_utf8(value).ok()
+    }
+
     fn set_response_status(&self, status: u16) {
         let status = status.to_string();
         if let Err(e) = hostcalls::set_map_value(MapType::HttpResponseHeaders, ":status", Some(&status)) {
@@ -268,12 +355,11 @@ impl HttpHost for WasmHost {
     }
 
     fn count(&self, endpoint: usize, counter: Counter) {
-        let id = self.metrics.get(endpoint).and_then(|m| m.iter().find(|(c, _)| *c == counter)).map(|(_, id)| id);
-        if let Some(id) = id {
-            if let Err(e) = hostcalls::increment_metric(*id, 1) {
-                log::warn!("webhook-guard: incrementing a metric failed: {e:?}");
-            }
-        }
+        increment(self.metrics.endpoints.get(endpoint).and_then(|m| m.iter().find(|(c, _)| *c == counter)).map(|(_, id)| *id));
+    }
+
+    fn count_listener(&self, counter: ListenerCounter) {
+        increment(self.metrics.listener.iter().find(|(c, _)| *c == counter).map(|(_, id)| *id));
     }
 
     fn log(&self, level: log::Level, line: &str) {
@@ -283,6 +369,14 @@ impl HttpHost for WasmHost {
     fn resume_request(&self) {
         if let Err(e) = hostcalls::resume_http_request() {
             log::warn!("webhook-guard: resuming the request failed: {e:?}");
+        }
+    }
+}
+
+fn increment(metric: Option<u32>) {
+    if let Some(id) = metric {
+        if let Err(e) = hostcalls::increment_metric(id, 1) {
+            log::warn!("webhook-guard: incrementing a metric failed: {e:?}");
         }
     }
 }

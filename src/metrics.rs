@@ -4,6 +4,7 @@
 //! them across workers), so the set of stats stays bounded whatever senders send.
 
 use crate::{arm, azure};
+use crate::conformance::{Rule, RULES};
 use crate::config::{Endpoint, Profile};
 use crate::problem::Reason;
 
@@ -25,11 +26,37 @@ pub enum Counter {
     Duplicate,
     /// A forwarded Azure notification, by its index in [`azure::PAIRS`].
     AzureEvent(usize),
+    /// Forwarded by the filter, then refused 429 by Envoy's global rate limit filter placed
+    /// after it: never reached the upstream.
+    GlobalRateLimited,
+    /// Forwarded by the filter, then answered by the global rate limit filter because its
+    /// service failed (`failure_mode_deny: true`): never reached the upstream.
+    GlobalRateLimitError,
+    /// An Azure notification breaking a documented-table rule, whatever was done with it.
+    Nonconforming(Rule),
     /// An outcome of the ARM check (`arm_check`).
     Arm(arm::Outcome),
 }
 
-const REASONS: [Reason; 11] = [
+/// Counters of the listener as a whole, not of one endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerCounter {
+    /// Requests no endpoint guards, refused with 404 (`"unguarded": "reject"`).
+    UnguardedRejected,
+}
+
+impl ListenerCounter {
+    pub const ALL: [ListenerCounter; 1] = [ListenerCounter::UnguardedRejected];
+
+    /// The stat name: `webhook_guard.<counter>`, one level above the endpoints' counters.
+    pub fn name(self) -> &'static str {
+        match self {
+            ListenerCounter::UnguardedRejected => "webhook_guard.unguarded_rejected",
+        }
+    }
+}
+
+const REASONS: [Reason; 15] = [
     Reason::Unauthorized,
     Reason::Forbidden,
     Reason::AmbiguousSecret,
@@ -41,15 +68,30 @@ const REASONS: [Reason; 11] = [
     Reason::RateLimited,
     Reason::InFlight,
     Reason::UpstreamRejected,
+    Reason::NotHeld,
+    Reason::AmbiguousPath,
+    Reason::Held,
+    Reason::Nonconforming,
 ];
 
 impl Counter {
     /// Every counter an endpoint of `profile` exports.
     pub fn all(profile: Profile) -> Vec<Counter> {
-        let mut all = vec![Counter::Received, Counter::Forwarded, Counter::Duplicate, Counter::RateLimitContended, Counter::UpstreamFailure];
+        let mut all = vec![
+            Counter::Received,
+            Counter::Forwarded,
+            Counter::Duplicate,
+            Counter::RateLimitContended,
+            Counter::UpstreamFailure,
+            Counter::GlobalRateLimited,
+            Counter::GlobalRateLimitError,
+        ];
         all.extend(REASONS.iter().map(|r| Counter::Rejected(*r)));
         match profile {
-            Profile::AzureManagedApp => all.extend((0..azure::PAIRS.len()).map(Counter::AzureEvent)),
+            Profile::AzureManagedApp => {
+                all.extend((0..azure::PAIRS.len()).map(Counter::AzureEvent));
+                all.extend(RULES.iter().map(|r| Counter::Nonconforming(*r)));
+            }
             Profile::Md5Envelope => all.push(Counter::PingAnswered),
         }
         all
@@ -75,13 +117,26 @@ impl Counter {
             Counter::UpstreamFailure => "upstream_failure".to_string(),
             Counter::PingAnswered => "ping_answered".to_string(),
             Counter::Duplicate => "duplicate".to_string(),
+            Counter::GlobalRateLimited => "global_rate_limited".to_string(),
+            Counter::GlobalRateLimitError => "global_rate_limit_error".to_string(),
             Counter::AzureEvent(i) => match azure::PAIRS.get(i) {
                 Some((event_type, state)) => format!("event.{}.{}", event_type.to_ascii_lowercase(), state.to_ascii_lowercase()),
                 None => "event.unknown".to_string(),
             },
+            Counter::Nonconforming(rule) => format!("nonconforming.{}", rule.slug()),
             Counter::Arm(outcome) => format!("arm.{}", outcome.slug()),
         };
         format!("webhook_guard.{}.{suffix}", endpoint.name)
+    }
+
+    /// The counter of a response Envoy's global rate limit filter (`envoy.filters.http.ratelimit`)
+    /// produced, by its `response.code_details`; `None` for any other response.
+    pub fn global_limit(code_details: &str) -> Option<Counter> {
+        match code_details {
+            "request_rate_limited" => Some(Counter::GlobalRateLimited),
+            "rate_limiter_error" => Some(Counter::GlobalRateLimitError),
+            _ => None,
+        }
     }
 
     /// The per-pair counter of an Azure event `type`, e.g. `...managedapp.put.succeeded`.
@@ -103,7 +158,7 @@ mod tests {
         let endpoint = &config.endpoints[0];
         let names: Vec<String> = Counter::all(endpoint.profile).iter().map(|c| c.name(endpoint)).collect();
         assert_eq!(names.iter().collect::<HashSet<_>>().len(), names.len());
-        for want in ["webhook_guard.azure.received", "webhook_guard.azure.rejected.forbidden", "webhook_guard.azure.event.patch.succeeded", "webhook_guard.azure.upstream_failure"] {
+        for want in ["webhook_guard.azure.received", "webhook_guard.azure.rejected.forbidden", "webhook_guard.azure.event.patch.succeeded", "webhook_guard.azure.upstream_failure", "webhook_guard.azure.nonconforming.pair_undocumented", "webhook_guard.azure.rejected.held"] {
             assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
         }
         assert!(names.iter().all(|n| n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_')));

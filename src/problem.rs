@@ -17,6 +17,16 @@ pub enum Reason {
     RateLimited,
     InFlight,
     UpstreamRejected,
+    /// `hold` without `allow_on_headers_stop_iteration`: the body never reached the filter.
+    NotHeld,
+    /// The path has no single canonical form and could name a guarded endpoint.
+    AmbiguousPath,
+    /// No endpoint guards the path (`"unguarded": "reject"`).
+    NotFound,
+    /// A nonconforming notification held (`on_nonconforming: hold`).
+    Held,
+    /// A nonconforming notification refused (`on_nonconforming: reject`).
+    Nonconforming,
     Unverified,
 }
 
@@ -25,12 +35,14 @@ impl Reason {
         match self {
             Reason::Unauthorized => 401,
             Reason::Forbidden => 403,
-            Reason::AmbiguousSecret | Reason::Invalid | Reason::Digest => 400,
+            Reason::AmbiguousSecret | Reason::Invalid | Reason::Digest | Reason::AmbiguousPath | Reason::Nonconforming => 400,
+            Reason::NotFound => 404,
             Reason::Method => 405,
             Reason::TooLarge => 413,
             Reason::MediaType => 415,
             Reason::RateLimited | Reason::InFlight => 429,
             Reason::UpstreamRejected => 502,
+            Reason::NotHeld | Reason::Held => 503,
             Reason::Unverified => 503,
         }
     }
@@ -49,6 +61,11 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::InFlight => "in_flight",
             Reason::UpstreamRejected => "upstream_rejected",
+            Reason::NotHeld => "head_not_held",
+            Reason::AmbiguousPath => "ambiguous_path",
+            Reason::NotFound => "not_found",
+            Reason::Held => "held",
+            Reason::Nonconforming => "nonconforming",
             Reason::Unverified => "unverified",
         }
     }
@@ -66,6 +83,11 @@ impl Reason {
             Reason::RateLimited => "Rate limited",
             Reason::InFlight => "Same event already in flight",
             Reason::UpstreamRejected => "Upstream rejected the event",
+            Reason::NotHeld => "Gateway misconfigured",
+            Reason::AmbiguousPath => "Ambiguous path",
+            Reason::NotFound => "Not a webhook endpoint",
+            Reason::Held => "Nonconforming notification held",
+            Reason::Nonconforming => "Nonconforming notification",
             Reason::Unverified => "Not confirmed by Azure Resource Manager",
         }
     }

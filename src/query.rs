@@ -42,7 +42,7 @@ pub fn find(query: Option<&str>, param: &str) -> Found {
         }
         found = Some(value);
     }
-    match found.map(decode) {
+    match found.map(|v| decode(v.as_bytes())) {
         None => Found::Missing,
         Some(None) => Found::Malformed,
         Some(Some(v)) if v.is_empty() => Found::Missing,
@@ -75,20 +75,39 @@ pub fn without_param(path: &str, param: &str) -> String {
 /// escape is malformed. Shared by `find` and `without_param`, so every key that is checked
 /// as the secret is also a key that is removed.
 fn is_param(key: &str, param: &str) -> Option<bool> {
-    decode(key).map(|k| k.eq_ignore_ascii_case(param.as_bytes()))
+    decode(key.as_bytes()).map(|k| k.eq_ignore_ascii_case(param.as_bytes()))
 }
 
 /// Decodes `%XX` escapes; `None` when an escape is malformed.
-pub fn decode(s: &str) -> Option<Vec<u8>> {
+pub fn decode(s: &[u8]) -> Option<Vec<u8>> {
+    unescape(s, true)
+}
+
+/// Decodes the well-formed `%XX` escapes and keeps any other `%` as it is, as a lenient
+/// server does.
+pub fn decode_lenient(s: &[u8]) -> Vec<u8> {
+    unescape(s, false).unwrap_or_default()
+}
+
+/// `None` only when `strict` and an escape is malformed.
+fn unescape(s: &[u8], strict: bool) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        if b == b'%' {
-            let hi = hex(bytes.next()?)?;
-            let lo = hex(bytes.next()?)?;
-            out.push(hi << 4 | lo);
-        } else {
-            out.push(b);
+    let mut i = 0;
+    while let Some(&b) = s.get(i) {
+        let escaped = match (b, s.get(i + 1..i + 3)) {
+            (b'%', Some(&[hi, lo])) => hex(hi).zip(hex(lo)).map(|(hi, lo)| hi << 4 | lo),
+            _ => None,
+        };
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None if b == b'%' && strict => return None,
+            None => {
+                out.push(b);
+                i += 1;
+            }
         }
     }
     Some(out)
@@ -135,6 +154,13 @@ mod tests {
         assert_eq!(without_param("/r?Sig=k&a", "sig"), "/r?a");
         assert_eq!(without_param("/r", "sig"), "/r");
         assert_eq!(without_param("/r?b=2&a=1&sig=k", "sig"), "/r?b=2&a=1");
+    }
+
+    #[test]
+    fn lenient_decoding_keeps_a_malformed_escape() {
+        assert_eq!(decode_lenient(b"%41%zz%4%"), b"A%zz%4%");
+        assert_eq!(decode(b"%41%4"), None);
+        assert_eq!(decode(b"%41+"), Some(b"A+".to_vec()));
     }
 
     #[test]

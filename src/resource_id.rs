@@ -1,8 +1,8 @@
 //! Azure Resource Manager IDs of managed applications and their definitions.
 //!
 //! ARM compares segment names case-insensitively and real IDs start with `/` while the
-//! documentation's samples do not, so both are accepted; [`ResourceId::canonical`] gives
-//! one spelling for ids, subjects and rate-limit keys.
+//! documentation's samples do not, so both are accepted, and one trailing `/`;
+//! [`ResourceId::canonical`] gives one spelling for ids, subjects and rate-limit keys.
 
 /// Longest accepted subscription, resource group or name (ARM's own limits are lower).
 const MAX_VALUE_CHARS: usize = 256;
@@ -46,9 +46,8 @@ impl<'a> ResourceId<'a> {
     /// The subscription need not be a GUID: the documentation's samples use `<subId>`.
     /// The error describes the broken rule, without the field name.
     pub fn parse(s: &'a str, kind: Kind) -> Result<Self, String> {
-        if s.ends_with('/') {
-            return Err("must not end with '/'".into());
-        }
+        // One trailing `/` is tolerated, as ARM tolerates it in request paths.
+        let s = s.strip_suffix('/').unwrap_or(s);
         let body = s.strip_prefix('/').unwrap_or(s);
         if body.is_empty() {
             return Err("is empty".into());
@@ -151,7 +150,8 @@ mod tests {
 
     #[test]
     fn parses_both_kinds_with_and_without_leading_slash() {
-        for input in [APP, APP.strip_prefix('/').unwrap()] {
+        let trailing = format!("{APP}/");
+        for input in [APP, APP.strip_prefix('/').unwrap(), &trailing, &trailing[1..]] {
             let id = ResourceId::parse(input, Kind::Application).unwrap();
             assert_eq!(
                 id,
@@ -203,8 +203,8 @@ mod tests {
         let cases = [
             (String::new(), "is empty"),
             ("subscriptions".into(), "too few segments"),
-            ("/".into(), "must not end with '/'"),
-            (format!("{APP}/"), "must not end with '/'"),
+            ("/".into(), "is empty"),
+            (format!("{APP}//"), "has too many segments"),
             (format!("/{APP}"), "empty segment"),
             (APP.replace("/rg/", "//"), "empty segment"),
             (p.into(), "too few segments"),

@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Property tests of the pure API (no Envoy): every input gets a verdict without a panic;
 //! every valid Azure notification is accepted and keeps its id across re-serialisations;
+//! with the default `on_nonconforming`, any strict JSON object whose four identifying
+//! fields are usable is forwarded, whatever else it holds;
 //! every correctly signed vendor envelope is accepted and a wrong md5 is a Digest
 //! rejection. Failing cases are shrunk and printed; nothing is written to disk.
 
@@ -9,7 +11,9 @@ use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde_json::{json, Map, Value};
 use webhook_guard::azure::{self, PAIRS};
+use webhook_guard::check;
 use webhook_guard::config::Config;
+use webhook_guard::conformance;
 use webhook_guard::event::{name_based_id, Event};
 use webhook_guard::media::Media;
 use webhook_guard::query;
@@ -486,7 +490,12 @@ proptest! {
         prop_assert_eq!(&data["payloadType"], c.kind.as_str());
         prop_assert_eq!(&data["payload"]["type"], c.kind.as_str());
         for (k, v) in &c.extras {
-            prop_assert_eq!(&data["payload"][k], v.as_str());
+            // XML has no types: text that is an integer and round-trips exactly is one.
+            let integer = v.parse::<i64>().ok().filter(|n| n.to_string() == *v);
+            match integer.filter(|_| c.media == Media::Xml) {
+                Some(n) => prop_assert_eq!(&data["payload"][k], n),
+                None => prop_assert_eq!(&data["payload"][k], v.as_str()),
+            }
         }
     }
 
@@ -502,5 +511,284 @@ proptest! {
             Err(Rejected::Digest(d)) => prop_assert_eq!(d, "md5 does not match the payload"),
             other => panic!("expected a Digest rejection, got {other:?}\n{body}"),
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Which paths are guarded: the guard agrees with a model of how backends route.
+
+/// How backends route, one function per backend, each saying whether it sends a path to
+/// the handler of `/api/resource` (directly or by a redirect it issues). Written from the
+/// frameworks' documented behaviour, apart from `route.rs`.
+mod backends {
+    /// Every `%XX` decoded (`%2F` too); `None` when an escape is malformed or the result
+    /// is not UTF-8 (the backend answers 400).
+    pub fn decoded(p: &str) -> Option<String> {
+        let b = p.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' {
+                out.push(u8::from_str_radix(p.get(i + 1..i + 3)?, 16).ok()?);
+                i += 3;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).ok()
+    }
+
+    /// RFC 3986 dot-segment removal and empty segments dropped.
+    fn resolved<'a>(segments: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+        let mut out = Vec::new();
+        for s in segments {
+            match s {
+                "" | "." => {}
+                ".." => {
+                    out.pop();
+                }
+                s => out.push(s),
+            }
+        }
+        out
+    }
+
+    fn is_target(segments: &[&str], eq: impl Fn(&str, &str) -> bool) -> bool {
+        segments.len() == 2 && eq(segments[0], "api") && eq(segments[1], "resource")
+    }
+
+    /// .NET's OrdinalIgnoreCase: both sides upper-cased.
+    fn ignore_case(a: &str, b: &str) -> bool {
+        a.to_uppercase() == b.to_uppercase()
+    }
+
+    /// Express: the raw path, case-insensitive, one trailing slash optional.
+    pub fn express(p: &str) -> bool {
+        p.strip_suffix('/').unwrap_or(p).eq_ignore_ascii_case("/api/resource")
+    }
+
+    /// ASP.NET Core on Kestrel: decoded except `%2F`, dot segments removed, one trailing
+    /// slash optional, case-insensitive.
+    pub fn aspnet(p: &str) -> bool {
+        let Some(d) = decoded(&p.replace("%2F", "%01").replace("%2f", "%01")) else { return false };
+        let segments = resolved(d.split('/').filter(|s| *s != "."));
+        is_target(&segments, ignore_case) && !d.trim_end_matches('/').contains("//")
+    }
+
+    /// Spring MVC on Tomcat with its long-standing defaults: `;` parameters cut from every
+    /// segment, the rest decoded, `//` merged and dot segments removed (Tomcat), then
+    /// tokens trimmed (Java's `String.trim`), trailing slash and any suffix (`resource.*`)
+    /// matched (Spring).
+    pub fn spring(p: &str) -> bool {
+        let cut: Vec<&str> = p.split('/').map(|s| s.split(';').next().unwrap()).collect();
+        let Some(d) = decoded(&cut.join("/")) else { return false };
+        let mut segments: Vec<&str> = resolved(d.split('/')).into_iter().map(|s| s.trim_matches(|c| c <= ' ')).filter(|s| !s.is_empty()).collect();
+        if let Some(last) = segments.last_mut() {
+            *last = last.split('.').next().unwrap();
+        }
+        is_target(&segments, |a, b| a == b)
+    }
+
+    /// Rails: `//` squeezed, trailing slash dropped, decoded, an optional `.:format`.
+    pub fn rails(p: &str) -> bool {
+        let Some(d) = decoded(p) else { return false };
+        let segments: Vec<&str> = d.split('/').filter(|s| !s.is_empty()).collect();
+        match segments.as_slice() {
+            ["api", last] => last.split_once('.').map_or(*last, |(stem, f)| if f.is_empty() || f.contains('.') { "" } else { stem }) == "resource",
+            _ => false,
+        }
+    }
+
+    /// Go's ServeMux: decoded, then redirected to `path.Clean` of it.
+    pub fn go(p: &str) -> bool {
+        decoded(p).is_some_and(|d| is_target(&resolved(d.split('/')), |a, b| a == b))
+    }
+
+    /// Django (APPEND_SLASH), Flask (strict_slashes, merge_slashes), FastAPI
+    /// (redirect_slashes), Laravel: decoded, repeated and trailing slashes redirected.
+    pub fn slash_tolerant(p: &str) -> bool {
+        decoded(p).is_some_and(|d| is_target(&d.split('/').filter(|s| !s.is_empty()).collect::<Vec<_>>(), |a, b| a == b))
+    }
+
+    /// IIS in front of ASP.NET: trailing dots and spaces of a segment ignored.
+    pub fn iis(p: &str) -> bool {
+        decoded(p).is_some_and(|d| {
+            let trimmed: Vec<&str> = d.split('/').map(|s| if s == "." || s == ".." { s } else { s.trim_end_matches(['.', ' ']) }).collect();
+            is_target(&resolved(trimmed.iter().copied()), ignore_case)
+        })
+    }
+
+    /// A backend's name, and whether it routes a path to the handler.
+    pub type Backend = (&'static str, fn(&str) -> bool);
+
+    pub const ALL: [Backend; 7] =
+        [("express", express), ("aspnet", aspnet), ("spring", spring), ("rails", rails), ("go", go), ("django/flask/laravel", slash_tolerant), ("iis", iis)];
+
+    /// Whether backends can disagree on what `p` names: malformed or encoded-twice
+    /// escapes, a `\` or an encoded separator, control characters, bytes that are not UTF-8.
+    pub fn ambiguous(p: &str) -> bool {
+        let Some(once) = p.split('/').map(decoded).collect::<Option<Vec<_>>>() else { return true };
+        let escaped = |s: &str| s.as_bytes().windows(3).any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit());
+        once.iter().any(|s| s.contains(['/', '\\']) || s.chars().any(char::is_control) || escaped(s))
+    }
+}
+
+/// Path pieces that backends treat specially, joined at random, alone or around a
+/// spelling of the guarded path.
+fn path() -> impl Strategy<Value = String> {
+    let pieces = || prop::sample::select(vec![
+        "/", "//", "\\", "api", "API", "Api", "resource", "Resource", "RESOURCE", "re", "source", "s", ".", "..", ";x=1",
+        ";sig=k", "%72", "%2F", "%2f", "%5C", "%2e", "%2E%2E", "%20", " ", ".json", ".xml", ".", "%00", "%0A", "%25", "%2572",
+        "%ff", "%", "%zz", "-status", "\u{17f}", "\u{131}", "x", "%3B",
+    ]);
+    let spellings = prop::sample::select(vec!["/api/resource", "/API/Resource", "/api//resource/", "/api/x/../resource", "/api/resource;a"]);
+    prop_oneof![
+        prop::collection::vec(pieces(), 1..10).prop_map(|p| format!("/{}", p.concat())),
+        (prop::collection::vec(pieces(), 0..3), spellings, prop::collection::vec(pieces(), 0..4))
+            .prop_map(|(before, at, after)| format!("{}{at}{}", before.concat(), after.concat())),
+    ]
+}
+
+#[test]
+fn the_backend_model_routes_the_known_spellings() {
+    use backends::*;
+    for (p, routes) in [
+        ("/API/resource/", express as fn(&str) -> bool),
+        ("/api/%72esource", aspnet),
+        ("/api/x/../Resource", aspnet),
+        ("/api/resource;jsessionid=1", spring),
+        ("/api/resource.json", spring),
+        ("/api/resource%20", spring),
+        ("/api/resource.xml", rails),
+        ("/api//resource/", rails),
+        ("/api/./x/../resource", go),
+        ("/api/resource/", slash_tolerant),
+        ("/api/resource.", iis),
+    ] {
+        assert!(routes(p), "{p}");
+    }
+    for p in ["/api/resources", "/api/resource-status", "/api/resource/x", "/api/resource%2Fx"] {
+        assert!(ALL.iter().all(|(_, routes)| !routes(p)), "{p}");
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(10_000))]
+
+    #[test]
+    fn the_guard_covers_every_backends_reading(p in path()) {
+        use webhook_guard::config::Route;
+        let json = r#"{"endpoints":[{"name":"a","path":"/api/resource","profile":"azure_managed_app","secret":{"values":["k"]}}]}"#;
+        let config = Config::parse(json.as_bytes(), |_| None).unwrap();
+        let route = config.route(p.as_bytes());
+        let routed_by: Vec<&str> = backends::ALL.iter().filter(|(_, routes)| routes(&p)).map(|(name, _)| *name).collect();
+        // Every spelling some backend routes to the handler is guarded (or refused as ambiguous).
+        prop_assert!(routed_by.is_empty() || !matches!(route, Route::Unguarded), "{p:?} reaches {routed_by:?} unguarded");
+        // Ambiguity is exactly the model's, and an ambiguous path is never let through as guarded.
+        let ambiguous = backends::ambiguous(&p);
+        prop_assert_eq!(ambiguous, webhook_guard::route::canonical(p.as_bytes()).is_err(), "{:?}", p);
+        prop_assert!(!(ambiguous && matches!(route, Route::Guarded(..))), "{:?}", p);
+    }
+}
+
+/// Any JSON value nested at most three levels: what a drifting sender might put anywhere.
+fn any_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        "\\PC{0,12}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::btree_map("[a-zA-Z]{0,8}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// An eventType or provisioningState: a known value in any case, or any 1-64 characters.
+fn any_name(known: &'static [&'static str]) -> impl Strategy<Value = String> {
+    prop_oneof![
+        (prop::sample::select(known), prop::collection::vec(any::<bool>(), 1..8)).prop_map(|(k, mask)| recase(k, &mask)),
+        "\\PC{1,64}",
+    ]
+}
+
+/// A usable applicationId in any accepted spelling.
+fn any_application_id() -> impl Strategy<Value = String> {
+    ((name(), name(), name()), any::<bool>(), any::<bool>(), prop::collection::vec(any::<bool>(), 1..8)).prop_map(|((sub, rg, app), lead, trail, mask)| {
+        let words: Vec<String> = ["subscriptions", "resourceGroups", "providers", "Microsoft.Solutions", "applications"].iter().map(|w| recase(w, &mask)).collect();
+        let (lead, trail) = (if lead { "/" } else { "" }, if trail { "/" } else { "" });
+        format!("{lead}{}/{sub}/{}/{rg}/{}/{}/{}/{app}{trail}", words[0], words[1], words[2], words[3], words[4])
+    })
+}
+
+/// A usable eventTime: any fraction, any offset or none, `T`, `t` or a space.
+fn any_event_time() -> impl Strategy<Value = String> {
+    (
+        (1000u32..=8999, 1u32..=12, 1u32..=31, 0u32..24, 0u32..60, 0u32..60),
+        "([.,][0-9]{1,12})?",
+        prop::sample::select(vec!["T", "t", " "]),
+        prop_oneof![
+            prop::sample::select(vec!["Z", "z", ""]).prop_map(String::from),
+            (prop::sample::select(vec!["+", "-"]), 0u32..24, 0u32..60, 0usize..3).prop_map(|(sign, h, m, form)| match form {
+                0 => format!("{sign}{h:02}:{m:02}"),
+                1 => format!("{sign}{h:02}{m:02}"),
+                _ => format!("{sign}{h:02}"),
+            }),
+        ],
+    )
+        .prop_map(|((y, mo, d, h, mi, s), frac, t, zone)| {
+            format!("{y:04}-{mo:02}-{:02}{t}{h:02}:{mi:02}:{s:02}{frac}{zone}", d.min(days_in_month(y, mo)))
+        })
+}
+
+proptest! {
+    #![proptest_config(cases(512))]
+
+    /// Drives the pure validator and the endpoint's decision, as the filter applies them
+    /// (`check::body`, then `conformance::refusal` with the default `on_nonconforming`):
+    /// nothing in between can answer a 4xx but the rate limit (429).
+    #[test]
+    fn usable_identifying_fields_are_never_refused_by_default(
+        event_type in any_name(&["PUT", "PATCH", "DELETE"]),
+        state in any_name(&["Accepted", "Succeeded", "Failed", "Deleting", "Deleted", "Running", "Canceled"]),
+        application in any_application_id(),
+        time in any_event_time(),
+        others in prop::collection::vec(
+            (prop::sample::select(vec!["applicationDefinitionId", "plan", "billingDetails", "error", "x"]), any_json()),
+            0..5,
+        ),
+        order in permutation(),
+        ws in whitespace(),
+        pretty in any::<bool>(),
+    ) {
+        let config = Config::parse(br#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["k"]}}]}"#, |_| None).unwrap();
+        let endpoint = &config.endpoints[0];
+        let mut fields = vec![
+            ("eventType".to_string(), json!(event_type)),
+            ("provisioningState".to_string(), json!(state)),
+            ("applicationId".to_string(), json!(application)),
+            ("eventTime".to_string(), json!(time)),
+        ];
+        let identifying = render(&fields, &[0, 1, 2, 3], &[""], false);
+        for (key, value) in others {
+            if !fields.iter().any(|(k, _)| k == key) {
+                fields.push((key.to_string(), value));
+            }
+        }
+        // At most nine members: `order` (a permutation of 0..10) places them all.
+        let body = render(&fields, &order, &ws, pretty);
+        let event = check::body(endpoint, Media::Json, body.as_bytes())
+            .unwrap_or_else(|r| panic!("refused with {}: {}\n{body}", r.status(), r.detail));
+        prop_assert!(conformance::refusal(endpoint.on_nonconforming, &event.nonconforming).is_none());
+        cloudevent(&event);
+        // The id depends on the identifying fields only, flagged or not.
+        let minimal = azure::validate(identifying.as_bytes()).unwrap();
+        prop_assert_eq!(&event.id, &minimal.id);
+        prop_assert_eq!(&event.kind, &minimal.kind);
     }
 }

@@ -1,11 +1,13 @@
 //! `azure::validate`: never panics; an accepted notification renders a CloudEvent that
 //! parses back with every required attribute, and its id is the documented name-based
-//! UUID, the same on every call and for any re-serialisation of the same document.
+//! UUID, the same on every call and for any re-serialisation of the same document. What
+//! departs from the documented table is reported by the rule it breaks.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use webhook_guard::azure::{validate, PAIRS};
+use webhook_guard::azure::{type_name, validate, KIND_PREFIX, PAIRS};
+use webhook_guard::conformance::Rule;
 use webhook_guard::event::name_based_id;
 use webhook_guard_fuzz::check_cloudevent;
 
@@ -29,24 +31,28 @@ fuzz_target!(|input: &[u8]| {
     };
 
     // The facts in data are canonical and the id, type, subject and time derive from them.
+    let rules: Vec<Rule> = ev.nonconforming.iter().map(|f| f.rule).collect();
     let event_type = text(&data, "eventType");
     let state = text(&data, "provisioningState");
-    assert!(PAIRS.contains(&(event_type, state)), "({event_type}, {state}) is not a valid pair");
+    let undocumented = [Rule::TypeUndocumented, Rule::StateUndocumented, Rule::PairUndocumented];
+    assert_eq!(
+        PAIRS.contains(&(event_type, state)),
+        !rules.iter().any(|r| undocumented.contains(r)),
+        "({event_type}, {state}) and {rules:?} disagree"
+    );
     let application = text(&data, "applicationId");
     assert!(application.starts_with("/subscriptions/"), "{application}");
     let time = text(&data, "eventTime");
-    assert_eq!(webhook_guard::timestamp::parse_utc(time).as_deref(), Ok(time), "time is not canonical");
+    let parsed = webhook_guard::timestamp::parse(time).expect("time does not parse back");
+    assert_eq!((parsed.utc.as_str(), parsed.has_offset), (time, true), "time is not canonical");
     assert_eq!(ev.subject.as_deref(), Some(application));
     assert_eq!(ev.time.as_deref(), Some(time));
     assert_eq!(ev.keys.application.as_deref(), Some(application.to_ascii_lowercase().as_str()));
-    assert_eq!(
-        ev.kind,
-        format!(
-            "webhookguard.azure.managedapp.{}.{}",
-            event_type.to_ascii_lowercase(),
-            state.to_ascii_lowercase()
-        )
-    );
+    let mut kind = String::from(KIND_PREFIX);
+    type_name(event_type, &mut kind);
+    kind.push('.');
+    type_name(state, &mut kind);
+    assert_eq!(ev.kind, kind);
     assert_eq!(
         ev.id,
         name_based_id(&format!(
@@ -55,17 +61,24 @@ fuzz_target!(|input: &[u8]| {
         ))
     );
     match text(&data, "flavour") {
-        "service_catalog" => assert!(data.contains_key("applicationDefinitionId") && !data.contains_key("plan")),
-        "marketplace" => assert!(data.contains_key("plan") && data.contains_key("billing")),
+        "service_catalog" => assert!(!data.contains_key("plan") && !data.contains_key("billing")),
+        "marketplace" => assert!(!data.contains_key("applicationDefinitionId")),
+        "unknown" => assert!(rules.contains(&Rule::FlavourUnknown)),
         other => panic!("unknown flavour {other}"),
     }
-    assert_eq!(data.contains_key("error"), state == "Failed");
+    if state == "Failed" && !data.contains_key("error") {
+        assert!(rules.contains(&Rule::ErrorMissing) || rules.contains(&Rule::ErrorShape), "{rules:?}");
+    }
+    let mut sorted = rules.clone();
+    sorted.sort_by_key(|r| webhook_guard::conformance::RULES.iter().position(|x| x == r));
+    assert_eq!(sorted, rules, "findings out of the documented order");
     assert!(data.contains_key("original"));
 
     // Determinism: the same bytes, the same event.
     let again = validate(input).expect("accepted once, refused the second time");
     assert_eq!(again.id, ev.id);
     assert_eq!(again.data.get(), ev.data.get());
+    assert_eq!(again.nonconforming, ev.nonconforming);
 
     // The same document with other whitespace and key order (serde_json sorts keys) is
     // the same notification.

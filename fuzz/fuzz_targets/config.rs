@@ -1,9 +1,10 @@
-//! `Config::parse`: never panics; an accepted configuration keeps its invariants, and its
-//! `Debug` output never shows a secret value.
+//! `Config::parse`: never panics; an accepted configuration keeps its invariants (each
+//! endpoint guards its own path), and its `Debug` output never shows a secret value.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use webhook_guard::config::{Config, MAX_BODY_LIMIT};
+use webhook_guard::config::{Config, Route, MAX_BODY_LIMIT};
+use webhook_guard::route;
 
 /// Replaces every secret by a canary of the same count that never occurs elsewhere.
 fn with_canaries(config: &mut Config) {
@@ -33,9 +34,14 @@ fuzz_target!(|data: &[u8]| {
             assert!(!v.iter().any(u8::is_ascii_control), "secret with a control character");
             assert_eq!(v.trim_ascii(), v.as_slice(), "secret not trimmed");
         }
-        // Names and paths are unique, and the endpoint is found by its path.
-        assert!(config.endpoints[..i].iter().all(|o| o.name != e.name && o.path != e.path));
-        assert!(std::ptr::eq(config.endpoint(&e.path).expect("endpoint by path"), e));
+        // Names and canonical paths are unique, and the endpoint guards its own path.
+        assert!(config.endpoints[..i].iter().all(|o| o.name != e.name && o.canonical != e.canonical));
+        assert_eq!(route::canonical(e.path.as_bytes()).as_deref(), Ok(e.canonical.as_str()));
+        assert!(
+            matches!(config.route(e.path.as_bytes()), Route::Guarded(j, found) if j == i && std::ptr::eq(found, e)),
+            "endpoint {i} does not guard its path {:?}",
+            e.path
+        );
     }
 
     // Debug never prints secrets: it is the same whatever the secret values are, and no

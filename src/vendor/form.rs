@@ -6,10 +6,9 @@
 //! decoded `payload` must be the text of a JSON object, and the md5 covers that decoded
 //! text exactly (surrounding whitespace included).
 
-use serde_json::value::RawValue;
-
+use super::compact::compact;
 use super::json::{describe, finish};
-use super::{invalid, quote, verify_md5, Format, Rejected};
+use super::{invalid, quote, verify_md5, Rejected};
 use crate::event::Event;
 
 pub(super) fn parse(body: &[u8]) -> Result<Event, Rejected> {
@@ -37,12 +36,12 @@ pub(super) fn parse(body: &[u8]) -> Result<Event, Rejected> {
         *slot = Some(value);
     }
     let payload = payload.ok_or_else(|| invalid("form field payload is missing"))?;
-    let md5 = verify_md5(md5.as_deref(), payload.as_bytes())?;
+    let json = compact(&payload);
+    let md5 = verify_md5(md5.as_deref(), payload.as_bytes(), json.as_deref())?;
 
+    // One strict value, nothing after it: `compact` alone would keep a second one.
     crate::strict_json::check(&payload).map_err(|e| invalid(describe("payload", &e)))?;
-    let raw: &RawValue =
-        serde_json::from_str(&payload).map_err(|e| invalid(describe("payload", &e)))?;
-    finish(Format::Form, &md5, raw)
+    finish(&md5, json)
 }
 
 /// Percent-decodes one name or value, with `+` as a space; `Err` completes a detail.
@@ -145,7 +144,7 @@ mod tests {
         assert_eq!(
             ev.data.get(),
             format!(
-                r#"{{"payloadType":"ping","md5":"{md5}","format":"form","epochTimestamp":1466526410,"payload":{PING}}}"#
+                r#"{{"payloadType":"ping","md5":"{md5}","epochTimestamp":1466526410,"payload":{{"type":"ping","epoch_timestamp":1466526410}}}}"#
             )
         );
     }
@@ -191,11 +190,8 @@ mod tests {
     fn digest_covers_the_decoded_payload_with_its_whitespace() {
         let p = " {\n \"type\" : \"ping\" ,\"epoch_timestamp\":1466526410 }\n";
         let ev = parse(signed(p).as_bytes()).unwrap();
-        // data carries the JSON text itself, without the surrounding whitespace.
-        assert!(ev
-            .data
-            .get()
-            .ends_with(&format!(r#""payload":{}}}"#, p.trim())));
+        // data carries the payload as compact JSON.
+        assert!(ev.data.get().ends_with(r#""payload":{"type":"ping","epoch_timestamp":1466526410}}"#));
         digest_detail(&format!(
             "payload={}&md5={}",
             enc(p),

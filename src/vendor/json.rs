@@ -11,7 +11,8 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use serde_json::Number;
 
-use super::{build_event, check_type, invalid, verify_md5, Format, Rejected};
+use super::compact::compact;
+use super::{build_event, check_type, invalid, verify_md5, Rejected};
 use crate::event::Event;
 use crate::strict_json;
 
@@ -62,14 +63,20 @@ pub(super) fn parse(body: &[u8]) -> Result<Event, Rejected> {
             Rejected::Digest("md5 must be a string of 32 hexadecimal digits".into())
         })?),
     };
-    let md5 = verify_md5(md5.as_deref(), payload.get().as_bytes())?;
-    finish(Format::Json, &md5, payload)
+    let json = compact(payload.get());
+    let md5 = verify_md5(md5.as_deref(), payload.get().as_bytes(), json.as_deref())?;
+    finish(&md5, json)
 }
 
-/// Steps 3 and on for a payload given as JSON text (JSON and form envelopes): the payload
-/// must be an object with a valid `type` and an integer `epoch_timestamp` when present.
-/// The text has passed [`strict_json::check`], so it is one well-formed value.
-pub(super) fn finish(format: Format, md5: &str, payload: &RawValue) -> Result<Event, Rejected> {
+/// Steps 3 and on for a payload given as JSON text (JSON and form envelopes), as compact
+/// JSON: it must be an object with a valid `type` and an integer `epoch_timestamp` when
+/// present. The text has passed [`strict_json::check`], so it is one well-formed value.
+pub(super) fn finish(md5: &str, json: Option<String>) -> Result<Event, Rejected> {
+    let payload = json.and_then(|json| RawValue::from_string(json).ok());
+    let Some(payload) = payload else {
+        return Err(invalid("payload is not valid JSON"));
+    };
+    let payload = &*payload;
     // A derived struct would also accept an array: insist on an object.
     let fields = match payload.get().starts_with('{') {
         true => serde_json::from_str::<Payload<'_>>(payload.get()).ok(),
@@ -99,7 +106,7 @@ pub(super) fn finish(format: Format, md5: &str, payload: &RawValue) -> Result<Ev
             }
         },
     };
-    build_event(format, &kind, md5, epoch, payload)
+    build_event(&kind, md5, epoch, payload)
 }
 
 /// Deepest payload accepted, as for Azure bodies.
@@ -188,7 +195,7 @@ mod tests {
         assert_eq!(
             ev.data.get(),
             format!(
-                r#"{{"payloadType":"ping","md5":"{md5}","format":"json","epochTimestamp":1466526410,"payload":{PING}}}"#
+                r#"{{"payloadType":"ping","md5":"{md5}","epochTimestamp":1466526410,"payload":{{"type":"ping","epoch_timestamp":1466526410}}}}"#
             )
         );
     }
@@ -240,15 +247,17 @@ mod tests {
     }
 
     #[test]
-    fn digest_covers_the_payload_exactly_as_sent() {
+    fn digest_covers_the_payload_as_sent_or_as_compact_json() {
         let p = "{\n  \"type\" :\"ping\",\t\"epoch_timestamp\":  1466526410 ,\"x\":\"\\u00e9\"\n}";
-        // A digest over a re-serialisation would differ.
-        let reserialised =
-            serde_json::to_string(&serde_json::from_str::<Value>(p).unwrap()).unwrap();
-        assert_ne!(md5_hex(p.as_bytes()), md5_hex(reserialised.as_bytes()));
-        let ev = parse(signed(p).as_bytes()).unwrap();
-        assert!(ev.data.get().ends_with(&format!(r#""payload":{p}}}"#)));
-        digest_detail(&envelope(p, &md5_hex(reserialised.as_bytes())));
+        let compact = r#"{"type":"ping","epoch_timestamp":1466526410,"x":"é"}"#;
+        for basis in [p, compact] {
+            let ev = parse(envelope(p, &md5_hex(basis.as_bytes())).as_bytes()).unwrap();
+            assert!(ev.data.get().ends_with(&format!(r#""payload":{compact}}}"#)), "{}", ev.data);
+        }
+        // Another re-serialisation (serde_json's Value sorts the keys) is no basis.
+        let sorted = serde_json::to_string(&serde_json::from_str::<Value>(p).unwrap()).unwrap();
+        assert_ne!(sorted, compact);
+        digest_detail(&envelope(p, &md5_hex(sorted.as_bytes())));
         // Whitespace around the value is not covered.
         let body = format!(
             "{{\"md5\":\"{}\",\"payload\":  \n{p}\n  }}",

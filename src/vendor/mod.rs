@@ -2,17 +2,26 @@
 //! `ping` notifications; see `shared/spec/md5-signed-vendor-webhooks.md`).
 //!
 //! Every notification is an envelope of two parameters, `payload` and `md5`, sent as JSON,
-//! XML or a form. The vendor does not say which bytes its md5 covers, so this module fixes
-//! the rule, per syntax, as **the payload exactly as it appears on the wire**:
+//! XML or a form. The vendor does not say which bytes its md5 covers, so the digest is
+//! accepted when it matches any of these plausible bases (MD5 is integrity, not
+//! authentication: anyone can compute it, so "any of" weakens nothing, and these routes
+//! still need a secret):
 //!
-//! | syntax | envelope | the md5 covers |
+//! 1. **the payload exactly as it appears on the wire**:
+//!
+//! | syntax | envelope | the payload text |
 //! |---|---|---|
-//! | JSON | `{"payload": {...}, "md5": "<hex>"}` | the text of the `payload` member's value, from its `{` to its `}` inclusive, byte for byte (whitespace inside kept, whitespace around it excluded) |
-//! | XML | `<notification><payload>...</payload><md5>hex</md5></notification>` | the bytes between `<payload>` and `</payload>`, byte for byte (no unescaping, no line-end normalisation) |
-//! | form | `payload=...&md5=...` | the percent-decoded value of the `payload` field (`+` read as a space), which must be a JSON object's text |
+//! | JSON | `{"payload": {...}, "md5": "<hex>"}` | the `payload` member's value, from its `{` to its `}` inclusive, byte for byte |
+//! | XML | `<notification><payload>...</payload><md5>hex</md5></notification>` | the bytes between `<payload>` and `</payload>` (no unescaping, no line-end normalisation) |
+//! | form | `payload=...&md5=...` | the percent-decoded `payload` field (`+` read as a space), a JSON object's text |
 //!
-//! The md5 is 32 hexadecimal digits in either case. MD5 is an integrity check, not
-//! authentication: anyone can compute it, so these routes still need a secret.
+//! 2. **the payload as compact JSON**, as Ruby's or JavaScript's `to_json` writes it
+//!    ([`compact`]): members in the order sent, no whitespace, minimal string escapes,
+//!    numbers as written. For XML, the payload converted to JSON (see `xml.rs`).
+//! 3. the same with Rails' HTML-safe escapes (`\u003c`, `\u003e`, `\u0026`, `\u2028`,
+//!    `\u2029`), what ActiveSupport's `to_json` writes by default.
+//!
+//! The md5 is 32 hexadecimal digits in either case; a digest matching none is refused.
 //!
 //! Checks run in three steps, and the first failure answers:
 //! 1. the body is well-formed and the envelope has its shape ([`Rejected::Invalid`]);
@@ -23,8 +32,10 @@
 //! The event: `id` = name-based UUID of `md5_envelope\n{type}\n{md5 lowercase}` (so every
 //! retry of a notification has the same id), `type` = `webhookguard.vendor.{type
 //! lowercased}`, `time` = `epoch_timestamp` in RFC 3339, `data` =
-//! `{"payloadType", "md5", "format", "epochTimestamp"?, "payload"}`.
+//! `{"payloadType", "md5", "epochTimestamp"?, "payload"}` with `payload` as compact JSON:
+//! the same for one notification whether it came as JSON, XML or a form.
 
+mod compact;
 mod form;
 mod json;
 mod xml;
@@ -73,30 +84,14 @@ pub fn is_ping(event: &Event) -> bool {
 /// Longest `payload.type` accepted, in characters.
 const MAX_TYPE_LEN: usize = 64;
 
-/// The wire syntax a notification came in, as named in `data.format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Json,
-    Xml,
-    Form,
-}
-
-impl Format {
-    fn name(self) -> &'static str {
-        match self {
-            Format::Json => "json",
-            Format::Xml => "xml",
-            Format::Form => "form",
-        }
-    }
-}
-
 fn invalid(detail: impl Into<String>) -> Rejected {
     Rejected::Invalid(detail.into())
 }
 
-/// Checks the sent md5 against the md5 of `covered`; returns the sent md5 in lowercase.
-fn verify_md5(sent: Option<&str>, covered: &[u8]) -> Result<String, Rejected> {
+/// Checks the sent md5 against the md5 of each basis: `exact` (the payload as sent), then
+/// `json` (the payload as compact JSON, when it is JSON) and its Rails spelling. Returns
+/// the sent md5 in lowercase.
+fn verify_md5(sent: Option<&str>, exact: &[u8], json: Option<&str>) -> Result<String, Rejected> {
     let Some(sent) = sent else {
         return Err(Rejected::Digest("md5 is missing".into()));
     };
@@ -104,17 +99,22 @@ fn verify_md5(sent: Option<&str>, covered: &[u8]) -> Result<String, Rejected> {
         return Err(Rejected::Digest("md5 must be 32 hexadecimal digits".into()));
     }
     let sent = sent.to_ascii_lowercase();
-    let digest: [u8; 16] = Md5::digest(covered).into();
-    let mut actual = String::with_capacity(32);
-    for byte in digest {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        for nibble in [byte >> 4, byte & 0x0f] {
-            if let Some(c) = HEX.get(usize::from(nibble)) {
-                actual.push(char::from(*c));
+    let matches = |covered: &[u8]| {
+        let digest: [u8; 16] = Md5::digest(covered).into();
+        let mut actual = String::with_capacity(32);
+        for byte in digest {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            for nibble in [byte >> 4, byte & 0x0f] {
+                if let Some(c) = HEX.get(usize::from(nibble)) {
+                    actual.push(char::from(*c));
+                }
             }
         }
-    }
-    if sent != actual {
+        sent == actual
+    };
+    // Lazily: the exact text is what senders usually hash.
+    let matched = matches(exact) || json.is_some_and(|json| matches(json.as_bytes()) || matches(compact::html_safe(json).as_bytes()));
+    if !matched {
         return Err(Rejected::Digest("md5 does not match the payload".into()));
     }
     Ok(sent)
@@ -151,15 +151,14 @@ fn quote(s: &str) -> String {
 struct Data<'a> {
     payload_type: &'a str,
     md5: &'a str,
-    format: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     epoch_timestamp: Option<i64>,
     payload: &'a RawValue,
 }
 
-/// The event of a notification whose type, digest and payload fields have been checked.
+/// The event of a notification whose type, digest and payload fields have been checked;
+/// `payload` is its compact JSON.
 fn build_event(
-    format: Format,
     payload_type: &str,
     md5: &str,
     epoch_timestamp: Option<i64>,
@@ -175,7 +174,6 @@ fn build_event(
     let data = serde_json::value::to_raw_value(&Data {
         payload_type,
         md5,
-        format: format.name(),
         epoch_timestamp,
         payload,
     })
@@ -187,6 +185,7 @@ fn build_event(
         time,
         keys: RateKeys::default(),
         data,
+        nonconforming: Vec::new(),
     })
 }
 
@@ -212,21 +211,28 @@ pub(crate) mod tests {
     #[test]
     fn md5_rules() {
         let good = md5_hex(b"abc");
-        assert_eq!(verify_md5(Some(&good), b"abc").unwrap(), good);
+        assert_eq!(verify_md5(Some(&good), b"abc", None).unwrap(), good);
         assert_eq!(
-            verify_md5(Some(&good.to_ascii_uppercase()), b"abc").unwrap(),
+            verify_md5(Some(&good.to_ascii_uppercase()), b"abc", None).unwrap(),
             good
         );
         assert_eq!(
-            verify_md5(None, b"abc"),
+            verify_md5(None, b"abc", None),
             Err(Rejected::Digest("md5 is missing".into()))
         );
         assert_eq!(
-            verify_md5(Some(&md5_hex(b"abd")), b"abc"),
+            verify_md5(Some(&md5_hex(b"abd")), b"abc", Some("abc")),
             Err(Rejected::Digest("md5 does not match the payload".into()))
         );
+        // Any documented basis matches: the exact text, compact JSON, its Rails spelling.
+        let json = r#"{"n":"<&>"}"#;
+        let rails = r#"{"n":"\u003c\u0026\u003e"}"#;
+        for basis in [&b"exact"[..], json.as_bytes(), rails.as_bytes()] {
+            assert!(verify_md5(Some(&md5_hex(basis)), b"exact", Some(json)).is_ok(), "{basis:?}");
+        }
+        assert!(verify_md5(Some(&md5_hex(json.as_bytes())), b"exact", None).is_err());
         for bad in ["", "abc", &format!("{good}0"), &good.replace('0', "g")] {
-            let r = verify_md5(Some(bad), b"abc").unwrap_err();
+            let r = verify_md5(Some(bad), b"abc", None).unwrap_err();
             assert!(matches!(r, Rejected::Digest(_)), "{bad}");
             assert!(!r.detail().contains(&good));
         }
@@ -261,5 +267,25 @@ pub(crate) mod tests {
             parse(Media::Form, json.as_bytes()),
             Err(Rejected::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn one_notification_gives_the_same_event_in_every_syntax() {
+        // The sender hashes its payload's to_json and sends it in the syntax configured.
+        let json = r#"{"type":"customer_purchase","epoch_timestamp":1700000000,"app_id":42,"sku":{"id":"gold","name":"Gold & <Co>"}}"#;
+        let md5 = md5_hex(json.as_bytes());
+        let pretty = "{\n  \"type\": \"customer_purchase\",\n  \"epoch_timestamp\": 1700000000,\n  \"app_id\": 42,\n  \"sku\": {\"id\": \"gold\", \"name\": \"Gold \\u0026 <Co>\"}\n}";
+        let xml = "<type>customer_purchase</type><epoch_timestamp>1700000000</epoch_timestamp>\n<app_id>42</app_id><sku><id>gold</id><name>Gold &amp; &lt;Co&gt;</name></sku>";
+        let form: String = pretty.bytes().map(|b| format!("%{b:02X}")).collect();
+        let events = [
+            parse(Media::Json, format!(r#"{{"payload": {pretty}, "md5": "{md5}"}}"#).as_bytes()).unwrap(),
+            parse(Media::Xml, format!("<notification><payload>{xml}</payload><md5>{md5}</md5></notification>").as_bytes()).unwrap(),
+            parse(Media::Form, format!("payload={form}&md5={md5}").as_bytes()).unwrap(),
+        ];
+        let want = format!(r#"{{"payloadType":"customer_purchase","md5":"{md5}","epochTimestamp":1700000000,"payload":{json}}}"#);
+        for ev in &events {
+            assert_eq!(ev.data.get(), want);
+            assert_eq!((&ev.id, &ev.kind, &ev.time), (&events[0].id, &events[0].kind, &events[0].time));
+        }
     }
 }

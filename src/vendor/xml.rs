@@ -10,24 +10,32 @@
 //!   only; any other `&name;` is refused;
 //! - the root is `notification`, holding `payload` and `md5` exactly once each (other
 //!   children are allowed and ignored); text directly in it must be whitespace;
-//! - `payload` becomes a JSON object: each child `<k>text</k>` becomes `"k": "text"`, an
-//!   element with children becomes a nested object (whitespace between children is
-//!   ignored, other text beside children is refused), an element name repeated among its
-//!   siblings is refused, `<k/>` is `"k": ""`; leaf text is kept exactly (no trimming);
+//! - `payload` becomes a JSON object, members in document order: each child
+//!   `<k>text</k>` becomes `"k": "text"`, an element with children becomes a nested
+//!   object (whitespace between children is ignored, other text beside children is
+//!   refused), an element name repeated among its siblings is refused, `<k/>` is
+//!   `"k": ""`; leaf text is kept exactly (no trimming);
+//! - scalar types: XML has none, so leaf text that is an integer written the way JSON and
+//!   `to_json` write it (`-?(0|[1-9][0-9]*)`, within 64 bits, so it round-trips exactly)
+//!   becomes a JSON number; everything else stays a string (`007`, `1.5`, `true`, `1e3`).
+//!   So `<epoch_timestamp>1466526410</epoch_timestamp>` is the number it is in JSON;
+//!   `payload.type`, a string by definition, always stays one;
 //! - `md5` is text only; whitespace around it is ignored;
 //! - attributes are ignored but must be well-formed, at most 32 per element;
 //! - at most 16 levels of nesting (`notification` is level 1) and 256 elements in all;
 //! - nothing but whitespace and comments after `</notification>`.
 //!
-//! The md5 covers the bytes between `<payload>` and `</payload>` exactly as sent.
+//! The md5 covers the bytes between `<payload>` and `</payload>` exactly as sent, or the
+//! converted payload as compact JSON (see `vendor`).
 
 use quick_xml::errors::{Error as XmlError, IllFormedError};
 use quick_xml::events::{BytesStart, Event as XmlEvent};
 use quick_xml::Reader;
 use serde::{Serialize, Serializer};
-use std::collections::BTreeMap;
 
-use super::{build_event, check_type, invalid, quote, verify_md5, Format, Rejected};
+use serde_json::value::RawValue;
+
+use super::{build_event, check_type, invalid, quote, verify_md5, Rejected};
 use crate::event::Event;
 
 const MAX_DEPTH: usize = 16;
@@ -37,25 +45,48 @@ const MAX_ATTRIBUTES: usize = 32;
 const ROOT: &str = "notification";
 
 /// An element's content as it goes into the JSON payload: text, or its children by name
-/// (sorted, as the JSON output is).
+/// in document order.
 enum Node {
+    /// Leaf text, a number when it is an integer (see [`integer`]).
     Text(String),
-    Object(BTreeMap<String, Node>),
+    /// Leaf text that stays a string whatever it holds: `payload.type`, a string in JSON.
+    Name(String),
+    Object(Vec<(String, Node)>),
+}
+
+impl Node {
+    /// The child named `name`.
+    fn get(&self, name: &str) -> Option<&Node> {
+        match self {
+            Node::Object(children) => children.iter().find(|(k, _)| k == name).map(|(_, v)| v),
+            Node::Text(_) | Node::Name(_) => None,
+        }
+    }
 }
 
 impl Serialize for Node {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
-            Node::Text(text) => serializer.serialize_str(text),
-            Node::Object(children) => serializer.collect_map(children),
+            Node::Text(text) => match integer(text) {
+                Some(n) => serializer.serialize_i64(n),
+                None => serializer.serialize_str(text),
+            },
+            Node::Name(text) => serializer.serialize_str(text),
+            Node::Object(children) => serializer.collect_map(children.iter().map(|(k, v)| (k, v))),
         }
     }
+}
+
+/// The integer `text` is when it round-trips exactly: written back, it is `text` again
+/// (so no `+`, no leading zero, no `-0`), within `i64`.
+fn integer(text: &str) -> Option<i64> {
+    text.parse().ok().filter(|n: &i64| n.to_string() == text)
 }
 
 /// An open element.
 struct Frame {
     name: String,
-    children: BTreeMap<String, Node>,
+    children: Vec<(String, Node)>,
     text: String,
 }
 
@@ -63,7 +94,7 @@ impl Frame {
     fn new(name: String) -> Frame {
         Frame {
             name,
-            children: BTreeMap::new(),
+            children: Vec::new(),
             text: String::new(),
         }
     }
@@ -91,20 +122,22 @@ pub(super) fn parse(body: &[u8]) -> Result<Event, Rejected> {
     let (payload, raw) = envelope
         .payload
         .ok_or_else(|| invalid("notification has no payload element"))?;
-    let md5 = verify_md5(envelope.md5.as_deref(), raw.as_bytes())?;
+    let converted = serde_json::to_string(&payload)
+        .map_err(|_| invalid("payload could not be converted to JSON"))?;
+    let md5 = verify_md5(envelope.md5.as_deref(), raw.as_bytes(), Some(&converted))?;
 
-    let Node::Object(fields) = &payload else {
+    if !matches!(payload, Node::Object(_)) {
         return Err(invalid("payload must contain child elements"));
-    };
-    let kind = match fields.get("type") {
+    }
+    let kind = match payload.get("type") {
         None => return Err(invalid("payload.type is missing")),
-        Some(Node::Text(s)) => s.as_str(),
+        Some(Node::Text(s) | Node::Name(s)) => s.as_str(),
         Some(Node::Object(_)) => return Err(invalid("payload.type must be text, not child elements")),
     };
     check_type(kind)?;
-    let epoch = match fields.get("epoch_timestamp") {
+    let epoch = match payload.get("epoch_timestamp") {
         None => None,
-        Some(Node::Text(s)) => Some(parse_i64(s).ok_or_else(|| {
+        Some(Node::Text(s) | Node::Name(s)) => Some(parse_i64(s).ok_or_else(|| {
             invalid("payload.epoch_timestamp must be an integer number of Unix seconds")
         })?),
         Some(Node::Object(_)) => {
@@ -113,9 +146,9 @@ pub(super) fn parse(body: &[u8]) -> Result<Event, Rejected> {
             ))
         }
     };
-    let converted = serde_json::value::to_raw_value(&payload)
+    let converted = RawValue::from_string(converted)
         .map_err(|_| invalid("payload could not be converted to JSON"))?;
-    build_event(Format::Xml, kind, &md5, epoch, &converted)
+    build_event(kind, &md5, epoch, &converted)
 }
 
 /// An optional `-` then ASCII digits, fitting in an `i64`.
@@ -329,7 +362,9 @@ fn close<'a>(
         children,
         text,
     } = frame;
-    let value = if children.is_empty() {
+    let value = if children.is_empty() && depth == 2 && name == "type" {
+        Node::Name(text)
+    } else if children.is_empty() {
         Node::Text(text)
     } else if is_xml_space(&text) {
         Node::Object(children)
@@ -364,12 +399,12 @@ fn close<'a>(
     let Some(parent) = stack.last_mut() else {
         return Ok(());
     };
-    if parent.children.contains_key(&name) {
+    if parent.children.iter().any(|(k, _)| *k == name) {
         return Err(invalid(format!(
             "{here} is repeated (each element name may appear once per parent)"
         )));
     }
-    parent.children.insert(name, value);
+    parent.children.push((name, value));
     Ok(())
 }
 
@@ -534,7 +569,7 @@ mod tests {
         assert_eq!(
             ev.data.get(),
             format!(
-                r#"{{"payloadType":"ping","md5":"{md5}","format":"xml","epochTimestamp":1466526410,"payload":{{"epoch_timestamp":"1466526410","type":"ping"}}}}"#
+                r#"{{"payloadType":"ping","md5":"{md5}","epochTimestamp":1466526410,"payload":{{"type":"ping","epoch_timestamp":1466526410}}}}"#
             )
         );
     }
@@ -559,7 +594,7 @@ mod tests {
             data["payload"],
             serde_json::json!({
                 "type": "SKU_Purchase",
-                "sku": {"id": "gold", "qty": "3"},
+                "sku": {"id": "gold", "qty": 3},
                 "empty": "",
                 "note": "a <b> & \"c\" 'd' é中",
                 "raw": "<not> & markup",
@@ -849,5 +884,29 @@ mod tests {
         let p = "<type>ping</type><epoch_timestamp>-1</epoch_timestamp>";
         let ev = parse(signed(p).as_bytes()).unwrap();
         assert_eq!(ev.time, crate::timestamp::rfc3339_from_unix(-1));
+    }
+
+    #[test]
+    fn digest_may_cover_the_payload_as_compact_json() {
+        let p = "\n  <type>purchase</type>\n  <epoch_timestamp>1466526410</epoch_timestamp>\n  <note>a &lt; b</note>\n";
+        let json = r#"{"type":"purchase","epoch_timestamp":1466526410,"note":"a < b"}"#;
+        let rails = json.replace('<', "\\u003c");
+        for basis in [p, json, &rails] {
+            let ev = parse(doc(p, &md5_hex(basis.as_bytes())).as_bytes()).unwrap();
+            assert!(ev.data.get().ends_with(&format!(r#""payload":{json}}}"#)), "{}", ev.data);
+        }
+        digest_detail(&doc(p, &md5_hex(p.trim().as_bytes())));
+    }
+
+    #[test]
+    fn only_integers_that_round_trip_become_numbers() {
+        for (text, want) in [("0", Some(0)), ("-12", Some(-12)), ("9223372036854775807", Some(i64::MAX))] {
+            assert_eq!(integer(text), want, "{text}");
+        }
+        for text in ["", "-", "-0", "007", "+1", "1.0", "1e3", " 1", "true", "9223372036854775808", "１"] {
+            assert_eq!(integer(text), None, "{text}");
+        }
+        let ev = parse(signed("<type>42</type><n>42</n>").as_bytes()).unwrap();
+        assert!(ev.data.get().ends_with(r#""payload":{"type":"42","n":42}}"#), "{}", ev.data);
     }
 }

@@ -40,8 +40,19 @@ fn secrets_can_come_from_the_environment() {
     assert_eq!(upstream.requests().len(), 1);
 }
 
+/// The HTTP filter an Istio EnvoyFilter inserts (its `patch.value`), in place of the one in
+/// `envoy.yaml`: a bootstrap Envoy can validate.
+fn with_envoyfilter_filter(envoy_yaml: &str, envoyfilter: &str) -> String {
+    let lines: Vec<&str> = envoyfilter.lines().collect();
+    let start = lines.iter().position(|l| l.trim_end() == "      value:").expect("no patch value") + 1;
+    let value: Vec<&str> = lines[start..].iter().take_while(|l| l.starts_with("        ")).map(|l| &l[8..]).collect();
+    let filter: String = value.iter().enumerate().map(|(i, l)| format!("{}{l}\n", if i == 0 { "          - " } else { "            " })).collect();
+    let (from, to) = (envoy_yaml.find("          - name: webhook_guard\n").unwrap(), envoy_yaml.find("          - name: envoy.filters.http.router").unwrap());
+    format!("{}{filter}{}", &envoy_yaml[..from], &envoy_yaml[to..])
+}
+
 /// `envoy --mode validate` loads the module and configures the plugin, so real Envoy
-/// vouches for the shipped bootstrap files.
+/// vouches for the shipped bootstrap files and the filter the Istio EnvoyFilter inserts.
 #[test]
 fn shipped_envoy_configs_are_accepted_by_envoy() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -49,15 +60,26 @@ fn shipped_envoy_configs_are_accepted_by_envoy() {
     let envoy = std::env::var("ENVOY").unwrap_or_else(|_| root.join(".tools/envoy/envoy/_bin/envoy").display().to_string());
     let dir = std::env::temp_dir().join(format!("webhook-guard-validate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for file in ["envoy.yaml", "examples/envoy-production.yaml"] {
-        let text = std::fs::read_to_string(root.join(file)).unwrap();
-        let text = text.replace("filename: webhook_guard.wasm", &format!("filename: {wasm}")).replace("/etc/envoy/webhook_guard.wasm", &wasm);
+    let read = |file: &str| std::fs::read_to_string(root.join(file)).unwrap();
+    let configs = [
+        ("envoy.yaml", read("envoy.yaml")),
+        ("examples/envoy-production.yaml", read("examples/envoy-production.yaml")),
+        ("examples/fleet/envoy.yaml", read("examples/fleet/envoy.yaml")),
+        ("examples/istio/envoyfilter.yaml", with_envoyfilter_filter(&read("envoy.yaml"), &read("examples/istio/envoyfilter.yaml"))),
+    ];
+    for (file, text) in configs {
+        let sds = root.join("examples/tls/sds.yaml").display().to_string();
+        let text = text
+            .replace("filename: webhook_guard.wasm", &format!("filename: {wasm}"))
+            .replace("/etc/envoy/webhook_guard.wasm", &wasm)
+            .replace("/var/local/wasm/webhook_guard.wasm", &wasm)
+            .replace("/etc/envoy/sds.yaml", &sds);
         let copy = dir.join(file.replace('/', "_"));
         std::fs::write(&copy, text).unwrap();
         let out = std::process::Command::new(&envoy)
             .args(["--mode", "validate", "-c"])
             .arg(&copy)
-            .envs([("AZURE_SIG", "a"), ("AZURE_SIG_NEXT", "b"), ("STORE_SIG", "c")])
+            .envs([("AZURE_SIG", "a"), ("AZURE_SIG_NEXT", ""), ("STORE_SIG", "c"), ("WEBHOOK_SIG", "d"), ("WEBHOOK_SIG_NEXT", "")])
             .output()
             .unwrap();
         let log = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);

@@ -44,7 +44,7 @@ struct Sent {
 
 fn plugin(extra: &str) -> String {
     format!(
-        r#"{{"endpoints": [
+        r#"{{"header_mode": "hold", "endpoints": [
   {{"name": "azure", "path": "/api/resource", "profile": "azure_managed_app", "secret": {{"values": ["{SECRET}"]}}{extra}}},
   {{"name": "store", "path": "/hooks/store", "profile": "md5_envelope", "secret": {{"values": ["{SECRET}"]}}{extra}}}]}}"#
     )

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-fn required_file(var: &str, default: &str) -> PathBuf {
+pub fn required_file(var: &str, default: &str) -> PathBuf {
     let path = std::env::var(var)
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(default));
@@ -24,17 +24,17 @@ fn required_file(var: &str, default: &str) -> PathBuf {
     path
 }
 
-fn wasm_path() -> PathBuf {
+pub fn wasm_path() -> PathBuf {
     required_file("WEBHOOK_GUARD_WASM", "webhook_guard.wasm")
 }
 
-fn envoy_path() -> PathBuf {
+pub fn envoy_path() -> PathBuf {
     required_file("ENVOY", ".tools/envoy/envoy/_bin/envoy")
 }
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
-fn scratch_dir() -> PathBuf {
+pub fn scratch_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "webhook-guard-e2e-{}-{}",
         std::process::id(),
@@ -54,11 +54,29 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// More entries for the bootstrap's `clusters:` list (YAML, indented as `backend`).
     pub clusters: String,
+    /// The Wasm filter's `allow_on_headers_stop_iteration` (Istio's `WasmPlugin` and
+    /// Envoy Gateway leave it unset, i.e. false).
+    pub stop_iteration: bool,
+    /// Envoy's path normalisation (`normalize_path`, `merge_slashes`), as in `envoy.yaml`;
+    /// off, paths reach the filter as sent (Istio's default mesh setting is close to it).
+    pub normalize_path: bool,
+    /// An access log with this format, read back with [`Envoy::access_log`].
+    pub access_log: Option<String>,
 }
 
 impl Options {
     pub fn new(plugin: &str, upstream_port: u16) -> Self {
-        Options { plugin: plugin.to_string(), upstream_port, concurrency: 1, route_timeout_ms: 5000, env: vec![], clusters: String::new() }
+        Options {
+            plugin: plugin.to_string(),
+            upstream_port,
+            concurrency: 1,
+            route_timeout_ms: 5000,
+            env: vec![],
+            stop_iteration: true,
+            normalize_path: true,
+            access_log: None,
+            clusters: String::new(),
+        }
     }
 }
 
@@ -84,8 +102,19 @@ impl Envoy {
     /// Starts Envoy and waits until it is ready; on failure returns Envoy's log.
     pub fn launch(opts: &Options) -> Result<Envoy, String> {
         let dir = scratch_dir();
+        let yaml = bootstrap(opts, &wasm_path(), &dir);
+        Self::launch_in(dir, &yaml, opts)
+    }
+
+    /// Starts Envoy with a bootstrap of the test's own (`opts` gives only the concurrency
+    /// and environment). Its first listener and its admin must bind port 0.
+    pub fn launch_bootstrap(yaml: &str, opts: &Options) -> Result<Envoy, String> {
+        Self::launch_in(scratch_dir(), yaml, opts)
+    }
+
+    fn launch_in(dir: PathBuf, yaml: &str, opts: &Options) -> Result<Envoy, String> {
         let config = dir.join("envoy.yaml");
-        std::fs::write(&config, bootstrap(opts, &wasm_path())).unwrap();
+        std::fs::write(&config, yaml).unwrap();
         let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
         let child = Command::new(envoy_path())
             .arg("-c")
@@ -93,7 +122,7 @@ impl Envoy {
             .args(["--concurrency", &opts.concurrency.to_string()])
             .arg("--admin-address-path")
             .arg(dir.join("admin"))
-            .args(["--disable-hot-restart", "--log-level", "info", "--component-log-level", "wasm:debug"])
+            .args(["--disable-hot-restart", "--log-level", "info", "--component-log-level", "wasm:debug", "--file-flush-interval-msec", "100"])
             .envs(opts.env.iter().cloned())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
@@ -130,6 +159,18 @@ impl Envoy {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
     }
+
+    /// The access log once it holds `lines` lines (Envoy writes it in the background).
+    pub fn access_log(&self, lines: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
+            if text.lines().count() >= lines || Instant::now() > deadline {
+                return text;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Envoy {
@@ -152,8 +193,17 @@ impl Drop for Envoy {
     }
 }
 
-fn bootstrap(opts: &Options, wasm: &Path) -> String {
+pub fn bootstrap(opts: &Options, wasm: &Path, dir: &Path) -> String {
     let plugin: String = opts.plugin.lines().map(|l| format!("                    {l}\n")).collect();
+    let access_log = match &opts.access_log {
+        // A JSON string is a YAML double-quoted scalar.
+        Some(format) => format!(
+            "access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: {}\n              log_format: {{ text_format_source: {{ inline_string: {} }} }}",
+            dir.join("access.log").display(),
+            serde_json::to_string(format).unwrap()
+        ),
+        None => String::new(),
+    };
     format!(
         r#"admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
@@ -167,8 +217,9 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: webhooks
-          normalize_path: true
-          merge_slashes: true
+          normalize_path: {normalize}
+          merge_slashes: {normalize}
+          {access_log}
           route_config:
             virtual_hosts:
             - name: backend
@@ -188,7 +239,7 @@ static_resources:
                   runtime: envoy.wasm.runtime.v8
                   code: {{ local: {{ filename: "{wasm}" }} }}
                   environment_variables: {{ host_env_keys: [{env_keys}] }}
-                allow_on_headers_stop_iteration: true
+                allow_on_headers_stop_iteration: {stop_iteration}
                 failure_policy: FAIL_RELOAD
                 configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
@@ -212,6 +263,8 @@ static_resources:
         env_keys = opts.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", "),
         upstream = opts.upstream_port,
         clusters = opts.clusters,
+        stop_iteration = opts.stop_iteration,
+        normalize = opts.normalize_path,
     )
 }
 
@@ -252,6 +305,8 @@ pub enum Behaviour {
 pub struct Upstream {
     pub port: u16,
     requests: Arc<Mutex<Vec<Recorded>>>,
+    /// Every request head received, whether or not its body followed.
+    heads: Arc<Mutex<Vec<Recorded>>>,
     behaviour: Arc<Mutex<Behaviour>>,
     connections: Arc<AtomicUsize>,
     /// (index in `requests`, status) of every answer written in full.
@@ -263,18 +318,24 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let heads = Arc::new(Mutex::new(Vec::new()));
         let behaviour = Arc::new(Mutex::new(Behaviour::Status(200)));
         let connections = Arc::new(AtomicUsize::new(0));
         let answers = Arc::new(Mutex::new(Vec::new()));
-        let (reqs, beh, conns, ans) = (Arc::clone(&requests), Arc::clone(&behaviour), Arc::clone(&connections), Arc::clone(&answers));
+        let (reqs, hds, beh, conns, ans) = (Arc::clone(&requests), Arc::clone(&heads), Arc::clone(&behaviour), Arc::clone(&connections), Arc::clone(&answers));
         thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 conns.fetch_add(1, Ordering::SeqCst);
-                let (reqs, beh, ans) = (Arc::clone(&reqs), Arc::clone(&beh), Arc::clone(&ans));
-                thread::spawn(move || serve(conn, &reqs, &beh, &ans));
+                let (reqs, hds, beh, ans) = (Arc::clone(&reqs), Arc::clone(&hds), Arc::clone(&beh), Arc::clone(&ans));
+                thread::spawn(move || serve(conn, &reqs, &hds, &beh, &ans));
             }
         });
-        Upstream { port, requests, behaviour, connections, answers }
+        Upstream { port, requests, heads, behaviour, connections, answers }
+    }
+
+    /// Every request head received so far, complete requests or not (bodies left out).
+    pub fn heads(&self) -> Vec<Recorded> {
+        self.heads.lock().unwrap().clone()
     }
 
     /// TCP connections accepted so far.
@@ -319,10 +380,10 @@ impl Upstream {
     }
 }
 
-fn serve(conn: TcpStream, requests: &Mutex<Vec<Recorded>>, behaviour: &Mutex<Behaviour>, answers: &Mutex<Vec<(usize, u16)>>) {
+fn serve(conn: TcpStream, requests: &Mutex<Vec<Recorded>>, heads: &Mutex<Vec<Recorded>>, behaviour: &Mutex<Behaviour>, answers: &Mutex<Vec<(usize, u16)>>) {
     let mut writer = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
-    while let Some(request) = read_request(&mut reader) {
+    while let Some(request) = read_request(&mut reader, heads) {
         let index = {
             let mut all = requests.lock().unwrap();
             all.push(request);
@@ -395,12 +456,14 @@ fn read_body(reader: &mut impl BufRead, headers: &[(String, String)]) -> Option<
     Some(body)
 }
 
-fn read_request(reader: &mut impl BufRead) -> Option<Recorded> {
+fn read_request(reader: &mut impl BufRead, heads: &Mutex<Vec<Recorded>>) -> Option<Recorded> {
     let (line, headers) = read_head(reader)?;
     let mut parts = line.split(' ');
     let (method, path) = (parts.next()?.to_string(), parts.next()?.to_string());
-    let body = read_body(reader, &headers)?;
-    Some(Recorded { method, path, headers, body })
+    let mut request = Recorded { method, path, headers, body: vec![] };
+    heads.lock().unwrap().push(request.clone());
+    request.body = read_body(reader, &request.headers)?;
+    Some(request)
 }
 
 /// An answer as the sender saw it.

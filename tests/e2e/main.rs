@@ -6,22 +6,30 @@ mod harness;
 mod arm;
 mod auth;
 mod azure;
+mod bypass;
+mod command;
 mod config;
 mod faults;
 mod hostile;
+mod nonconforming;
 mod dedupe;
+mod fleet;
 mod operability;
 mod ratelimit;
+mod release;
+mod scripts;
+mod smoke;
+mod tls;
 mod vendor;
 
 pub const SECRET: &str = "s3cret-Value";
 pub const OLD_SECRET: &str = "previous/secret+1";
 
-/// A guarded Azure endpoint at `/api/resource` with two secrets (rotation) plus `extra`
+/// A guarded Azure endpoint at `/api/resource`, head held (`hold`), with two secrets (rotation) plus `extra`
 /// endpoint settings.
 pub fn azure_plugin(extra: &str) -> String {
     format!(
-        r#"{{"endpoints": [{{"name": "azure", "path": "/api/resource", "profile": "azure_managed_app",
+        r#"{{"header_mode": "hold", "endpoints": [{{"name": "azure", "path": "/api/resource", "profile": "azure_managed_app",
   "secret": {{"values": ["{SECRET}", "{OLD_SECRET}"]}}, "max_body_bytes": 4096{extra}}}]}}"#
     )
 }

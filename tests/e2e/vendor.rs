@@ -14,7 +14,7 @@ fn md5_hex(bytes: &[u8]) -> String {
 
 fn plugin(extra: &str) -> String {
     format!(
-        r#"{{"endpoints": [{{"name": "store", "path": "/hooks/store", "profile": "md5_envelope",
+        r#"{{"header_mode": "hold", "endpoints": [{{"name": "store", "path": "/hooks/store", "profile": "md5_envelope",
   "secret": {{"values": ["{SECRET}"]}}{extra}}}]}}"#
     )
 }
@@ -70,9 +70,10 @@ fn every_payload_type_by_post_and_put_is_verified_and_normalised() {
             let event = seen.json();
             assert_eq!(event["type"], "webhookguard.vendor.ping");
             assert_eq!(event["time"], "2016-06-21T16:26:50Z");
-            assert_eq!(event["data"]["format"], format);
             assert_eq!(event["data"]["payloadType"], "ping");
-            assert_eq!(event["data"]["payload"]["type"], "ping");
+            // Compact JSON in every syntax; XML's integer text is a number, as in JSON.
+            assert_eq!(event["data"]["payload"], serde_json::json!({"type": "ping", "epoch_timestamp": 1466526410}), "{format}");
+            assert_eq!(event["data"].as_object().unwrap().len(), 4, "{format}: {}", event["data"]);
             assert_eq!(event["id"], seen.header("x-webhook-event-id").unwrap());
         }
     }
@@ -99,7 +100,8 @@ fn digest_problems_are_400_and_never_forwarded() {
     let (upstream, envoy) = setup("");
     let tampered = json_envelope(PING).replace("1466526410", "1466526411");
     let missing = format!(r#"{{"payload": {PING}}}"#);
-    let reserialised = format!(r#"{{"payload": {PING}, "md5": "{}"}}"#, md5_hex(br#"{"type":"ping","epoch_timestamp":1466526410}"#));
+    // The compact to_json form is a documented basis; a pretty-printed one is not.
+    let reserialised = format!(r#"{{"payload": {PING}, "md5": "{}"}}"#, md5_hex(b"{\n  \"type\": \"ping\",\n  \"epoch_timestamp\": 1466526410\n}"));
     let xml_wrong = xml_envelope(XML_PING).replace("1466526410</epoch", "1466526419</epoch");
     let form_wrong = form_envelope(PING).replace("md5=", "md5=0");
     for (ct, body) in [("application/json", tampered), ("application/json", missing), ("application/json", reserialised), ("text/xml", xml_wrong), ("application/x-www-form-urlencoded", form_wrong)] {
@@ -191,4 +193,38 @@ fn forward_original_keeps_the_form_body() {
     assert_eq!(seen.body, body.as_bytes());
     assert_eq!(seen.header("content-type"), Some("application/x-www-form-urlencoded"));
     assert_eq!(seen.header("x-webhook-event-type"), Some("webhookguard.vendor.purchase"));
+}
+
+/// One notification, hashed the way a Ruby or JavaScript sender would (`to_json`), is the
+/// same CloudEvent whether it comes as JSON, XML or a form; a digest of anything else is
+/// still refused.
+#[test]
+fn one_notification_is_one_event_in_every_syntax() {
+    let (upstream, envoy) = setup("");
+    let compact = r#"{"type":"customer_purchase","app_id":42,"buyer":"Ann & Bob <ab@example.com>","epoch_timestamp":1700000000}"#;
+    let pretty = "{\n  \"type\": \"customer_purchase\",\n  \"app_id\": 42,\n  \"buyer\": \"Ann & Bob <ab@example.com>\",\n  \"epoch_timestamp\": 1700000000\n}";
+    let xml = "\n  <type>customer_purchase</type>\n  <app_id>42</app_id>\n  <buyer>Ann &amp; Bob &lt;ab@example.com&gt;</buyer>\n  <epoch_timestamp>1700000000</epoch_timestamp>\n";
+    let rails = compact.replace('&', "\\u0026").replace('<', "\\u003c").replace('>', "\\u003e");
+    for basis in [compact.to_string(), rails] {
+        let md5 = md5_hex(basis.as_bytes());
+        let form: String = pretty.bytes().map(|b| format!("%{b:02X}")).collect();
+        let bodies = [
+            ("application/json", format!(r#"{{"payload": {pretty}, "md5": "{md5}"}}"#)),
+            ("application/xml", format!("<notification><payload>{xml}</payload><md5>{md5}</md5></notification>")),
+            ("application/x-www-form-urlencoded", format!("payload={form}&md5={md5}")),
+        ];
+        for (ct, body) in &bodies {
+            let res = send(envoy.port, "POST", &target(), &[("content-type", ct)], body.as_bytes());
+            assert_eq!(res.status, 200, "{ct}: {res:?}");
+        }
+        let seen = upstream.requests();
+        let events: Vec<serde_json::Value> = seen[seen.len() - 3..].iter().map(|r| r.json()).collect();
+        assert_eq!(events[0]["data"]["payload"], serde_json::from_str::<serde_json::Value>(compact).unwrap());
+        assert_eq!(events[0]["data"]["md5"], md5);
+        assert!(events.iter().all(|e| *e == events[0]), "{events:#?}");
+    }
+    let wrong = format!(r#"{{"payload": {pretty}, "md5": "{}"}}"#, md5_hex(pretty.replace('\n', "").as_bytes()));
+    let res = send(envoy.port, "POST", &target(), &[("content-type", "application/json")], wrong.as_bytes());
+    res.assert_problem(400, "digest_mismatch");
+    assert_eq!(upstream.requests().len(), 6);
 }

@@ -1,0 +1,241 @@
+//! Which requests an endpoint guards: the canonical form of a request path.
+//!
+//! Backends route loosely: ASP.NET Core and Express ignore case and a trailing slash,
+//! Spring and Tomcat drop `;` path parameters, Rails accepts a format suffix, most decode
+//! `%XX` and resolve dot segments (README, "Which paths are guarded"). A guard that matched
+//! paths byte for byte could be walked around, so a path is reduced to what any of them
+//! could route it to, and an endpoint guards every request whose canonical form equals
+//! its own. Guarding too much is harmless: a guarded request goes upstream with exactly
+//! the endpoint's configured path.
+//!
+//! The canonical form, in order: each segment is percent-decoded once; a `;`
+//! and what follows it in a segment is dropped; `.` segments go and `..` removes the
+//! segment before it; then spaces around a segment and dots after it go (IIS and
+//! Windows ignore trailing dots and spaces, Spring's matcher trims); empty segments go (repeated
+//! and trailing slashes); letters are folded to ASCII lowercase; a format suffix (`.json`,
+//! `.xml`, anything from the first dot of the last segment on) is dropped, as Spring's
+//! suffix patterns (`resource.*`) and Rails' `(.:format)` accept any.
+
+use crate::query;
+
+/// Rounds of percent-decoding a lenient reading applies (`%2572` → `%72` → `r`).
+const LENIENT_DECODES: usize = 3;
+
+/// Why a path has no single canonical form: backends disagree on what it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ambiguity {
+    /// A `%` not followed by two hex digits.
+    Escape,
+    /// `\`, `%2F` or `%5C`: one backend's separator is another's character.
+    Separator,
+    /// A control character (NUL truncates a path in some servers).
+    Control,
+    /// Bytes that are not UTF-8 once decoded.
+    NotUtf8,
+    /// A `%XX` left after decoding, which a backend that decodes twice reads again.
+    DoubleEncoded,
+}
+
+impl Ambiguity {
+    /// A short explanation for a problem body (names no part of the path).
+    pub fn detail(self) -> &'static str {
+        match self {
+            Ambiguity::Escape => "the path holds a malformed percent-escape",
+            Ambiguity::Separator => "the path holds a '\\' or an encoded '/' or '\\'",
+            Ambiguity::Control => "the path holds a control character",
+            Ambiguity::NotUtf8 => "the path is not UTF-8 once percent-decoded",
+            Ambiguity::DoubleEncoded => "the path is percent-encoded twice",
+        }
+    }
+}
+
+/// The canonical form of `path` (without its query), or why it has none.
+pub fn canonical(path: &[u8]) -> Result<String, Ambiguity> {
+    let mut text = String::with_capacity(path.len());
+    for (i, raw) in path.split(|b| *b == b'/').enumerate() {
+        if i > 0 {
+            text.push('/');
+        }
+        let decoded = query::decode(raw).ok_or(Ambiguity::Escape)?;
+        if decoded.iter().any(|b| matches!(b, b'/' | b'\\')) {
+            return Err(Ambiguity::Separator);
+        }
+        let segment = std::str::from_utf8(&decoded).map_err(|_| Ambiguity::NotUtf8)?;
+        if segment.chars().any(char::is_control) {
+            return Err(Ambiguity::Control);
+        }
+        if query::decode_lenient(&decoded) != decoded {
+            return Err(Ambiguity::DoubleEncoded);
+        }
+        text.push_str(segment);
+    }
+    Ok(shape(&text, &['/']))
+}
+
+/// The canonical forms lenient backends could give an ambiguous path: escapes decoded
+/// repeatedly and wherever they are well-formed, encoded separators taken as separators,
+/// `\\` as a separator or a character, control characters and bytes that are not UTF-8
+/// either dropped or ending the path; and all that again after `;` parameters are cut
+/// from the raw segments (Tomcat cuts them before decoding, so whatever they hold is gone).
+pub fn lenient(path: &[u8]) -> Vec<String> {
+    let segments = path.split(|b| *b == b'/');
+    let without_params = segments.map(|s| s.split(|b| *b == b';').next().unwrap_or_default()).collect::<Vec<_>>().join(&b'/');
+    let mut forms = Vec::new();
+    for source in [path, &without_params] {
+        let mut bytes = source.to_vec();
+        for _ in 0..LENIENT_DECODES {
+            let next = query::decode_lenient(&bytes);
+            if next == bytes {
+                break;
+            }
+            bytes = next;
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let odd = |c: &char| c.is_control() || *c == char::REPLACEMENT_CHARACTER;
+        let dropped: String = text.chars().filter(|c| !odd(c)).collect();
+        let ended: String = text.chars().take_while(|c| !odd(c)).collect();
+        for text in [&dropped, &ended] {
+            forms.push(shape(text, &['/', '\\']));
+            forms.push(shape(text, &['/']));
+        }
+    }
+    forms
+}
+
+/// The segment rules of the canonical form, over a decoded path.
+fn shape(text: &str, separators: &[char]) -> String {
+    // Dot segments are resolved first: a segment that trims to nothing still counts for `..`.
+    let mut resolved: Vec<&str> = Vec::new();
+    for segment in text.split(separators) {
+        match segment.split(';').next().unwrap_or_default() {
+            "" | "." => {}
+            ".." => {
+                resolved.pop();
+            }
+            segment => resolved.push(segment),
+        }
+    }
+    let mut segments: Vec<String> = resolved.iter().map(|s| trim_end(s.trim_start_matches(' '))).filter(|s| !s.is_empty()).map(|s| s.chars().map(fold).collect()).collect();
+    if let Some(last) = segments.last_mut() {
+        let stem = last.split_once('.').map(|(stem, _)| trim_end(stem)).filter(|stem| !stem.is_empty());
+        if let Some(stem) = stem {
+            *last = stem.to_string();
+        }
+    }
+    if segments.is_empty() {
+        return "/".to_string();
+    }
+    segments.iter().flat_map(|s| ["/", s.as_str()]).collect()
+}
+
+/// A segment without the dots and spaces after it. Other whitespace is a control
+/// character, which makes a path ambiguous.
+fn trim_end(segment: &str) -> &str {
+    segment.trim_end_matches(['.', ' '])
+}
+
+/// ASCII lowercase, and the four other letters whose case mapping is an ASCII letter
+/// (.NET's and Java's case-insensitive comparisons equate them with it).
+fn fold(c: char) -> char {
+    match c {
+        '\u{130}' | '\u{131}' => 'i',
+        '\u{17f}' => 's',
+        '\u{212a}' => 'k',
+        _ => c.to_ascii_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canon(path: &str) -> Result<String, Ambiguity> {
+        canonical(path.as_bytes())
+    }
+
+    #[test]
+    fn loose_spellings_reach_the_same_form() {
+        let same = [
+            "/api/resource", "/api/resource/", "/API/resource", "/api/Resource", "/api/resource;x=1",
+            "/api;v=2/resource", "/api/resource/.", "/api/resource.json", "/api/resource.XML", "/api/resource%20",
+            "/api//resource", "/api/./resource", "/api/x/../resource", "/api/%72esource", "/api/resource;sig=k",
+            "/api/resource.", "/api/resource...", "/api/resource%2E", "/api/x/..;/resource",
+            "/api/%2e/resource", "/api/x/%2e%2e/resource", "/api/resource%3Bx", "/api/re\u{17f}ource",
+            "/api/RE\u{17f}OURCE%20.json", "//api///resource//", "/x/../../api/resource",
+        ];
+        for path in same {
+            assert_eq!(canon(path).as_deref(), Ok("/api/resource"), "{path}");
+        }
+    }
+
+    #[test]
+    fn other_paths_keep_their_own_form() {
+        for (path, want) in [
+            ("/api/resources", "/api/resources"),
+            ("/api/resource-status", "/api/resource-status"),
+            ("/api/resource/x", "/api/resource/x"),
+            ("/api/resource.json.xml", "/api/resource"),
+            ("/api/resource.any-format", "/api/resource"),
+            ("/api/v1.0/resource", "/api/v1.0/resource"),
+            ("/api/.json", "/api/.json"),
+            ("/api/resource+", "/api/resource+"),
+            ("/", "/"),
+            ("", "/"),
+            ("/..", "/"),
+            ("/caf\u{e9}", "/caf\u{e9}"),
+        ] {
+            assert_eq!(canon(path).as_deref(), Ok(want), "{path}");
+        }
+    }
+
+    #[test]
+    fn ambiguous_paths_say_why() {
+        for (path, why) in [
+            ("/api/resource%2F", Ambiguity::Separator),
+            ("/api%2fresource", Ambiguity::Separator),
+            ("/api%5Cresource", Ambiguity::Separator),
+            ("/api\\resource", Ambiguity::Separator),
+            ("/api/resource%00", Ambiguity::Control),
+            ("/api/resource%0a", Ambiguity::Control),
+            ("/api/resource%C2%85", Ambiguity::Control),
+            ("/api/resource%", Ambiguity::Escape),
+            ("/api/resource%zz", Ambiguity::Escape),
+            ("/api/resource%ff", Ambiguity::NotUtf8),
+            ("/api/%2572esource", Ambiguity::DoubleEncoded),
+        ] {
+            assert_eq!(canon(path), Err(why), "{path}");
+        }
+        assert_eq!(canonical(b"/api/\xffresource"), Err(Ambiguity::NotUtf8));
+    }
+
+    #[test]
+    fn lenient_readings_of_ambiguous_paths() {
+        let guarded = |path: &str| lenient(path.as_bytes()).contains(&"/api/resource".to_string());
+        for path in [
+            "/api%2Fresource", "/api%5cresource", "\\api\\resource", "/api/resource;a\\x", "/api/%2572esource", "/api/resource%00", "/api/resource%00.png",
+            "/api/res%00ource", "/api/resource%ff", "/api/resource/x%zz/..", "/api%252Fresource", "/api/resource;a%2F%",
+            "/api/x;%2F..%2F/resource",
+        ] {
+            assert!(guarded(path), "{path}: {:?}", lenient(path.as_bytes()));
+        }
+        for path in ["/api/resource%2Fx", "/api/resource%", "/api/resources%00", "/api/other%2F"] {
+            assert!(!guarded(path), "{path}: {:?}", lenient(path.as_bytes()));
+        }
+    }
+
+    /// Every non-ASCII character whose simple case mapping is an ASCII letter is folded
+    /// to it, and no other. U+0130's simple lowercase is `i`; Rust gives its full one.
+    #[test]
+    fn the_fold_table_is_complete() {
+        for c in (0x80..=0x10ffff).filter_map(char::from_u32) {
+            let single = |mapped: String| Some(mapped).filter(|m| m.len() == 1 && m.is_ascii());
+            let ascii = single(c.to_lowercase().collect()).or_else(|| single(c.to_uppercase().collect()));
+            let want = match (c, ascii) {
+                ('\u{130}', _) => 'i',
+                (_, Some(a)) => a.to_ascii_lowercase().chars().next().unwrap(),
+                (_, None) => c,
+            };
+            assert_eq!(fold(c), want, "{c:?}");
+        }
+    }
+}

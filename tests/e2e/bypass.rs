@@ -1,0 +1,171 @@
+//! No way around the guard: every spelling a loose backend routes to the guarded handler
+//! is guarded, with Envoy's path normalisation on (as in `envoy.yaml`) and off (paths as
+//! sent); the secret never stays in `:path`, whatever the outcome.
+
+use crate::harness::{post_json, send, Envoy, Options, Upstream};
+use crate::{azure_plugin, CATALOG_SAMPLE, OLD_SECRET, SECRET};
+
+/// Spellings of `/api/resource` that ASP.NET Core, Express, Spring, Rails, Django, Flask,
+/// Go or Laravel route (or redirect) to its handler.
+const VARIANTS: [&str; 24] = [
+    "/api/resource",
+    "/api/resource/",
+    "/API/resource",
+    "/api/Resource",
+    "/API/RESOURCE/",
+    "/api/resource;x=1",
+    "/api;v=1/resource",
+    "/api/resource;sig=s3cret-Value",
+    "/api/resource/.",
+    "/api/resource.json",
+    "/api/resource.xml",
+    "/api/resource%20",
+    "/api/resource.",
+    "/api//resource",
+    "//api/resource",
+    "/api/./resource",
+    "/api/x/../resource",
+    "/api/x/..;/resource",
+    "/api/x/%2e%2e/resource",
+    "/api/%72esource",
+    "/api/resourc%65",
+    "/api/re%C5%BFource",
+    "/api/resource.json/",
+    "/api/resource%20.json",
+];
+
+/// Paths with no single reading, of which a lenient one is `/api/resource`: refused
+/// before authentication.
+const AMBIGUOUS: [&str; 5] = ["/api%2Fresource", "/api%5Cresource", "/api/%2572esource", "/api/resource%00", "/api/resource%FF"];
+
+/// Neighbours of the guarded path that stay unguarded.
+const UNGUARDED: [&str; 4] = ["/api/resources", "/api/resource-status", "/api/resource/x", "/api/resources.json"];
+
+/// (query, status when the path is guarded): no secret, a near miss, the secret.
+fn credentials() -> [(String, u16); 3] {
+    [("a=1".to_string(), 401), ("a=1&sig=s3cret-Valuf".to_string(), 403), (format!("a=1&sig={SECRET}"), 200)]
+}
+
+fn suite(normalize_path: bool) {
+    let upstream = Upstream::start();
+    let mut opts = Options::new(&azure_plugin(""), upstream.port);
+    opts.normalize_path = normalize_path;
+    let envoy = Envoy::start_with(opts);
+    let override_header = [("content-type", "application/json"), ("x-http-method-override", "DELETE")];
+    for path in VARIANTS {
+        for (query, status) in credentials() {
+            let before = upstream.requests().len();
+            let res = send(envoy.port, "POST", &format!("{path}?{query}"), &override_header, CATALOG_SAMPLE.as_bytes());
+            assert_eq!(res.status, status, "{path}?{query}: {res:?}");
+            let seen = &upstream.requests()[before..];
+            if status == 200 {
+                assert_eq!(seen.len(), 1, "{path}?{query}");
+                assert_eq!(seen[0].path, "/api/resource?a=1", "{path}?{query}");
+                assert_eq!(seen[0].header("x-http-method-override"), None, "{path}?{query}");
+                assert!(!format!("{:?}", seen[0].headers).contains(SECRET));
+            } else {
+                assert!(seen.is_empty(), "{path}?{query} reached the upstream: {seen:?}");
+            }
+        }
+    }
+    for path in AMBIGUOUS {
+        for (query, _) in credentials() {
+            let before = upstream.requests().len();
+            let res = post_json(envoy.port, &format!("{path}?{query}"), CATALOG_SAMPLE.as_bytes());
+            if normalize_path && path.contains("%00") {
+                // Envoy's normalisation refuses an encoded NUL itself, before any filter.
+                assert_eq!((res.status, res.header("server")), (400, Some("envoy")), "{path}: {res:?}");
+            } else {
+                res.assert_problem(400, "ambiguous_path");
+            }
+            assert_eq!(upstream.requests().len(), before, "{path}?{query} reached the upstream");
+        }
+    }
+    for path in UNGUARDED {
+        let before = upstream.requests().len();
+        let res = post_json(envoy.port, &format!("{path}?a=1"), b"{}");
+        assert_eq!(res.status, 200, "{path}: {res:?}");
+        let seen = &upstream.requests()[before..];
+        assert_eq!(seen.len(), 1, "{path}");
+        assert_eq!((seen[0].path.as_str(), seen[0].body.as_slice()), (format!("{path}?a=1").as_str(), b"{}".as_slice()), "passed through untouched");
+    }
+    assert!(!envoy.log().contains(SECRET), "the secret leaked into Envoy's log");
+}
+
+#[test]
+fn every_spelling_is_guarded_with_envoy_path_normalisation() {
+    suite(true);
+}
+
+#[test]
+fn every_spelling_is_guarded_without_path_normalisation() {
+    suite(false);
+}
+
+/// Istio's default text access log format (pilot/pkg/model/telemetry_logging.go).
+const ISTIO_ACCESS_LOG: &str = concat!(
+    "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% ",
+    "%RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% \"%UPSTREAM_TRANSPORT_FAILURE_REASON%\" %BYTES_RECEIVED% %BYTES_SENT% ",
+    "%DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-REQUEST-ID)%\" ",
+    "\"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\" %UPSTREAM_CLUSTER_RAW% %UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% ",
+    "%DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME% %ROUTE_NAME%\n"
+);
+
+/// Method, target, headers, body, and the status the sender should get.
+type Step<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
+
+#[test]
+fn no_secret_reaches_an_istio_access_log_whatever_the_outcome() {
+    let upstream = Upstream::start();
+    let shadow = format!(
+        r#"{{"name": "shadow", "path": "/shadow", "profile": "azure_managed_app", "mode": "shadow", "secret": {{"values": ["{SECRET}"]}}}}"#
+    );
+    let plugin = azure_plugin(r#", "rate_limit": {"per_second": 0.001, "burst": 3}"#)
+        .replacen('{', r#"{"unguarded": "reject", "#, 1)
+        .replace("}]}", &format!("}}, {shadow}]}}"));
+    let mut opts = Options::new(&plugin, upstream.port);
+    opts.access_log = Some(ISTIO_ACCESS_LOG.to_string());
+    let envoy = Envoy::start_with(opts);
+    let near_miss = "s3cret-Valuf";
+    let old = "previous%2Fsecret+1";
+    let json = ("content-type", "application/json");
+    let ok = format!("sig={SECRET}");
+    let spoofed = format!("/api/resource?{ok}");
+    let script: Vec<Step> = vec![
+        ("POST", "/api/resource".into(), vec![json], CATALOG_SAMPLE.into(), 401),
+        ("POST", format!("/api/resource?sig={near_miss}"), vec![json], CATALOG_SAMPLE.into(), 403),
+        ("POST", format!("/API/resource/?x=1&sig={near_miss}"), vec![json], CATALOG_SAMPLE.into(), 403),
+        ("GET", format!("/api/resource?{ok}"), vec![json], vec![], 405),
+        ("POST", format!("/api/resource?{ok}"), vec![("content-type", "text/plain")], CATALOG_SAMPLE.into(), 415),
+        ("POST", format!("/api/resource?{ok}"), vec![json], vec![b' '; 5000], 413),
+        ("POST", format!("/api/resource?{ok}&SIG={SECRET}"), vec![json], CATALOG_SAMPLE.into(), 400),
+        ("POST", format!("/api/resource?{ok}"), vec![json], b"{}".to_vec(), 400),
+        ("POST", format!("/api%2Fresource?{ok}"), vec![json], CATALOG_SAMPLE.into(), 400),
+        ("POST", format!("/api/resource?sig={old}"), vec![json, ("x-envoy-original-path", &spoofed)], CATALOG_SAMPLE.into(), 200),
+        ("POST", format!("/api/resource;sig={SECRET}?{ok}"), vec![json], CATALOG_SAMPLE.into(), 200),
+        ("POST", format!("/shadow?sig={near_miss}"), vec![json], CATALOG_SAMPLE.into(), 200),
+        ("POST", format!("/shadow?{ok}"), vec![json], CATALOG_SAMPLE.into(), 200),
+        ("POST", format!("/api/resources?{ok}"), vec![json], CATALOG_SAMPLE.into(), 404),
+        ("POST", format!("/api/resource?{ok}"), vec![json], CATALOG_SAMPLE.into(), 429),
+    ];
+    let mut statuses = vec![];
+    for (method, target, headers, body, _) in &script {
+        statuses.push(send(envoy.port, method, target, headers, body).status);
+    }
+    let want: Vec<u16> = script.iter().map(|s| s.4).collect();
+    assert_eq!(statuses, want);
+    let log = envoy.access_log(script.len());
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), script.len(), "{log}");
+    for (line, (method, _, _, _, status)) in lines.iter().zip(&script) {
+        assert!(line.contains(&format!("\"{method} /")) && line.contains(&format!("\" {status} ")), "{line}");
+    }
+    for secret in [SECRET, near_miss, old, OLD_SECRET] {
+        assert!(!log.contains(secret), "{secret} is in the access log:\n{log}");
+        assert!(!envoy.log().contains(secret), "{secret} is in Envoy's log");
+    }
+    for seen in upstream.requests() {
+        assert!(!format!("{seen:?}").contains(SECRET) && !seen.path.contains("sig="), "the upstream saw a secret: {seen:?}");
+    }
+    assert_eq!(envoy.counters().get("webhook_guard.unguarded_rejected"), Some(&1));
+}
