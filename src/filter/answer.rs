@@ -1,0 +1,192 @@
+//! The answer stage: what the sender is told. The upstream's answer is checked (a final
+//! 4xx becomes 502 for the sender's retry, a vendor's 2xx becomes 200, a 2xx to a
+//! streamed head before its body is no delivery) and ends the event's in-flight mark;
+//! every refusal is counted, logged and answered with problem+json here, or in shadow
+//! mode reported upstream instead.
+
+use super::{Guard, HttpHost, Stage, VERDICT_HEADER};
+use crate::config::{Endpoint, Mode, Profile, Upstream4xx};
+use crate::dedupe;
+use crate::metrics::Counter;
+use crate::problem::{Reason, Rejection};
+use proxy_wasm::types::Action;
+
+impl<H: HttpHost> Guard<H> {
+    /// The upstream's response headers.
+    pub(super) fn upstream_answer(&mut self, index: usize, endpoint: &Endpoint) -> Action {
+        // `stream` only: the upstream may answer a head whose body it has not got yet.
+        let early = self.head_sent && endpoint.mode == Mode::Enforce && matches!(self.stage, Stage::Body { .. } | Stage::Verifying(_));
+        if !early && !matches!(self.stage, Stage::Forwarded) {
+            return Action::Continue;
+        }
+        let status = self.host.response_status().unwrap_or(0);
+        if early {
+            if !(200..300).contains(&status) {
+                return Action::Continue;
+            }
+            let detail = format!("the upstream answered {status} before the notification was delivered; retry later");
+            return self.reject(endpoint, Rejection::new(Reason::UpstreamRejected, detail));
+        }
+        self.stage = Stage::Idle;
+        let delivered = (200..300).contains(&status);
+        // Also a later filter's local reply (Envoy's global rate limit): the retry must
+        // not meet an in-flight mark.
+        self.end_flight(delivered);
+        let global_limit = if delivered { None } else { self.host.response_code_details().and_then(|d| Counter::global_limit(&d)) };
+        if let Some(counter) = global_limit {
+            self.host.count(index, counter);
+        } else if status >= 500 {
+            self.host.count(index, Counter::UpstreamFailure);
+        }
+        let is_final_4xx = (400..500).contains(&status) && status != 429;
+        if is_final_4xx && endpoint.upstream_4xx == Upstream4xx::Retry {
+            let detail = format!("the upstream answered {status}; retry later");
+            return self.reject(endpoint, Rejection::new(Reason::UpstreamRejected, detail));
+        }
+        if endpoint.profile == Profile::Md5Envelope && (201..300).contains(&status) {
+            // Vendor senders count only 200 as delivered and would resend on 201-299.
+            self.host.set_response_status(200);
+        }
+        Action::Continue
+    }
+
+    /// Records the upstream's verdict on the event in flight: delivered events become
+    /// duplicates for the window; anything else frees the slot for the sender's retry.
+    pub(super) fn end_flight(&mut self, delivered: bool) {
+        if let Some((key, id)) = self.in_flight.take() {
+            dedupe::finish(&self.host, &key, &id, self.host.now_nanos(), delivered);
+        }
+    }
+
+    /// Counts, logs and answers a refusal; in shadow mode reports it upstream instead.
+    pub(super) fn reject(&mut self, endpoint: &Endpoint, rejection: Rejection) -> Action {
+        self.reject_at(endpoint, rejection, self.config.log_level)
+    }
+
+    /// [`Guard::reject`] with its log line at `level` (`None`: no line).
+    pub(super) fn reject_at(&mut self, endpoint: &Endpoint, rejection: Rejection, level: Option<log::Level>) -> Action {
+        let shadow = endpoint.mode == Mode::Shadow;
+        if let Some(index) = self.matched {
+            self.host.count(index, Counter::Rejected(rejection.reason));
+        }
+        if let Some(level) = level {
+            self.host.log(level, &log_line(&endpoint.name, &rejection, shadow));
+        }
+        if shadow {
+            // A streamed head has gone: the verdict is only counted and logged.
+            if !self.head_sent {
+                self.host.set_request_header(VERDICT_HEADER, Some(rejection.reason.slug()));
+            }
+            return self.finish(Some(Counter::Forwarded), Action::Continue);
+        }
+        self.answer(&rejection);
+        // Envoy must not continue the stream after a local reply.
+        self.finish(None, Action::Pause)
+    }
+
+    /// Answers the sender with the rejection's problem+json.
+    pub(super) fn answer(&self, rejection: &Rejection) {
+        let headers = rejection.headers();
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.host.send_response(rejection.status(), &headers, &rejection.body());
+    }
+
+    /// Ends the filter's work on this request, counting its outcome.
+    pub(super) fn finish(&mut self, outcome: Option<Counter>, action: Action) -> Action {
+        if let (Some(index), Some(counter)) = (self.matched, outcome) {
+            self.host.count(index, counter);
+        }
+        self.stage = Stage::Idle;
+        action
+    }
+}
+
+/// The one line logged per refusal: endpoint, status, reason and detail (which names an
+/// application when a per-application limit refused it). Never the secret or the query.
+pub fn log_line(endpoint: &str, rejection: &Rejection, shadow: bool) -> String {
+    let verb = if shadow { "shadow: would reject" } else { "rejected" };
+    format!(
+        "webhook-guard: {verb} endpoint={endpoint} status={} reason={} detail={}",
+        rejection.status(),
+        rejection.reason.slug(),
+        rejection.detail
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::mock::*;
+    use crate::config::Config;
+    use crate::shared::memory::MemoryStore;
+    use std::rc::Rc;
+
+    /// `DOC` sent to the Azure endpoint with duplicate suppression on, over `store`.
+    fn send_deduped(store: &Rc<MemoryStore>) -> (Rc<Mock>, Guard<Rc<Mock>>) {
+        let config = CONFIG.replace(r#""max_body_bytes":2000}"#, r#""max_body_bytes":2000,"dedupe_seconds":60}"#);
+        let (mock, mut g) = guard_on(store, 0, "POST", "/az?sig=k", &[]);
+        g.config = Rc::new(Config::parse(config.as_bytes(), |_| None).unwrap());
+        g.on_request_headers(false);
+        feed(&mock, &mut g, DOC.as_bytes());
+        (mock, g)
+    }
+
+    /// Forwards `DOC` (duplicate suppression on), then sees this response.
+    fn forward_then(store: &Rc<MemoryStore>, status: u16, details: &str) -> Rc<Mock> {
+        let (mock, mut g) = send_deduped(store);
+        assert!(mock.counts.borrow().contains(&(0, Counter::Forwarded)));
+        *mock.status.borrow_mut() = Some(status);
+        *mock.code_details.borrow_mut() = Some(details.to_string());
+        g.on_response_headers();
+        mock
+    }
+
+    #[test]
+    fn a_global_limit_refusal_after_forwarding_is_counted_and_frees_the_event() {
+        let store = Rc::new(MemoryStore::new());
+        // The stream is still open: the mark must go when the refusal passes, not later.
+        let refused = forward_then(&store, 429, "request_rate_limited");
+        assert!(refused.sent.borrow().is_none(), "the 429 reaches the sender as it is");
+        assert!(refused.counts.borrow().contains(&(0, Counter::GlobalRateLimited)));
+        // The retry is forwarded (not answered 429 in_flight), and then it is a duplicate.
+        let retried = forward_then(&store, 200, "via_upstream");
+        assert!(retried.sent.borrow().is_none());
+        let (mock, _) = send_deduped(&store);
+        assert_eq!(mock.sent_status(), Some(200));
+        assert!(mock.counts.borrow().contains(&(0, Counter::Duplicate)));
+    }
+
+    #[test]
+    fn a_failed_global_limit_service_is_not_an_upstream_failure() {
+        let mock = forward_then(&Rc::new(MemoryStore::new()), 500, "rate_limiter_error");
+        let counts = mock.counts.borrow();
+        assert!(counts.contains(&(0, Counter::GlobalRateLimitError)));
+        assert!(!counts.contains(&(0, Counter::UpstreamFailure)));
+    }
+
+    #[test]
+    fn upstream_answers_are_mapped_for_the_sender() {
+        for (status, sent) in [(400, Some(502)), (404, Some(502)), (429, None), (500, None), (200, None)] {
+            let (mock, mut g) = guard("POST", "/az?sig=k", &[]);
+            g.on_request_headers(false);
+            feed(&mock, &mut g, DOC.as_bytes());
+            *mock.status.borrow_mut() = Some(status);
+            g.on_response_headers();
+            assert_eq!(mock.sent_status(), sent, "upstream {status}");
+        }
+    }
+
+    #[test]
+    fn streamed_upstream_2xx_before_the_body_is_not_success() {
+        let (mock, mut g) = streamed("POST", "/az?sig=k", &[]);
+        g.on_request_headers(false);
+        *mock.status.borrow_mut() = Some(200);
+        assert_eq!(g.on_response_headers(), Action::Pause);
+        assert_eq!(mock.sent_status(), Some(502));
+        let (mock, mut g) = streamed("POST", "/az?sig=k", &[]);
+        g.on_request_headers(false);
+        *mock.status.borrow_mut() = Some(503);
+        assert_eq!(g.on_response_headers(), Action::Continue);
+        assert_eq!(mock.sent_status(), None);
+    }
+}

@@ -1,0 +1,299 @@
+//! The head stage: which endpoint guards the path (every spelling of it, route.rs), the
+//! secret out of `:path` at once, authentication, the endpoint's global rate limit, and
+//! the head cleaned of what the gateway owns. In `hold` the head then waits for the body;
+//! in `stream` it goes on at once. Also the root's safety net for a held head whose body
+//! never came.
+
+use super::{answer::log_line, Guard, HttpHost, Stage, VERDICT_HEADER};
+use crate::check;
+use crate::config::{Endpoint, Forward, HeaderMode, Mode, Route, Unguarded};
+use crate::metrics::{Counter, ListenerCounter};
+use crate::problem::{Reason, Rejection};
+use crate::query;
+use proxy_wasm::types::Action;
+use std::rc::Rc;
+
+/// Headers a client may not set: the filter owns them on the upstream request.
+const GATEWAY_PREFIXES: [&str; 2] = ["x-webhook-", "ce-"];
+/// Headers that make frameworks (ASP.NET, Express, Spring, Rails, Laravel) run another
+/// method's handler than the one the guard allowed.
+const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+/// Printed by access logs (Istio's default format) instead of `:path` when present; Envoy
+/// passes a client's own copy through.
+const ORIGINAL_PATH: &str = "x-envoy-original-path";
+/// Seconds a held head may wait for its body's first callback before the root's safety
+/// net answers it ([`Guard::on_body_missing`]).
+pub const HOLD_TIMEOUT_SECS: u64 = 5;
+
+impl<H: HttpHost> Guard<H> {
+    /// A request's head: refused here, or taken on to the body.
+    pub(super) fn head(&mut self, end_of_stream: bool) -> Action {
+        // One host call reads every header: a guarded request needs several, and one header
+        // costs 0.9 µs against 1.7 µs for the whole map (measured in Envoy).
+        let headers = self.host.request_headers();
+        let find = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice());
+        let raw_path = find(":path").unwrap_or_default();
+        let bare_path = raw_path.split(|b| *b == b'?').next().unwrap_or_default();
+        let config = Rc::clone(&self.config);
+        let lossy = String::from_utf8_lossy(raw_path);
+        let (index, endpoint) = match config.route(bare_path) {
+            Route::Guarded(index, endpoint) => (index, endpoint),
+            Route::Ambiguous(index, endpoint, why) => {
+                self.take(index, endpoint, &lossy, &headers);
+                return self.reject(endpoint, Rejection::new(Reason::AmbiguousPath, why.detail()));
+            }
+            Route::Unguarded => return self.unguarded(&lossy),
+        };
+        self.take(index, endpoint, &lossy, &headers);
+        let Ok(path) = std::str::from_utf8(raw_path) else {
+            return self.reject(endpoint, Rejection::new(Reason::Invalid, "the request target is not UTF-8"));
+        };
+        let text = |name: &str| find(name).map(String::from_utf8_lossy);
+        let (method, content_type, content_length) = (text(":method"), text("content-type"), text("content-length"));
+        let head = check::Head {
+            method: method.as_deref().unwrap_or(""),
+            query: query::split(path).1,
+            content_type: content_type.as_deref(),
+            content_length: content_length.as_deref(),
+        };
+        // Authentication runs before the limit, so strangers cannot spend a sender's budget.
+        let media = match check::head(endpoint, &head).and_then(|media| self.limit(endpoint, None).map(|()| media)) {
+            Ok(media) => media,
+            Err(rejection) => return self.reject(endpoint, rejection),
+        };
+        if end_of_stream {
+            return self.reject(endpoint, Rejection::new(Reason::Invalid, "the body is empty"));
+        }
+        if endpoint.mode == Mode::Shadow {
+            self.host.set_request_header(VERDICT_HEADER, None);
+        } else {
+            for (name, _) in &headers {
+                if GATEWAY_PREFIXES.iter().any(|p| name.starts_with(p)) || METHOD_OVERRIDES.contains(&name.as_str()) {
+                    self.host.set_request_header(name, None);
+                }
+            }
+            if endpoint.forward == Forward::CloudEvent {
+                // The body will be replaced; its length is set again once it is known
+                // (held head) or the upstream request is chunked (streamed head).
+                self.host.set_request_header("content-length", None);
+                self.host.set_request_header("content-type", Some("application/cloudevents+json"));
+            }
+            self.host.set_request_header("x-webhook-profile", Some(endpoint.profile.name()));
+            self.host.set_request_header("x-webhook-endpoint", Some(&endpoint.name));
+        }
+        self.stage = Stage::Body { media, size: 0 };
+        match self.config.header_mode {
+            // Held (allow_on_headers_stop_iteration): nothing reaches the upstream until
+            // the body has been validated.
+            HeaderMode::Hold => Action::Pause,
+            // The checked head goes on; the body is held in on_request_body until it has
+            // been validated, and a refusal then resets the upstream request.
+            HeaderMode::Stream => {
+                self.head_sent = true;
+                Action::Continue
+            }
+        }
+    }
+
+    /// The head was held [`HOLD_TIMEOUT_SECS`] ago and no body callback came, so Envoy was
+    /// not told to deliver it. Answers 503 (retried by both senders) instead of leaving the
+    /// request hanging, whatever the endpoint's mode.
+    pub(super) fn body_missing(&mut self, index: usize) {
+        self.host.count(index, Counter::Rejected(Reason::NotHeld));
+        let name = self.config.endpoints.get(index).map_or("", |e| e.name.as_str());
+        let line = format!(
+            "webhook-guard: endpoint={name}: no request body reached the filter {HOLD_TIMEOUT_SECS} s after the head was held; \
+             set allow_on_headers_stop_iteration: true on the Wasm filter, or \"header_mode\": \"stream\"; answered 503"
+        );
+        self.host.log(log::Level::Error, &line);
+        let mut rejection = Rejection::new(Reason::NotHeld, "the gateway could not hold the request; retry later");
+        rejection.retry_after = Some(HOLD_TIMEOUT_SECS);
+        self.answer(&rejection);
+        self.stage = Stage::Idle;
+    }
+
+    /// Takes a request on `endpoint`'s path: counts it, and before any check can refuse it
+    /// removes the secret from `:path` (an access log prints it, whatever the outcome) and
+    /// a client's `x-envoy-original-path`. An enforced request goes on with exactly the
+    /// configured path, so the backend sees only what the guard checked; a shadowed one
+    /// keeps its own.
+    fn take(&mut self, index: usize, endpoint: &Endpoint, path: &str, headers: &[(String, Vec<u8>)]) {
+        self.matched = Some(index);
+        self.host.count(index, Counter::Received);
+        let (sent, query) = query::split(path);
+        let base = if endpoint.mode == Mode::Enforce { endpoint.path.as_str() } else { sent };
+        let target = match query {
+            Some(query) => query::without_param(&format!("{base}?{query}"), &endpoint.secret.param),
+            None => base.to_string(),
+        };
+        if target != path {
+            self.host.set_request_header(":path", Some(&target));
+        }
+        if headers.iter().any(|(name, _)| name == ORIGINAL_PATH) {
+            self.host.set_request_header(ORIGINAL_PATH, None);
+        }
+    }
+
+    /// A request no endpoint guards: untouched, or refused on a listener for webhooks only.
+    fn unguarded(&mut self, path: &str) -> Action {
+        if self.config.unguarded == Unguarded::Pass {
+            return Action::Continue;
+        }
+        // A sender's URL with a wrong path still carries its secret.
+        let params = self.config.endpoints.iter().map(|e| e.secret.param.as_str());
+        let stripped = params.fold(path.to_string(), |path, param| query::without_param(&path, param));
+        if stripped != path {
+            self.host.set_request_header(":path", Some(&stripped));
+        }
+        self.host.count_listener(ListenerCounter::UnguardedRejected);
+        let rejection = Rejection::new(Reason::NotFound, "no webhook endpoint guards this path");
+        if let Some(level) = self.config.log_level {
+            self.host.log(level, &log_line("-", &rejection, false));
+        }
+        self.answer(&rejection);
+        Action::Pause
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::mock::*;
+    use crate::config::Config;
+
+    #[test]
+    fn other_paths_are_not_touched() {
+        let (mock, mut g) = guard("GET", "/az/x?sig=k", &[("x-webhook-a", "1")]);
+        let before = mock.headers.borrow().clone();
+        assert_eq!(g.on_request_headers(false), Action::Continue);
+        assert_eq!(g.on_request_body(10, true), Action::Continue);
+        assert_eq!(*mock.headers.borrow(), before);
+        assert!(mock.sent.borrow().is_none());
+    }
+
+    #[test]
+    fn a_rejection_answers_pauses_and_logs_without_the_secret() {
+        let (mock, mut g) = guard("POST", "/az?sig=wrong", &[]);
+        assert_eq!(g.on_request_headers(false), Action::Pause);
+        assert_eq!(mock.sent_status(), Some(403));
+        assert_eq!(mock.logs.borrow().len(), 1);
+        assert!(!mock.logs.borrow()[0].contains("wrong"));
+        // The stream is finished: later callbacks change nothing.
+        assert_eq!(g.on_request_body(5, true), Action::Continue);
+    }
+
+    #[test]
+    fn accepted_head_is_held_cleaned_and_rewritten() {
+        let (mock, mut g) = guard("POST", "/az?a=1&sig=k", &[("x-webhook-event-id", "x"), ("ce-id", "y"), ("content-length", "300")]);
+        assert_eq!(g.on_request_headers(false), Action::Pause);
+        assert_eq!(mock.header(":path").as_deref(), Some("/az?a=1"));
+        assert_eq!(mock.header("x-webhook-event-id"), None);
+        assert_eq!(mock.header("ce-id"), None);
+        assert_eq!(mock.header("content-length"), None, "removed: the body will be replaced");
+        assert!(mock.sent.borrow().is_none());
+    }
+
+    #[test]
+    fn loose_spellings_are_guarded_and_go_upstream_on_the_configured_path() {
+        let (mock, mut g) = guard("POST", "/AZ/;x=1?a=1&sig=k", &[("x-http-method-override", "DELETE"), ("x-method-override", "PUT"), ("x-http-method", "GET")]);
+        assert_eq!(g.on_request_headers(false), Action::Pause);
+        assert!(mock.sent.borrow().is_none());
+        assert_eq!(mock.header(":path").as_deref(), Some("/az?a=1"));
+        for name in METHOD_OVERRIDES {
+            assert_eq!(mock.header(name), None, "{name}");
+        }
+        assert_eq!(mock.counts.borrow().first(), Some(&(0, Counter::Received)));
+    }
+
+    #[test]
+    fn the_secret_leaves_the_path_whatever_the_outcome() {
+        for (method, path, status) in [("POST", "/az/?sig=wrong", 403), ("GET", "/az?sig=k", 405), ("POST", "/az?sig=k&sig=k", 400), ("POST", "/az%2f?sig=k", 400)] {
+            let (mock, mut g) = guard(method, path, &[(ORIGINAL_PATH, "/az?sig=k")]);
+            assert_eq!(g.on_request_headers(false), Action::Pause);
+            assert_eq!(mock.sent_status(), Some(status), "{path}");
+            assert_eq!(mock.header(":path").as_deref(), Some("/az"), "{path}");
+            assert_eq!(mock.header(ORIGINAL_PATH), None);
+        }
+    }
+
+    #[test]
+    fn an_ambiguous_path_that_could_be_guarded_is_400_before_authentication() {
+        let (mock, mut g) = guard("POST", "/a%7A%2F", &[]);
+        assert_eq!(g.on_request_headers(false), Action::Pause);
+        let sent = mock.sent.borrow().clone().unwrap();
+        assert_eq!(sent.0, 400);
+        assert!(String::from_utf8_lossy(&sent.1).contains("ambiguous_path"));
+        assert!(mock.counts.borrow().contains(&(0, Counter::Rejected(Reason::AmbiguousPath))));
+        // Ambiguous, but nothing a backend could route to an endpoint: not ours.
+        let (mock, mut g) = guard("POST", "/other%2F?sig=k", &[]);
+        assert_eq!(g.on_request_headers(false), Action::Continue);
+        assert!(mock.sent.borrow().is_none());
+    }
+
+    #[test]
+    fn unguarded_paths_pass_or_get_404_on_a_webhook_listener() {
+        let (mock, mut g) = guard("POST", "/azure?sig=k", &[]);
+        assert_eq!(g.on_request_headers(false), Action::Continue);
+        assert_eq!(mock.header(":path").as_deref(), Some("/azure?sig=k"));
+        let json = CONFIG.replacen('{', r#"{"unguarded":"reject","#, 1);
+        let config = Rc::new(Config::parse(json.as_bytes(), |_| None).unwrap());
+        let (mock, _) = guard("POST", "/azure?a=1&sig=k", &[]);
+        let mut g = Guard::new(Rc::clone(&mock), config);
+        assert_eq!(g.on_request_headers(false), Action::Pause);
+        assert_eq!(mock.sent_status(), Some(404));
+        assert_eq!(mock.header(":path").as_deref(), Some("/azure?a=1"));
+        assert_eq!(*mock.listener_counts.borrow(), vec![ListenerCounter::UnguardedRejected]);
+        assert!(mock.counts.borrow().is_empty());
+        assert!(mock.logs.borrow()[0].contains("status=404 reason=not_found"), "{:?}", mock.logs.borrow());
+    }
+
+    #[test]
+    fn shadow_keeps_the_sent_path_but_not_the_secret() {
+        let json = CONFIG.replacen(r#""max_body_bytes":2000"#, r#""max_body_bytes":2000,"mode":"shadow""#, 1);
+        let config = Rc::new(Config::parse(json.as_bytes(), |_| None).unwrap());
+        for (path, want, verdict) in [("/AZ/?b=2&sig=wrong", "/AZ/?b=2", Some("forbidden")), ("/az?sig=k", "/az", None)] {
+            let (mock, _) = guard("POST", path, &[]);
+            let mut g = Guard::new(Rc::clone(&mock), Rc::clone(&config));
+            g.on_request_headers(false);
+            assert_eq!(mock.header(":path").as_deref(), Some(want));
+            assert_eq!(mock.header(VERDICT_HEADER).as_deref(), verdict);
+            assert!(mock.sent.borrow().is_none());
+        }
+    }
+
+    #[test]
+    fn held_head_waits_for_its_body_and_the_safety_net_answers_503_once() {
+        let (mock, mut g) = guard("POST", "/az?sig=k", &[]);
+        assert_eq!(g.on_request_headers(false), Action::Pause);
+        assert!(g.holds_head());
+        g.on_body_missing();
+        assert_eq!(mock.sent_status(), Some(503));
+        let body: serde_json::Value = serde_json::from_slice(&mock.sent.borrow().as_ref().unwrap().1).unwrap();
+        assert_eq!(body["type"], "urn:webhook-guard:problem:head_not_held");
+        assert!(mock.counts.borrow().contains(&(0, Counter::Rejected(Reason::NotHeld))));
+        assert!(mock.logs.borrow()[0].contains("allow_on_headers_stop_iteration"), "{:?}", mock.logs.borrow());
+        assert!(!g.holds_head());
+        *mock.sent.borrow_mut() = None;
+        g.on_body_missing();
+        assert_eq!(g.on_request_body(5, true), Action::Continue);
+        assert!(mock.sent.borrow().is_none(), "answered once; a late body changes nothing");
+    }
+
+    #[test]
+    fn streamed_head_continues_cleaned_with_the_headers_known_at_the_head() {
+        let (mock, mut g) = streamed("POST", "/az?a=1&sig=k", &[("x-webhook-event-id", "x"), ("ce-id", "y"), ("content-length", "300")]);
+        assert_eq!(g.on_request_headers(false), Action::Continue);
+        assert!(!g.holds_head(), "nothing for the safety net to watch");
+        assert_eq!(mock.header(":path").as_deref(), Some("/az?a=1"));
+        assert_eq!(mock.header("x-webhook-event-id"), None);
+        assert_eq!(mock.header("ce-id"), None);
+        assert_eq!(mock.header("content-length"), None, "the upstream request is chunked");
+        assert_eq!(mock.header("content-type").as_deref(), Some("application/cloudevents+json"));
+        assert_eq!(mock.header("x-webhook-endpoint").as_deref(), Some("azure"));
+        assert_eq!(mock.header("x-webhook-profile").as_deref(), Some("azure_managed_app"));
+        // Head refusals still answer before anything goes upstream.
+        let (mock, mut g) = streamed("POST", "/az?sig=wrong", &[]);
+        assert_eq!(g.on_request_headers(false), Action::Pause);
+        assert_eq!(mock.sent_status(), Some(403));
+    }
+}

@@ -1,0 +1,163 @@
+//! The recording host every stage's tests run against: it answers from the request it
+//! was given and records what the flow did (headers, body, local replies, counters, log
+//! lines, outbound calls).
+
+use super::{Guard, HttpHost};
+use crate::arm::{self, Outbound};
+use crate::config::Config;
+use crate::metrics::{Counter, ListenerCounter};
+use crate::shared::memory::MemoryStore;
+use crate::shared::{SharedStore, StoreError};
+use proxy_wasm::types::Action;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+pub(super) const SECOND: u64 = 1_000_000_000;
+
+pub(super) const CONFIG: &str = r#"{"header_mode":"hold","endpoints":[
+    {"name":"azure","path":"/az","profile":"azure_managed_app","secret":{"values":["k"]},"max_body_bytes":2000},
+    {"name":"store","path":"/store","profile":"md5_envelope","secret":{"values":["k"]},"answer_ping":true},
+    {"name":"limited","path":"/limited","profile":"azure_managed_app","secret":{"values":["k"]},"rate_limit":{"per_second":0.5,"burst":2}},
+    {"name":"per-app","path":"/per-app","profile":"azure_managed_app","secret":{"values":["k"]},"rate_limit":{"per_second":1,"burst":1,"key":"application"}},
+    {"name":"once","path":"/once","profile":"azure_managed_app","secret":{"values":["k"]},"dedupe_seconds":60},
+    {"name":"shadow","path":"/shadow","profile":"azure_managed_app","secret":{"values":["k"]},"mode":"shadow"},
+    {"name":"orig","path":"/orig","profile":"azure_managed_app","secret":{"values":["k"]},"forward":"original"},
+    {"name":"hold","path":"/hold","profile":"azure_managed_app","secret":{"values":["k"]},"on_nonconforming":"hold","rate_limit":{"per_second":1,"burst":1,"key":"application"},"dedupe_seconds":60},
+    {"name":"reject","path":"/reject","profile":"azure_managed_app","secret":{"values":["k"]},"on_nonconforming":"reject"},
+    {"name":"checked","path":"/checked","profile":"azure_managed_app","secret":{"values":["k"]},"dedupe_seconds":60,
+     "rate_limit":{"per_second":0.001,"burst":2,"key":"application"},"arm_check":{"arm_cluster":"arm","token_cluster":"imds","managed_identity":{}}}]}"#;
+pub(super) const DOC: &str = r#"{"eventType":"PUT","provisioningState":"Succeeded","eventTime":"2019-08-14T19:20:08Z",
+    "applicationId":"subscriptions/s/resourceGroups/r/providers/Microsoft.Solutions/applications/a",
+    "applicationDefinitionId":"subscriptions/s/resourceGroups/r/providers/Microsoft.Solutions/applicationDefinitions/d"}"#;
+
+/// Records every host call; answers from the request it was given.
+#[derive(Default)]
+pub(super) struct Mock {
+    pub(super) headers: RefCell<Vec<(String, Vec<u8>)>>,
+    pub(super) body: RefCell<Vec<u8>>,
+    pub(super) status: RefCell<Option<u16>>,
+    pub(super) code_details: RefCell<Option<String>>,
+    pub(super) sent: RefCell<Option<(u16, Vec<u8>)>>,
+    pub(super) logs: RefCell<Vec<String>>,
+    pub(super) counts: RefCell<Vec<(usize, Counter)>>,
+    pub(super) listener_counts: RefCell<Vec<ListenerCounter>>,
+    pub(super) store: Rc<MemoryStore>,
+    pub(super) now: Cell<u64>,
+    pub(super) sent_headers: RefCell<Vec<(String, String)>>,
+    /// Dispatched calls: (cluster, `:path`).
+    pub(super) calls: RefCell<Vec<(String, String)>>,
+    pub(super) answer: RefCell<arm::Answer>,
+    pub(super) resumed: Cell<bool>,
+}
+
+impl Mock {
+    pub(super) fn header(&self, name: &str) -> Option<String> {
+        let headers = self.headers.borrow();
+        headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+    pub(super) fn sent_status(&self) -> Option<u16> {
+        self.sent.borrow().as_ref().map(|s| s.0)
+    }
+}
+
+impl SharedStore for Rc<Mock> {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        self.store.get(key)
+    }
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        self.store.set(key, value, cas)
+    }
+}
+
+impl Outbound for Rc<Mock> {
+    fn dispatch(&self, call: &arm::Call<'_>) -> Option<u32> {
+        let path = call.headers.iter().find(|(k, _)| *k == ":path").map(|(_, v)| v.clone()).unwrap_or_default();
+        let mut calls = self.calls.borrow_mut();
+        calls.push((call.cluster.to_string(), path));
+        u32::try_from(calls.len()).ok()
+    }
+    fn answer(&self, _body_size: usize) -> arm::Answer {
+        self.answer.borrow().clone()
+    }
+}
+
+impl HttpHost for Rc<Mock> {
+    fn now_nanos(&self) -> u64 {
+        self.now.get()
+    }
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        self.headers.borrow().clone()
+    }
+    fn set_request_header(&self, name: &str, value: Option<&str>) {
+        let mut headers = self.headers.borrow_mut();
+        headers.retain(|(k, _)| k != name);
+        if let Some(v) = value {
+            headers.push((name.to_string(), v.as_bytes().to_vec()));
+        }
+    }
+    fn request_body(&self, size: usize) -> Option<Vec<u8>> {
+        self.body.borrow().get(..size).map(<[u8]>::to_vec)
+    }
+    fn set_request_body(&self, _size: usize, body: &[u8]) {
+        *self.body.borrow_mut() = body.to_vec();
+    }
+    fn response_status(&self) -> Option<u16> {
+        *self.status.borrow()
+    }
+    fn response_code_details(&self) -> Option<String> {
+        self.code_details.borrow().clone()
+    }
+    fn set_response_status(&self, status: u16) {
+        *self.status.borrow_mut() = Some(status);
+    }
+    fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+        *self.sent.borrow_mut() = Some((status, body.to_vec()));
+        *self.sent_headers.borrow_mut() = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    }
+    fn count(&self, endpoint: usize, counter: Counter) {
+        self.counts.borrow_mut().push((endpoint, counter));
+    }
+    fn count_listener(&self, counter: ListenerCounter) {
+        self.listener_counts.borrow_mut().push(counter);
+    }
+    fn log(&self, _level: log::Level, line: &str) {
+        self.logs.borrow_mut().push(line.to_string());
+    }
+    fn resume_request(&self) {
+        self.resumed.set(true);
+    }
+}
+
+pub(super) fn guard(method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
+    guard_on(&Rc::new(MemoryStore::new()), 0, method, path, extra)
+}
+
+/// A stream whose host shares `store` (the workers' shared data) and reads `now`.
+pub(super) fn guard_on(store: &Rc<MemoryStore>, now: u64, method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
+    guard_with(CONFIG, store, now, method, path, extra)
+}
+
+/// As [`guard_on`], with the head streamed (`"header_mode": "stream"`).
+pub(super) fn streamed_on(store: &Rc<MemoryStore>, method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
+    let config = CONFIG.replacen(r#""header_mode":"hold""#, r#""header_mode":"stream""#, 1);
+    guard_with(&config, store, SECOND, method, path, extra)
+}
+
+pub(super) fn streamed(method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
+    streamed_on(&Rc::new(MemoryStore::new()), method, path, extra)
+}
+
+fn guard_with(config: &str, store: &Rc<MemoryStore>, now: u64, method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
+    let config = Rc::new(Config::parse(config.as_bytes(), |_| None).unwrap());
+    let mock = Rc::new(Mock { store: Rc::clone(store), now: Cell::new(now), ..Mock::default() });
+    let mut headers = vec![(":method".to_string(), method.as_bytes().to_vec()), (":path".to_string(), path.as_bytes().to_vec())];
+    headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())));
+    *mock.headers.borrow_mut() = headers;
+    (Rc::clone(&mock), Guard::new(mock, config))
+}
+
+pub(super) fn feed(mock: &Mock, guard: &mut Guard<Rc<Mock>>, body: &[u8]) -> Action {
+    *mock.body.borrow_mut() = body.to_vec();
+    guard.on_request_body(body.len(), true)
+}
+
