@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::cell::RefCell;
+use webhook_guard::arm::config::TokenSource;
 use webhook_guard::config::{Config, HeaderMode};
 
 /// YAML keys under which the files carry the plugin configuration as an indented JSON
@@ -87,4 +88,31 @@ fn every_shipped_plugin_configuration_is_valid() {
 fn the_extractor_finds_blocks_and_ignores_other_config_keys() {
     let text = "a:\n  config:\n    name: x\n  value: |\n    {\"endpoints\": []}\n  next: 1\n";
     assert_eq!(plugin_configs(text), vec!["    {\"endpoints\": []}".to_string()]);
+}
+
+/// The YAML of the cluster `name` in `text`: from its `- name:` line to the next one.
+fn cluster<'a>(text: &'a str, name: &str) -> &'a str {
+    let start = text.find(&format!("  - name: {name}\n")).unwrap_or_else(|| panic!("no cluster {name}"));
+    let rest = &text[start + 1..];
+    rest.find("  - name: ").map_or(rest, |end| &rest[..end])
+}
+
+#[test]
+fn the_arm_check_example_wires_each_token_source_to_its_cluster() {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/arm-check/envoy.yaml")).unwrap();
+    let configs = plugin_configs(&text);
+    let config = Config::parse(configs[0].as_bytes(), |name| Some(format!("value-of-{name}"))).unwrap();
+    let checks: Vec<_> = config.endpoints.iter().filter_map(|e| e.arm_check.as_ref()).collect();
+    assert!(checks.iter().any(|c| matches!(c.source, TokenSource::ClientCredentials { .. })));
+    assert!(checks.iter().any(|c| matches!(c.source, TokenSource::ManagedIdentity { .. })));
+    for check in checks {
+        // ARM and Entra ID over TLS with SNI and a checked certificate; IMDS is plain HTTP.
+        for (name, host) in [(&check.arm_cluster, &check.arm_authority), (&check.token_cluster, &check.token_authority)] {
+            let yaml = cluster(&text, name);
+            assert!(yaml.contains(&format!("address: {host}, port_value:")), "{name} does not go to {host}");
+            let tls = [format!("sni: {host}"), format!("matcher: {{ exact: {host} }}"), "trusted_ca:".to_string()];
+            let wants_tls = !host.starts_with("169.254.");
+            assert_eq!(tls.iter().all(|t| yaml.contains(t.as_str())), wants_tls, "{name}: TLS to {host}");
+        }
+    }
 }

@@ -65,6 +65,7 @@ fn shipped_envoy_configs_are_accepted_by_envoy() {
         ("envoy.yaml", read("envoy.yaml")),
         ("examples/envoy-production.yaml", read("examples/envoy-production.yaml")),
         ("examples/fleet/envoy.yaml", read("examples/fleet/envoy.yaml")),
+        ("examples/arm-check/envoy.yaml", read("examples/arm-check/envoy.yaml")),
         ("examples/istio/envoyfilter.yaml", with_envoyfilter_filter(&read("envoy.yaml"), &read("examples/istio/envoyfilter.yaml"))),
     ];
     for (file, text) in configs {
@@ -79,7 +80,7 @@ fn shipped_envoy_configs_are_accepted_by_envoy() {
         let out = std::process::Command::new(&envoy)
             .args(["--mode", "validate", "-c"])
             .arg(&copy)
-            .envs([("AZURE_SIG", "a"), ("AZURE_SIG_NEXT", ""), ("STORE_SIG", "c"), ("WEBHOOK_SIG", "d"), ("WEBHOOK_SIG_NEXT", "")])
+            .envs([("AZURE_SIG", "a"), ("AZURE_SIG_NEXT", ""), ("STORE_SIG", "c"), ("WEBHOOK_SIG", "d"), ("WEBHOOK_SIG_NEXT", ""), ("ARM_CLIENT_SECRET", "e")])
             .output()
             .unwrap();
         let log = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
