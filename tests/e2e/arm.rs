@@ -99,10 +99,16 @@ struct Setup {
 }
 
 fn setup_with(arm_check: &str, extra: &str, login_port: Option<u16>) -> Setup {
+    start(&plugin(arm_check, extra), login_port, true)
+}
+
+/// Envoy with `plugin`; `stop_iteration`: the Wasm filter's allow_on_headers_stop_iteration.
+fn start(plugin: &str, login_port: Option<u16>, stop_iteration: bool) -> Setup {
     let azure = Azure::start();
     let upstream = Upstream::start();
-    let mut opts = Options::new(&plugin(arm_check, extra), upstream.port);
+    let mut opts = Options::new(plugin, upstream.port);
     opts.concurrency = 2;
+    opts.stop_iteration = stop_iteration;
     opts.env = vec![("ARM_CLIENT_SECRET".into(), CLIENT_SECRET.into())];
     opts.clusters = clusters(azure.port, login_port.unwrap_or(azure.port));
     let envoy = Envoy::start_with(opts);
@@ -191,6 +197,26 @@ fn lagging_arm_is_held_with_503_then_forwarded_on_the_retry() {
     // A copy of the delivered event needs no ARM call.
     assert_eq!(notify(&s, "PUT", "Succeeded").header("x-webhook-duplicate"), Some("true"));
     assert_eq!(s.azure.arm_requests().len(), 2);
+}
+
+/// `"header_mode": "stream"` without allow_on_headers_stop_iteration (Istio's WasmPlugin,
+/// Envoy Gateway): the head goes on at once, the body waits for the check.
+#[test]
+fn with_a_streamed_head_the_body_waits_for_the_check() {
+    let streamed = plugin(&client_credentials(""), "").replacen(r#""header_mode": "hold""#, r#""header_mode": "stream""#, 1);
+    let s = start(&streamed, None, false);
+    s.azure.control(r#"{"arm": [{"status": 200, "state": "Accepted"}, {"status": 200, "state": "Succeeded"}]}"#);
+    notify(&s, "PUT", "Succeeded").assert_problem(503, "unverified");
+    // The upstream request (its head may have gone) was reset: never a body.
+    assert!(s.upstream.requests().is_empty(), "an unconfirmed body reached the upstream: {:?}", s.upstream.requests());
+    let retry = notify(&s, "PUT", "Succeeded");
+    assert_eq!(retry.status, 200, "{retry:?}");
+    // No header can follow a head that has gone: the CloudEvent carries the mark.
+    let forwarded = s.upstream.only();
+    assert_eq!(forwarded.json()["verified"], true);
+    assert_eq!(forwarded.header("x-webhook-verified"), None);
+    assert_eq!((arm_counter(&s, "not_yet"), arm_counter(&s, "verified")), (1, 1));
+    assert_no_leak(&s, &[&retry]);
 }
 
 #[test]
