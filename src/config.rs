@@ -268,7 +268,14 @@ impl Config {
     pub fn route(&self, path: &[u8]) -> Route<'_> {
         let find = |form: &str| self.endpoints.iter().enumerate().find(|(_, e)| e.canonical == form);
         match route::canonical(path) {
-            Ok(form) => find(&form).map_or(Route::Unguarded, |(i, e)| Route::Guarded(i, e)),
+            Ok(form) => match find(&form) {
+                Some((i, e)) => Route::Guarded(i, e),
+                // Where `;` is a character, `..` may remove another segment.
+                None => {
+                    let literal = route::literal(path).and_then(|form| find(&form));
+                    literal.map_or(Route::Unguarded, |(i, e)| Route::Ambiguous(i, e, route::Ambiguity::Parameter))
+                }
+            },
             Err(why) => route::lenient(path).iter().find_map(|form| find(form)).map_or(Route::Unguarded, |(i, e)| Route::Ambiguous(i, e, why)),
         }
     }
@@ -465,6 +472,9 @@ mod tests {
         assert!(matches!(c.route(b"/api/resource"), Route::Guarded(0, _)));
         assert!(matches!(c.route(b"/API/resource/"), Route::Guarded(0, _)));
         assert!(matches!(c.route(b"/api%2Fresource"), Route::Ambiguous(0, _, route::Ambiguity::Separator)));
+        // Tomcat reads `/api`, Go `/api/resource`: refused, not let through.
+        assert!(matches!(c.route(b"/api/resource/;x=1/.."), Route::Ambiguous(0, _, route::Ambiguity::Parameter)));
+        assert!(matches!(c.route(b"/api/x/..;/resource"), Route::Guarded(0, _)));
         assert!(matches!(c.route(b"/api/resources"), Route::Unguarded));
         assert!(matches!(c.route(b"/api/resources%2F"), Route::Unguarded));
         assert_eq!(e.on_nonconforming, OnNonconforming::Forward);

@@ -34,6 +34,9 @@ pub enum Ambiguity {
     NotUtf8,
     /// A `%XX` left after decoding, which a backend that decodes twice reads again.
     DoubleEncoded,
+    /// A `;` segment that `..` removes: Tomcat cuts the parameter first and so removes the
+    /// segment before it, Go takes `;` as a character and removes the `;` segment itself.
+    Parameter,
 }
 
 impl Ambiguity {
@@ -45,12 +48,28 @@ impl Ambiguity {
             Ambiguity::Control => "the path holds a control character",
             Ambiguity::NotUtf8 => "the path is not UTF-8 once percent-decoded",
             Ambiguity::DoubleEncoded => "the path is percent-encoded twice",
+            Ambiguity::Parameter => "the path holds a ';' parameter that a '..' segment removes",
         }
     }
 }
 
 /// The canonical form of `path` (without its query), or why it has none.
 pub fn canonical(path: &[u8]) -> Result<String, Ambiguity> {
+    decoded(path).map(|text| shape(&text, &['/'], Params::Cut))
+}
+
+/// The form of a path with a canonical form as backends that take `;` as a character
+/// read it (Go, Express, Rails): it differs only where `..` removes a `;` segment, so
+/// `None` for a path with no `;` (raw or `%3B`).
+pub fn literal(path: &[u8]) -> Option<String> {
+    if !path.contains(&b';') && !path.windows(3).any(|w| matches!(w, [b'%', b'3', b'b' | b'B'])) {
+        return None;
+    }
+    decoded(path).ok().map(|text| shape(&text, &['/'], Params::Kept))
+}
+
+/// `path` percent-decoded once, segment by segment, or why that has no single reading.
+fn decoded(path: &[u8]) -> Result<String, Ambiguity> {
     let mut text = String::with_capacity(path.len());
     for (i, raw) in path.split(|b| *b == b'/').enumerate() {
         if i > 0 {
@@ -69,14 +88,15 @@ pub fn canonical(path: &[u8]) -> Result<String, Ambiguity> {
         }
         text.push_str(segment);
     }
-    Ok(shape(&text, &['/']))
+    Ok(text)
 }
 
 /// The canonical forms lenient backends could give an ambiguous path: escapes decoded
 /// repeatedly and wherever they are well-formed, encoded separators taken as separators,
 /// `\\` as a separator or a character, control characters and bytes that are not UTF-8
-/// either dropped or ending the path; and all that again after `;` parameters are cut
-/// from the raw segments (Tomcat cuts them before decoding, so whatever they hold is gone).
+/// either dropped or ending the path, `;` as a parameter or a character; and all that
+/// again after `;` parameters are cut from the raw segments (Tomcat cuts them before
+/// decoding, so whatever they hold is gone).
 pub fn lenient(path: &[u8]) -> Vec<String> {
     let segments = path.split(|b| *b == b'/');
     let without_params = segments.map(|s| s.split(|b| *b == b';').next().unwrap_or_default()).collect::<Vec<_>>().join(&b'/');
@@ -95,19 +115,34 @@ pub fn lenient(path: &[u8]) -> Vec<String> {
         let dropped: String = text.chars().filter(|c| !odd(c)).collect();
         let ended: String = text.chars().take_while(|c| !odd(c)).collect();
         for text in [&dropped, &ended] {
-            forms.push(shape(text, &['/', '\\']));
-            forms.push(shape(text, &['/']));
+            for params in [Params::Cut, Params::Kept] {
+                forms.push(shape(text, &['/', '\\'], params));
+                forms.push(shape(text, &['/'], params));
+            }
         }
     }
     forms
 }
 
+/// What a `;` in a segment starts.
+#[derive(Clone, Copy)]
+enum Params {
+    /// Parameters the backend drops (Tomcat, Spring): `..;x` is `..`, `;x` is empty.
+    Cut,
+    /// Nothing: `;` is a character (Go, Express); a format suffix and trimming still apply.
+    Kept,
+}
+
 /// The segment rules of the canonical form, over a decoded path.
-fn shape(text: &str, separators: &[char]) -> String {
+fn shape(text: &str, separators: &[char], params: Params) -> String {
     // Dot segments are resolved first: a segment that trims to nothing still counts for `..`.
     let mut resolved: Vec<&str> = Vec::new();
     for segment in text.split(separators) {
-        match segment.split(';').next().unwrap_or_default() {
+        let segment = match params {
+            Params::Cut => segment.split(';').next().unwrap_or_default(),
+            Params::Kept => segment,
+        };
+        match segment {
             "" | "." => {}
             ".." => {
                 resolved.pop();
@@ -209,12 +244,21 @@ mod tests {
     }
 
     #[test]
+    fn a_semicolon_segment_removed_by_dot_dot_reads_two_ways() {
+        assert_eq!(canon("/api/resource/;x=1/..").as_deref(), Ok("/api"));
+        assert_eq!(literal(b"/api/resource/;x=1/..").as_deref(), Some("/api/resource"));
+        assert_eq!(literal(b"/api/resource/%3b/..").as_deref(), Some("/api/resource"));
+        assert_eq!(literal(b"/api/x/..;/resource").as_deref(), Some("/api/x/..;/resource"));
+        assert_eq!(literal(b"/api/x/../resource"), None);
+    }
+
+    #[test]
     fn lenient_readings_of_ambiguous_paths() {
         let guarded = |path: &str| lenient(path.as_bytes()).contains(&"/api/resource".to_string());
         for path in [
             "/api%2Fresource", "/api%5cresource", "\\api\\resource", "/api/resource;a\\x", "/api/%2572esource", "/api/resource%00", "/api/resource%00.png",
             "/api/res%00ource", "/api/resource%ff", "/api/resource/x%zz/..", "/api%252Fresource", "/api/resource;a%2F%",
-            "/api/x;%2F..%2F/resource",
+            "/api/x;%2F..%2F/resource", "/api//resource/%3B%2F%2E%2E",
         ] {
             assert!(guarded(path), "{path}: {:?}", lenient(path.as_bytes()));
         }
