@@ -304,7 +304,8 @@ fn only_forwarded_notifications_use_quota_and_descriptors_cannot_be_spoofed() {
     for n in 0..2 * LIMIT as u32 {
         let forged = post_json(one.port, "/api/resource?sig=wrong", notification("app-c", n).as_bytes());
         forged.assert_problem(403, "forbidden");
-        let invalid = notification("app-c", n).replace("Succeeded", "Deleted");
+        // Not a date-time: malformed (a PUT/Deleted pair would be forwarded as nonconforming).
+        let invalid = notification("app-c", n).replace(r#""eventTime":""#, r#""eventTime":"not "#);
         deliver(two, &invalid).assert_problem(400, "invalid");
     }
     // One event, then copies of it: the copies are answered as duplicates by the replica
