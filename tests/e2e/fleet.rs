@@ -68,9 +68,25 @@ fn is_global_429(r: &Response) -> bool {
     r.status == 429 && r.header("x-envoy-ratelimited") == Some("true")
 }
 
+/// A server process of a test, stopped when dropped.
+struct Process(Child);
+
+impl Process {
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// Debian's redis-server on a free loopback port, with nothing persisted.
 struct Redis {
-    child: Child,
+    process: Process,
     port: u16,
 }
 
@@ -85,12 +101,10 @@ impl Redis {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
-            let mut redis = Redis { child, port };
+            let mut redis = Redis { process: Process(child), port };
             if redis.ready() {
                 return redis;
             }
-            let _ = redis.child.kill();
-            let _ = redis.child.wait();
         }
         panic!("redis-server did not start");
     }
@@ -98,7 +112,7 @@ impl Redis {
     fn ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if let Ok(Some(_)) = self.process.0.try_wait() {
                 return false; // e.g. the port was taken meanwhile
             }
             if let Ok(mut conn) = TcpStream::connect(("127.0.0.1", self.port)) {
@@ -115,17 +129,6 @@ impl Redis {
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 fn which(name: &str) -> Option<PathBuf> {
@@ -136,7 +139,7 @@ fn which(name: &str) -> Option<PathBuf> {
 
 /// tools/ratelimit-service, listening on a port it picks and reports.
 struct RateLimitService {
-    child: Child,
+    process: Process,
     port: u16,
     _dir: TempDir,
 }
@@ -158,18 +161,7 @@ impl RateLimitService {
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let port = line.trim().rsplit(':').next().and_then(|p| p.parse().ok());
         let port = port.unwrap_or_else(|| panic!("the rate limit service did not start: {line:?}"));
-        RateLimitService { child, port, _dir: dir }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RateLimitService {
-    fn drop(&mut self) {
-        self.stop();
+        RateLimitService { process: Process(child), port, _dir: dir }
     }
 }
 
@@ -304,7 +296,8 @@ fn only_forwarded_notifications_use_quota_and_descriptors_cannot_be_spoofed() {
     for n in 0..2 * LIMIT as u32 {
         let forged = post_json(one.port, "/api/resource?sig=wrong", notification("app-c", n).as_bytes());
         forged.assert_problem(403, "forbidden");
-        let invalid = notification("app-c", n).replace("/applications/", "/virtualMachines/");
+        // Not a date-time: malformed (a PUT/Deleted pair would be forwarded as nonconforming).
+        let invalid = notification("app-c", n).replace(r#""eventTime":""#, r#""eventTime":"not "#);
         deliver(two, &invalid).assert_problem(400, "invalid");
     }
     // One event, then copies of it: the copies are answered as duplicates by the replica
@@ -366,11 +359,11 @@ fn a_failed_rate_limit_service_fails_open_never_a_dropped_4xx() {
     assert!(is_global_429(&answers[LIMIT]), "the limit is reached: {answers:#?}");
     // Redis gone: the service answers unavailable, Envoy lets the notification through
     // (failure_mode_deny: false); each replica's local limit still applies.
-    fleet.redis.stop();
+    fleet.redis.process.stop();
     let answers = fleet.deliver_all((10..14).map(|n| notification("app-e", n)).collect());
     assert!(answers.iter().all(|r| r.status == 200), "{answers:#?}");
     // The service gone too: the same.
-    fleet.service.stop();
+    fleet.service.process.stop();
     let answers = fleet.deliver_all((20..24).map(|n| notification("app-e", n)).collect());
     assert!(answers.iter().all(|r| r.status == 200), "{answers:#?}");
     assert_eq!(fleet.taken("app-e"), LIMIT + 8);
