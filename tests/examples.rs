@@ -76,12 +76,46 @@ fn every_shipped_plugin_configuration_is_valid() {
             }
             // Hold without allow_on_headers_stop_iteration would stall every request.
             if config.header_mode == HeaderMode::Hold {
-                assert!(text.contains("allow_on_headers_stop_iteration"), "{}: header_mode hold without the flag", file.display());
+                assert!(sets_stop_iteration(&text), "{}: header_mode hold without the flag", file.display());
             }
             total += 1;
         }
     }
     assert!(total >= 6, "expected the configs of envoy.yaml and the five examples that install the filter, found {total}");
+}
+
+/// Whether `text` really sets `allow_on_headers_stop_iteration` (not just names it in a
+/// comment): a YAML or JSON key set to true, or an EnvoyPatchPolicy operation whose `path`
+/// is the flag and whose `value` is true.
+fn sets_stop_iteration(text: &str) -> bool {
+    const FLAG: &str = "allow_on_headers_stop_iteration";
+    let lines: Vec<&str> = text.lines().map(|l| l.split(" #").next().unwrap()).filter(|l| !l.trim_start().starts_with('#')).collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    lines.iter().enumerate().any(|(i, line)| {
+        let key = line.trim().trim_end_matches(',').replace('"', "");
+        if key == format!("{FLAG}: true") {
+            return true;
+        }
+        // The patch's siblings (same indentation, same operation) must hold `value: true`.
+        key == format!("path: {FLAG}") && text.contains("kind: EnvoyPatchPolicy") && {
+            let siblings = |l: &&&str| indent(l) == indent(line);
+            let before = lines[..i].iter().rev().take_while(siblings);
+            let after = lines[i + 1..].iter().take_while(siblings);
+            before.chain(after).any(|l| l.trim() == "value: true")
+        }
+    })
+}
+
+#[test]
+fn only_a_real_setting_counts_as_the_stop_iteration_flag() {
+    // A comment naming the flag (the fleet Envoy Gateway example once had only that).
+    assert!(!sets_stop_iteration("# head (\"header_mode\": \"hold\" + allow_on_headers_stop_iteration). EnvoyExtensionPolicy\nkind: EnvoyExtensionPolicy\n"));
+    assert!(!sets_stop_iteration("a:\n  allow_on_headers_stop_iteration: false # allow_on_headers_stop_iteration: true\n"));
+    assert!(sets_stop_iteration("config:\n  allow_on_headers_stop_iteration: true\n"));
+    assert!(sets_stop_iteration("  \"allow_on_headers_stop_iteration\": true,\n"));
+    let patch = "kind: EnvoyPatchPolicy\n  operation:\n    op: add\n    path: allow_on_headers_stop_iteration\n    value: true\n";
+    assert!(sets_stop_iteration(patch));
+    assert!(!sets_stop_iteration(&patch.replace("value: true", "value: false")));
 }
 
 #[test]
