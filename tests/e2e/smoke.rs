@@ -6,6 +6,7 @@
 //! it, and `hold` without it (a misconfiguration: answered 503, never a hang).
 
 use crate::harness::{post_json, send, send_paced, Behaviour, Envoy, Options, Response, Upstream};
+use crate::config::{assert_envoy_accepts, with_envoyfilter};
 use crate::{target, CATALOG_SAMPLE, SECRET};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -154,4 +155,15 @@ fn smoke_stream_answers_from_the_body_without_the_flag() {
     // Same application, a third event: the application's two tokens are spent.
     once(&CATALOG_SAMPLE.replace("Succeeded", "Accepted")).assert_problem(429, "rate_limited");
     assert_eq!(upstream.requests().len(), 1, "answered locally, never a complete request upstream: {:#?}", upstream.requests());
+}
+
+/// Istio's EnvoyFilters patched into a bootstrap and validated by this Envoy: Istio
+/// 1.28–1.31 ship Envoy 1.36–1.39, so `make test` runs this on each of them.
+#[test]
+fn istio_envoyfilters_are_accepted() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |file: &str| std::fs::read_to_string(root.join(file)).unwrap();
+    for (file, bootstrap) in [("examples/istio/envoyfilter.yaml", "envoy.yaml"), ("examples/fleet/istio-envoyfilter.yaml", "examples/fleet/envoy.yaml")] {
+        assert_envoy_accepts(file, &with_envoyfilter(&read(bootstrap), &read(file)));
+    }
 }
