@@ -15,6 +15,12 @@ const SIG: &str = "fleet-secret";
 const LIMIT: usize = 5;
 /// The application whose limit has a 2 s window, for the retry test.
 const SHORT: &str = "app-short";
+/// A subscription Azure spells in capitals; its limit (one per minute) is written in the
+/// lowercase form webhook-guard puts in `x-webhook-subscription`.
+const UPPER_SUBSCRIPTION: &str = "9E1C6F2A-4B7D-4C8E-A1F3-2D5B8C7E6A90";
+/// Concurrent senders in the wave test: limitador's Redis storage reads the counters and
+/// then increments them, so each request in flight can slip past a spent counter once.
+const SENDERS: usize = 4;
 
 /// Test limits in limitador's format, over the descriptors `examples/fleet/envoy.yaml`
 /// sends: [0] endpoint + application, [1] endpoint + subscription.
@@ -39,7 +45,14 @@ fn limits() -> String {
   seconds: 60
   conditions: ["descriptors[1].endpoint == 'azure'"]
   variables: ["descriptors[1].subscription"]
-"#
+- namespace: webhook-guard
+  name: upper-subscription
+  max_value: 1
+  seconds: 60
+  conditions: ["descriptors[1].subscription == '{upper}'"]
+  variables: ["descriptors[1].subscription"]
+"#,
+        upper = UPPER_SUBSCRIPTION.to_ascii_lowercase()
     )
 }
 
@@ -52,8 +65,12 @@ fn application_key(app: &str) -> String {
 
 /// The `n`-th distinct notification about `app` (distinct event times, so distinct ids).
 fn notification(app: &str, n: u32) -> String {
+    notification_in(SUBSCRIPTION, app, n)
+}
+
+fn notification_in(subscription: &str, app: &str, n: u32) -> String {
     format!(
-        r#"{{"eventType":"PUT","applicationId":"subscriptions/{SUBSCRIPTION}/resourceGroups/rg-fleet/providers/Microsoft.Solutions/applications/{app}","eventTime":"2024-05-01T10:{:02}:{:02}.1707163Z","provisioningState":"Succeeded","applicationDefinitionId":"subscriptions/{SUBSCRIPTION}/resourceGroups/rg-fleet/providers/Microsoft.Solutions/applicationDefinitions/def"}}"#,
+        r#"{{"eventType":"PUT","applicationId":"subscriptions/{subscription}/resourceGroups/rg-fleet/providers/Microsoft.Solutions/applications/{app}","eventTime":"2024-05-01T10:{:02}:{:02}.1707163Z","provisioningState":"Succeeded","applicationDefinitionId":"subscriptions/{subscription}/resourceGroups/rg-fleet/providers/Microsoft.Solutions/applicationDefinitions/def"}}"#,
         n / 60,
         n % 60
     )
@@ -221,18 +238,18 @@ impl Fleet {
         Fleet { upstream, replicas, service, redis }
     }
 
-    /// Sends `bodies` through both replicas at once (alternating), one thread each.
+    /// Sends `bodies` through both replicas at once: `SENDERS` threads (half on each
+    /// replica), each sending its share one after the other, so at most `SENDERS`
+    /// requests are in flight.
     fn deliver_all(&self, bodies: Vec<String>) -> Vec<Response> {
-        let ports: Vec<u16> = self.replicas.iter().map(|e| e.port).collect();
-        let handles: Vec<_> = bodies
-            .into_iter()
-            .enumerate()
-            .map(|(i, body)| {
-                let port = ports[i % 2];
-                thread::spawn(move || post_json(port, &format!("/api/resource?sig={SIG}"), body.as_bytes()))
+        let handles: Vec<_> = (0..SENDERS)
+            .map(|sender| {
+                let port = self.replicas[sender % 2].port;
+                let share: Vec<String> = bodies.iter().skip(sender).step_by(SENDERS).cloned().collect();
+                thread::spawn(move || share.iter().map(|body| post_json(port, &format!("/api/resource?sig={SIG}"), body.as_bytes())).collect::<Vec<_>>())
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
     }
 
     /// How many notifications about `app` the upstream took.
@@ -259,11 +276,13 @@ fn the_application_limit_holds_across_replicas() {
     assert_eq!(fleet.taken("app-a"), LIMIT);
     // At once through both: limitador's Redis storage reads the counters, then increments
     // them (not one atomic step), so requests checked concurrently may each pass: the
-    // slack is at most the number of requests in flight for the counter.
-    let wave = 2 * LIMIT;
+    // slack is at most the number of requests in flight for the counter (SENDERS).
+    let wave = 4 * LIMIT;
     let answers = fleet.deliver_all((0..wave as u32).map(|n| notification("app-w", n)).collect());
     let ok = answers.iter().filter(|r| r.status == 200).count();
-    assert!((LIMIT..=wave).contains(&ok) && answers.iter().all(|r| r.status == 200 || is_global_429(r)), "{answers:#?}");
+    assert!((LIMIT..=LIMIT + SENDERS).contains(&ok), "{ok} of {wave} passed a limit of {LIMIT} with {SENDERS} senders: {answers:#?}");
+    assert!(answers.iter().all(|r| r.status == 200 || is_global_429(r)), "{answers:#?}");
+    assert_eq!(fleet.taken("app-w"), ok);
     for replica in &fleet.replicas {
         assert!(is_global_429(&deliver(replica, &notification("app-w", 99))), "the counter is spent fleet-wide");
     }
@@ -324,6 +343,14 @@ fn only_forwarded_notifications_use_quota_and_descriptors_cannot_be_spoofed() {
     assert!(is_global_429(&spoof("app-c", &application_key("app-d"), 300)));
     let d = fleet.upstream.taken().into_iter().find(|r| r.header("x-webhook-application") == Some(application_key("app-d").as_str()));
     assert_eq!(d.expect("app-d delivered").header("x-webhook-subscription"), Some(SUBSCRIPTION));
+
+    // A subscription id in capitals is counted under its lowercase form: the limit written
+    // for that form (one per minute) refuses the second event, on the other replica.
+    let lower = UPPER_SUBSCRIPTION.to_ascii_lowercase();
+    assert_eq!(deliver(one, &notification_in(UPPER_SUBSCRIPTION, "app-u", 0)).status, 200);
+    assert!(is_global_429(&deliver(two, &notification_in(UPPER_SUBSCRIPTION, "app-u", 1))));
+    let u = fleet.upstream.taken().into_iter().find(|r| r.header("x-webhook-application").is_some_and(|a| a.ends_with("/app-u")));
+    assert_eq!(u.expect("app-u delivered").header("x-webhook-subscription"), Some(lower.as_str()));
 }
 
 #[test]
