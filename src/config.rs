@@ -2,7 +2,7 @@
 //! so a bad configuration is refused with one message naming the field, never discovered
 //! on a request.
 
-use crate::arm::config::{ArmCheck, RawArmCheck};
+use crate::arm::config::{ArmCheck, OnError, RawArmCheck};
 use crate::json_path;
 use crate::conformance::OnNonconforming;
 use crate::problem::clip;
@@ -260,6 +260,12 @@ impl Config {
         let log_level = pick("log_level", "level", raw.log_level.as_deref().unwrap_or("info"), &levels)?;
         let header_modes = [("stream", HeaderMode::Stream), ("hold", HeaderMode::Hold)];
         let header_mode = pick("header_mode", "mode", raw.header_mode.as_deref().unwrap_or("stream"), &header_modes)?;
+        // Streamed, the head has gone before the check ends (too late for x-webhook-verified)
+        // and the original body carries no CloudEvent attribute: unverified would look verified.
+        let unmarked = |e: &Endpoint| e.forward == Forward::Original && e.arm_check.as_ref().is_some_and(|a| a.on_error == OnError::Forward);
+        if let Some(i) = endpoints.iter().position(unmarked).filter(|_| header_mode == HeaderMode::Stream) {
+            return Err(format!("endpoints[{i}].arm_check.on_error: \"forward\" with \"forward\": \"original\" and \"header_mode\": \"stream\" gives the backend no verified mark; use on_error \"hold\", forward \"cloudevent\" or header_mode \"hold\""));
+        }
         let unguarded = pick("unguarded", "value", raw.unguarded.as_deref().unwrap_or("pass"), &[("pass", Unguarded::Pass), ("reject", Unguarded::Reject)])?;
         Ok(Config { endpoints, log_level, header_mode, unguarded })
     }
@@ -606,5 +612,20 @@ mod tests {
         assert!(!Profile::AzureManagedApp.allows("PUT"));
         assert!(Profile::Md5Envelope.allows("PUT"));
         assert!(!Profile::Md5Envelope.allows("GET"));
+    }
+
+    #[test]
+    fn an_unmarked_unverified_forward_is_refused_only_when_streamed() {
+        let config = |header_mode: &str, forward: &str, on_error: &str| {
+            parse(&format!(
+                r#"{{"header_mode":"{header_mode}","endpoints":[{{"name":"a","path":"/a","profile":"azure_managed_app","secret":{{"values":["s"]}},"forward":"{forward}",
+                  "arm_check":{{"arm_cluster":"arm","token_cluster":"imds","managed_identity":{{}},"on_error":"{on_error}"}}}}]}}"#
+            ))
+        };
+        let err = config("stream", "original", "forward").unwrap_err();
+        assert!(err.starts_with("endpoints[0].arm_check.on_error: \"forward\" with \"forward\": \"original\" and \"header_mode\": \"stream\""), "{err}");
+        for (header_mode, forward, on_error) in [("hold", "original", "forward"), ("stream", "cloudevent", "forward"), ("stream", "original", "hold")] {
+            assert!(config(header_mode, forward, on_error).is_ok(), "{header_mode} {forward} {on_error}");
+        }
     }
 }
