@@ -2,13 +2,13 @@
 //! token fetch and one ARM GET. The filter holds the request while it waits and applies
 //! the decision: forward (marked verified or not) or hold (503 + `Retry-After`).
 //!
-//! A request waits for a token (its own fetch or another's) until `timeout_ms` after
-//! the check starts.
+//! One deadline, `timeout_ms` after the check starts, bounds it all: waiting for a token
+//! (its own fetch or another's) and the ARM call, which gets only the time left.
 
 use super::config::{ArmCheck, OnError};
 use super::consistency::{self, Arm, Verdict as Consistency};
 use super::token::{self, Failure};
-use super::{request, Answer, Outbound, Outcome};
+use super::{request, Answer, Call, Outbound, Outcome};
 use crate::azure;
 use crate::event::Event;
 use crate::problem::{clip, echo};
@@ -193,8 +193,12 @@ fn token_failed(failure: Failure) -> Decision {
     Decision::new(Outcome::TokenUnavailable, failure.to_string())
 }
 
-fn ask<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, mut pending: Pending, token: &str, _now: u64) -> Step {
-    let call = request::application(check, &pending.application, token).and_then(|call| host.dispatch(&call));
+/// Asks ARM, with what is left of the check's time.
+fn ask<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, mut pending: Pending, token: &str, now: u64) -> Step {
+    let Some(left) = time_left(&pending, now) else {
+        return done(&pending, Decision::new(Outcome::Unavailable, "no time left for the ARM request: the token came at the deadline".into()));
+    };
+    let call = request::application(check, &pending.application, token).and_then(|call| host.dispatch(&Call { timeout_ms: left, ..call }));
     let Some(call) = call else {
         return done(&pending, Decision::new(Outcome::Unavailable, "the ARM request could not be sent (is the Envoy cluster defined?)".into()));
     };
@@ -398,6 +402,7 @@ mod tests {
         let pending = waiting(recheck(&*worker2, &check, pending, NOW + 1000 * MS));
         let Awaiting::Call(arm) = pending.awaiting() else { panic!("asks ARM") };
         assert_eq!(worker2.calls.borrow()[0].1, "arm", "with the other's token, not a fetch of its own");
+        assert_eq!(*worker2.timeouts.borrow(), [2010], "what is left of the 3 s started at +10 ms");
         let Step::Done(decision) = resume(&*worker2, &check, pending, arm, &arm_state("Succeeded"), NOW + 1100 * MS) else { panic!("waits") };
         assert_eq!((decision.outcome, decision.token_fetch), (Outcome::Verified, None));
     }
@@ -428,6 +433,22 @@ mod tests {
         let Step::Done(decision) = recheck(&*worker2, &check, pending, NOW + 100 * MS) else { panic!("waits on") };
         assert_eq!(decision.outcome, Outcome::TokenUnavailable);
         assert!(decision.detail.contains("failed moments ago"), "the back-off: {}", decision.detail);
+    }
+
+    #[test]
+    fn the_arm_call_gets_only_what_is_left_of_one_deadline() {
+        let host = Host::new();
+        let check = check(CLIENT);
+        let pending = waiting(start(&*host, &check, &event("PUT/Succeeded"), NOW));
+        let call = pending.call;
+        waiting(resume(&*host, &check, pending, call, &token_answer(), NOW + 1200 * MS));
+        assert_eq!(*host.timeouts.borrow(), [3000, 1800], "token, then ARM within the same 3 s");
+        let host = Host::new();
+        let pending = waiting(start(&*host, &check, &event("PUT/Succeeded"), NOW));
+        let call = pending.call;
+        let Step::Done(decision) = resume(&*host, &check, pending, call, &token_answer(), NOW + 3000 * MS) else { panic!("asks ARM") };
+        assert_eq!(decision.outcome, Outcome::Unavailable, "{}", decision.detail);
+        assert_eq!(host.calls.borrow().len(), 1, "no ARM call past the deadline");
     }
 
     #[test]
