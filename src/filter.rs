@@ -131,6 +131,14 @@ impl<H: HttpHost> Guard<H> {
         }
     }
 
+    /// A token fetch ended or the root ticked: a check waiting for another's token fetch
+    /// goes on ([`verify`]).
+    pub fn on_token_ready(&mut self) {
+        if matches!(self.stage, Stage::Verifying(_)) {
+            self.on_endpoint((), |guard, _, endpoint| guard.verify_recheck(endpoint));
+        }
+    }
+
     /// The upstream's answer ([`answer`]).
     pub fn on_response_headers(&mut self) -> Action {
         self.on_endpoint(Action::Continue, |guard, index, endpoint| guard.upstream_answer(index, endpoint))

@@ -4,6 +4,7 @@
 //! Host calls go through `proxy_wasm::hostcalls` directly: the SDK's convenience methods
 //! `unwrap()` host errors, and a trap would kill the VM for every later request.
 
+use crate::arm::verify::Awaiting;
 use crate::arm::{self, token, Answer, Call, Outbound};
 use crate::config::{Config, Endpoint, HeaderMode};
 use crate::filter::{Guard, HttpHost, HOLD_TIMEOUT_SECS};
@@ -26,13 +27,15 @@ proxy_wasm::main! {{
     // Every level reaches Envoy, which filters by its own `wasm` component log level.
     proxy_wasm::set_log_level(LogLevel::Trace);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root { config: None, metrics: Rc::default(), held: Rc::new(RefCell::new(Held::new(MAX_HELD))), refreshes: Vec::new() })
+        let streams = || Rc::new(RefCell::new(Held::new(MAX_HELD)));
+        Box::new(Root { config: None, metrics: Rc::default(), held: streams(), refreshes: Vec::new(), waiting: streams(), routed: Held::new(MAX_HELD) })
     });
 }}
 
 /// A stream's flow, shared with the root's tick while its head is held.
 type SharedGuard = Rc<RefCell<Guard<WasmHost>>>;
-type HeldStreams = Rc<RefCell<Held<Weak<RefCell<Guard<WasmHost>>>>>>;
+type WeakGuard = Weak<RefCell<Guard<WasmHost>>>;
+type HeldStreams = Rc<RefCell<Held<WeakGuard>>>;
 
 /// Envoy metric ids, defined once per VM: per endpoint (by index), its counters, and the
 /// listener's own. A short scan beats hashing for two dozen entries.
@@ -48,6 +51,10 @@ struct Root {
     held: HeldStreams,
     /// Token refreshes this worker started: (call id, endpoint index).
     refreshes: Vec<(u32, usize)>,
+    /// Streams whose ARM check waits for a token another fetch brings.
+    waiting: HeldStreams,
+    /// Calls of those streams made from here, by call id: their answers come to the root.
+    routed: Held<(u32, WeakGuard)>,
 }
 
 impl Root {
@@ -73,6 +80,46 @@ impl Root {
                 }
             }
         }
+    }
+
+    /// Lets the checks waiting for another's token fetch look at the shared token again:
+    /// when a fetch of this worker's root ends, and on every tick (for the fetches of
+    /// other workers and of requests, which cannot reach these streams).
+    fn wake_waiting(&mut self) {
+        let waiting = self.waiting.try_borrow_mut().map(|mut w| w.take_all()).unwrap_or_default();
+        for (id, guard) in waiting {
+            self.on_stream(id, guard, Guard::on_token_ready);
+        }
+    }
+
+    /// Runs `f` on stream `id`'s flow as that stream (its local reply and resume go to
+    /// it), then tracks what its check waits for: a call made here answers to the root.
+    fn on_stream(&mut self, id: u32, guard: WeakGuard, f: impl FnOnce(&mut Guard<WasmHost>)) {
+        let Some(flow) = guard.upgrade() else { return };
+        if hostcalls::set_effective_context(id).is_err() {
+            return;
+        }
+        let Ok(mut flow) = flow.try_borrow_mut() else { return };
+        f(&mut flow);
+        match flow.verify_awaiting() {
+            Some(Awaiting::SharedToken) => {
+                if let Ok(mut waiting) = self.waiting.try_borrow_mut() {
+                    waiting.hold(id, now_nanos(), guard);
+                }
+            }
+            Some(Awaiting::Call(call)) => self.routed.hold(call, now_nanos(), (id, guard)),
+            None => {}
+        }
+    }
+
+    /// Stores (or not) the token of a refresh this root started.
+    fn refreshed(&self, index: usize, body_size: usize) {
+        let host = self.host();
+        let Some((check, endpoint)) = self.config.as_ref().and_then(|c| c.endpoints.get(index)).and_then(|e| Some((e.arm_check.as_ref()?, e))) else {
+            return;
+        };
+        let result = token::receive(&host, check, host.now_nanos(), &host.answer(body_size));
+        token_fetched(&host, endpoint, index, result.map(|_| ()));
     }
 
     /// Refreshes each ARM token ahead of its expiry; the lease lets one worker do it.
@@ -130,16 +177,13 @@ fn define<C>(counter: C, name: &str) -> Option<(C, u32)> {
 
 impl Context for Root {
     fn on_http_call_response(&mut self, call: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
-        let Some(at) = self.refreshes.iter().position(|(id, _)| *id == call) else {
-            return;
-        };
-        let (_, index) = self.refreshes.swap_remove(at);
-        let host = self.host();
-        let Some((check, endpoint)) = self.config.as_ref().and_then(|c| c.endpoints.get(index)).and_then(|e| Some((e.arm_check.as_ref()?, e))) else {
-            return;
-        };
-        let result = token::receive(&host, check, host.now_nanos(), &host.answer(body_size));
-        token_fetched(&host, endpoint, index, result.map(|_| ()));
+        if let Some(at) = self.refreshes.iter().position(|(id, _)| *id == call) {
+            let (_, index) = self.refreshes.swap_remove(at);
+            self.refreshed(index, body_size);
+        } else if let Some((id, guard)) = self.routed.take(call) {
+            self.on_stream(id, guard, |flow| flow.on_call_response(call, body_size));
+        }
+        self.wake_waiting();
     }
 }
 
@@ -178,12 +222,13 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         self.answer_expired_heads();
         self.refresh_tokens();
+        self.wake_waiting();
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let config = Rc::clone(self.config.as_ref()?);
         let guard = Rc::new(RefCell::new(Guard::new(self.host(), config)));
-        Some(Box::new(Stream { id: context_id, guard, held: Rc::clone(&self.held) }))
+        Some(Box::new(Stream { id: context_id, guard, held: Rc::clone(&self.held), waiting: Rc::clone(&self.waiting) }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -195,6 +240,7 @@ struct Stream {
     id: u32,
     guard: SharedGuard,
     held: HeldStreams,
+    waiting: HeldStreams,
 }
 
 impl Stream {
@@ -203,6 +249,16 @@ impl Stream {
     /// through unchecked).
     fn with(&self, busy: Action, f: impl FnOnce(&mut Guard<WasmHost>) -> Action) -> Action {
         self.guard.try_borrow_mut().map_or(busy, |mut guard| f(&mut guard))
+    }
+
+    /// Hands a check waiting for another's token fetch to the root, which wakes it.
+    fn track_wait(&self, action: Action) -> Action {
+        if self.guard.try_borrow().is_ok_and(|guard| guard.verify_awaiting() == Some(Awaiting::SharedToken)) {
+            if let Ok(mut waiting) = self.waiting.try_borrow_mut() {
+                waiting.hold(self.id, now_nanos(), Rc::downgrade(&self.guard));
+            }
+        }
+        action
     }
 
     /// The head's body arrived (or the stream ended): the safety net lets it go.
@@ -234,12 +290,12 @@ impl HttpContext for Stream {
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.release();
-        self.with(Action::Pause, |guard| guard.on_request_body(body_size, end_of_stream))
+        self.track_wait(self.with(Action::Pause, |guard| guard.on_request_body(body_size, end_of_stream)))
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         self.release();
-        self.with(Action::Pause, |guard| guard.on_request_trailers())
+        self.track_wait(self.with(Action::Pause, |guard| guard.on_request_trailers()))
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
@@ -253,6 +309,9 @@ impl HttpContext for Stream {
 impl Drop for Stream {
     fn drop(&mut self) {
         self.release();
+        if let Ok(mut waiting) = self.waiting.try_borrow_mut() {
+            waiting.release(self.id);
+        }
         if let Ok(mut guard) = self.guard.try_borrow_mut() {
             guard.on_done();
         }

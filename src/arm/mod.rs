@@ -124,6 +124,8 @@ pub mod testing {
     pub struct Host {
         pub store: Rc<MemoryStore>,
         pub calls: RefCell<Vec<Recorded>>,
+        /// The timeout of each call, in the same order.
+        pub timeouts: RefCell<Vec<u64>>,
         pub next_id: Rc<Cell<u32>>,
         pub refuse_dispatch: Cell<bool>,
         pub next_answer: RefCell<Answer>,
@@ -158,6 +160,7 @@ pub mod testing {
             let id = self.next_id.get() + 1;
             self.next_id.set(id);
             self.calls.borrow_mut().push((id, call.cluster.to_string(), call.headers.clone(), call.body.clone()));
+            self.timeouts.borrow_mut().push(call.timeout_ms);
             Some(id)
         }
         fn answer(&self, _body_size: usize) -> Answer {

@@ -4,11 +4,12 @@
 //! Two keys per endpoint (bounded, never freed by Envoy): the token record
 //! (`issued`, `expires`, token) and the lease (`until`): a worker may fetch only after
 //! moving `until` into the future with a CAS write, so one fetch runs at a time for all
-//! workers. A failed fetch keeps the lease for a back-off, so an issuer outage costs one
-//! request per back-off, not one per notification.
+//! workers. A failed fetch keeps the lease for a back-off (marked so in the lease's last
+//! byte), so an issuer outage costs one request per back-off, not one per notification;
+//! a request that finds a fetch running waits for it instead ([`Failure::InFlight`]).
 
 use super::config::ArmCheck;
-use super::{request, Answer, Outbound};
+use super::{request, Answer, Call, Outbound};
 use crate::shared;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -59,8 +60,10 @@ pub enum Failure {
     Malformed(&'static str),
     /// The call could not be dispatched (unknown Envoy cluster?).
     NotSent,
-    /// Another fetch is running, or the last one failed moments ago.
+    /// The last fetch failed moments ago: no new one before the back-off ends.
     Busy,
+    /// Another fetch is running (or a token just arrived): worth waiting for.
+    InFlight,
 }
 
 impl fmt::Display for Failure {
@@ -72,7 +75,8 @@ impl fmt::Display for Failure {
             Failure::Unavailable(None) => f.write_str("the token issuer did not answer in time"),
             Failure::Malformed(why) => write!(f, "the token issuer's answer is unusable: {why}"),
             Failure::NotSent => f.write_str("the token request could not be sent (is the Envoy cluster defined?)"),
-            Failure::Busy => f.write_str("no valid token yet: another token fetch is running or has just failed"),
+            Failure::Busy => f.write_str("no valid token: the last token fetch failed moments ago"),
+            Failure::InFlight => f.write_str("no valid token in time: another token fetch is still running"),
         }
     }
 }
@@ -123,34 +127,38 @@ pub fn init<S: shared::SharedStore + ?Sized>(store: &S, check: &ArmCheck) {
     }
 }
 
-/// Moves the lease to `until` if it has run out: true when this worker now holds it.
-fn take_lease<S: shared::SharedStore + ?Sized>(store: &S, check: &ArmCheck, now: u64, until: u64) -> bool {
-    let taken = shared::update(store, &check.lease_key, MAX_ATTEMPTS, |current| {
-        let held_until = current.and_then(split_u64).map_or(0, |(until, _)| until);
-        if held_until > now {
-            return (None, false);
-        }
-        (Some(until.to_le_bytes().to_vec()), true)
+/// The lease record: until when it is held, and whether for a back-off (1) or a fetch (0).
+fn lease(until: u64, backoff: bool) -> Vec<u8> {
+    let mut record = until.to_le_bytes().to_vec();
+    record.push(u8::from(backoff));
+    record
+}
+
+/// Moves the lease to `until` if it has run out, so this worker holds it; if not, why:
+/// [`Failure::Busy`] in a back-off, [`Failure::InFlight`] while a fetch runs.
+fn take_lease<S: shared::SharedStore + ?Sized>(store: &S, check: &ArmCheck, now: u64, until: u64) -> Result<(), Failure> {
+    let taken = shared::update(store, &check.lease_key, MAX_ATTEMPTS, |current| match current.and_then(split_u64) {
+        Some((held_until, rest)) if held_until > now => (None, Err(if rest == [1] { Failure::Busy } else { Failure::InFlight })),
+        _ => (Some(lease(until, false)), Ok(())),
     });
-    taken.unwrap_or(false)
+    // Lost CAS races all: other workers are taking it.
+    taken.unwrap_or(Err(Failure::InFlight))
 }
 
 /// Ends this worker's lease at `until` (0: free now; later: a back-off).
 fn end_lease<S: shared::SharedStore + ?Sized>(store: &S, check: &ArmCheck, until: u64) {
-    let _ = shared::update(store, &check.lease_key, MAX_ATTEMPTS, |_| (Some(until.to_le_bytes().to_vec()), ()));
+    let _ = shared::update(store, &check.lease_key, MAX_ATTEMPTS, |_| (Some(lease(until, until > 0)), ()));
 }
 
-/// Starts a token fetch when `needed` says the cached token calls for one and this worker
-/// takes the lease: the call's id, or why not.
-pub fn fetch<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, now: u64, needed: impl Fn(Option<&Token>) -> bool) -> Result<u32, Failure> {
+/// Starts a token fetch that answers within `timeout_ms` when `needed` says the cached
+/// token calls for one and this worker takes the lease: the call's id, or why not (a
+/// token not needed any more is [`Failure::InFlight`]: one has just arrived).
+pub fn fetch<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, now: u64, timeout_ms: u64, needed: impl Fn(Option<&Token>) -> bool) -> Result<u32, Failure> {
     if !needed(cached(host, check).as_ref()) {
-        return Err(Failure::Busy);
+        return Err(Failure::InFlight);
     }
-    let lease = now.saturating_add(check.timeout_ms.saturating_add(1000).saturating_mul(1_000_000));
-    if !take_lease(host, check, now, lease) {
-        return Err(Failure::Busy);
-    }
-    host.dispatch(&request::token(check)).ok_or_else(|| {
+    take_lease(host, check, now, now.saturating_add(check.timeout_ms.saturating_add(1000).saturating_mul(1_000_000)))?;
+    host.dispatch(&Call { timeout_ms, ..request::token(check) }).ok_or_else(|| {
         end_lease(host, check, now.saturating_add(BACKOFF_NANOS));
         Failure::NotSent
     })
@@ -158,8 +166,8 @@ pub fn fetch<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, now: u64, needed:
 
 /// Refresh from the root's tick: fetches when there is no token or it is due.
 pub fn refresh<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, now: u64) -> Option<Result<u32, Failure>> {
-    match fetch(host, check, now, |token| token.is_none_or(|t| t.due(now))) {
-        Err(Failure::Busy) => None,
+    match fetch(host, check, now, check.timeout_ms, |token| token.is_none_or(|t| t.due(now))) {
+        Err(Failure::Busy | Failure::InFlight) => None,
         started => Some(started),
     }
 }
@@ -265,6 +273,19 @@ mod tests {
         assert_eq!(receive(&*host, &check, NOW + 100 * SECOND, &throttled), Err(Failure::Throttled));
         assert_eq!(refresh(&*host, &check, NOW + 129 * SECOND), None, "the issuer's Retry-After");
         assert!(refresh(&*host, &check, NOW + 130 * SECOND).is_some());
+    }
+
+    #[test]
+    fn a_running_fetch_is_told_apart_from_a_back_off() {
+        let host = Host::new();
+        let check = check(r#""managed_identity":{}"#);
+        init(&*host, &check);
+        let needed = |t: Option<&Token>| t.is_none();
+        assert_eq!(fetch(&*host, &check, NOW, 700, needed), Ok(1));
+        assert_eq!(*host.timeouts.borrow(), [700], "the caller's time left");
+        assert_eq!(fetch(&*host.sharing(), &check, NOW, 700, needed), Err(Failure::InFlight));
+        assert!(receive(&*host, &check, NOW, &Answer { status: Some(500), retry_after: None, body: vec![] }).is_err());
+        assert_eq!(fetch(&*host.sharing(), &check, NOW + SECOND, 700, needed), Err(Failure::Busy));
     }
 
     #[test]

@@ -1,21 +1,26 @@
 //! The verify stage: from a validated notification to a decision, through at most one
 //! token fetch and one ARM GET. The filter holds the request while it waits and applies
 //! the decision: forward (marked verified or not) or hold (503 + `Retry-After`).
+//!
+//! One deadline, `timeout_ms` after the check starts, bounds it all: waiting for a token
+//! (its own fetch or another's) and the ARM call, which gets only the time left.
 
 use super::config::{ArmCheck, OnError};
 use super::consistency::{self, Arm, Verdict as Consistency};
 use super::token::{self, Failure};
-use super::{request, Answer, Outbound, Outcome};
+use super::{request, Answer, Call, Outbound, Outcome};
 use crate::azure;
 use crate::event::Event;
 use crate::problem::{clip, echo};
 use serde::Deserialize;
 
-/// A check waiting for the answer of call `call`.
+/// A check waiting for the answer of call `call`, or for another's token fetch.
 #[derive(Debug)]
 pub struct Pending {
     call: u32,
     waiting: Waiting,
+    /// When the check must be decided (host clock, nanoseconds).
+    deadline: u64,
     application: String,
     pair: (&'static str, &'static str),
     /// Whether this check fetched a token itself, and with what success.
@@ -24,10 +29,30 @@ pub struct Pending {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Waiting {
-    /// For a token (no valid one was cached).
+    /// For its own token fetch (no valid one was cached).
     Token,
+    /// For a token fetch another request or worker runs: re-checked with [`recheck`].
+    Shared,
     /// For ARM's answer.
     Arm,
+}
+
+/// What a waiting check needs to go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Awaiting {
+    /// The answer of this call.
+    Call(u32),
+    /// A token in the shared cache: [`recheck`] when a fetch ends, and now and then.
+    SharedToken,
+}
+
+impl Pending {
+    pub fn awaiting(&self) -> Awaiting {
+        match self.waiting {
+            Waiting::Shared => Awaiting::SharedToken,
+            Waiting::Token | Waiting::Arm => Awaiting::Call(self.call),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -97,18 +122,48 @@ pub fn start<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, event: &Event, no
     let (Some(&pair), Some(application)) = (pair, event.subject.clone()) else {
         return Step::Done(Decision::new(Outcome::Unavailable, "the event is not an Azure managed application notification".into()));
     };
-    let mut pending = Pending { call: 0, waiting: Waiting::Token, application, pair, token_fetch: None };
-    if let Some(cached) = token::cached(host, check).filter(|t| t.usable(now)) {
-        return ask(host, check, pending, &cached.value);
+    let deadline = now.saturating_add(check.timeout_ms.saturating_mul(MILLI));
+    let pending = Pending { call: 0, waiting: Waiting::Shared, deadline, application, pair, token_fetch: None };
+    with_token(host, check, pending, now)
+}
+
+/// Goes on with a check waiting for another's token fetch (a no-op for any other wait):
+/// asks ARM if the token has come, gives up at the deadline, else waits on.
+pub fn recheck<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, pending: Pending, now: u64) -> Step {
+    if pending.waiting != Waiting::Shared {
+        return Step::Wait(pending);
     }
-    // No valid token: this request waits for one fetch at most, its own.
-    match token::fetch(host, check, now, |t| t.is_none_or(|t| !t.usable(now))) {
+    with_token(host, check, pending, now)
+}
+
+/// Asks ARM with the cached token; without a valid one, fetches it or waits for the fetch
+/// that runs: a request waits for one fetch at most, within its deadline.
+fn with_token<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, mut pending: Pending, now: u64) -> Step {
+    if let Some(cached) = token::cached(host, check).filter(|t| t.usable(now)) {
+        return ask(host, check, pending, &cached.value, now);
+    }
+    let Some(left) = time_left(&pending, now) else {
+        return done(&pending, token_failed(Failure::InFlight));
+    };
+    match token::fetch(host, check, now, left, |t| t.is_none_or(|t| !t.usable(now))) {
         Ok(call) => {
             pending.call = call;
+            pending.waiting = Waiting::Token;
             Step::Wait(pending)
         }
-        Err(failure) => Step::Done(token_failed(failure)),
+        Err(Failure::InFlight) => {
+            pending.waiting = Waiting::Shared;
+            Step::Wait(pending)
+        }
+        Err(failure) => done(&pending, token_failed(failure)),
     }
+}
+
+const MILLI: u64 = 1_000_000;
+
+/// Whole milliseconds left before the deadline, `None` when none are.
+fn time_left(pending: &Pending, now: u64) -> Option<u64> {
+    Some(pending.deadline.saturating_sub(now) / MILLI).filter(|ms| *ms > 0)
 }
 
 /// Continues the check with the answer of call `call`.
@@ -117,11 +172,12 @@ pub fn resume<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, pending: Pending
         return Step::Wait(pending);
     }
     match pending.waiting {
+        Waiting::Shared => Step::Wait(pending),
         Waiting::Token => {
             let received = token::receive(host, check, now, answer);
             let pending = Pending { token_fetch: Some(received.is_ok()), ..pending };
             match received {
-                Ok(value) => ask(host, check, pending, &value),
+                Ok(value) => ask(host, check, pending, &value, now),
                 Err(failure) => done(&pending, token_failed(failure)),
             }
         }
@@ -137,8 +193,12 @@ fn token_failed(failure: Failure) -> Decision {
     Decision::new(Outcome::TokenUnavailable, failure.to_string())
 }
 
-fn ask<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, mut pending: Pending, token: &str) -> Step {
-    let call = request::application(check, &pending.application, token).and_then(|call| host.dispatch(&call));
+/// Asks ARM, with what is left of the check's time.
+fn ask<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, mut pending: Pending, token: &str, now: u64) -> Step {
+    let Some(left) = time_left(&pending, now) else {
+        return done(&pending, Decision::new(Outcome::Unavailable, "no time left for the ARM request: the token came at the deadline".into()));
+    };
+    let call = request::application(check, &pending.application, token).and_then(|call| host.dispatch(&Call { timeout_ms: left, ..call }));
     let Some(call) = call else {
         return done(&pending, Decision::new(Outcome::Unavailable, "the ARM request could not be sent (is the Envoy cluster defined?)".into()));
     };
@@ -316,5 +376,88 @@ mod tests {
         let call = pending.call;
         let Step::Wait(pending) = resume(&*host, &check, pending, call + 7, &token_answer(), NOW) else { panic!("settled") };
         assert_eq!(pending.call, call);
+    }
+
+    const MS: u64 = 1_000_000;
+
+    fn waiting(step: Step) -> Pending {
+        match step {
+            Step::Wait(pending) => pending,
+            Step::Done(decision) => panic!("decided: {decision:?}"),
+        }
+    }
+
+    #[test]
+    fn a_request_finding_a_fetch_running_waits_for_its_token() {
+        let worker1 = Host::new();
+        let check = check(CLIENT);
+        let fetching = waiting(start(&*worker1, &check, &event("PUT/Succeeded"), NOW));
+        let worker2 = worker1.sharing();
+        let pending = waiting(start(&*worker2, &check, &event("PUT/Succeeded"), NOW + 10 * MS));
+        assert_eq!(pending.awaiting(), Awaiting::SharedToken, "no 'busy' refusal while a fetch runs");
+        let pending = waiting(recheck(&*worker2, &check, pending, NOW + 500 * MS));
+        assert_eq!(pending.awaiting(), Awaiting::SharedToken, "still no token");
+        let call = fetching.call;
+        waiting(resume(&*worker1, &check, fetching, call, &token_answer(), NOW + 1000 * MS));
+        let pending = waiting(recheck(&*worker2, &check, pending, NOW + 1000 * MS));
+        let Awaiting::Call(arm) = pending.awaiting() else { panic!("asks ARM") };
+        assert_eq!(worker2.calls.borrow()[0].1, "arm", "with the other's token, not a fetch of its own");
+        assert_eq!(*worker2.timeouts.borrow(), [2010], "what is left of the 3 s started at +10 ms");
+        let Step::Done(decision) = resume(&*worker2, &check, pending, arm, &arm_state("Succeeded"), NOW + 1100 * MS) else { panic!("waits") };
+        assert_eq!((decision.outcome, decision.token_fetch), (Outcome::Verified, None));
+    }
+
+    #[test]
+    fn waiting_for_another_fetch_ends_at_the_deadline() {
+        let worker1 = Host::new();
+        let check = check(CLIENT);
+        waiting(start(&*worker1, &check, &event("PUT/Succeeded"), NOW));
+        let worker2 = worker1.sharing();
+        let pending = waiting(start(&*worker2, &check, &event("PUT/Succeeded"), NOW));
+        let pending = waiting(recheck(&*worker2, &check, pending, NOW + 2999 * MS));
+        let Step::Done(decision) = recheck(&*worker2, &check, pending, NOW + 3000 * MS) else { panic!("waits on") };
+        assert_eq!(decision.outcome, Outcome::TokenUnavailable);
+        assert!(decision.detail.contains("another token fetch is still running"), "{}", decision.detail);
+        assert!(worker2.calls.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_failed_fetch_ends_the_wait_at_once() {
+        let worker1 = Host::new();
+        let check = check(CLIENT);
+        let fetching = waiting(start(&*worker1, &check, &event("PUT/Succeeded"), NOW));
+        let worker2 = worker1.sharing();
+        let pending = waiting(start(&*worker2, &check, &event("PUT/Succeeded"), NOW));
+        let call = fetching.call;
+        resume(&*worker1, &check, fetching, call, &answer(503, ""), NOW + 100 * MS);
+        let Step::Done(decision) = recheck(&*worker2, &check, pending, NOW + 100 * MS) else { panic!("waits on") };
+        assert_eq!(decision.outcome, Outcome::TokenUnavailable);
+        assert!(decision.detail.contains("failed moments ago"), "the back-off: {}", decision.detail);
+    }
+
+    #[test]
+    fn the_arm_call_gets_only_what_is_left_of_one_deadline() {
+        let host = Host::new();
+        let check = check(CLIENT);
+        let pending = waiting(start(&*host, &check, &event("PUT/Succeeded"), NOW));
+        let call = pending.call;
+        waiting(resume(&*host, &check, pending, call, &token_answer(), NOW + 1200 * MS));
+        assert_eq!(*host.timeouts.borrow(), [3000, 1800], "token, then ARM within the same 3 s");
+        let host = Host::new();
+        let pending = waiting(start(&*host, &check, &event("PUT/Succeeded"), NOW));
+        let call = pending.call;
+        let Step::Done(decision) = resume(&*host, &check, pending, call, &token_answer(), NOW + 3000 * MS) else { panic!("asks ARM") };
+        assert_eq!(decision.outcome, Outcome::Unavailable, "{}", decision.detail);
+        assert_eq!(host.calls.borrow().len(), 1, "no ARM call past the deadline");
+    }
+
+    #[test]
+    fn recheck_leaves_other_waits_alone() {
+        let host = Host::new();
+        let check = check(CLIENT);
+        let pending = waiting(start(&*host, &check, &event("PUT/Succeeded"), NOW));
+        let call = pending.call;
+        let pending = waiting(recheck(&*host, &check, pending, NOW + 5000 * MS));
+        assert_eq!(pending.awaiting(), Awaiting::Call(call));
     }
 }

@@ -6,7 +6,7 @@
 
 use super::{Guard, HttpHost, Stage};
 use crate::arm::config::ArmCheck;
-use crate::arm::verify::{self, Step, Verdict};
+use crate::arm::verify::{self, Awaiting, Step, Verdict};
 use crate::arm::Outcome;
 use crate::config::Endpoint;
 use crate::event::Event;
@@ -30,6 +30,26 @@ impl<H: HttpHost> Guard<H> {
 
     /// The answer to one of the check's calls; a request the check lets go is resumed.
     pub(super) fn verify_answer(&mut self, endpoint: &Endpoint, call: u32, body_size: usize) {
+        let answer = self.host.answer(body_size);
+        self.verify_next(endpoint, |host, check, pending, now| verify::resume(host, check, pending, call, &answer, now));
+    }
+
+    /// A token fetch ended, or the root's tick: a check waiting for another's fetch looks
+    /// at the shared token again.
+    pub(super) fn verify_recheck(&mut self, endpoint: &Endpoint) {
+        self.verify_next(endpoint, |host, check, pending, now| verify::recheck(host, check, pending, now));
+    }
+
+    /// What a request held by the verify stage waits for (the root tracks it).
+    pub fn verify_awaiting(&self) -> Option<Awaiting> {
+        match &self.stage {
+            Stage::Verifying(held) => Some(held.pending.awaiting()),
+            _ => None,
+        }
+    }
+
+    /// Takes the check one step on with `next`; a request it lets go is resumed.
+    fn verify_next(&mut self, endpoint: &Endpoint, next: impl FnOnce(&H, &ArmCheck, verify::Pending, u64) -> Step) {
         let Some(check) = &endpoint.arm_check else {
             return;
         };
@@ -37,8 +57,7 @@ impl<H: HttpHost> Guard<H> {
             return;
         };
         let Held { event, size, pending } = *held;
-        let answer = self.host.answer(body_size);
-        let step = verify::resume(&self.host, check, pending, call, &answer, self.host.now_nanos());
+        let step = next(&self.host, check, pending, self.host.now_nanos());
         if self.decide(endpoint, event, size, step) == Action::Continue {
             self.host.resume_request();
         }
@@ -199,5 +218,27 @@ mod tests {
             assert_eq!(feed(&mock, &mut g, DOC.as_bytes()), Action::Pause, "{path}");
             assert_eq!(mock.calls.borrow()[0].0, "imds", "{path}: the check runs");
         }
+    }
+
+    #[test]
+    fn a_request_finding_a_fetch_running_waits_for_its_token() {
+        let store = Rc::new(MemoryStore::new());
+        let (first, mut g1) = guard_on(&store, SECOND, "POST", "/checked?sig=k", &[]);
+        g1.on_request_headers(false);
+        feed(&first, &mut g1, DOC.as_bytes());
+        assert_eq!(first.calls.borrow()[0].0, "imds", "the first request fetches the token");
+        let (second, mut g2) = guard_on(&store, SECOND, "POST", "/checked?sig=k", &[]);
+        g2.on_request_headers(false);
+        assert_eq!(feed(&second, &mut g2, DOC.replace("19:20:08", "19:20:09").as_bytes()), Action::Pause);
+        assert_eq!(g2.verify_awaiting(), Some(Awaiting::SharedToken), "waits: no 503 while a fetch runs");
+        g2.on_token_ready();
+        assert!(second.calls.borrow().is_empty() && second.sent_status().is_none(), "still waiting");
+        reply(&first, &mut g1, 200, TOKEN);
+        g2.on_token_ready();
+        assert_eq!(second.calls.borrow()[0].0, "arm", "the first request's token, no fetch of its own");
+        reply(&second, &mut g2, 200, &arm_says("Succeeded"));
+        assert!(second.resumed.get());
+        assert_eq!(second.header("x-webhook-verified").as_deref(), Some("true"));
+        assert_eq!(g2.verify_awaiting(), None);
     }
 }

@@ -11,7 +11,8 @@ and records every such request. The test steers it through two control paths:
   GET  /_requests  JSON list of recorded requests (method, path, headers, body, at)
 Token behaviour: {"status": 200, "expires_in": 3600, "delay": 0}. ARM behaviour: a list
 of answers used in turn (the last one repeats): {"status": 200, "state": "Succeeded",
-"delay": 0, "retry_after": null}. Every token issued is distinct: tok-<n>.
+"delay": 0, "retry_after": null}. Every token issued is distinct: tok-<n>. An optional
+first argument is a /_control JSON applied before the server starts.
 """
 import json
 import sys
@@ -111,6 +112,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
+    if len(sys.argv) > 1:
+        STATE.update(json.loads(sys.argv[1]))
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     print(server.server_address[1], flush=True)
