@@ -145,7 +145,10 @@ fn no_secret_reaches_an_istio_access_log_whatever_the_outcome() {
         ("POST", format!("/api/resource;sig={SECRET}?{ok}"), vec![json], CATALOG_SAMPLE.into(), 200),
         ("POST", format!("/shadow?sig={near_miss}"), vec![json], CATALOG_SAMPLE.into(), 200),
         ("POST", format!("/shadow?{ok}"), vec![json], CATALOG_SAMPLE.into(), 200),
+        ("POST", format!("/shadow;sig={near_miss}?a=1"), vec![json], CATALOG_SAMPLE.into(), 200),
+        ("POST", format!("/Shadow;v=1;SIG={SECRET}/?{ok}"), vec![json], CATALOG_SAMPLE.into(), 200),
         ("POST", format!("/api/resources?{ok}"), vec![json], CATALOG_SAMPLE.into(), 404),
+        ("POST", format!("/api;sig={SECRET}/resources;sig={near_miss}?a=1"), vec![json], CATALOG_SAMPLE.into(), 404),
         ("POST", format!("/api/resource?{ok}"), vec![json], CATALOG_SAMPLE.into(), 429),
     ];
     let mut statuses = vec![];
@@ -167,5 +170,7 @@ fn no_secret_reaches_an_istio_access_log_whatever_the_outcome() {
     for seen in upstream.requests() {
         assert!(!format!("{seen:?}").contains(SECRET) && !seen.path.contains("sig="), "the upstream saw a secret: {seen:?}");
     }
-    assert_eq!(envoy.counters().get("webhook_guard.unguarded_rejected"), Some(&1));
+    let shadowed: Vec<String> = upstream.requests().into_iter().map(|r| r.path).filter(|p| p.to_lowercase().starts_with("/shadow")).collect();
+    assert_eq!(shadowed, ["/shadow", "/shadow", "/shadow?a=1", "/Shadow;v=1/"], "shadow keeps the sent path without the secret");
+    assert_eq!(envoy.counters().get("webhook_guard.unguarded_rejected"), Some(&2));
 }
