@@ -260,10 +260,11 @@ mod tests {
             ("/az;sig=k?a=1&sig=k", "/az?a=1", None),
             ("/AZ;x=1;Sig=k/;s%69g=wrong", "/AZ;x=1/", Some("unauthorized")),
         ] {
-            let (mock, _) = guard("POST", path, &[]);
+            let (mock, _) = guard("POST", path, &[("x-http-method-override", "DELETE")]);
             let mut g = Guard::new(Rc::clone(&mock), Rc::clone(&config));
             g.on_request_headers(false);
             assert_eq!(mock.header(":path").as_deref(), Some(want));
+            assert_eq!(mock.header("x-http-method-override").as_deref(), Some("DELETE"), "shadow forwards the head as sent");
             assert_eq!(mock.header(VERDICT_HEADER).as_deref(), verdict);
             assert!(mock.sent.borrow().is_none());
         }
