@@ -17,12 +17,12 @@ use webhook_guard::conformance;
 use webhook_guard::event::{name_based_id, Event};
 use webhook_guard::media::Media;
 use webhook_guard::query;
-use webhook_guard::timestamp::rfc3339_from_unix;
+use webhook_guard::timestamp::{days_in_month, rfc3339_from_unix};
 use webhook_guard::vendor::{self, Rejected};
 
 #[path = "support/drift.rs"]
 mod drift;
-use drift::{days_in_month, drifting_doc, name, permutation, recase, render, whitespace, Drifting};
+use drift::{drifting_doc, name, permutation, recase, render, whitespace, Drifting};
 
 fn cases(n: u32) -> ProptestConfig {
     ProptestConfig {

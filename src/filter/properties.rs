@@ -10,6 +10,7 @@ use super::Guard;
 use crate::azure;
 use crate::config::Config;
 use crate::metrics::Counter;
+use crate::timestamp::days_in_month;
 use drift::{drifting_doc, Drifting};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;

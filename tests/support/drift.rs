@@ -2,6 +2,8 @@
 //! the property tests of the pure API (tests/properties.rs) and of the whole flow over
 //! the mock host (src/filter/properties.rs), which include this file as a module.
 
+// The includer imports `days_in_month` (the library's, from `timestamp`).
+use super::days_in_month;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -52,16 +54,6 @@ pub fn name() -> impl Strategy<Value = String> {
         "[A-Za-z0-9<>()._-]{1,40}",
         "[a-zé中]{1,8}",
     ]
-}
-
-pub fn days_in_month(y: u32, m: u32) -> u32 {
-    let leap = y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400));
-    match m {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
 }
 
 /// The members in `order` (indices beyond the members are skipped), separated by the
