@@ -14,8 +14,7 @@
 #
 # Environment: FUZZ_JOBS (parallel targets, default 2), FUZZ_SANITIZER (none|address,
 # default none: the crate has no unsafe code, and none runs about twice as fast),
-# FUZZ_ARGS (extra libFuzzer flags), FUZZ_KNOWN_ISSUES (comma-separated open bugs to get
-# past in a long run, e.g. deep-payload; see README.md).
+# FUZZ_ARGS (extra libFuzzer flags).
 set -uo pipefail
 
 cd "$(dirname "$0")"

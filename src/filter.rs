@@ -14,6 +14,8 @@ mod head;
 mod limit;
 #[cfg(test)]
 mod mock;
+#[cfg(test)]
+mod properties;
 mod verify;
 
 pub use answer::log_line;

@@ -56,7 +56,7 @@ impl ListenerCounter {
     }
 }
 
-const REASONS: [Reason; 15] = [
+const REASONS: [Reason; 16] = [
     Reason::Unauthorized,
     Reason::Forbidden,
     Reason::AmbiguousSecret,
@@ -72,6 +72,7 @@ const REASONS: [Reason; 15] = [
     Reason::AmbiguousPath,
     Reason::Held,
     Reason::Nonconforming,
+    Reason::Internal,
 ];
 
 impl Counter {

@@ -28,6 +28,8 @@ pub enum Reason {
     /// A nonconforming notification refused (`on_nonconforming: reject`).
     Nonconforming,
     Unverified,
+    /// The filter could not build what it forwards: its own fault, so the sender retries.
+    Internal,
 }
 
 impl Reason {
@@ -44,6 +46,7 @@ impl Reason {
             Reason::UpstreamRejected => 502,
             Reason::NotHeld | Reason::Held => 503,
             Reason::Unverified => 503,
+            Reason::Internal => 500,
         }
     }
 
@@ -67,6 +70,7 @@ impl Reason {
             Reason::Held => "held",
             Reason::Nonconforming => "nonconforming",
             Reason::Unverified => "unverified",
+            Reason::Internal => "internal_error",
         }
     }
 
@@ -89,6 +93,7 @@ impl Reason {
             Reason::Held => "Nonconforming notification held",
             Reason::Nonconforming => "Nonconforming notification",
             Reason::Unverified => "Not confirmed by Azure Resource Manager",
+            Reason::Internal => "Internal error",
         }
     }
 }

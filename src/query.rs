@@ -57,18 +57,38 @@ pub fn without_param(path: &str, param: &str) -> String {
     let Some(query) = query else {
         return base.to_string();
     };
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|piece| {
-            let key = piece.split_once('=').map_or(*piece, |(k, _)| k);
-            is_param(key, param) != Some(true)
-        })
-        .collect();
+    let kept: Vec<&str> = query.split('&').filter(|piece| !names(piece, param)).collect();
     if kept.iter().all(|p| p.is_empty()) {
         base.to_string()
     } else {
         format!("{base}?{}", kept.join("&"))
     }
+}
+
+/// `path` with every secret it may carry removed: each `params` pair from its query, and
+/// each `;key=value` path parameter named like one of `params` from every segment (Spring
+/// and Tomcat read `/a;sig=x` as a parameter; a forwarded path must not carry it). For a
+/// path that is forwarded or logged as it was sent.
+pub fn without_secrets(path: &str, params: &[&str]) -> String {
+    let (base, query) = split(path);
+    let segments: Vec<String> = base
+        .split('/')
+        .map(|segment| {
+            let mut pieces = segment.split(';');
+            let name = pieces.next().unwrap_or_default();
+            let kept = pieces.filter(|piece| !params.iter().any(|param| names(piece, param)));
+            std::iter::once(name).chain(kept).collect::<Vec<_>>().join(";")
+        })
+        .collect();
+    let base = segments.join("/");
+    let path = query.map_or(base.clone(), |query| format!("{base}?{query}"));
+    params.iter().fold(path, |path, param| without_param(&path, param))
+}
+
+/// Whether the `key=value` pair `piece` (a query pair or a path parameter) is `param`'s.
+fn names(piece: &str, param: &str) -> bool {
+    let key = piece.split_once('=').map_or(piece, |(k, _)| k);
+    is_param(key, param) == Some(true)
 }
 
 /// Whether `key` names `param` (percent-decoded, ASCII case ignored); `None` when an
@@ -154,6 +174,20 @@ mod tests {
         assert_eq!(without_param("/r?Sig=k&a", "sig"), "/r?a");
         assert_eq!(without_param("/r", "sig"), "/r");
         assert_eq!(without_param("/r?b=2&a=1&sig=k", "sig"), "/r?b=2&a=1");
+    }
+
+    #[test]
+    fn removes_secrets_from_path_parameters_and_the_query() {
+        let params = ["sig", "token"];
+        for (path, want) in [
+            ("/shadow;sig=k?a=1&sig=k", "/shadow?a=1"),
+            ("/a;x=1;SIG=k/b;s%69g=k;y=2/c;token;z", "/a;x=1/b;y=2/c;z"),
+            ("/a;sigma=1/b;=2?token=t", "/a;sigma=1/b;=2"),
+            ("/a;s%zzig=1", "/a;s%zzig=1"),
+            ("/plain/path/", "/plain/path/"),
+        ] {
+            assert_eq!(without_secrets(path, &params), want, "{path}");
+        }
     }
 
     #[test]

@@ -100,7 +100,8 @@ fn fields(s: &str, sep: char, widths: [usize; 3]) -> Option<[u32; 3]> {
     rest.is_empty().then_some(out)
 }
 
-fn days_in_month(year: u32, month: u32) -> u32 {
+/// Days in `month` (1-12) of `year` (proleptic Gregorian).
+pub fn days_in_month(year: u32, month: u32) -> u32 {
     let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
     match month {
         2 if leap => 29,

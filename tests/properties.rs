@@ -17,8 +17,12 @@ use webhook_guard::conformance;
 use webhook_guard::event::{name_based_id, Event};
 use webhook_guard::media::Media;
 use webhook_guard::query;
-use webhook_guard::timestamp::rfc3339_from_unix;
+use webhook_guard::timestamp::{days_in_month, rfc3339_from_unix};
 use webhook_guard::vendor::{self, Rejected};
+
+#[path = "support/drift.rs"]
+mod drift;
+use drift::{drifting_doc, name, permutation, recase, render, whitespace, Drifting};
 
 fn cases(n: u32) -> ProptestConfig {
     ProptestConfig {
@@ -175,24 +179,6 @@ struct AzureDoc {
     time: String,
 }
 
-fn name() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-        "[A-Za-z0-9<>()._-]{1,40}",
-        "[a-zé中]{1,8}",
-    ]
-}
-
-fn days_in_month(y: u32, m: u32) -> u32 {
-    let leap = y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400));
-    match m {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
 /// An eventTime as sent, and its RFC 3339 form.
 fn event_time() -> impl Strategy<Value = (String, String)> {
     (
@@ -266,48 +252,6 @@ fn azure_doc() -> impl Strategy<Value = AzureDoc> {
                 time,
             }
         })
-}
-
-/// The members in `order` (indices beyond the members are skipped), separated by the
-/// whitespace pieces in `ws`, nested objects pretty-printed or not.
-fn render(fields: &[(String, Value)], order: &[usize], ws: &[&str], pretty: bool) -> String {
-    let mut pieces = ws.iter().cycle();
-    let mut space = || *pieces.next().unwrap_or(&"");
-    let mut out = format!("{}{{", space());
-    let mut first = true;
-    for &i in order.iter().filter(|&&i| i < fields.len()) {
-        let (key, value) = &fields[i];
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        let value = if pretty {
-            serde_json::to_string_pretty(value).unwrap()
-        } else {
-            value.to_string()
-        };
-        let key = serde_json::to_string(key).unwrap();
-        out.push_str(&format!("{}{key}{}:{}{value}{}", space(), space(), space(), space()));
-    }
-    out.push('}');
-    out.push_str(space());
-    out
-}
-
-/// `s` with the case of its ASCII letters flipped where `mask` says so.
-fn recase(s: &str, mask: &[bool]) -> String {
-    s.chars()
-        .zip(mask.iter().cycle())
-        .map(|(c, &flip)| if flip { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() })
-        .collect()
-}
-
-fn permutation() -> impl Strategy<Value = Vec<usize>> {
-    Just((0..10).collect::<Vec<usize>>()).prop_shuffle()
-}
-
-fn whitespace() -> impl Strategy<Value = Vec<&'static str>> {
-    prop::collection::vec(prop::sample::select(vec!["", " ", "\n", "\t", "\r\n  "]), 1..6)
 }
 
 proptest! {
@@ -692,60 +636,6 @@ proptest! {
     }
 }
 
-/// Any JSON value nested at most three levels: what a drifting sender might put anywhere.
-fn any_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
-        "\\PC{0,12}".prop_map(Value::from),
-    ];
-    leaf.prop_recursive(3, 24, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
-            prop::collection::btree_map("[a-zA-Z]{0,8}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
-
-/// An eventType or provisioningState: a known value in any case, or any 1-64 characters.
-fn any_name(known: &'static [&'static str]) -> impl Strategy<Value = String> {
-    prop_oneof![
-        (prop::sample::select(known), prop::collection::vec(any::<bool>(), 1..8)).prop_map(|(k, mask)| recase(k, &mask)),
-        "\\PC{1,64}",
-    ]
-}
-
-/// A usable applicationId in any accepted spelling.
-fn any_application_id() -> impl Strategy<Value = String> {
-    ((name(), name(), name()), any::<bool>(), any::<bool>(), prop::collection::vec(any::<bool>(), 1..8)).prop_map(|((sub, rg, app), lead, trail, mask)| {
-        let words: Vec<String> = ["subscriptions", "resourceGroups", "providers", "Microsoft.Solutions", "applications"].iter().map(|w| recase(w, &mask)).collect();
-        let (lead, trail) = (if lead { "/" } else { "" }, if trail { "/" } else { "" });
-        format!("{lead}{}/{sub}/{}/{rg}/{}/{}/{}/{app}{trail}", words[0], words[1], words[2], words[3], words[4])
-    })
-}
-
-/// A usable eventTime: any fraction, any offset or none, `T`, `t` or a space.
-fn any_event_time() -> impl Strategy<Value = String> {
-    (
-        (1000u32..=8999, 1u32..=12, 1u32..=31, 0u32..24, 0u32..60, 0u32..60),
-        "([.,][0-9]{1,12})?",
-        prop::sample::select(vec!["T", "t", " "]),
-        prop_oneof![
-            prop::sample::select(vec!["Z", "z", ""]).prop_map(String::from),
-            (prop::sample::select(vec!["+", "-"]), 0u32..24, 0u32..60, 0usize..3).prop_map(|(sign, h, m, form)| match form {
-                0 => format!("{sign}{h:02}:{m:02}"),
-                1 => format!("{sign}{h:02}{m:02}"),
-                _ => format!("{sign}{h:02}"),
-            }),
-        ],
-    )
-        .prop_map(|((y, mo, d, h, mi, s), frac, t, zone)| {
-            format!("{y:04}-{mo:02}-{:02}{t}{h:02}:{mi:02}:{s:02}{frac}{zone}", d.min(days_in_month(y, mo)))
-        })
-}
-
 proptest! {
     #![proptest_config(cases(512))]
 
@@ -753,35 +643,10 @@ proptest! {
     /// (`check::body`, then `conformance::refusal` with the default `on_nonconforming`):
     /// nothing in between can answer a 4xx but the rate limit (429).
     #[test]
-    fn usable_identifying_fields_are_never_refused_by_default(
-        event_type in any_name(&["PUT", "PATCH", "DELETE"]),
-        state in any_name(&["Accepted", "Succeeded", "Failed", "Deleting", "Deleted", "Running", "Canceled"]),
-        application in any_application_id(),
-        time in any_event_time(),
-        others in prop::collection::vec(
-            (prop::sample::select(vec!["applicationDefinitionId", "plan", "billingDetails", "error", "x"]), any_json()),
-            0..5,
-        ),
-        order in permutation(),
-        ws in whitespace(),
-        pretty in any::<bool>(),
-    ) {
+    fn usable_identifying_fields_are_never_refused_by_default(doc in drifting_doc()) {
         let config = Config::parse(br#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["k"]}}]}"#, |_| None).unwrap();
         let endpoint = &config.endpoints[0];
-        let mut fields = vec![
-            ("eventType".to_string(), json!(event_type)),
-            ("provisioningState".to_string(), json!(state)),
-            ("applicationId".to_string(), json!(application)),
-            ("eventTime".to_string(), json!(time)),
-        ];
-        let identifying = render(&fields, &[0, 1, 2, 3], &[""], false);
-        for (key, value) in others {
-            if !fields.iter().any(|(k, _)| k == key) {
-                fields.push((key.to_string(), value));
-            }
-        }
-        // At most nine members: `order` (a permutation of 0..10) places them all.
-        let body = render(&fields, &order, &ws, pretty);
+        let Drifting { body, identifying } = doc;
         let event = check::body(endpoint, Media::Json, body.as_bytes())
             .unwrap_or_else(|r| panic!("refused with {}: {}\n{body}", r.status(), r.detail));
         prop_assert!(conformance::refusal(endpoint.on_nonconforming, &event.nonconforming).is_none());

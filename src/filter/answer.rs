@@ -1,6 +1,7 @@
 //! The answer stage: what the sender is told. The upstream's answer is checked (a final
-//! 4xx becomes 502 for the sender's retry, a vendor's 2xx becomes 200, a 2xx to a
-//! streamed head before its body is no delivery) and ends the event's in-flight mark;
+//! 4xx becomes 502 for the sender's retry, also before a streamed head's body was
+//! delivered, a vendor's 2xx becomes 200, a 2xx to a streamed head before its body is
+//! no delivery) and ends the event's in-flight mark;
 //! every refusal is counted, logged and answered with problem+json here, or in shadow
 //! mode reported upstream instead.
 
@@ -20,11 +21,16 @@ impl<H: HttpHost> Guard<H> {
             return Action::Continue;
         }
         let status = self.host.response_status().unwrap_or(0);
+        // A final 4xx makes Azure drop the event: the sender is told 502 and retries.
+        let refused = (400..500).contains(&status) && status != 429 && endpoint.upstream_4xx == Upstream4xx::Retry;
         if early {
-            if !(200..300).contains(&status) {
+            let detail = if (200..300).contains(&status) {
+                format!("the upstream answered {status} before the notification was delivered; retry later")
+            } else if refused {
+                format!("the upstream answered {status}; retry later")
+            } else {
                 return Action::Continue;
-            }
-            let detail = format!("the upstream answered {status} before the notification was delivered; retry later");
+            };
             return self.reject(endpoint, Rejection::new(Reason::UpstreamRejected, detail));
         }
         self.stage = Stage::Idle;
@@ -38,8 +44,7 @@ impl<H: HttpHost> Guard<H> {
         } else if status >= 500 {
             self.host.count(index, Counter::UpstreamFailure);
         }
-        let is_final_4xx = (400..500).contains(&status) && status != 429;
-        if is_final_4xx && endpoint.upstream_4xx == Upstream4xx::Retry {
+        if refused {
             let detail = format!("the upstream answered {status}; retry later");
             return self.reject(endpoint, Rejection::new(Reason::UpstreamRejected, detail));
         }
@@ -183,9 +188,34 @@ mod tests {
         *mock.status.borrow_mut() = Some(200);
         assert_eq!(g.on_response_headers(), Action::Pause);
         assert_eq!(mock.sent_status(), Some(502));
-        let (mock, mut g) = streamed("POST", "/az?sig=k", &[]);
+        for status in [503, 429] {
+            let (mock, mut g) = streamed("POST", "/az?sig=k", &[]);
+            g.on_request_headers(false);
+            *mock.status.borrow_mut() = Some(status);
+            assert_eq!(g.on_response_headers(), Action::Continue);
+            assert_eq!(mock.sent_status(), None, "{status} is retried as it is");
+        }
+    }
+
+    #[test]
+    fn streamed_upstream_final_4xx_before_the_body_is_retried() {
+        for status in [400, 404, 422] {
+            let (mock, mut g) = streamed("POST", "/az?sig=k", &[]);
+            g.on_request_headers(false);
+            *mock.status.borrow_mut() = Some(status);
+            assert_eq!(g.on_response_headers(), Action::Pause, "{status}");
+            let sent = mock.sent.borrow().clone().unwrap();
+            assert_eq!(sent.0, 502, "{status}");
+            assert!(String::from_utf8_lossy(&sent.1).contains("upstream_rejected"));
+            assert!(mock.counts.borrow().contains(&(0, Counter::Rejected(Reason::UpstreamRejected))));
+        }
+        // `upstream_4xx: pass`: the upstream's 4xx goes to the sender as it is.
+        let config = CONFIG.replacen(r#""header_mode":"hold""#, r#""header_mode":"stream""#, 1)
+            .replacen(r#""max_body_bytes":2000"#, r#""max_body_bytes":2000,"upstream_4xx":"pass""#, 1);
+        let (mock, _) = streamed("POST", "/az?sig=k", &[]);
+        let mut g = Guard::new(Rc::clone(&mock), Rc::new(Config::parse(config.as_bytes(), |_| None).unwrap()));
         g.on_request_headers(false);
-        *mock.status.borrow_mut() = Some(503);
+        *mock.status.borrow_mut() = Some(400);
         assert_eq!(g.on_response_headers(), Action::Continue);
         assert_eq!(mock.sent_status(), None);
     }

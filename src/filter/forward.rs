@@ -16,8 +16,7 @@ impl<H: HttpHost> Guard<H> {
     pub(super) fn forward(&mut self, endpoint: &Endpoint, event: &Event, size: usize, verified: Option<bool>) -> Action {
         if endpoint.forward == Forward::CloudEvent {
             let Ok(cloudevent) = event.to_cloudevent_with(&endpoint.source, verified) else {
-                let rejection = Rejection::new(Reason::Invalid, "the notification cannot be normalised");
-                return self.reject(endpoint, rejection);
+                return self.reject(endpoint, not_normalised());
             };
             self.host.set_request_body(size, &cloudevent);
             if !self.head_sent {
@@ -52,6 +51,12 @@ impl<H: HttpHost> Guard<H> {
     }
 }
 
+/// The CloudEvent of a valid notification could not be written: the filter's fault, not
+/// the sender's, so a status both senders retry (Azure drops an event on a 400).
+fn not_normalised() -> Rejection {
+    Rejection::new(Reason::Internal, "the notification could not be normalised; retry later")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +78,11 @@ mod tests {
         let application = "/subscriptions/s/resourcegroups/r/providers/microsoft.solutions/applications/a";
         assert_eq!(mock.header("x-webhook-application").as_deref(), Some(application));
         assert_eq!(mock.header("x-webhook-subscription").as_deref(), Some("s"));
+    }
+
+    #[test]
+    fn a_cloudevent_that_cannot_be_written_is_retried() {
+        assert_eq!(not_normalised().status(), 500);
     }
 
     #[test]

@@ -116,15 +116,14 @@ impl<H: HttpHost> Guard<H> {
     /// removes the secret from `:path` (an access log prints it, whatever the outcome) and
     /// a client's `x-envoy-original-path`. An enforced request goes on with exactly the
     /// configured path, so the backend sees only what the guard checked; a shadowed one
-    /// keeps its own.
+    /// keeps its own, without any secret in a query or `;` path parameter.
     fn take(&mut self, index: usize, endpoint: &Endpoint, path: &str, headers: &[(String, Vec<u8>)]) {
         self.matched = Some(index);
         self.host.count(index, Counter::Received);
-        let (sent, query) = query::split(path);
-        let base = if endpoint.mode == Mode::Enforce { endpoint.path.as_str() } else { sent };
-        let target = match query {
-            Some(query) => query::without_param(&format!("{base}?{query}"), &endpoint.secret.param),
-            None => base.to_string(),
+        let target = match query::split(path) {
+            _ if endpoint.mode != Mode::Enforce => query::without_secrets(path, &self.secret_params()),
+            (_, Some(query)) => query::without_param(&format!("{}?{query}", endpoint.path), &endpoint.secret.param),
+            (_, None) => endpoint.path.clone(),
         };
         if target != path {
             self.host.set_request_header(":path", Some(&target));
@@ -140,8 +139,7 @@ impl<H: HttpHost> Guard<H> {
             return Action::Continue;
         }
         // A sender's URL with a wrong path still carries its secret.
-        let params = self.config.endpoints.iter().map(|e| e.secret.param.as_str());
-        let stripped = params.fold(path.to_string(), |path, param| query::without_param(&path, param));
+        let stripped = query::without_secrets(path, &self.secret_params());
         if stripped != path {
             self.host.set_request_header(":path", Some(&stripped));
         }
@@ -152,6 +150,11 @@ impl<H: HttpHost> Guard<H> {
         }
         self.answer(&rejection);
         Action::Pause
+    }
+
+    /// Every endpoint's secret parameter: a path kept as sent loses all of them.
+    fn secret_params(&self) -> Vec<&str> {
+        self.config.endpoints.iter().map(|e| e.secret.param.as_str()).collect()
     }
 }
 
@@ -237,11 +240,11 @@ mod tests {
         assert_eq!(mock.header(":path").as_deref(), Some("/azure?sig=k"));
         let json = CONFIG.replacen('{', r#"{"unguarded":"reject","#, 1);
         let config = Rc::new(Config::parse(json.as_bytes(), |_| None).unwrap());
-        let (mock, _) = guard("POST", "/azure?a=1&sig=k", &[]);
+        let (mock, _) = guard("POST", "/azure;sig=k/x;SIG=k?a=1&sig=k", &[]);
         let mut g = Guard::new(Rc::clone(&mock), config);
         assert_eq!(g.on_request_headers(false), Action::Pause);
         assert_eq!(mock.sent_status(), Some(404));
-        assert_eq!(mock.header(":path").as_deref(), Some("/azure?a=1"));
+        assert_eq!(mock.header(":path").as_deref(), Some("/azure/x?a=1"));
         assert_eq!(*mock.listener_counts.borrow(), vec![ListenerCounter::UnguardedRejected]);
         assert!(mock.counts.borrow().is_empty());
         assert!(mock.logs.borrow()[0].contains("status=404 reason=not_found"), "{:?}", mock.logs.borrow());
@@ -251,11 +254,17 @@ mod tests {
     fn shadow_keeps_the_sent_path_but_not_the_secret() {
         let json = CONFIG.replacen(r#""max_body_bytes":2000"#, r#""max_body_bytes":2000,"mode":"shadow""#, 1);
         let config = Rc::new(Config::parse(json.as_bytes(), |_| None).unwrap());
-        for (path, want, verdict) in [("/AZ/?b=2&sig=wrong", "/AZ/?b=2", Some("forbidden")), ("/az?sig=k", "/az", None)] {
-            let (mock, _) = guard("POST", path, &[]);
+        for (path, want, verdict) in [
+            ("/AZ/?b=2&sig=wrong", "/AZ/?b=2", Some("forbidden")),
+            ("/az?sig=k", "/az", None),
+            ("/az;sig=k?a=1&sig=k", "/az?a=1", None),
+            ("/AZ;x=1;Sig=k/;s%69g=wrong", "/AZ;x=1/", Some("unauthorized")),
+        ] {
+            let (mock, _) = guard("POST", path, &[("x-http-method-override", "DELETE")]);
             let mut g = Guard::new(Rc::clone(&mock), Rc::clone(&config));
             g.on_request_headers(false);
             assert_eq!(mock.header(":path").as_deref(), Some(want));
+            assert_eq!(mock.header("x-http-method-override").as_deref(), Some("DELETE"), "shadow forwards the head as sent");
             assert_eq!(mock.header(VERDICT_HEADER).as_deref(), verdict);
             assert!(mock.sent.borrow().is_none());
         }

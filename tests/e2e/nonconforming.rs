@@ -11,7 +11,7 @@ use webhook_guard::event::name_based_id;
 const SETTINGS: [&str; 3] = ["forward", "hold", "reject"];
 
 /// (corpus file, rules broken, event type after the prefix, eventTime in UTC).
-const CORPUS: [(&str, &str, &str, &str); 27] = [
+const CORPUS: [(&str, &str, &str, &str); 31] = [
     ("marketplace-put-succeeded-no-billing", "", "put.succeeded", "2024-05-13T08:41:12.6130785Z"),
     ("marketplace-delete-deleting-no-billing", "", "delete.deleting", "2024-05-20T17:02:55.0034561Z"),
     ("marketplace-put-accepted-billing-promotion", "", "put.accepted", "2024-05-13T08:39:01.1Z"),
@@ -39,6 +39,10 @@ const CORPUS: [(&str, &str, &str, &str); 27] = [
     ("flavour-neither", "flavour_unknown", "put.succeeded", "2024-05-13T08:41:12.6130785Z"),
     ("flavour-both", "flavour_unknown", "put.succeeded", "2024-05-13T08:41:13.6130785Z"),
     ("flavour-billing-without-plan", "flavour_unknown", "put.succeeded", "2024-05-13T08:41:14.6130785Z"),
+    ("type-post-succeeded", "type_undocumented", "post.succeeded", "2024-05-13T08:47:00.6130785Z"),
+    ("plan-without-version", "plan_shape", "put.succeeded", "2024-05-13T08:47:01.6130785Z"),
+    ("billing-usage-id-null", "billing_shape", "put.succeeded", "2024-05-13T08:47:02.6130785Z"),
+    ("definition-template-spec", "definition_shape", "put.succeeded", "2024-05-13T08:47:03.6130785Z"),
 ];
 
 fn corpus(name: &str) -> String {

@@ -61,8 +61,8 @@ fn counters_match_a_scripted_mix_exactly() {
     assert_eq!(statuses, vec![401, 403, 400, 405, 415, 413, 200, 200, 200, 500, 502, 200, 429, 200, 400, 200, 200]);
 
     let mut want: BTreeMap<String, u64> = envoy.counters().keys().map(|k| (k.clone(), 0)).collect();
-    // 40 Azure and 23 vendor counters, and the listener's one.
-    assert_eq!(want.len(), 40 + 23 + 1, "every counter is defined up front: {want:?}");
+    // 41 Azure and 24 vendor counters, and the listener's one.
+    assert_eq!(want.len(), 41 + 24 + 1, "every counter is defined up front: {want:?}");
     for (name, value) in [
         ("azure.received", 13),
         ("azure.forwarded", 6),
