@@ -404,8 +404,10 @@ fn serve(conn: TcpStream, requests: &Mutex<Vec<Recorded>>, heads: &Mutex<Vec<Rec
         };
         // 204 and 304 must not carry a body.
         let body = if matches!(status, 204 | 304) { String::new() } else { format!("{{\"upstream\":{status}}}") };
-        let head = format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len());
-        if writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(body.as_bytes())).is_err() {
+        // One write: Envoy may answer the sender (and close this connection) as soon as it
+        // has the head, and a body written after it would then count as not answered.
+        let answer = format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+        if writer.write_all(answer.as_bytes()).is_err() {
             return;
         }
         answers.lock().unwrap().push((index, status));
