@@ -23,26 +23,23 @@ impl<H: HttpHost> Guard<H> {
         let status = self.host.response_status().unwrap_or(0);
         // A final 4xx makes Azure drop the event: the sender is told 502 and retries.
         let refused = (400..500).contains(&status) && status != 429 && endpoint.upstream_4xx == Upstream4xx::Retry;
-        if early {
-            let detail = if (200..300).contains(&status) {
-                format!("the upstream answered {status} before the notification was delivered; retry later")
-            } else if refused {
-                format!("the upstream answered {status}; retry later")
-            } else {
-                return Action::Continue;
-            };
-            return self.reject(endpoint, Rejection::new(Reason::UpstreamRejected, detail));
-        }
-        self.stage = Stage::Idle;
         let delivered = (200..300).contains(&status);
-        // Also a later filter's local reply (Envoy's global rate limit): the retry must
-        // not meet an in-flight mark.
-        self.end_flight(delivered);
-        let global_limit = if delivered { None } else { self.host.response_code_details().and_then(|d| Counter::global_limit(&d)) };
-        if let Some(counter) = global_limit {
-            self.host.count(index, counter);
-        } else if status >= 500 {
-            self.host.count(index, Counter::UpstreamFailure);
+        if early {
+            if delivered {
+                let detail = format!("the upstream answered {status} before the notification was delivered; retry later");
+                return self.reject(endpoint, Rejection::new(Reason::UpstreamRejected, detail));
+            }
+        } else {
+            self.stage = Stage::Idle;
+            // Also a later filter's local reply (Envoy's global rate limit): the retry must
+            // not meet an in-flight mark.
+            self.end_flight(delivered);
+            let global_limit = if delivered { None } else { self.host.response_code_details().and_then(|d| Counter::global_limit(&d)) };
+            if let Some(counter) = global_limit {
+                self.host.count(index, counter);
+            } else if status >= 500 {
+                self.host.count(index, Counter::UpstreamFailure);
+            }
         }
         if refused {
             let detail = format!("the upstream answered {status}; retry later");

@@ -38,7 +38,10 @@ impl<H: HttpHost> Guard<H> {
         let body = self.host.request_body(size).unwrap_or_default();
         // A held or refused nonconforming event is answered before it draws a
         // per-application token or is marked in flight.
-        let event = match check::body(endpoint, media, &body).and_then(|event| self.judge(endpoint, event)).and_then(|event| self.limit(endpoint, Some(&event)).map(|()| event)) {
+        let checked = check::body(endpoint, media, &body)
+            .and_then(|event| self.judge(endpoint, event))
+            .and_then(|event| self.limit(endpoint, Some(&event)).map(|()| event));
+        let event = match checked {
             Ok(event) => event,
             Err(rejection) => return self.reject(endpoint, rejection),
         };
@@ -99,7 +102,6 @@ impl<H: HttpHost> Guard<H> {
             None => Ok(event),
         }
     }
-
 }
 
 #[cfg(test)]
