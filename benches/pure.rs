@@ -14,7 +14,8 @@ use md5::{Digest, Md5};
 use webhook_guard::media::Media;
 use webhook_guard::ratelimit::{self, Limit, Outcome, State, MAX_CAS_ATTEMPTS};
 use webhook_guard::shared::{SharedStore, StoreError};
-use webhook_guard::{azure, vendor};
+use webhook_guard::profile::azure_managed_app::notification as azure;
+use webhook_guard::profile::md5_envelope as vendor;
 
 /// The Marketplace failure sample of the public documentation
 /// (`shared/spec/azure-managed-app-notifications.md`).

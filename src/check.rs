@@ -1,12 +1,13 @@
 //! The checks of one guarded request, in the order they run: authentication, method,
 //! declared size and content type on the head; the profile's validation on the body.
 
-use crate::config::{Endpoint, Profile};
+use crate::auth;
+use crate::config::Endpoint;
 use crate::event::Event;
 use crate::media::Media;
 use crate::problem::{clip, Reason, Rejection};
+use crate::profile::{Authentication, SignedHeaders};
 use crate::query::{self, Found};
-use crate::{auth, azure, vendor};
 
 /// The request head, as the checks need it.
 pub struct Head<'a> {
@@ -17,10 +18,15 @@ pub struct Head<'a> {
 }
 
 /// Checks everything the head can tell. Authentication runs first, so an unauthenticated
-/// caller learns nothing about the endpoint (not even its methods).
-pub fn head(endpoint: &Endpoint, head: &Head) -> Result<Media, Rejection> {
-    authenticate(endpoint, head.query)?;
-    let profile = endpoint.profile;
+/// caller learns nothing about the endpoint (not even its methods); for a signed sender
+/// that is its cheap part (headers present and well formed, timestamp within tolerance),
+/// as the signature covers the body.
+pub fn head(endpoint: &Endpoint, head: &Head, signed: &SignedHeaders, now_secs: u64) -> Result<Media, Rejection> {
+    let profile = endpoint.profile.as_ref();
+    match profile.authentication() {
+        Authentication::QuerySecret => authenticate(endpoint, head.query)?,
+        Authentication::Signature => profile.check_signed_head(signed, now_secs)?,
+    }
     if !profile.allows(head.method) {
         let mut rejection = Rejection::new(
             Reason::Method,
@@ -35,10 +41,10 @@ pub fn head(endpoint: &Endpoint, head: &Head) -> Result<Media, Rejection> {
         return Err(Rejection::new(Reason::TooLarge, format!("the body is larger than {limit} bytes")));
     }
     match Media::classify(head.content_type) {
-        Some(media) if profile == Profile::Md5Envelope || media == Media::Json => Ok(media),
+        Some(media) if profile.accepts(media) => Ok(media),
         _ => Err(Rejection::new(
             Reason::MediaType,
-            format!("content type '{}' is not accepted; send {}", clip(head.content_type.unwrap_or("")), accepted(profile)),
+            format!("content type '{}' is not accepted; send {}", clip(head.content_type.unwrap_or("")), profile.accepted()),
         )),
     }
 }
@@ -66,20 +72,11 @@ fn authenticate(endpoint: &Endpoint, query: Option<&str>) -> Result<(), Rejectio
     }
 }
 
-/// Validates the complete body with the endpoint's profile.
-pub fn body(endpoint: &Endpoint, media: Media, body: &[u8]) -> Result<Event, Rejection> {
-    match endpoint.profile {
-        Profile::AzureManagedApp => azure::validate(body).map_err(|detail| Rejection::new(Reason::Invalid, detail)),
-        Profile::Md5Envelope => vendor::parse(media, body).map_err(|rejected| match rejected {
-            vendor::Rejected::Invalid(detail) => Rejection::new(Reason::Invalid, detail),
-            vendor::Rejected::Digest(detail) => Rejection::new(Reason::Digest, detail),
-        }),
+/// Authenticates a signed body, then validates it with the endpoint's profile.
+pub fn body(endpoint: &Endpoint, media: Media, body: &[u8], signed: &SignedHeaders, now_secs: u64) -> Result<Event, Rejection> {
+    let profile = endpoint.profile.as_ref();
+    if profile.authentication() == Authentication::Signature {
+        profile.verify_signature(signed, body, now_secs)?;
     }
-}
-
-fn accepted(profile: Profile) -> &'static str {
-    match profile {
-        Profile::AzureManagedApp => "application/json",
-        Profile::Md5Envelope => "application/json, application/xml or application/x-www-form-urlencoded",
-    }
+    profile.validate(media, body, signed)
 }

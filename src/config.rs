@@ -2,14 +2,15 @@
 //! so a bad configuration is refused with one message naming the field, never discovered
 //! on a request.
 
-use crate::arm::config::{ArmCheck, OnError, RawArmCheck};
 use crate::json_path;
-use crate::conformance::OnNonconforming;
 use crate::problem::clip;
+use crate::profile::azure_managed_app::arm::config::OnError;
+use crate::profile::{self, Profile, Section};
 use crate::ratelimit::{self, Limit};
 use crate::route;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Largest accepted `max_body_bytes`. Envoy's own buffer limit
@@ -68,23 +69,18 @@ pub struct Endpoint {
     pub path: String,
     /// The canonical form of `path` (see `route`): requests with this form are guarded.
     pub canonical: String,
-    pub profile: Profile,
+    /// The sender: its own keys, checks and answers (src/profile/).
+    pub profile: Box<dyn Profile>,
     pub secret: Secret,
     pub max_body_bytes: usize,
     pub forward: Forward,
     pub upstream_4xx: Upstream4xx,
-    /// md5_envelope only: answer `ping` events without calling the upstream.
-    pub answer_ping: bool,
-    /// azure_managed_app only: what to do with a nonconforming notification.
-    pub on_nonconforming: OnNonconforming,
     pub rate_limit: Option<RateLimit>,
     pub mode: Mode,
     /// Window in which a copy of a delivered event is answered without forwarding.
     pub dedupe_seconds: Option<u64>,
     /// The CloudEvent `source` of this endpoint's events: `/webhook-guard/<name>`.
     pub source: String,
-    /// Confirm each notification with Azure Resource Manager before forwarding it.
-    pub arm_check: Option<ArmCheck>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,34 +119,6 @@ pub enum Contention {
     Deny,
     /// Let the request through: the cap may be exceeded briefly.
     Allow,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Profile {
-    AzureManagedApp,
-    Md5Envelope,
-}
-
-impl Profile {
-    pub fn name(self) -> &'static str {
-        match self {
-            Profile::AzureManagedApp => "azure_managed_app",
-            Profile::Md5Envelope => "md5_envelope",
-        }
-    }
-
-    /// The `Allow` header value: the methods the sender uses.
-    pub fn allow(self) -> &'static str {
-        match self {
-            Profile::AzureManagedApp => "POST",
-            Profile::Md5Envelope => "POST, PUT",
-        }
-    }
-
-    pub fn allows(self, method: &str) -> bool {
-        // A char separator: a string one adds a substring-search iterator (1 KB) here.
-        self.allow().split(',').any(|m| m.trim_ascii() == method)
-    }
 }
 
 /// What the upstream receives for an accepted notification.
@@ -193,8 +161,14 @@ struct RawConfig<'a> {
     unguarded: Option<String>,
 }
 
+/// The keys every endpoint has, whatever its profile; a profile reads its own
+/// ([`profile::Registration::keys`]) from the same object.
+pub const COMMON_KEYS: [&str; 10] =
+    ["name", "path", "profile", "secret", "max_body_bytes", "forward", "upstream_4xx", "rate_limit", "mode", "dedupe_seconds"];
+
+/// The common keys (`deny_unknown_fields` is done by [`unknown_key`], which knows the
+/// profiles' keys too).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawEndpoint {
     name: String,
     path: String,
@@ -203,12 +177,9 @@ struct RawEndpoint {
     max_body_bytes: Option<u64>,
     forward: Option<String>,
     upstream_4xx: Option<String>,
-    answer_ping: Option<bool>,
-    on_nonconforming: Option<String>,
     rate_limit: Option<RawRateLimit>,
     mode: Option<String>,
     dedupe_seconds: Option<u64>,
-    arm_check: Option<RawArmCheck>,
 }
 
 #[derive(Deserialize)]
@@ -247,7 +218,9 @@ impl Config {
         for (i, value) in raw.endpoints.iter().enumerate() {
             let at = format!("endpoints[{i}]");
             let raw: RawEndpoint = deserialize(json, value.get())?;
-            let endpoint = Endpoint::validate(raw, &env).map_err(|e| format!("{at}.{e}"))?;
+            let registration = profile::find(&raw.profile);
+            unknown_key(json, value.get(), registration)?;
+            let endpoint = Endpoint::validate(&raw, registration, (json, value.get(), &at), &env).map_err(|e| format!("{at}.{e}"))?;
             if endpoints.iter().any(|e| e.name == endpoint.name) {
                 return Err(format!("{at}.name: duplicate endpoint name '{}'", endpoint.name));
             }
@@ -262,7 +235,7 @@ impl Config {
         let header_mode = pick("header_mode", "mode", raw.header_mode.as_deref().unwrap_or("stream"), &header_modes)?;
         // Streamed, the head has gone before the check ends (too late for x-webhook-verified)
         // and the original body carries no CloudEvent attribute: unverified would look verified.
-        let unmarked = |e: &Endpoint| e.forward == Forward::Original && e.arm_check.as_ref().is_some_and(|a| a.on_error == OnError::Forward);
+        let unmarked = |e: &Endpoint| e.forward == Forward::Original && e.profile.arm_check().is_some_and(|a| a.on_error == OnError::Forward);
         if let Some(i) = endpoints.iter().position(unmarked).filter(|_| header_mode == HeaderMode::Stream) {
             return Err(format!("endpoints[{i}].arm_check.on_error: \"forward\" with \"forward\": \"original\" and \"header_mode\": \"stream\" gives the backend no verified mark; use on_error \"hold\", forward \"cloudevent\" or header_mode \"hold\""));
         }
@@ -289,7 +262,7 @@ impl Config {
 
 /// The option named `value`; the error names `field`, quotes the value and lists the
 /// options ("unknown {noun} 'x' (expected a, b or c)").
-fn pick<T: Copy>(field: &str, noun: &str, value: &str, options: &[(&str, T)]) -> Result<T, String> {
+pub fn pick<T: Copy>(field: &str, noun: &str, value: &str, options: &[(&str, T)]) -> Result<T, String> {
     match options.iter().find(|(name, _)| *name == value) {
         Some((_, option)) => Ok(*option),
         None => Err(unknown(field, noun, value, &options.iter().map(|(name, _)| *name).collect::<Vec<_>>())),
@@ -306,8 +279,30 @@ fn unknown(field: &str, noun: &str, value: &str, names: &[&str]) -> String {
     format!("{field}: unknown {noun} '{}' (expected {expected})", clip(value))
 }
 
+/// Refuses a key that is neither common nor `registration`'s, at its place in the whole
+/// configuration; a key of another profile is named as such.
+fn unknown_key(json: &str, part: &str, registration: Option<&profile::Registration>) -> Result<(), String> {
+    let keys: BTreeMap<String, &RawValue> = deserialize(json, part)?;
+    let own = |key: &str| COMMON_KEYS.contains(&key) || registration.is_none_or(|r| r.keys.contains(&key));
+    let Some((key, value)) = keys.iter().find(|(key, _)| !own(key)) else {
+        return Ok(());
+    };
+    // Just past the key's closing quote, where serde_json reports an unknown field.
+    let value_at = (value.get().as_ptr() as usize).saturating_sub(json.as_ptr() as usize);
+    let key_end = json.get(..value_at).and_then(|before| before.rfind('"')).map_or(value_at, |quote| quote + 1);
+    let place = json_path::place(json, key_end);
+    let owner = profile::REGISTRY.iter().find(|r| r.keys.contains(&key.as_str()));
+    let message = match owner {
+        Some(owner) => format!("only applies to the {} profile", owner.name),
+        None => format!("unknown field `{}`", clip(key)),
+    };
+    Err(format!("{}: {message} at line {} column {} of the plugin configuration", place.path, place.line, place.column))
+}
+
 impl Endpoint {
-    fn validate(raw: RawEndpoint, env: &impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+    /// `(json, part, at)`: the whole configuration, this endpoint's object in it, and its
+    /// place (`endpoints[i]`), for the profile's own keys.
+    fn validate(raw: &RawEndpoint, registration: Option<&profile::Registration>, (json, part, at): (&str, &str, &str), env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
         let name_ok = !raw.name.is_empty()
             && raw.name.len() <= 64
             && raw.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
@@ -321,8 +316,10 @@ impl Endpoint {
             return Err("path: must start with '/' and hold no query, fragment or whitespace".into());
         }
         let canonical = route::canonical(raw.path.as_bytes()).map_err(|why| format!("path: {}", why.detail()))?;
-        let profiles = [("azure_managed_app", Profile::AzureManagedApp), ("md5_envelope", Profile::Md5Envelope)];
-        let profile = pick("profile", "profile", &raw.profile, &profiles)?;
+        let Some(registration) = registration else {
+            let names: Vec<&str> = profile::REGISTRY.iter().map(|r| r.name).collect();
+            return Err(unknown("profile", "profile", &raw.profile, &names));
+        };
         let max_body = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
         if max_body == 0 || max_body > MAX_BODY_LIMIT {
             return Err(format!("max_body_bytes: must be between 1 and {MAX_BODY_LIMIT}"));
@@ -331,34 +328,31 @@ impl Endpoint {
         let forward = pick("forward", "value", raw.forward.as_deref().unwrap_or("cloudevent"), &forwards)?;
         let answers = [("retry", Upstream4xx::Retry), ("pass", Upstream4xx::Pass)];
         let upstream_4xx = pick("upstream_4xx", "value", raw.upstream_4xx.as_deref().unwrap_or("retry"), &answers)?;
-        if raw.answer_ping.is_some() && profile != Profile::Md5Envelope {
-            return Err("answer_ping: only applies to the md5_envelope profile".into());
-        }
-        if raw.on_nonconforming.is_some() && profile != Profile::AzureManagedApp {
-            return Err("on_nonconforming: only applies to the azure_managed_app profile".into());
-        }
-        let choices = [("forward", OnNonconforming::Forward), ("hold", OnNonconforming::Hold), ("reject", OnNonconforming::Reject)];
-        let on_nonconforming = pick("on_nonconforming", "value", raw.on_nonconforming.as_deref().unwrap_or("forward"), &choices)?;
-        let rate_limit = raw.rate_limit.map(|r| RateLimit::validate(r, profile, &raw.name)).transpose()?;
         let modes = [("enforce", Mode::Enforce), ("shadow", Mode::Shadow)];
         let mode = pick("mode", "mode", raw.mode.as_deref().unwrap_or("enforce"), &modes)?;
         if raw.dedupe_seconds.is_some_and(|s| s == 0 || s > MAX_DEDUPE_SECONDS) {
             return Err(format!("dedupe_seconds: must be between 1 and {MAX_DEDUPE_SECONDS}"));
         }
-        let arm_check = raw.arm_check.map(|a| ArmCheck::validate(a, profile, &raw.name, env)).transpose()?;
+        let secret = Secret::validate(&raw.secret, env)?;
+        let profile = (registration.configure)(&Section { json, part, at, name: &raw.name, secret: &secret, env })?;
+        let rate_limit = raw.rate_limit.as_ref().map(|r| RateLimit::validate(r, profile.as_ref(), &raw.name)).transpose()?;
+        // A replay the signature still accepts must meet the duplicate mark.
+        let dedupe_seconds = match (profile.replay_window(), raw.dedupe_seconds) {
+            (Some(window), Some(seconds)) if seconds < window => {
+                return Err(format!("dedupe_seconds: must be at least {window} (twice the timestamp tolerance), so that a replayed delivery is answered as a duplicate"));
+            }
+            (window, seconds) => seconds.or(window),
+        };
         Ok(Endpoint {
-            arm_check,
-            dedupe_seconds: raw.dedupe_seconds,
+            dedupe_seconds,
             mode,
             rate_limit,
-            answer_ping: raw.answer_ping.unwrap_or(false),
-            on_nonconforming,
             source: format!("/webhook-guard/{}", raw.name),
-            name: raw.name,
-            path: raw.path,
+            name: raw.name.clone(),
+            path: raw.path.clone(),
             canonical,
             profile,
-            secret: Secret::validate(raw.secret, env)?,
+            secret,
             max_body_bytes: usize::try_from(max_body).map_err(|_| "max_body_bytes: too large for this platform")?,
             forward,
             upstream_4xx,
@@ -367,12 +361,12 @@ impl Endpoint {
 }
 
 impl RateLimit {
-    fn validate(raw: RawRateLimit, profile: Profile, endpoint: &str) -> Result<Self, String> {
+    fn validate(raw: &RawRateLimit, profile: &dyn Profile, endpoint: &str) -> Result<Self, String> {
         let limit = Limit::new(raw.per_second, raw.burst)?;
         let keys = [("global", RateKey::Global), ("application", RateKey::Application), ("subscription", RateKey::Subscription)];
         let key = pick("rate_limit.key", "key", raw.key.as_deref().unwrap_or("global"), &keys)?;
-        if key != RateKey::Global && profile != Profile::AzureManagedApp {
-            return Err("rate_limit.key: application and subscription keys need the azure_managed_app profile".into());
+        if key != RateKey::Global && !profile.has_rate_keys() {
+            return Err(format!("rate_limit.key: the {} profile's events carry no application or subscription", profile.name()));
         }
         let contention = [("deny", Contention::Deny), ("allow", Contention::Allow)];
         let on_contention = pick("rate_limit.on_contention", "value", raw.on_contention.as_deref().unwrap_or("deny"), &contention)?;
@@ -381,8 +375,8 @@ impl RateLimit {
 }
 
 impl Secret {
-    fn validate(raw: RawSecret, env: &impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let param = raw.param.unwrap_or_else(|| "sig".to_string());
+    fn validate(raw: &RawSecret, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let param = raw.param.clone().unwrap_or_else(|| "sig".to_string());
         let param_ok = !param.is_empty()
             && param.len() <= 64
             && param.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'~'));
@@ -390,18 +384,18 @@ impl Secret {
             return Err("secret.param: must be 1-64 URL-safe characters (A-Z a-z 0-9 _ - . ~)".into());
         }
         let mut values = Vec::new();
-        for (i, value) in raw.values.into_iter().enumerate() {
+        for (i, value) in raw.values.iter().cloned().enumerate() {
             values.push(check_secret(value).map_err(|rule| format!("secret.values[{i}]: {rule}"))?);
         }
-        let optional = raw.env_optional.into_iter().map(|name| (name, "secret.env_optional"));
-        for (name, field) in raw.env.into_iter().map(|name| (name, "secret.env")).chain(optional) {
-            let value = env(&name).ok_or_else(|| format!("{field}: environment variable '{}' is not set", clip(&name)))?;
+        let optional = raw.env_optional.iter().map(|name| (name, "secret.env_optional"));
+        for (name, field) in raw.env.iter().map(|name| (name, "secret.env")).chain(optional) {
+            let value = env(name).ok_or_else(|| format!("{field}: environment variable '{}' is not set", clip(name)))?;
             // Empty is how an optional slot says "no second secret now"; unset stays an
             // error, so a misspelt name is still refused rather than turning into 403s.
             if field == "secret.env_optional" && value.trim().is_empty() {
                 continue;
             }
-            values.push(check_secret(value).map_err(|rule| format!("{field} '{}': {rule}", clip(&name)))?);
+            values.push(check_secret(value).map_err(|rule| format!("{field} '{}': {rule}", clip(name)))?);
         }
         if values.is_empty() {
             return Err("secret: no usable secret (give secret.values or secret.env)".into());
@@ -427,7 +421,7 @@ fn check_secret(value: String) -> Result<Vec<u8>, &'static str> {
 /// Deserializes `part` (`json` itself or a slice of it). An error names the full path of
 /// the member (`endpoints[1].secret.values`) and the line and column counted in the whole
 /// plugin configuration, which a reader looks up there, not in the YAML file embedding it.
-fn deserialize<'a, T: Deserialize<'a>>(json: &str, part: &'a str) -> Result<T, String> {
+pub fn deserialize<'a, T: Deserialize<'a>>(json: &str, part: &'a str) -> Result<T, String> {
     serde_json::from_str(part).map_err(|e| {
         let message = redact(&e);
         let Some(message) = message.strip_suffix(&format!(" at line {} column {}", e.line(), e.column())) else {
@@ -483,7 +477,7 @@ mod tests {
         assert!(matches!(c.route(b"/api/x/..;/resource"), Route::Guarded(0, _)));
         assert!(matches!(c.route(b"/api/resources"), Route::Unguarded));
         assert!(matches!(c.route(b"/api/resources%2F"), Route::Unguarded));
-        assert_eq!(e.on_nonconforming, OnNonconforming::Forward);
+        assert_eq!(e.profile.on_nonconforming(), crate::nonconforming::OnNonconforming::Forward);
     }
 
     #[test]
@@ -539,6 +533,8 @@ mod tests {
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"answer_ping":true}]}"#, "endpoints[0].answer_ping"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"on_nonconforming":"drop"}]}"#, "endpoints[0].on_nonconforming: unknown value 'drop' (expected forward, hold or reject)"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"md5_envelope","secret":{"values":["s"]},"on_nonconforming":"hold"}]}"#, "endpoints[0].on_nonconforming: only applies to the azure_managed_app profile"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"md5_envelope","secret":{"values":["s"]},"arm_check":{}}]}"#, "endpoints[0].arm_check: only applies to the azure_managed_app profile"),
+            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"arm_check":{"arm_cluster":"a","token_cluster":"t","managed_identity":{},"timeout_ms":"x"}}]}"#, "endpoints[0].arm_check.timeout_ms: invalid type"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":0,"burst":1}}]}"#, "endpoints[0].rate_limit.per_second"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":0}}]}"#, "endpoints[0].rate_limit.burst"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":1,"key":"ip"}}]}"#, "endpoints[0].rate_limit.key"),
@@ -608,10 +604,11 @@ mod tests {
 
     #[test]
     fn profile_methods() {
-        assert!(Profile::AzureManagedApp.allows("POST"));
-        assert!(!Profile::AzureManagedApp.allows("PUT"));
-        assert!(Profile::Md5Envelope.allows("PUT"));
-        assert!(!Profile::Md5Envelope.allows("GET"));
+        let json = r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}},{"name":"b","path":"/b","profile":"md5_envelope","secret":{"values":["s"]}}]}"#;
+        let c = parse(json).unwrap();
+        let (azure, md5) = (&c.endpoints[0].profile, &c.endpoints[1].profile);
+        assert!(azure.allows("POST") && !azure.allows("PUT"));
+        assert!(md5.allows("PUT") && !md5.allows("GET"));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use md5::{Digest, Md5};
 
-use crate::conformance::{self, Finding};
+use crate::nonconforming::{self, Finding};
 use serde_json::value::RawValue;
 
 /// Namespace of every webhook-guard event id (a fixed, random UUID).
@@ -80,7 +80,7 @@ impl Event {
         let optional = |s: &Option<String>| s.as_deref().map_or(0, str::len);
         // 128 covers the member names and quotes; only escapes can need more.
         let values = source.len() + self.id.len() + self.kind.len() + data.len();
-        let flags = conformance::flags(&self.nonconforming);
+        let flags = nonconforming::flags(&self.nonconforming);
         let optionals = optional(&self.subject) + optional(&self.time) + optional(&flags);
         let mut out = Vec::with_capacity(128 + values + optionals);
         out.extend_from_slice(b"{\"specversion\":\"1.0\",\"id\":");

@@ -21,10 +21,11 @@ mod verify;
 pub use answer::log_line;
 pub use head::HOLD_TIMEOUT_SECS;
 
-use crate::arm::Outbound;
+use crate::outbound::Outbound;
 use crate::config::{Config, Endpoint, HeaderMode};
 use crate::media::Media;
 use crate::metrics::{Counter, ListenerCounter};
+use crate::profile::SignedHeaders;
 use proxy_wasm::types::Action;
 use std::rc::Rc;
 
@@ -70,7 +71,7 @@ enum Stage {
     /// Head accepted; buffering the body.
     Body { media: Media, size: usize },
     /// Body accepted; held while Azure Resource Manager confirms the notification.
-    Verifying(Box<verify::Held>),
+    Verifying(Box<verify::Confirming>),
     /// Sent upstream; its answer is checked.
     Forwarded,
 }
@@ -85,11 +86,13 @@ pub struct Guard<H> {
     in_flight: Option<(String, String)>,
     /// The head went upstream (`stream`): request headers can no longer be changed.
     head_sent: bool,
+    /// A signed sender's headers, taken from the head before it was cleaned.
+    signed: SignedHeaders,
 }
 
 impl<H: HttpHost> Guard<H> {
     pub fn new(host: H, config: Rc<Config>) -> Self {
-        Guard { host, config, matched: None, stage: Stage::Idle, in_flight: None, head_sent: false }
+        Guard { host, config, matched: None, stage: Stage::Idle, in_flight: None, head_sent: false, signed: SignedHeaders::default() }
     }
 
     /// The head: routing, authentication, the global limit, the cleaned head ([`head`]).

@@ -4,12 +4,14 @@
 //! Host calls go through `proxy_wasm::hostcalls` directly: the SDK's convenience methods
 //! `unwrap()` host errors, and a trap would kill the VM for every later request.
 
-use crate::arm::verify::Awaiting;
-use crate::arm::{self, token, Answer, Call, Outbound};
 use crate::config::{Config, Endpoint, HeaderMode};
 use crate::filter::{Guard, HttpHost, HOLD_TIMEOUT_SECS};
 use crate::held::{Held, MAX_HELD};
 use crate::metrics::{Counter, ListenerCounter};
+use crate::outbound::{Answer, Call, Outbound};
+use crate::profile::azure_managed_app::arm::config::ArmCheck;
+use crate::profile::azure_managed_app::arm::verify::Awaiting;
+use crate::profile::azure_managed_app::arm::{token, Outcome};
 use crate::shared::{SharedStore, StoreError};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -63,9 +65,9 @@ impl Root {
     }
 
     /// The endpoints with an ARM check, with their index.
-    fn arm_checks(&self) -> impl Iterator<Item = (usize, &arm::config::ArmCheck)> {
+    fn arm_checks(&self) -> impl Iterator<Item = (usize, &ArmCheck)> {
         let endpoints = self.config.iter().flat_map(|c| c.endpoints.iter());
-        endpoints.enumerate().filter_map(|(i, e)| Some((i, e.arm_check.as_ref()?)))
+        endpoints.enumerate().filter_map(|(i, e)| Some((i, e.profile.arm_check()?)))
     }
 
     /// Answers the heads held longer than HOLD_TIMEOUT_SECS without a body callback.
@@ -115,7 +117,7 @@ impl Root {
     /// Stores (or not) the token of a refresh this root started.
     fn refreshed(&self, index: usize, body_size: usize) {
         let host = self.host();
-        let Some((check, endpoint)) = self.config.as_ref().and_then(|c| c.endpoints.get(index)).and_then(|e| Some((e.arm_check.as_ref()?, e))) else {
+        let Some((check, endpoint)) = self.config.as_ref().and_then(|c| c.endpoints.get(index)).and_then(|e| Some((e.profile.arm_check()?, e))) else {
             return;
         };
         let result = token::receive(&host, check, host.now_nanos(), &host.answer(body_size));
@@ -146,9 +148,9 @@ impl Root {
 /// Counts and logs the end of a token fetch the root started (never the token).
 fn token_fetched(host: &WasmHost, endpoint: &Endpoint, index: usize, result: Result<(), token::Failure>) {
     match result {
-        Ok(()) => host.count(index, Counter::Arm(arm::Outcome::TokenFetched)),
+        Ok(()) => host.count(index, Outcome::TokenFetched.counter()),
         Err(failure) => {
-            host.count(index, Counter::Arm(arm::Outcome::TokenFailed));
+            host.count(index, Outcome::TokenFailed.counter());
             log::warn!("webhook-guard: arm token refresh failed endpoint={}: {failure}", endpoint.name);
         }
     }

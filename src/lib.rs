@@ -4,12 +4,9 @@
 //! Everything but `host` is plain Rust with no proxy-wasm calls and is unit-tested
 //! natively; `host` is the thin layer that talks to Envoy.
 
-pub mod arm;
 pub mod auth;
-pub mod azure;
 pub mod check;
 pub mod config;
-pub mod conformance;
 pub mod dedupe;
 pub mod event;
 pub mod json_path;
@@ -17,15 +14,16 @@ pub mod filter;
 pub mod held;
 pub mod media;
 pub mod metrics;
+pub mod nonconforming;
+pub mod outbound;
 pub mod problem;
+pub mod profile;
 pub mod query;
 pub mod ratelimit;
 pub mod route;
-pub mod resource_id;
 pub mod shared;
 pub mod strict_json;
 pub mod timestamp;
-pub mod vendor;
 
 #[cfg(target_arch = "wasm32")]
 mod host;

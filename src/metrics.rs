@@ -3,9 +3,7 @@
 //! Every name is fixed when the plugin is configured (defined once per VM; Envoy sums
 //! them across workers), so the set of stats stays bounded whatever senders send.
 
-use crate::{arm, azure};
-use crate::conformance::{Rule, RULES};
-use crate::config::{Endpoint, Profile};
+use crate::config::Endpoint;
 use crate::problem::Reason;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,22 +18,20 @@ pub enum Counter {
     RateLimitContended,
     /// The upstream answered 5xx, or Envoy could not reach it (503/504 local replies).
     UpstreamFailure,
-    /// A ping answered by the filter (`answer_ping`).
-    PingAnswered,
     /// A copy of a delivered event, answered 200 without forwarding (`dedupe_seconds`).
     Duplicate,
-    /// A forwarded Azure notification, by its index in [`azure::PAIRS`].
-    AzureEvent(usize),
     /// Forwarded by the filter, then refused 429 by Envoy's global rate limit filter placed
     /// after it: never reached the upstream.
     GlobalRateLimited,
     /// Forwarded by the filter, then answered by the global rate limit filter because its
     /// service failed (`failure_mode_deny: true`): never reached the upstream.
     GlobalRateLimitError,
-    /// An Azure notification breaking a documented-table rule, whatever was done with it.
-    Nonconforming(Rule),
-    /// An outcome of the ARM check (`arm_check`).
-    Arm(arm::Outcome),
+    /// A notification breaking a rule of its sender's documented table (the rule's slug),
+    /// whatever was done with it.
+    Nonconforming(&'static str),
+    /// A counter of the endpoint's profile, by its name after the endpoint's
+    /// (`event.put.succeeded`, `arm.verified`, `ping_answered`).
+    Profile(&'static str),
 }
 
 /// Counters of the listener as a whole, not of one endpoint.
@@ -56,28 +52,14 @@ impl ListenerCounter {
     }
 }
 
-const REASONS: [Reason; 16] = [
-    Reason::Unauthorized,
-    Reason::Forbidden,
-    Reason::AmbiguousSecret,
-    Reason::Method,
-    Reason::TooLarge,
-    Reason::MediaType,
-    Reason::Invalid,
-    Reason::Digest,
-    Reason::RateLimited,
-    Reason::InFlight,
-    Reason::UpstreamRejected,
-    Reason::NotHeld,
-    Reason::AmbiguousPath,
-    Reason::Held,
-    Reason::Nonconforming,
-    Reason::Internal,
-];
+/// Reasons no endpoint counter stands for: a 404 has no endpoint (a listener counter),
+/// and an unverified notification only exists with a profile's confirmation step, which
+/// lists it among its own counters.
+const NOT_PER_ENDPOINT: [Reason; 2] = [Reason::NotFound, Reason::Unverified];
 
 impl Counter {
-    /// Every counter an endpoint of `profile` exports.
-    pub fn all(profile: Profile) -> Vec<Counter> {
+    /// Every counter `endpoint` exports: the pipeline's, then its profile's.
+    pub fn of(endpoint: &Endpoint) -> Vec<Counter> {
         let mut all = vec![
             Counter::Received,
             Counter::Forwarded,
@@ -87,24 +69,8 @@ impl Counter {
             Counter::GlobalRateLimited,
             Counter::GlobalRateLimitError,
         ];
-        all.extend(REASONS.iter().map(|r| Counter::Rejected(*r)));
-        match profile {
-            Profile::AzureManagedApp => {
-                all.extend((0..azure::PAIRS.len()).map(Counter::AzureEvent));
-                all.extend(RULES.iter().map(|r| Counter::Nonconforming(*r)));
-            }
-            Profile::Md5Envelope => all.push(Counter::PingAnswered),
-        }
-        all
-    }
-
-    /// Every counter `endpoint` exports: [`Counter::all`], plus the ARM check's when it has one.
-    pub fn of(endpoint: &Endpoint) -> Vec<Counter> {
-        let mut all = Counter::all(endpoint.profile);
-        if endpoint.arm_check.is_some() {
-            all.push(Counter::Rejected(Reason::Unverified));
-            all.extend(arm::Outcome::ALL.map(Counter::Arm));
-        }
+        all.extend(Reason::ALL.iter().filter(|r| !NOT_PER_ENDPOINT.contains(r)).map(|r| Counter::Rejected(*r)));
+        all.extend(endpoint.profile.counters());
         all
     }
 
@@ -116,16 +82,11 @@ impl Counter {
             Counter::Rejected(reason) => format!("rejected.{}", reason.slug()),
             Counter::RateLimitContended => "rate_limit_contended".to_string(),
             Counter::UpstreamFailure => "upstream_failure".to_string(),
-            Counter::PingAnswered => "ping_answered".to_string(),
             Counter::Duplicate => "duplicate".to_string(),
             Counter::GlobalRateLimited => "global_rate_limited".to_string(),
             Counter::GlobalRateLimitError => "global_rate_limit_error".to_string(),
-            Counter::AzureEvent(i) => match azure::PAIRS.get(i) {
-                Some((event_type, state)) => format!("event.{}.{}", event_type.to_ascii_lowercase(), state.to_ascii_lowercase()),
-                None => "event.unknown".to_string(),
-            },
-            Counter::Nonconforming(rule) => format!("nonconforming.{}", rule.slug()),
-            Counter::Arm(outcome) => format!("arm.{}", outcome.slug()),
+            Counter::Nonconforming(rule) => format!("nonconforming.{rule}"),
+            Counter::Profile(name) => name.to_string(),
         };
         format!("webhook_guard.{}.{suffix}", endpoint.name)
     }
@@ -138,11 +99,6 @@ impl Counter {
             "rate_limiter_error" => Some(Counter::GlobalRateLimitError),
             _ => None,
         }
-    }
-
-    /// The per-pair counter of an Azure event `type`, e.g. `...managedapp.put.succeeded`.
-    pub fn azure_event(kind: &str) -> Option<Counter> {
-        azure::pair_of(kind).map(Counter::AzureEvent)
     }
 }
 
@@ -157,7 +113,7 @@ mod tests {
         let json = r#"{"endpoints":[{"name":"azure","path":"/a","profile":"azure_managed_app","secret":{"values":["k"]}}]}"#;
         let config = Config::parse(json.as_bytes(), |_| None).unwrap();
         let endpoint = &config.endpoints[0];
-        let names: Vec<String> = Counter::all(endpoint.profile).iter().map(|c| c.name(endpoint)).collect();
+        let names: Vec<String> = Counter::of(endpoint).iter().map(|c| c.name(endpoint)).collect();
         assert_eq!(names.iter().collect::<HashSet<_>>().len(), names.len());
         for want in ["webhook_guard.azure.received", "webhook_guard.azure.rejected.forbidden", "webhook_guard.azure.event.patch.succeeded", "webhook_guard.azure.upstream_failure", "webhook_guard.azure.nonconforming.pair_undocumented", "webhook_guard.azure.rejected.held"] {
             assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
@@ -166,9 +122,12 @@ mod tests {
     }
 
     #[test]
-    fn azure_event_counters_follow_the_type() {
-        assert_eq!(Counter::azure_event("webhookguard.azure.managedapp.put.succeeded"), Some(Counter::AzureEvent(1)));
-        assert_eq!(Counter::azure_event("webhookguard.azure.managedapp.delete.failed"), Some(Counter::AzureEvent(6)));
-        assert_eq!(Counter::azure_event("webhookguard.vendor.ping"), None);
+    fn every_reason_but_the_listeners_and_the_confirmations_is_counted() {
+        let json = r#"{"endpoints":[{"name":"v","path":"/v","profile":"md5_envelope","secret":{"values":["k"]}}]}"#;
+        let config = Config::parse(json.as_bytes(), |_| None).unwrap();
+        let counters = Counter::of(&config.endpoints[0]);
+        for reason in Reason::ALL {
+            assert_eq!(counters.contains(&Counter::Rejected(*reason)), !NOT_PER_ENDPOINT.contains(reason), "{reason:?}");
+        }
     }
 }

@@ -2,10 +2,25 @@
 
 use serde::Serialize;
 
-/// Why a request was refused. Each reason has one status, one problem type and one
-/// metric; the table in the README lists them with what each sender does next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
+/// Defines [`Reason`] and [`Reason::ALL`] from one list, so the counters (one per
+/// reason) cannot miss a reason added later.
+macro_rules! reasons {
+    ($($(#[$doc:meta])* $reason:ident,)*) => {
+        /// Why a request was refused. Each reason has one status, one problem type and one
+        /// metric; the table in the README lists them with what each sender does next.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Reason {
+            $($(#[$doc])* $reason,)*
+        }
+
+        impl Reason {
+            /// Every reason, in declaration order.
+            pub const ALL: &'static [Reason] = &[$(Reason::$reason,)*];
+        }
+    };
+}
+
+reasons! {
     Unauthorized,
     Forbidden,
     AmbiguousSecret,

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::cell::RefCell;
-use webhook_guard::arm::config::TokenSource;
+use webhook_guard::profile::azure_managed_app::arm::config::TokenSource;
 use webhook_guard::config::{Config, HeaderMode};
 
 /// YAML keys under which the files carry the plugin configuration as an indented JSON
@@ -136,7 +136,7 @@ fn the_arm_check_example_wires_each_token_source_to_its_cluster() {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/arm-check/envoy.yaml")).unwrap();
     let configs = plugin_configs(&text);
     let config = Config::parse(configs[0].as_bytes(), |name| Some(format!("value-of-{name}"))).unwrap();
-    let checks: Vec<_> = config.endpoints.iter().filter_map(|e| e.arm_check.as_ref()).collect();
+    let checks: Vec<_> = config.endpoints.iter().filter_map(|e| e.profile.arm_check()).collect();
     assert!(checks.iter().any(|c| matches!(c.source, TokenSource::ClientCredentials { .. })));
     assert!(checks.iter().any(|c| matches!(c.source, TokenSource::ManagedIdentity { .. })));
     for check in checks {

@@ -10,15 +10,16 @@ use md5::{Digest, Md5};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde_json::{json, Map, Value};
-use webhook_guard::azure::{self, PAIRS};
+use webhook_guard::profile::azure_managed_app::notification::{self as azure, PAIRS};
 use webhook_guard::check;
 use webhook_guard::config::Config;
-use webhook_guard::conformance;
+use webhook_guard::nonconforming;
+use webhook_guard::profile::SignedHeaders;
 use webhook_guard::event::{name_based_id, Event};
 use webhook_guard::media::Media;
 use webhook_guard::query;
 use webhook_guard::timestamp::{days_in_month, rfc3339_from_unix};
-use webhook_guard::vendor::{self, Rejected};
+use webhook_guard::profile::md5_envelope::{self as vendor, Rejected};
 
 #[path = "support/drift.rs"]
 mod drift;
@@ -640,16 +641,16 @@ proptest! {
     #![proptest_config(cases(512))]
 
     /// Drives the pure validator and the endpoint's decision, as the filter applies them
-    /// (`check::body`, then `conformance::refusal` with the default `on_nonconforming`):
+    /// (`check::body`, then `nonconforming::refusal` with the default `on_nonconforming`):
     /// nothing in between can answer a 4xx but the rate limit (429).
     #[test]
     fn usable_identifying_fields_are_never_refused_by_default(doc in drifting_doc()) {
         let config = Config::parse(br#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["k"]}}]}"#, |_| None).unwrap();
         let endpoint = &config.endpoints[0];
         let Drifting { body, identifying } = doc;
-        let event = check::body(endpoint, Media::Json, body.as_bytes())
+        let event = check::body(endpoint, Media::Json, body.as_bytes(), &SignedHeaders::default(), 0)
             .unwrap_or_else(|r| panic!("refused with {}: {}\n{body}", r.status(), r.detail));
-        prop_assert!(conformance::refusal(endpoint.on_nonconforming, &event.nonconforming).is_none());
+        prop_assert!(nonconforming::refusal(endpoint.profile.on_nonconforming(), &event.nonconforming).is_none());
         cloudevent(&event);
         // The id depends on the identifying fields only, flagged or not.
         let minimal = azure::validate(identifying.as_bytes()).unwrap();

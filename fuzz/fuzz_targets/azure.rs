@@ -6,8 +6,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use webhook_guard::azure::{type_name, validate, KIND_PREFIX, PAIRS};
-use webhook_guard::conformance::Rule;
+use webhook_guard::profile::azure_managed_app::conformance::{Rule, RULES};
+use webhook_guard::profile::azure_managed_app::notification::{type_name, validate, KIND_PREFIX, PAIRS};
 use webhook_guard::event::name_based_id;
 use webhook_guard_fuzz::check_cloudevent;
 
@@ -29,7 +29,8 @@ fuzz_target!(|input: &[u8]| {
     let data = check_cloudevent(&ev);
 
     // The facts in data are canonical and the id, type, subject and time derive from them.
-    let rules: Vec<Rule> = ev.nonconforming.iter().map(|f| f.rule).collect();
+    let rules: Vec<Rule> = ev.nonconforming.iter().filter_map(|f| RULES.into_iter().find(|r| r.slug() == f.rule)).collect();
+    assert_eq!(rules.len(), ev.nonconforming.len(), "a finding of no rule");
     let event_type = text(&data, "eventType");
     let state = text(&data, "provisioningState");
     let undocumented = [Rule::TypeUndocumented, Rule::StateUndocumented, Rule::PairUndocumented];
@@ -68,7 +69,7 @@ fuzz_target!(|input: &[u8]| {
         assert!(rules.contains(&Rule::ErrorMissing) || rules.contains(&Rule::ErrorShape), "{rules:?}");
     }
     let mut sorted = rules.clone();
-    sorted.sort_by_key(|r| webhook_guard::conformance::RULES.iter().position(|x| x == r));
+    sorted.sort_by_key(|r| RULES.iter().position(|x| x == r));
     assert_eq!(sorted, rules, "findings out of the documented order");
     assert!(data.contains_key("original"));
 

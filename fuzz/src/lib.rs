@@ -5,7 +5,7 @@ use md5::{Digest, Md5};
 use serde_json::{Map, Value};
 use webhook_guard::event::{name_based_id, Event};
 use webhook_guard::media::Media;
-use webhook_guard::vendor::{self, Rejected};
+use webhook_guard::profile::md5_envelope::{self as vendor, Rejected};
 
 /// The CloudEvent `source` every target renders with.
 pub const SOURCE: &str = "/webhook-guard/x";
@@ -251,7 +251,7 @@ mod seeds {
             }
         }
         for (name, data) in seeds("azure") {
-            let ev = webhook_guard::azure::validate(&data).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let ev = webhook_guard::profile::azure_managed_app::notification::validate(&data).unwrap_or_else(|e| panic!("{name}: {e}"));
             check_cloudevent(&ev);
         }
         for (name, data) in seeds("config") {

@@ -6,7 +6,7 @@
 //! mode reported upstream instead.
 
 use super::{Guard, HttpHost, Stage, VERDICT_HEADER};
-use crate::config::{Endpoint, Mode, Profile, Upstream4xx};
+use crate::config::{Endpoint, Mode, Upstream4xx};
 use crate::dedupe;
 use crate::metrics::Counter;
 use crate::problem::{Reason, Rejection};
@@ -45,9 +45,8 @@ impl<H: HttpHost> Guard<H> {
             let detail = format!("the upstream answered {status}; retry later");
             return self.reject(endpoint, Rejection::new(Reason::UpstreamRejected, detail));
         }
-        if endpoint.profile == Profile::Md5Envelope && (201..300).contains(&status) {
-            // Vendor senders count only 200 as delivered and would resend on 201-299.
-            self.host.set_response_status(200);
+        if let Some(seen) = endpoint.profile.upstream_status(status) {
+            self.host.set_response_status(seen);
         }
         Action::Continue
     }

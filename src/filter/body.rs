@@ -10,7 +10,8 @@ use crate::dedupe::{self, Begin};
 use crate::event::Event;
 use crate::metrics::Counter;
 use crate::problem::{Reason, Rejection};
-use crate::{check, conformance, vendor};
+use crate::profile::Authentication;
+use crate::{check, nonconforming};
 use proxy_wasm::types::Action;
 
 impl<H: HttpHost> Guard<H> {
@@ -38,7 +39,11 @@ impl<H: HttpHost> Guard<H> {
         let body = self.host.request_body(size).unwrap_or_default();
         // A held or refused nonconforming event is answered before it draws a
         // per-application token or is marked in flight.
-        let checked = check::body(endpoint, media, &body)
+        let signed = endpoint.profile.authentication() == Authentication::Signature;
+        let now_secs = self.host.now_nanos() / 1_000_000_000;
+        // A signed request is authenticated only now: its global limit is taken here.
+        let checked = check::body(endpoint, media, &body, &self.signed, now_secs)
+            .and_then(|event| if signed { self.limit(endpoint, None).map(|()| event) } else { Ok(event) })
             .and_then(|event| self.judge(endpoint, event))
             .and_then(|event| self.limit(endpoint, Some(&event)).map(|()| event));
         let event = match checked {
@@ -51,13 +56,10 @@ impl<H: HttpHost> Guard<H> {
             }
             return self.finish(Some(Counter::Forwarded), Action::Continue);
         }
-        if endpoint.answer_ping && vendor::is_ping(&event) {
-            // The sender disables the webhook when a ping fails: answer it here, so a
-            // console test proves the route and secret without depending on the backend.
-            let body = format!(r#"{{"status":"ok","event_id":"{}"}}"#, event.id);
-            let headers = [("content-type", "application/json"), ("x-webhook-answered-by", "webhook-guard")];
-            self.host.send_response(200, &headers, body.as_bytes());
-            return self.finish(Some(Counter::PingAnswered), Action::Pause);
+        if let Some(answer) = endpoint.profile.local_answer(&event) {
+            let headers: Vec<(&str, &str)> = answer.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            self.host.send_response(answer.status, &headers, &answer.body);
+            return self.finish(Some(answer.counter), Action::Pause);
         }
         if let Some(seconds) = endpoint.dedupe_seconds {
             let key = dedupe::slot_key(&endpoint.name, &event.id);
@@ -77,7 +79,7 @@ impl<H: HttpHost> Guard<H> {
                 }
             }
         }
-        match &endpoint.arm_check {
+        match endpoint.profile.arm_check() {
             Some(check) => self.verify(endpoint, check, event, size),
             None => self.forward(endpoint, &event, size, None),
         }
@@ -95,9 +97,9 @@ impl<H: HttpHost> Guard<H> {
             }
         }
         if self.config.log_level.is_some() {
-            self.host.log(log::Level::Warn, &conformance::log_line(&endpoint.name, endpoint.on_nonconforming, &event));
+            self.host.log(log::Level::Warn, &nonconforming::log_line(&endpoint.name, endpoint.profile.on_nonconforming(), &event));
         }
-        match conformance::refusal(endpoint.on_nonconforming, &event.nonconforming) {
+        match nonconforming::refusal(endpoint.profile.on_nonconforming(), &event.nonconforming) {
             Some(rejection) => Err(rejection),
             None => Ok(event),
         }
@@ -215,7 +217,7 @@ mod tests {
     fn nonconforming_events_follow_the_endpoint_setting() {
         let running = DOC.replace("Succeeded", "Running");
         let store = Rc::new(MemoryStore::new());
-        let nonconforming = |index: usize| (index, Counter::Nonconforming(conformance::Rule::StateUndocumented));
+        let nonconforming = |index: usize| (index, Counter::Nonconforming("state_undocumented"));
         // forward (the default): flagged in the header and the CloudEvent, counted, one warn line.
         let (mock, mut g) = guard_on(&store, SECOND, "POST", "/az?sig=k", &[]);
         g.on_request_headers(false);

@@ -5,7 +5,7 @@
 
 use super::{Guard, HttpHost, Stage};
 use crate::config::{Endpoint, Forward};
-use crate::conformance;
+use crate::nonconforming;
 use crate::event::Event;
 use crate::metrics::Counter;
 use crate::problem::{Reason, Rejection};
@@ -27,7 +27,7 @@ impl<H: HttpHost> Guard<H> {
         if !self.head_sent {
             self.host.set_request_header("x-webhook-event-id", Some(&event.id));
             self.host.set_request_header("x-webhook-event-type", Some(&event.kind));
-            if let Some(flags) = conformance::flags(&event.nonconforming) {
+            if let Some(flags) = nonconforming::flags(&event.nonconforming) {
                 self.host.set_request_header("x-webhook-nonconforming", Some(&flags));
             }
             // Trusted descriptors for Envoy's global rate limit filter placed after this one.
@@ -41,7 +41,7 @@ impl<H: HttpHost> Guard<H> {
             }
         }
         if let Some(index) = self.matched {
-            if let Some(counter) = Counter::azure_event(&event.kind) {
+            if let Some(counter) = endpoint.profile.event_counter(event) {
                 self.host.count(index, counter);
             }
             self.host.count(index, Counter::Forwarded);

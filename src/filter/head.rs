@@ -9,6 +9,7 @@ use crate::check;
 use crate::config::{Endpoint, Forward, HeaderMode, Mode, Route, Unguarded};
 use crate::metrics::{Counter, ListenerCounter};
 use crate::problem::{Reason, Rejection};
+use crate::profile::{Authentication, SignedHeaders};
 use crate::query;
 use proxy_wasm::types::Action;
 use std::rc::Rc;
@@ -56,13 +57,23 @@ impl<H: HttpHost> Guard<H> {
             content_type: content_type.as_deref(),
             content_length: content_length.as_deref(),
         };
-        // Authentication runs before the limit, so strangers cannot spend a sender's budget.
-        let media = match check::head(endpoint, &head).and_then(|media| self.limit(endpoint, None).map(|()| media)) {
+        let profile = endpoint.profile.as_ref();
+        self.signed = SignedHeaders(profile.signed_headers().iter().map(|name| find(name).map(<[u8]>::to_vec)).collect());
+        let now_secs = self.host.now_nanos() / 1_000_000_000;
+        // Authentication runs before the limit, so strangers cannot spend a sender's budget
+        // (a signed request's limit waits for its signature, on the body).
+        let signed = profile.authentication() == Authentication::Signature;
+        let checked = check::head(endpoint, &head, &self.signed, now_secs);
+        let media = match checked.and_then(|media| if signed { Ok(media) } else { self.limit(endpoint, None).map(|()| media) }) {
             Ok(media) => media,
             Err(rejection) => return self.reject(endpoint, rejection),
         };
         if end_of_stream {
             return self.reject(endpoint, Rejection::new(Reason::Invalid, "the body is empty"));
+        }
+        // The signature stays out of the upstream request unless the endpoint keeps it.
+        for name in profile.removed_headers() {
+            self.host.set_request_header(name, None);
         }
         if endpoint.mode == Mode::Shadow {
             self.host.set_request_header(VERDICT_HEADER, None);

@@ -3,7 +3,7 @@
 //! lines, outbound calls).
 
 use super::{Guard, HttpHost};
-use crate::arm::{self, Outbound};
+use crate::outbound::{self, Outbound};
 use crate::config::Config;
 use crate::metrics::{Counter, ListenerCounter};
 use crate::shared::memory::MemoryStore;
@@ -46,7 +46,7 @@ pub(super) struct Mock {
     pub(super) sent_headers: RefCell<Vec<(String, String)>>,
     /// Dispatched calls: (cluster, `:path`).
     pub(super) calls: RefCell<Vec<(String, String)>>,
-    pub(super) answer: RefCell<arm::Answer>,
+    pub(super) answer: RefCell<outbound::Answer>,
     pub(super) resumed: Cell<bool>,
 }
 
@@ -70,13 +70,13 @@ impl SharedStore for Rc<Mock> {
 }
 
 impl Outbound for Rc<Mock> {
-    fn dispatch(&self, call: &arm::Call<'_>) -> Option<u32> {
+    fn dispatch(&self, call: &outbound::Call<'_>) -> Option<u32> {
         let path = call.headers.iter().find(|(k, _)| *k == ":path").map(|(_, v)| v.clone()).unwrap_or_default();
         let mut calls = self.calls.borrow_mut();
         calls.push((call.cluster.to_string(), path));
         u32::try_from(calls.len()).ok()
     }
-    fn answer(&self, _body_size: usize) -> arm::Answer {
+    fn answer(&self, _body_size: usize) -> outbound::Answer {
         self.answer.borrow().clone()
     }
 }

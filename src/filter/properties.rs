@@ -7,7 +7,7 @@ mod drift;
 
 use super::mock::{feed, guard};
 use super::Guard;
-use crate::azure;
+use crate::profile::azure_managed_app::notification as azure;
 use crate::config::Config;
 use crate::metrics::Counter;
 use crate::timestamp::days_in_month;

@@ -5,17 +5,16 @@
 //! stage holds the request and counts and logs each outcome once.
 
 use super::{Guard, HttpHost, Stage};
-use crate::arm::config::ArmCheck;
-use crate::arm::verify::{self, Awaiting, Step, Verdict};
-use crate::arm::Outcome;
 use crate::config::Endpoint;
+use crate::profile::azure_managed_app::arm::config::ArmCheck;
+use crate::profile::azure_managed_app::arm::verify::{self, Awaiting, Step, Verdict};
+use crate::profile::azure_managed_app::arm::Outcome;
 use crate::event::Event;
-use crate::metrics::Counter;
 use crate::problem::{Reason, Rejection};
 use proxy_wasm::types::Action;
 
 /// A request held by the verify stage: its event, body size and the check's state.
-pub(super) struct Held {
+pub(super) struct Confirming {
     event: Event,
     size: usize,
     pending: verify::Pending,
@@ -50,13 +49,13 @@ impl<H: HttpHost> Guard<H> {
 
     /// Takes the check one step on with `next`; a request it lets go is resumed.
     fn verify_next(&mut self, endpoint: &Endpoint, next: impl FnOnce(&H, &ArmCheck, verify::Pending, u64) -> Step) {
-        let Some(check) = &endpoint.arm_check else {
+        let Some(check) = endpoint.profile.arm_check() else {
             return;
         };
         let Stage::Verifying(held) = std::mem::replace(&mut self.stage, Stage::Idle) else {
             return;
         };
-        let Held { event, size, pending } = *held;
+        let Confirming { event, size, pending } = *held;
         let step = next(&self.host, check, pending, self.host.now_nanos());
         if self.decide(endpoint, event, size, step) == Action::Continue {
             self.host.resume_request();
@@ -66,26 +65,26 @@ impl<H: HttpHost> Guard<H> {
     /// Applies a step of the check: holds the request while it waits, then forwards it or
     /// answers 503 (arm/verify.rs has the rules). One counter and one log line per outcome.
     fn decide(&mut self, endpoint: &Endpoint, event: Event, size: usize, step: Step) -> Action {
-        let (decision, Some(check), Some(index)) = (step, &endpoint.arm_check, self.matched) else {
+        let (decision, Some(check), Some(index)) = (step, endpoint.profile.arm_check(), self.matched) else {
             return Action::Continue;
         };
         let decision = match decision {
             Step::Wait(pending) => {
-                self.stage = Stage::Verifying(Box::new(Held { event, size, pending }));
+                self.stage = Stage::Verifying(Box::new(Confirming { event, size, pending }));
                 return Action::Pause;
             }
             Step::Done(decision) => decision,
         };
-        self.host.count(index, Counter::Arm(decision.outcome));
+        self.host.count(index, decision.outcome.counter());
         if let Some(fetched) = decision.token_fetch {
-            self.host.count(index, Counter::Arm(if fetched { Outcome::TokenFetched } else { Outcome::TokenFailed }));
+            self.host.count(index, if fetched { Outcome::TokenFetched } else { Outcome::TokenFailed }.counter());
         }
         let verdict = decision.verdict(check);
         self.host.log(decision.level(), &verify::log_line(&endpoint.name, &decision, verdict));
         match verdict {
             Verdict::Forward { verified } => {
                 if !verified {
-                    self.host.count(index, Counter::Arm(Outcome::ForwardedUnverified));
+                    self.host.count(index, Outcome::ForwardedUnverified.counter());
                 }
                 self.forward(endpoint, &event, size, Some(verified))
             }
@@ -110,7 +109,7 @@ mod tests {
 
     /// Answers the call in flight with `status` and `body`.
     fn reply(mock: &Mock, guard: &mut Guard<Rc<Mock>>, status: u16, body: &str) {
-        *mock.answer.borrow_mut() = crate::arm::Answer { status: Some(status), retry_after: None, body: body.as_bytes().to_vec() };
+        *mock.answer.borrow_mut() = crate::outbound::Answer { status: Some(status), retry_after: None, body: body.as_bytes().to_vec() };
         let call = u32::try_from(mock.calls.borrow().len()).unwrap();
         guard.on_call_response(call, body.len());
     }
@@ -148,7 +147,7 @@ mod tests {
         let calls = mock.calls.borrow();
         assert_eq!((calls[0].0.as_str(), calls[1].0.as_str()), ("imds", "arm"));
         assert_eq!(calls[1].1, "/subscriptions/s/resourceGroups/r/providers/Microsoft.Solutions/applications/a?api-version=2021-07-01");
-        assert!(mock.counts.borrow().contains(&(9, Counter::Arm(Outcome::Verified))));
+        assert!(mock.counts.borrow().contains(&(9, Outcome::Verified.counter())));
         assert_eq!(mock.logs.borrow().len(), 1, "one line per outcome");
     }
 

@@ -9,7 +9,7 @@ use super::config::{ArmCheck, OnError};
 use super::consistency::{self, Arm, Verdict as Consistency};
 use super::token::{self, Failure};
 use super::{request, Answer, Call, Outbound, Outcome};
-use crate::azure;
+use crate::profile::azure_managed_app::notification as azure;
 use crate::event::Event;
 use crate::problem::{clip, echo};
 use serde::Deserialize;

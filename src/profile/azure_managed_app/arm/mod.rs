@@ -15,40 +15,8 @@ pub mod request;
 pub mod token;
 pub mod verify;
 
-use crate::shared::SharedStore;
-
-/// An outbound HTTP call through an Envoy cluster.
-#[derive(Debug)]
-pub struct Call<'a> {
-    pub cluster: &'a str,
-    /// Pseudo-headers included (`:method`, `:path`, `:authority`).
-    pub headers: Vec<(&'static str, String)>,
-    pub body: Option<Vec<u8>>,
-    pub timeout_ms: u64,
-}
-
-/// The answer to a [`Call`]: no status when the call failed or timed out.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Answer {
-    pub status: Option<u16>,
-    pub retry_after: Option<String>,
-    pub body: Vec<u8>,
-}
-
-impl Answer {
-    /// `Retry-After` in whole seconds (0 when absent or an HTTP date).
-    pub fn retry_after(&self) -> u64 {
-        self.retry_after.as_deref().and_then(|v| v.trim().parse().ok()).unwrap_or(0)
-    }
-}
-
-/// What the check needs from the host besides shared data: calls out and their answers.
-pub trait Outbound: SharedStore {
-    /// Dispatches `call`; the id its answer will carry, `None` when it cannot be sent.
-    fn dispatch(&self, call: &Call<'_>) -> Option<u32>;
-    /// The answer of the call being reported, its body read up to `body_size` bytes.
-    fn answer(&self, body_size: usize) -> Answer;
-}
+pub use crate::outbound::{Answer, Call, Outbound};
+use crate::metrics::Counter;
 
 /// Everything the check counts, per endpoint (`webhook_guard.<endpoint>.arm.<slug>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +71,22 @@ impl Outcome {
             Outcome::TokenFailed => "token_failed",
         }
     }
+
+    /// Its counter, `arm.<slug>`.
+    pub fn counter(self) -> Counter {
+        Counter::Profile(match self {
+            Outcome::Verified => "arm.verified",
+            Outcome::NotYet => "arm.not_yet",
+            Outcome::Inconsistent => "arm.inconsistent",
+            Outcome::Denied => "arm.denied",
+            Outcome::Throttled => "arm.throttled",
+            Outcome::Unavailable => "arm.unavailable",
+            Outcome::TokenUnavailable => "arm.token_unavailable",
+            Outcome::ForwardedUnverified => "arm.forwarded_unverified",
+            Outcome::TokenFetched => "arm.token_fetched",
+            Outcome::TokenFailed => "arm.token_failed",
+        })
+    }
 }
 
 /// A recording [`Outbound`] over a shared in-memory store, for the module's tests.
@@ -110,7 +94,6 @@ impl Outcome {
 pub mod testing {
     use super::config::ArmCheck;
     use super::{Answer, Call, Outbound};
-    use crate::config::Profile;
     use crate::shared::memory::MemoryStore;
     use crate::shared::{SharedStore, StoreError};
     use std::cell::{Cell, RefCell};
@@ -174,6 +157,6 @@ pub mod testing {
         let json = format!(r#"{{"arm_cluster":"arm","token_cluster":"login","timeout_ms":3000,{source}}}"#);
         let env = |_: &str| Some("Sup3rSecret".to_string());
         let raw = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
-        ArmCheck::validate(raw, Profile::AzureManagedApp, "azure", &env).unwrap_or_else(|e| panic!("{e}"))
+        ArmCheck::validate(raw, "azure", &env).unwrap_or_else(|e| panic!("{e}"))
     }
 }

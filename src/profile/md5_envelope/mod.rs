@@ -46,6 +46,73 @@ use serde_json::value::RawValue;
 
 use crate::event::{name_based_id, Event, RateKeys};
 use crate::media::Media;
+use crate::metrics::Counter;
+use crate::problem::{Reason, Rejection};
+use crate::profile::{LocalAnswer, Profile, Registration, Section, SignedHeaders};
+use serde::Deserialize;
+
+pub const REGISTRATION: Registration = Registration { name: "md5_envelope", keys: &["answer_ping"], configure };
+
+#[derive(Debug)]
+struct Md5Envelope {
+    /// Answer `ping` events without calling the upstream.
+    answer_ping: bool,
+}
+
+#[derive(Deserialize)]
+struct Keys {
+    answer_ping: Option<bool>,
+}
+
+fn configure(section: &Section) -> Result<Box<dyn Profile>, String> {
+    let keys: Keys = section.parse()?;
+    Ok(Box::new(Md5Envelope { answer_ping: keys.answer_ping.unwrap_or(false) }))
+}
+
+impl Profile for Md5Envelope {
+    fn name(&self) -> &'static str {
+        REGISTRATION.name
+    }
+
+    fn allow(&self) -> &'static str {
+        "POST, PUT"
+    }
+
+    fn accepts(&self, _media: Media) -> bool {
+        true
+    }
+
+    fn accepted(&self) -> &'static str {
+        "application/json, application/xml or application/x-www-form-urlencoded"
+    }
+
+    fn validate(&self, media: Media, body: &[u8], _headers: &SignedHeaders) -> Result<Event, Rejection> {
+        parse(media, body).map_err(|rejected| match rejected {
+            Rejected::Invalid(detail) => Rejection::new(Reason::Invalid, detail),
+            Rejected::Digest(detail) => Rejection::new(Reason::Digest, detail),
+        })
+    }
+
+    fn local_answer(&self, event: &Event) -> Option<LocalAnswer> {
+        // The sender disables the webhook when a ping fails: answer it here, so a console
+        // test proves the route and secret without depending on the backend.
+        (self.answer_ping && is_ping(event)).then(|| LocalAnswer {
+            status: 200,
+            headers: vec![("content-type", "application/json".into()), ("x-webhook-answered-by", "webhook-guard".into())],
+            body: format!(r#"{{"status":"ok","event_id":"{}"}}"#, event.id).into_bytes(),
+            counter: Counter::Profile("ping_answered"),
+        })
+    }
+
+    fn upstream_status(&self, status: u16) -> Option<u16> {
+        // The sender counts only 200 as delivered and would resend on 201-299.
+        (201..300).contains(&status).then_some(200)
+    }
+
+    fn counters(&self) -> Vec<Counter> {
+        vec![Counter::Profile("ping_answered")]
+    }
+}
 
 /// Why a notification is refused; the `String` is the `detail` of the 400 problem answer.
 #[derive(Debug, Clone, PartialEq, Eq)]

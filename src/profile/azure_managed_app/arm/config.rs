@@ -1,6 +1,5 @@
 //! The `arm_check` block of an `azure_managed_app` endpoint, validated at configure time.
 
-use crate::config::Profile;
 use crate::problem::clip;
 use serde::Deserialize;
 use std::fmt;
@@ -97,8 +96,7 @@ struct RawManagedIdentity {
 impl ArmCheck {
     /// Validates the block of endpoint `endpoint`; `env` reads the client secret's variable.
     /// Errors start with `arm_check.` and never contain the secret.
-    pub fn validate(raw: RawArmCheck, profile: Profile, endpoint: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        field("", check(profile == Profile::AzureManagedApp, "only applies to the azure_managed_app profile"))?;
+    pub fn validate(raw: RawArmCheck, endpoint: &str, env: &(impl Fn(&str) -> Option<String> + ?Sized)) -> Result<Self, String> {
         field("arm_cluster", name(&raw.arm_cluster))?;
         field("token_cluster", name(&raw.token_cluster))?;
         let api_version = raw.api_version.unwrap_or_else(|| DEFAULT_API_VERSION.into());
@@ -144,7 +142,7 @@ impl ArmCheck {
 }
 
 impl TokenSource {
-    fn client_credentials(raw: RawClientCredentials, env: &impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+    fn client_credentials(raw: RawClientCredentials, env: &(impl Fn(&str) -> Option<String> + ?Sized)) -> Result<Self, String> {
         field("client_credentials.tenant", token(&raw.tenant))?;
         field("client_credentials.client_id", token(&raw.client_id))?;
         let var = clip(&raw.client_secret_env);
@@ -197,7 +195,7 @@ mod tests {
 
     fn parse(json: &str, env: impl Fn(&str) -> Option<String>) -> Result<ArmCheck, String> {
         let raw: RawArmCheck = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        ArmCheck::validate(raw, Profile::AzureManagedApp, "azure", &env)
+        ArmCheck::validate(raw, "azure", &env)
     }
 
     fn secret(name: &str) -> Option<String> {
@@ -253,8 +251,5 @@ mod tests {
         let bad_secret = |_: &str| Some("Sup3r\u{1}".to_string());
         let err = parse(CLIENT, bad_secret).unwrap_err();
         assert!(err.contains("control characters") && !err.contains("Sup3r"), "{err}");
-        let raw: RawArmCheck = serde_json::from_str(CLIENT).unwrap();
-        let err = ArmCheck::validate(raw, Profile::Md5Envelope, "v", &secret).unwrap_err();
-        assert_eq!(err, "arm_check: only applies to the azure_managed_app profile");
     }
 }

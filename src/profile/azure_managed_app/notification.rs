@@ -16,9 +16,9 @@ use std::fmt::Display;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::conformance::{Finding, Rule};
+use super::conformance::Rule;
 use crate::event::{name_based_id, Event, RateKeys};
-use crate::resource_id::{Kind, ResourceId};
+use super::resource_id::{Kind, ResourceId};
 use crate::strict_json::{self, Walked};
 use crate::problem::clip;
 use crate::timestamp;
@@ -162,7 +162,7 @@ pub fn validate(body: &[u8]) -> Result<Event, String> {
 
     // The identifying fields are usable: from here on, departures are findings, found in
     // the order of `conformance::RULES`.
-    let mut found = |rule, detail| findings.push(Finding { rule, detail });
+    let mut found = |rule: Rule, detail| findings.push(rule.finding(detail));
     let flavour = flavour(definition_id, plan, billing, &mut found);
     if !type_documented {
         found(Rule::TypeUndocumented, format!("eventType '{}' is not one of PUT, PATCH, DELETE", clip(&event_type)));
@@ -406,12 +406,13 @@ fn name<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nonconforming::Finding;
     use serde::Deserialize;
     use serde_json::{json, Value};
 
     // Verbatim from the documentation (and the spec), placeholders included.
-    const CATALOG_SAMPLE: &str = include_str!("../examples/requests/azure-service-catalog.json");
-    const MARKETPLACE_SAMPLE: &str = include_str!("../examples/requests/azure-marketplace-failed.json");
+    const CATALOG_SAMPLE: &str = include_str!("../../../examples/requests/azure-service-catalog.json");
+    const MARKETPLACE_SAMPLE: &str = include_str!("../../../examples/requests/azure-marketplace-failed.json");
 
     const APP: &str = "/subscriptions/0B88DFDB-55B3-4FB0-B474-5B6DCBE6B2EF/resourceGroups/Shop-RG/providers/Microsoft.Solutions/applications/Shop";
     const DEF: &str = "/subscriptions/0B88DFDB-55B3-4FB0-B474-5B6DCBE6B2EF/resourceGroups/Defs/providers/Microsoft.Solutions/applicationDefinitions/ShopDef";
@@ -453,7 +454,7 @@ mod tests {
 
     /// The rules an accepted document breaks, as slugs.
     fn rules(v: &Value) -> Vec<&'static str> {
-        check(v).unwrap().nonconforming.iter().map(|f| f.rule.slug()).collect()
+        check(v).unwrap().nonconforming.iter().map(|f| f.rule).collect()
     }
 
     #[test]
@@ -537,7 +538,7 @@ mod tests {
             for state in STATES[..DOCUMENTED_STATES].iter().filter(|s| !PAIRS.contains(&(event_type, **s))) {
                 let ev = check(&catalog(event_type, state)).unwrap();
                 let want = format!("provisioningState '{state}' is not documented for eventType '{event_type}'");
-                assert_eq!(ev.nonconforming, vec![Finding { rule: Rule::PairUndocumented, detail: want }]);
+                assert_eq!(ev.nonconforming, vec![Finding { rule: Rule::PairUndocumented.slug(), detail: want }]);
                 let kind = format!("{KIND_PREFIX}{}.{}", event_type.to_lowercase(), state.to_lowercase());
                 assert_eq!(ev.kind, kind);
                 flagged += 1;
@@ -750,7 +751,7 @@ mod tests {
         doc["eventTime"] = json!("2019-08-14T19:20:08.1707163");
         let ev = check(&doc).unwrap();
         assert_eq!(ev.id, reference.id);
-        assert_eq!(ev.nonconforming, vec![Finding { rule: Rule::TimeNoOffset, detail: "eventTime '2019-08-14T19:20:08.1707163' has no UTC offset; read as UTC".into() }]);
+        assert_eq!(ev.nonconforming, vec![Finding { rule: Rule::TimeNoOffset.slug(), detail: "eventTime '2019-08-14T19:20:08.1707163' has no UTC offset; read as UTC".into() }]);
     }
 
     #[test]
@@ -778,7 +779,7 @@ mod tests {
         for (error, rule, detail) in cases {
             doc["error"] = error;
             let ev = check(&doc).unwrap();
-            let found: Vec<(&str, &str)> = ev.nonconforming.iter().map(|f| (f.rule.slug(), f.detail.as_str())).collect();
+            let found: Vec<(&str, &str)> = ev.nonconforming.iter().map(|f| (f.rule, f.detail.as_str())).collect();
             assert_eq!(found, [(rule, detail)], "{doc}");
             assert!(data(&ev).get("error").is_none());
         }
@@ -803,7 +804,7 @@ mod tests {
         let mut doc = marketplace("PUT", "Succeeded");
         doc["error"] = json!({"code": "C", "message": "M"});
         let ev = check(&doc).unwrap();
-        assert_eq!(ev.nonconforming, vec![Finding { rule: Rule::ErrorUnexpected, detail: "error is present with provisioningState 'Succeeded'".into() }]);
+        assert_eq!(ev.nonconforming, vec![Finding { rule: Rule::ErrorUnexpected.slug(), detail: "error is present with provisioningState 'Succeeded'".into() }]);
         assert_eq!(data(&ev)["error"], json!({"code": "C", "message": "M"}));
         doc["error"] = json!({"code": 1});
         assert_eq!(rules(&doc), ["error_unexpected", "error_shape"]);
@@ -837,7 +838,7 @@ mod tests {
         catalog_billing["billingDetails"] = json!({"resourceUsageId": "u"});
         for (doc, detail) in [(none, neither), (nulls, neither), (two, both), (billing_only, neither), (catalog_billing, billing_alone)] {
             let ev = check(&doc).unwrap();
-            assert_eq!(ev.nonconforming, vec![Finding { rule: Rule::FlavourUnknown, detail: detail.into() }], "{doc}");
+            assert_eq!(ev.nonconforming, vec![Finding { rule: Rule::FlavourUnknown.slug(), detail: detail.into() }], "{doc}");
             assert_eq!(data(&ev)["flavour"], "unknown");
         }
         // A null applicationDefinitionId is absent, not a second flavour.
@@ -851,7 +852,7 @@ mod tests {
         let mut doc = catalog("PUT", "Succeeded");
         doc["applicationDefinitionId"] = json!(APP);
         let ev = check(&doc).unwrap();
-        assert_eq!(ev.nonconforming, vec![Finding { rule: Rule::DefinitionShape, detail: "applicationDefinitionId must be an application definition resource ID (subscriptions/{id}/resourceGroups/{rg}/providers/Microsoft.Solutions/applicationDefinitions/{name}): segment 7 must be 'applicationDefinitions'".into() }]);
+        assert_eq!(ev.nonconforming, vec![Finding { rule: Rule::DefinitionShape.slug(), detail: "applicationDefinitionId must be an application definition resource ID (subscriptions/{id}/resourceGroups/{rg}/providers/Microsoft.Solutions/applicationDefinitions/{name}): segment 7 must be 'applicationDefinitions'".into() }]);
         assert_eq!(data(&ev)["flavour"], "service_catalog");
         assert!(data(&ev).get("applicationDefinitionId").is_none());
         for (wrong, want) in [
@@ -897,7 +898,7 @@ mod tests {
                     doc[object][field] = value;
                 }
                 let ev = check(&doc).unwrap();
-                let found: Vec<(&str, &str)> = ev.nonconforming.iter().map(|f| (f.rule.slug(), f.detail.as_str())).collect();
+                let found: Vec<(&str, &str)> = ev.nonconforming.iter().map(|f| (f.rule, f.detail.as_str())).collect();
                 assert_eq!(found, [(rule, format!("{name} {want}").as_str())]);
                 let d = data(&ev);
                 assert_eq!(d["flavour"], "marketplace");
@@ -943,12 +944,12 @@ mod tests {
         assert_eq!(validate(b"{}").unwrap_err(), "eventType is required");
         // Every identifying field usable: never refused, whatever else is wrong.
         let minimal = format!(r#"{{"eventType":"X","provisioningState":"Y","applicationId":"{APP}","eventTime":"2019-08-14T19:20:08"}}"#);
-        let found: Vec<Rule> = validate(minimal.as_bytes()).unwrap().nonconforming.iter().map(|f| f.rule).collect();
-        assert_eq!(found, [Rule::FlavourUnknown, Rule::TypeUndocumented, Rule::StateUndocumented, Rule::TimeNoOffset]);
+        let found: Vec<&str> = validate(minimal.as_bytes()).unwrap().nonconforming.iter().map(|f| f.rule).collect();
+        assert_eq!(found, [Rule::FlavourUnknown, Rule::TypeUndocumented, Rule::StateUndocumented, Rule::TimeNoOffset].map(Rule::slug));
         // Findings come in the order of `conformance::RULES`.
         let all = minimal.replacen('{', r#"{"applicationDefinitionId":1,"plan":"p","billingDetails":[],"error":7,"#, 1);
-        let found: Vec<Rule> = validate(all.as_bytes()).unwrap().nonconforming.iter().map(|f| f.rule).collect();
-        let want: Vec<Rule> = crate::conformance::RULES.into_iter().filter(|r| !matches!(r, Rule::PairUndocumented | Rule::ErrorMissing)).collect();
+        let found: Vec<&str> = validate(all.as_bytes()).unwrap().nonconforming.iter().map(|f| f.rule).collect();
+        let want: Vec<&str> = crate::profile::azure_managed_app::conformance::RULES.into_iter().filter(|r| !matches!(r, Rule::PairUndocumented | Rule::ErrorMissing)).map(Rule::slug).collect();
         assert_eq!(found, want);
     }
 

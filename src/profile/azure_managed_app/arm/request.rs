@@ -73,12 +73,11 @@ fn encode(value: &str, keep: impl Fn(u8) -> bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Profile;
 
     fn check(source: &str) -> ArmCheck {
         let json = format!(r#"{{"arm_cluster":"arm","token_cluster":"login",{source}}}"#);
         let env = |_: &str| Some("a&b=c d+é".to_string());
-        ArmCheck::validate(serde_json::from_str(&json).unwrap(), Profile::AzureManagedApp, "azure", &env).unwrap()
+        ArmCheck::validate(serde_json::from_str(&json).unwrap(), "azure", &env).unwrap()
     }
 
     fn header<'a>(call: &'a Call<'_>, name: &str) -> Option<&'a str> {

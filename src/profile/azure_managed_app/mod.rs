@@ -1,0 +1,110 @@
+//! `azure_managed_app`: Azure managed application notifications, authenticated by a
+//! query secret (format: `azure-managed-app-notifications.md` in the shared spec).
+//! - [`notification`]: validation into the normalised event;
+//! - [`resource_id`]: the resource ids it names;
+//! - [`conformance`]: the rules of Azure's documented table;
+//! - [`arm`]: the optional confirmation of each notification with Resource Manager.
+
+pub mod arm;
+pub mod conformance;
+pub mod notification;
+pub mod resource_id;
+
+use crate::config::pick;
+use crate::event::Event;
+use crate::media::Media;
+use crate::metrics::Counter;
+use crate::nonconforming::OnNonconforming;
+use crate::problem::{Reason, Rejection};
+use crate::profile::{Profile, Registration, Section, SignedHeaders};
+use arm::config::{ArmCheck, RawArmCheck};
+use conformance::RULES;
+use notification::PAIRS;
+use serde::Deserialize;
+
+pub const REGISTRATION: Registration = Registration { name: "azure_managed_app", keys: &["on_nonconforming", "arm_check"], configure };
+
+/// The counter of each documented pair, by its index in [`PAIRS`].
+const EVENT_COUNTERS: [&str; PAIRS.len()] = [
+    "event.put.accepted",
+    "event.put.succeeded",
+    "event.put.failed",
+    "event.patch.succeeded",
+    "event.delete.deleting",
+    "event.delete.deleted",
+    "event.delete.failed",
+];
+
+#[derive(Debug)]
+struct AzureManagedApp {
+    on_nonconforming: OnNonconforming,
+    arm_check: Option<ArmCheck>,
+}
+
+#[derive(Deserialize)]
+struct Keys {
+    on_nonconforming: Option<String>,
+    arm_check: Option<RawArmCheck>,
+}
+
+fn configure(section: &Section) -> Result<Box<dyn Profile>, String> {
+    let keys: Keys = section.parse()?;
+    let choices = [("forward", OnNonconforming::Forward), ("hold", OnNonconforming::Hold), ("reject", OnNonconforming::Reject)];
+    let on_nonconforming = pick("on_nonconforming", "value", keys.on_nonconforming.as_deref().unwrap_or("forward"), &choices)?;
+    let arm_check = keys.arm_check.map(|a| ArmCheck::validate(a, section.name, section.env)).transpose()?;
+    Ok(Box::new(AzureManagedApp { on_nonconforming, arm_check }))
+}
+
+impl Profile for AzureManagedApp {
+    fn name(&self) -> &'static str {
+        REGISTRATION.name
+    }
+
+    fn allow(&self) -> &'static str {
+        "POST"
+    }
+
+    fn validate(&self, _media: Media, body: &[u8], _headers: &SignedHeaders) -> Result<Event, Rejection> {
+        notification::validate(body).map_err(|detail| Rejection::new(Reason::Invalid, detail))
+    }
+
+    fn on_nonconforming(&self) -> OnNonconforming {
+        self.on_nonconforming
+    }
+
+    fn has_rate_keys(&self) -> bool {
+        true
+    }
+
+    fn arm_check(&self) -> Option<&ArmCheck> {
+        self.arm_check.as_ref()
+    }
+
+    fn counters(&self) -> Vec<Counter> {
+        let mut all: Vec<Counter> = EVENT_COUNTERS.iter().map(|c| Counter::Profile(c)).collect();
+        all.extend(RULES.iter().map(|r| Counter::Nonconforming(r.slug())));
+        if self.arm_check.is_some() {
+            all.push(Counter::Rejected(Reason::Unverified));
+            all.extend(arm::Outcome::ALL.map(arm::Outcome::counter));
+        }
+        all
+    }
+
+    fn event_counter(&self, event: &Event) -> Option<Counter> {
+        notification::pair_of(&event.kind).and_then(|i| EVENT_COUNTERS.get(i)).map(|c| Counter::Profile(c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_counters_follow_the_documented_pairs() {
+        for ((event_type, state), counter) in PAIRS.iter().zip(EVENT_COUNTERS) {
+            assert_eq!(counter, format!("event.{}.{}", event_type.to_ascii_lowercase(), state.to_ascii_lowercase()));
+        }
+        let profile = AzureManagedApp { on_nonconforming: OnNonconforming::Forward, arm_check: None };
+        assert!(profile.allows("POST") && !profile.allows("PUT"));
+    }
+}

@@ -1,0 +1,215 @@
+//! Senders. Each profile is one folder here: everything that knows a sender's format, its
+//! authentication, its configuration keys, its handshakes and its counters. The pipeline
+//! (routing, query, rate limits, duplicate suppression, problem bodies, the filter stages)
+//! reaches a sender only through [`Profile`], so adding one is its folder plus its line in
+//! [`REGISTRY`] (docs/profiles/ADDING.md).
+//!
+//! A trait object rather than an enum: the stages make a handful of calls per request, an
+//! indirect call each, which is nothing next to reading the body; every profile's code is
+//! linked either way; and a trait keeps a new sender out of every `match` in the pipeline.
+
+pub mod azure_managed_app;
+pub mod md5_envelope;
+
+use crate::config::{deserialize, Secret};
+use crate::event::Event;
+use crate::media::Media;
+use crate::metrics::Counter;
+use crate::nonconforming::OnNonconforming;
+use crate::problem::Rejection;
+use crate::profile::azure_managed_app::arm::config::ArmCheck;
+use serde::Deserialize;
+use std::fmt;
+
+/// Every sender the module knows: one line each.
+pub const REGISTRY: &[Registration] = &[
+    azure_managed_app::REGISTRATION,
+    md5_envelope::REGISTRATION,
+];
+
+/// How a profile is found and configured.
+pub struct Registration {
+    /// The `profile` value that selects it.
+    pub name: &'static str,
+    /// The endpoint keys it reads besides the common ones (an endpoint of another
+    /// profile giving one is refused, naming this profile).
+    pub keys: &'static [&'static str],
+    /// Parses and validates the profile's keys of one endpoint.
+    pub configure: fn(&Section) -> Result<Box<dyn Profile>, String>,
+}
+
+/// The registration named `name`.
+pub fn find(name: &str) -> Option<&'static Registration> {
+    REGISTRY.iter().find(|r| r.name == name)
+}
+
+/// One endpoint's configuration, as a profile reads its own keys from it.
+pub struct Section<'a> {
+    /// The whole plugin configuration (error places are counted in it).
+    pub json: &'a str,
+    /// This endpoint's object, a slice of `json`.
+    pub part: &'a str,
+    /// `endpoints[i]`: stripped from parse errors, which the caller prefixes again.
+    pub at: &'a str,
+    /// The endpoint's name (shared-data keys are built from it).
+    pub name: &'a str,
+    /// The endpoint's secrets (`secret.values` and `secret.env`), already checked.
+    pub secret: &'a Secret,
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl<'a> Section<'a> {
+    /// The endpoint's object read as `T` (which ignores the keys it does not name). Errors
+    /// name the field, relative to the endpoint (`arm_check.timeout_ms: ...`).
+    pub fn parse<T: Deserialize<'a>>(&self) -> Result<T, String> {
+        deserialize(self.json, self.part).map_err(|e| match e.strip_prefix(self.at).and_then(|e| e.strip_prefix('.')) {
+            Some(relative) => relative.to_string(),
+            None => e,
+        })
+    }
+}
+
+/// How a sender proves a request is its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authentication {
+    /// A secret in the query (`secret.param`), checked on the head before anything else.
+    QuerySecret,
+    /// A signature over the raw body and named request headers, checked once the body is
+    /// complete; the head gets the cheap checks ([`Profile::check_signed_head`]).
+    Signature,
+}
+
+/// The request headers a signed profile names ([`Profile::signed_headers`]), taken from
+/// the head before it is cleaned: the values by the same index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignedHeaders(pub Vec<Option<Vec<u8>>>);
+
+impl SignedHeaders {
+    /// The value of the `i`th named header as text; `None` when absent or not UTF-8.
+    pub fn text(&self, i: usize) -> Option<&str> {
+        std::str::from_utf8(self.0.get(i)?.as_deref()?).ok()
+    }
+}
+
+/// An answer the filter gives itself, once the request is authenticated and valid (a
+/// sender's ping or handshake): the upstream is not called.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalAnswer {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+    /// The counter of this answer.
+    pub counter: Counter,
+}
+
+/// Everything the pipeline asks of a sender, for one configured endpoint.
+pub trait Profile: fmt::Debug {
+    /// The registered name (`x-webhook-profile`).
+    fn name(&self) -> &'static str;
+
+    /// The `Allow` header value: the methods the sender uses.
+    fn allow(&self) -> &'static str;
+
+    /// Whether `method` is one of [`Profile::allow`]'s.
+    fn allows(&self, method: &str) -> bool {
+        // A char separator: a string one adds a substring-search iterator (1 KB) here.
+        self.allow().split(',').any(|m| m.trim_ascii() == method)
+    }
+
+    /// Whether a body of syntax `media` is read.
+    fn accepts(&self, media: Media) -> bool {
+        media == Media::Json
+    }
+
+    /// The accepted content types, for the 415's detail.
+    fn accepted(&self) -> &'static str {
+        "application/json"
+    }
+
+    fn authentication(&self) -> Authentication {
+        Authentication::QuerySecret
+    }
+
+    /// The request headers a signature covers or needs, read from the head.
+    fn signed_headers(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Of [`Profile::signed_headers`], those removed before forwarding (the signature
+    /// itself, unless the endpoint keeps it).
+    fn removed_headers(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The head's cheap checks of a signed request: the headers present and well formed,
+    /// the timestamp within tolerance of `now_secs` (the host clock).
+    fn check_signed_head(&self, _headers: &SignedHeaders, _now_secs: u64) -> Result<(), Rejection> {
+        Ok(())
+    }
+
+    /// The signature over the raw `body` and `headers`, checked against every secret.
+    fn verify_signature(&self, _headers: &SignedHeaders, _body: &[u8], _now_secs: u64) -> Result<(), Rejection> {
+        Ok(())
+    }
+
+    /// Validates an authenticated body into the normalised event, whose `id` is the
+    /// duplicate-suppression key (for a signed sender: from its message id).
+    fn validate(&self, media: Media, body: &[u8], headers: &SignedHeaders) -> Result<Event, Rejection>;
+
+    /// What the endpoint does with an event carrying findings (`on_nonconforming`).
+    fn on_nonconforming(&self) -> OnNonconforming {
+        OnNonconforming::Forward
+    }
+
+    /// The answer to a ping or handshake, given by the filter (only after authentication).
+    fn local_answer(&self, _event: &Event) -> Option<LocalAnswer> {
+        None
+    }
+
+    /// The status the sender sees for an upstream's `status`, when it differs (a sender
+    /// that counts only 200 as delivered sees 200 for 201-299).
+    fn upstream_status(&self, _status: u16) -> Option<u16> {
+        None
+    }
+
+    /// Whether its events carry the per-application and per-subscription rate-limit keys.
+    fn has_rate_keys(&self) -> bool {
+        false
+    }
+
+    /// Azure's confirmation of each notification with Resource Manager (`arm_check`).
+    fn arm_check(&self) -> Option<&ArmCheck> {
+        None
+    }
+
+    /// The seconds within which a replay of a signed delivery is accepted by the
+    /// signature: duplicate suppression must cover at least this.
+    fn replay_window(&self) -> Option<u64> {
+        None
+    }
+
+    /// The profile's own counters, besides the pipeline's.
+    fn counters(&self) -> Vec<Counter> {
+        Vec::new()
+    }
+
+    /// The profile's counter of a forwarded `event` (e.g. per event type).
+    fn event_counter(&self, _event: &Event) -> Option<Counter> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_and_keys_are_unique() {
+        let names: HashSet<&str> = REGISTRY.iter().map(|r| r.name).collect();
+        assert_eq!(names.len(), REGISTRY.len());
+        let keys: Vec<&str> = REGISTRY.iter().flat_map(|r| r.keys.iter().copied()).collect();
+        assert_eq!(keys.iter().collect::<HashSet<_>>().len(), keys.len(), "a key belongs to one profile");
+        assert!(keys.iter().all(|k| !crate::config::COMMON_KEYS.contains(k)));
+    }
+}
