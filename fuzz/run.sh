@@ -21,7 +21,7 @@ cd "$(dirname "$0")"
 export RUSTC_BOOTSTRAP=1
 export CARGO_TERM_COLOR=never
 
-ALL_TARGETS=(config azure vendor_json vendor_xml vendor_form query route)
+ALL_TARGETS=(config azure vendor_json vendor_xml vendor_form query route standard_webhooks_signature)
 SECS=${1:-60}
 shift || true
 TARGETS=("$@")

@@ -10,6 +10,7 @@
 
 pub mod azure_managed_app;
 pub mod md5_envelope;
+pub mod standard_webhooks;
 
 use crate::config::{deserialize, Secret};
 use crate::event::Event;
@@ -25,6 +26,7 @@ use std::fmt;
 pub const REGISTRY: &[Registration] = &[
     azure_managed_app::REGISTRATION,
     md5_envelope::REGISTRATION,
+    standard_webhooks::REGISTRATION,
 ];
 
 /// How a profile is found and configured.

@@ -19,6 +19,7 @@ mod ratelimit;
 mod release;
 mod scripts;
 mod smoke;
+mod standard_webhooks;
 mod tls;
 mod vendor;
 

@@ -1,0 +1,289 @@
+//! `standard_webhooks`: senders following Standard Webhooks 1.0 (Svix and the services
+//! built on it, among others). A delivery carries `webhook-id` (the message id, the same
+//! on every retry), `webhook-timestamp` (Unix seconds) and `webhook-signature`
+//! (space-separated `v1,<base64 HMAC-SHA256>` over `{id}.{timestamp}.{raw body}`).
+//! See docs/profiles/standard_webhooks.md.
+//!
+//! The head is checked cheaply (the three headers present and well formed, the timestamp
+//! within tolerance of the host clock, both directions); the signature once the body is
+//! complete. The event id derives from `webhook-id`, so duplicate suppression (on by
+//! default, at least twice the tolerance) answers a replay of a delivered message.
+
+pub mod signature;
+
+use crate::event::{name_based_id, Event, RateKeys};
+use crate::media::Media;
+use crate::problem::{Reason, Rejection};
+use crate::profile::{Authentication, Profile, Registration, Section, SignedHeaders};
+use crate::timestamp;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use signature::Key;
+
+pub const REGISTRATION: Registration = Registration { name: "standard_webhooks", keys: &["tolerance_seconds", "keep_signature"], configure };
+
+/// The headers read from the head, by index in [`SIGNED`].
+const SIGNED: [&str; 3] = ["webhook-id", "webhook-timestamp", "webhook-signature"];
+const ID: usize = 0;
+const TIMESTAMP: usize = 1;
+const SIGNATURE: usize = 2;
+/// The reference libraries' tolerance, both directions.
+const DEFAULT_TOLERANCE: u64 = 300;
+const MAX_TOLERANCE: u64 = 3600;
+/// The prefix of the event `type`; the rest is the body's `type`.
+pub const KIND_PREFIX: &str = "webhookguard.standard_webhooks.";
+/// The event `type` of a body without a usable `type`.
+const DEFAULT_KIND: &str = "webhookguard.standard_webhooks.message";
+/// Longest body `type` carried into the event type (a header value too).
+const MAX_TYPE_LEN: usize = 128;
+
+#[derive(Debug)]
+struct StandardWebhooks {
+    keys: Vec<Key>,
+    tolerance: u64,
+    keep_signature: bool,
+}
+
+#[derive(Deserialize)]
+struct Keys {
+    tolerance_seconds: Option<u64>,
+    keep_signature: Option<bool>,
+}
+
+fn configure(section: &Section) -> Result<Box<dyn Profile>, String> {
+    let raw: Keys = section.parse()?;
+    let tolerance = raw.tolerance_seconds.unwrap_or(DEFAULT_TOLERANCE);
+    if !(1..=MAX_TOLERANCE).contains(&tolerance) {
+        return Err(format!("tolerance_seconds: must be between 1 and {MAX_TOLERANCE}"));
+    }
+    let count = section.secret.values.len();
+    let keys = section.secret.values.iter().enumerate().map(|(i, value)| {
+        // Secrets come from values and the environment alike: named by position only.
+        Key::decode(value).map_err(|rule| format!("secret: secret {} of {count} {rule}", i + 1))
+    });
+    let keys = keys.collect::<Result<Vec<Key>, String>>()?;
+    Ok(Box::new(StandardWebhooks { keys, tolerance, keep_signature: raw.keep_signature.unwrap_or(false) }))
+}
+
+/// The checked headers of a delivery.
+struct Delivery<'a> {
+    id: &'a str,
+    timestamp: &'a str,
+    signatures: Vec<[u8; signature::SIGNATURE_BYTES]>,
+}
+
+impl StandardWebhooks {
+    /// The three headers present and well formed, the timestamp within tolerance.
+    fn delivery<'a>(&self, headers: &'a SignedHeaders, now_secs: u64) -> Result<Delivery<'a>, Rejection> {
+        let unauthorized = |detail: String| Rejection::new(Reason::Unauthorized, detail);
+        let header = |i: usize| headers.text(i).map(str::trim).filter(|v| !v.is_empty()).ok_or_else(|| unauthorized(format!("the {} header is missing", SIGNED[i])));
+        let id = header(ID)?;
+        if id.len() > signature::MAX_ID_LEN || !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(unauthorized(format!("the webhook-id header must be 1-{} visible ASCII characters", signature::MAX_ID_LEN)));
+        }
+        let timestamp = header(TIMESTAMP)?;
+        // Canonical decimal only: the signed text is the header as sent.
+        let canonical = timestamp.len() <= 12 && timestamp.bytes().all(|b| b.is_ascii_digit()) && (timestamp == "0" || !timestamp.starts_with('0'));
+        let sent: u64 = match timestamp.parse() {
+            Ok(secs) if canonical => secs,
+            _ => return Err(unauthorized("the webhook-timestamp header must be Unix seconds".into())),
+        };
+        if sent.abs_diff(now_secs) > self.tolerance {
+            let when = if sent < now_secs { "older" } else { "later" };
+            return Err(unauthorized(format!("the webhook-timestamp is {when} than the {} s tolerance allows", self.tolerance)));
+        }
+        let signatures = signature::parse(header(SIGNATURE)?).map_err(|rule| unauthorized(format!("the webhook-signature header {rule}")))?;
+        Ok(Delivery { id, timestamp, signatures })
+    }
+}
+
+impl Profile for StandardWebhooks {
+    fn name(&self) -> &'static str {
+        REGISTRATION.name
+    }
+
+    fn allow(&self) -> &'static str {
+        "POST"
+    }
+
+    fn authentication(&self) -> Authentication {
+        Authentication::Signature
+    }
+
+    fn signed_headers(&self) -> &'static [&'static str] {
+        &SIGNED
+    }
+
+    fn removed_headers(&self) -> &'static [&'static str] {
+        if self.keep_signature {
+            &[]
+        } else {
+            &SIGNED[SIGNATURE..]
+        }
+    }
+
+    fn check_signed_head(&self, headers: &SignedHeaders, now_secs: u64) -> Result<(), Rejection> {
+        self.delivery(headers, now_secs).map(|_| ())
+    }
+
+    fn verify_signature(&self, headers: &SignedHeaders, body: &[u8], now_secs: u64) -> Result<(), Rejection> {
+        let delivery = self.delivery(headers, now_secs)?;
+        if signature::verify(&self.keys, delivery.id, delivery.timestamp, body, &delivery.signatures) {
+            Ok(())
+        } else {
+            Err(Rejection::new(Reason::Forbidden, "the webhook-signature does not match the body and headers under any configured secret"))
+        }
+    }
+
+    fn validate(&self, _media: Media, body: &[u8], headers: &SignedHeaders) -> Result<Event, Rejection> {
+        let invalid = |detail: &str| Rejection::new(Reason::Invalid, detail);
+        let text = std::str::from_utf8(body).map_err(|_| invalid("the body is not UTF-8 JSON"))?;
+        let data: Box<RawValue> = serde_json::from_str(text).map_err(|_| invalid("the body is not JSON"))?;
+        let payload: Payload = serde_json::from_str(text).unwrap_or_default();
+        let id = headers.text(ID).map(str::trim).unwrap_or_default();
+        let kind = match payload.kind.filter(|t| usable_type(t)) {
+            Some(t) => format!("{KIND_PREFIX}{t}"),
+            None => DEFAULT_KIND.to_string(),
+        };
+        let time = payload.timestamp.and_then(|t| timestamp::parse(&t).ok()).map(|t| t.utc);
+        Ok(Event {
+            id: name_based_id(&format!("standard_webhooks\n{id}")),
+            kind,
+            subject: None,
+            time,
+            keys: RateKeys::default(),
+            data,
+            nonconforming: Vec::new(),
+        })
+    }
+
+    fn replay_window(&self) -> Option<u64> {
+        // A delivery is accepted while the clock is within the tolerance on either side
+        // of its timestamp.
+        Some(2 * self.tolerance)
+    }
+}
+
+/// The members of the spec's recommended payload that the event uses.
+#[derive(Deserialize, Default)]
+struct Payload {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    timestamp: Option<String>,
+}
+
+/// A body `type` that can go into the event type and its header as is.
+fn usable_type(t: &str) -> bool {
+    !t.is_empty() && t.len() <= MAX_TYPE_LEN && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    const NOW: u64 = 1_649_367_553;
+
+    fn profile(extra: &str) -> Result<Box<dyn Profile>, String> {
+        let json = format!(r#"{{"endpoints":[{{"name":"sw","path":"/sw","profile":"standard_webhooks","secret":{{"values":["{SECRET}"]}}{extra}}}]}}"#);
+        Config::parse(json.as_bytes(), |_| None).map(|mut c| c.endpoints.remove(0).profile)
+    }
+
+    fn headers(id: &str, timestamp: &str, signature: &str) -> SignedHeaders {
+        SignedHeaders([id, timestamp, signature].iter().map(|v| (!v.is_empty()).then(|| v.as_bytes().to_vec())).collect())
+    }
+
+    const BODY: &[u8] = br#"{"type":"invoice.paid","timestamp":"2022-04-07T21:39:13Z","data":{"n":1}}"#;
+
+    fn signed(timestamp: &str) -> SignedHeaders {
+        let key = Key::decode(SECRET.as_bytes()).unwrap();
+        headers("msg_1", timestamp, &signature::sign(&key, "msg_1", timestamp, BODY))
+    }
+
+    #[test]
+    fn a_signed_delivery_is_verified_and_normalised() {
+        let p = profile("").unwrap();
+        let h = signed("1649367553");
+        p.check_signed_head(&h, NOW).unwrap();
+        p.verify_signature(&h, BODY, NOW).unwrap();
+        let event = p.validate(Media::Json, BODY, &h).unwrap();
+        assert_eq!(event.kind, "webhookguard.standard_webhooks.invoice.paid");
+        assert_eq!(event.time.as_deref(), Some("2022-04-07T21:39:13Z"));
+        assert_eq!(event.id, name_based_id("standard_webhooks\nmsg_1"));
+        assert_eq!(event.data.get().as_bytes(), BODY);
+        assert_eq!(p.removed_headers(), ["webhook-signature"]);
+        assert_eq!(p.replay_window(), Some(600));
+    }
+
+    #[test]
+    fn the_timestamp_is_checked_both_ways_against_the_tolerance() {
+        let p = profile(r#","tolerance_seconds":60"#).unwrap();
+        for (now, ok) in [(NOW, true), (NOW + 60, true), (NOW - 60, true), (NOW + 61, false), (NOW - 61, false)] {
+            let result = p.check_signed_head(&signed("1649367553"), now);
+            assert_eq!(result.is_ok(), ok, "{now}");
+            if let Err(r) = result {
+                assert_eq!(r.status(), 401);
+            }
+        }
+    }
+
+    #[test]
+    fn missing_or_malformed_headers_are_401_and_a_wrong_signature_403() {
+        let p = profile("").unwrap();
+        let good = signed("1649367553");
+        let sig = good.text(SIGNATURE).unwrap().to_string();
+        for h in [
+            headers("", "1649367553", &sig),
+            headers("msg_1", "", &sig),
+            headers("msg_1", "1649367553", ""),
+            headers("msg 1", "1649367553", &sig),
+            headers("msg_1", "01649367553", &sig),
+            headers("msg_1", "1649367553.0", &sig),
+            headers("msg_1", "1649367553", "v1,AAAA"),
+        ] {
+            assert_eq!(p.check_signed_head(&h, NOW).unwrap_err().status(), 401, "{h:?}");
+        }
+        let wrong = profile("").unwrap().verify_signature(&headers("msg_2", "1649367553", &sig), BODY, NOW).unwrap_err();
+        assert_eq!((wrong.status(), wrong.reason), (403, Reason::Forbidden));
+        assert!(!wrong.detail.contains(&sig[3..]));
+    }
+
+    #[test]
+    fn configuration_is_checked() {
+        assert!(profile(r#","keep_signature":true"#).unwrap().removed_headers().is_empty());
+        let err = profile(r#","tolerance_seconds":0"#).unwrap_err();
+        assert_eq!(err, "endpoints[0].tolerance_seconds: must be between 1 and 3600");
+        let err = profile(r#","tolerance_seconds":"x""#).unwrap_err();
+        assert!(err.starts_with("endpoints[0].tolerance_seconds: invalid type"), "{err}");
+        let err = profile(r#","dedupe_seconds":599"#).unwrap_err();
+        assert!(err.starts_with("endpoints[0].dedupe_seconds: must be at least 600"), "{err}");
+        let json = r#"{"endpoints":[{"name":"sw","path":"/sw","profile":"standard_webhooks","secret":{"values":["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD","whpk_AAAA"]}}]}"#;
+        let err = Config::parse(json.as_bytes(), |_| None).unwrap_err();
+        assert_eq!(err, "endpoints[0].secret: secret 2 of 2 v1a (ed25519) keys are not supported yet; give the endpoint's whsec_ secret");
+        let json = r#"{"endpoints":[{"name":"sw","path":"/sw","profile":"standard_webhooks","secret":{"values":["s3cret"]}}]}"#;
+        let err = Config::parse(json.as_bytes(), |_| None).unwrap_err();
+        assert!(err.contains("must be whsec_ followed by base64") || err.contains("24 to 64"), "{err}");
+        assert!(!err.contains("s3cret"));
+        let err = profile(r#","answer_ping":true"#).unwrap_err();
+        assert!(err.starts_with("endpoints[0].answer_ping: only applies to the md5_envelope profile"), "{err}");
+        let c = Config::parse(format!(r#"{{"endpoints":[{{"name":"sw","path":"/sw","profile":"standard_webhooks","secret":{{"values":["{SECRET}"]}}}}]}}"#).as_bytes(), |_| None).unwrap();
+        assert_eq!(c.endpoints[0].dedupe_seconds, Some(600), "duplicate suppression on by default");
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_400_and_an_odd_type_is_not_carried() {
+        let p = profile("").unwrap();
+        let h = signed("1649367553");
+        assert_eq!(p.validate(Media::Json, b"not json", &h).unwrap_err().status(), 400);
+        let event = p.validate(Media::Json, br#"{"type":"a b\r\nx: y"}"#, &h).unwrap();
+        assert_eq!(event.kind, DEFAULT_KIND);
+        let event = p.validate(Media::Json, b"[1,2]", &h).unwrap();
+        assert_eq!((event.kind.as_str(), event.time), (DEFAULT_KIND, None));
+    }
+
+    #[test]
+    fn the_secret_never_shows_in_debug() {
+        assert!(!format!("{:?}", profile("").unwrap()).contains("C2FV"));
+    }
+}

@@ -1,0 +1,257 @@
+//! The standard_webhooks profile through the real Envoy, in both deployment forms: `hold`
+//! (allow_on_headers_stop_iteration) and `stream` (without it). Deliveries are signed here
+//! with RustCrypto's HMAC, as a sender would, independently of the filter's code.
+
+use crate::harness::{send, Behaviour, Envoy, Options, Response, Upstream};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The reference libraries' test secret, and a second one for rotation (from the environment).
+const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+const NEXT_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const OTHER_SECRET: &str = "whsec_dGhpcyBpcyBub3QgdGhlIGVuZHBvaW50J3Mga2V5";
+const BODY: &str = r#"{"type":"invoice.paid","timestamp":"2024-05-01T10:00:00Z","data":{"invoice":"in_1","amount":1200}}"#;
+const PATH: &str = "/hooks/sw";
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Form {
+    /// `"header_mode": "hold"` with allow_on_headers_stop_iteration.
+    Hold,
+    /// `"header_mode": "stream"` without it (Istio's WasmPlugin, Envoy Gateway).
+    Stream,
+}
+
+const FORMS: [Form; 2] = [Form::Hold, Form::Stream];
+
+struct Setup {
+    upstream: Upstream,
+    envoy: Envoy,
+}
+
+fn start(form: Form, extra: &str, access_log: Option<&str>) -> Setup {
+    let mode = if form == Form::Hold { "hold" } else { "stream" };
+    let plugin = format!(
+        r#"{{"header_mode": "{mode}", "endpoints": [{{"name": "sw", "path": "{PATH}", "profile": "standard_webhooks",
+  "secret": {{"values": ["{SECRET}"], "env_optional": ["SW_NEXT_SECRET"]}}{extra}}}]}}"#
+    );
+    let upstream = Upstream::start();
+    let mut opts = Options::new(&plugin, upstream.port);
+    opts.stop_iteration = form == Form::Hold;
+    opts.env = vec![("SW_NEXT_SECRET".into(), NEXT_SECRET.into())];
+    opts.access_log = access_log.map(String::from);
+    let envoy = Envoy::start_with(opts);
+    Setup { upstream, envoy }
+}
+
+fn now() -> i64 {
+    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap()
+}
+
+/// `v1,<base64>` of `{id}.{timestamp}.{body}` under `secret`.
+fn sign(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> String {
+    let key = STANDARD.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+/// A delivery as a sender makes it: its three headers and body.
+#[derive(Clone)]
+struct Delivery {
+    id: String,
+    timestamp: String,
+    signature: String,
+    body: Vec<u8>,
+}
+
+impl Delivery {
+    fn new(id: &str, secret: &str, skew: i64) -> Delivery {
+        let timestamp = (now() + skew).to_string();
+        let signature = sign(secret, id, &timestamp, BODY.as_bytes());
+        Delivery { id: id.into(), timestamp, signature, body: BODY.into() }
+    }
+
+    fn send(&self, s: &Setup) -> Response {
+        self.send_with(s, &[])
+    }
+
+    fn send_with(&self, s: &Setup, extra: &[(&str, &str)]) -> Response {
+        let mut headers = vec![
+            ("content-type", "application/json"),
+            ("webhook-id", self.id.as_str()),
+            ("webhook-timestamp", self.timestamp.as_str()),
+            ("webhook-signature", self.signature.as_str()),
+        ];
+        headers.retain(|(_, v)| !v.is_empty());
+        headers.extend_from_slice(extra);
+        send(s.envoy.port, "POST", PATH, &headers, &self.body)
+    }
+}
+
+/// In `hold` nothing reached the upstream; in `stream` at most the cleaned head did
+/// (its request reset before any body): never a complete request, never a signature.
+fn assert_nothing_delivered(s: &Setup, form: Form, signature: &str) {
+    assert!(s.upstream.requests().is_empty(), "{form:?}: a request reached the upstream: {:?}", s.upstream.requests());
+    let heads = s.upstream.heads();
+    if form == Form::Hold {
+        assert!(heads.is_empty(), "hold: a head reached the upstream: {heads:?}");
+    }
+    for head in heads {
+        assert!(head.header("webhook-signature").is_none() && !format!("{head:?}").contains(&signature[3..]), "{head:?}");
+    }
+}
+
+#[test]
+fn a_valid_delivery_is_forwarded_as_a_cloudevent_without_its_signature() {
+    for form in FORMS {
+        let s = start(form, "", None);
+        let delivery = Delivery::new("msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", SECRET, 0);
+        let answer = delivery.send_with(&s, &[("x-webhook-verified", "true"), ("x-webhook-event-id", "forged"), ("ce-type", "forged")]);
+        assert_eq!(answer.status, 200, "{form:?}: {answer:?}");
+        let seen = s.upstream.only();
+        assert_eq!(seen.path, PATH);
+        assert_eq!(seen.header("webhook-signature"), None, "{form:?}");
+        assert_eq!(seen.header("webhook-id"), Some(delivery.id.as_str()));
+        assert_eq!(seen.header("x-webhook-profile"), Some("standard_webhooks"));
+        assert_eq!(seen.header("x-webhook-verified"), None, "{form:?}: a spoofed gateway header");
+        assert_eq!(seen.header("ce-type"), None);
+        assert_eq!(seen.header("content-type"), Some("application/cloudevents+json"));
+        let event = seen.json();
+        assert_eq!(event["type"], "webhookguard.standard_webhooks.invoice.paid");
+        assert_eq!(event["source"], "/webhook-guard/sw");
+        assert_eq!(event["time"], "2024-05-01T10:00:00Z");
+        assert_eq!(event["data"], serde_json::from_str::<serde_json::Value>(BODY).unwrap());
+        match form {
+            // Headers derived from the body need the held head.
+            Form::Hold => assert_eq!(seen.header("x-webhook-event-id"), event["id"].as_str()),
+            Form::Stream => assert_eq!(seen.header("x-webhook-event-id"), None),
+        }
+        assert_eq!(s.envoy.counters()["webhook_guard.sw.forwarded"], 1);
+    }
+}
+
+#[test]
+fn forwarded_original_the_body_is_byte_for_byte() {
+    for form in FORMS {
+        let s = start(form, r#", "forward": "original""#, None);
+        assert_eq!(Delivery::new("msg_original", SECRET, 0).send(&s).status, 200, "{form:?}");
+        let seen = s.upstream.only();
+        assert_eq!(seen.body, BODY.as_bytes());
+        assert_eq!(seen.header("content-type"), Some("application/json"));
+        assert_eq!(seen.header("webhook-signature"), None);
+    }
+}
+
+#[test]
+fn keep_signature_lets_the_backend_verify_again() {
+    let s = start(Form::Hold, r#", "keep_signature": true, "forward": "original""#, None);
+    let delivery = Delivery::new("msg_keep", SECRET, 0);
+    assert_eq!(delivery.send(&s).status, 200);
+    assert_eq!(s.upstream.only().header("webhook-signature"), Some(delivery.signature.as_str()));
+}
+
+#[test]
+fn forged_stale_future_and_incomplete_deliveries_are_refused() {
+    for form in FORMS {
+        let s = start(form, "", None);
+        let good = Delivery::new("msg_refused", SECRET, 0);
+        let mut one_byte = good.clone();
+        one_byte.body[40] ^= 1;
+        let mut other_id = good.clone();
+        other_id.id = "msg_refusee".into();
+        let mut other_time = good.clone();
+        other_time.timestamp = (now() - 1).to_string();
+        let missing = |field: fn(&mut Delivery)| {
+            let mut d = good.clone();
+            field(&mut d);
+            d
+        };
+        let cases: Vec<(&str, Delivery, u16, &str)> = vec![
+            ("wrong secret", Delivery::new("msg_refused", OTHER_SECRET, 0), 403, "forbidden"),
+            ("wrong signature", missing(|d| d.signature = "v1,R3PTzyfHASBKHH98a7yexTwaJ4yNIcGhFQc1yuN+BPU=".into()), 403, "forbidden"),
+            ("body changed by one byte", one_byte, 403, "forbidden"),
+            ("webhook-id changed after signing", other_id, 403, "forbidden"),
+            ("webhook-timestamp changed after signing", other_time, 403, "forbidden"),
+            ("stale", Delivery::new("msg_refused", SECRET, -301 - 5), 401, "unauthorized"),
+            ("future", Delivery::new("msg_refused", SECRET, 301 + 5), 401, "unauthorized"),
+            ("no webhook-id", missing(|d| d.id.clear()), 401, "unauthorized"),
+            ("no webhook-timestamp", missing(|d| d.timestamp.clear()), 401, "unauthorized"),
+            ("no webhook-signature", missing(|d| d.signature.clear()), 401, "unauthorized"),
+            ("v1a only", missing(|d| d.signature = "v1a,AAAA".into()), 401, "unauthorized"),
+        ];
+        for (what, delivery, status, slug) in cases {
+            let answer = delivery.send(&s);
+            let problem = answer.assert_problem(status, slug);
+            assert!(!problem.to_string().contains(&good.signature[3..]), "{what}: {problem}");
+            assert_nothing_delivered(&s, form, &good.signature);
+        }
+        // The genuine delivery still goes through afterwards.
+        assert_eq!(good.send(&s).status, 200, "{form:?}");
+        assert_eq!(s.upstream.requests().len(), 1);
+        let counters = s.envoy.counters();
+        assert_eq!((counters["webhook_guard.sw.rejected.forbidden"], counters["webhook_guard.sw.rejected.unauthorized"]), (5, 6), "{form:?}");
+    }
+}
+
+#[test]
+fn rotation_accepts_either_secret_and_either_signature() {
+    for form in FORMS {
+        let s = start(form, "", None);
+        assert_eq!(Delivery::new("msg_old", SECRET, 0).send(&s).status, 200, "{form:?}");
+        assert_eq!(Delivery::new("msg_new", NEXT_SECRET, 0).send(&s).status, 200, "{form:?}");
+        // A sender in the middle of its own rotation signs with both.
+        let mut both = Delivery::new("msg_both", OTHER_SECRET, 0);
+        both.signature = format!("{} {}", both.signature, sign(NEXT_SECRET, &both.id, &both.timestamp, &both.body));
+        assert_eq!(both.send(&s).status, 200, "{form:?}");
+        assert_eq!(s.upstream.requests().len(), 3);
+    }
+}
+
+#[test]
+fn a_replay_is_not_delivered_twice_but_a_retry_after_a_5xx_is() {
+    for form in FORMS {
+        let s = start(form, "", None);
+        s.upstream.set(Behaviour::Status(503));
+        let first = Delivery::new("msg_retried", SECRET, 0);
+        assert_eq!(first.send(&s).status, 503, "{form:?}: the sender sees the failure and retries");
+        s.upstream.set(Behaviour::Status(200));
+        // The sender's retry: the same message id, signed again.
+        let retry = Delivery::new("msg_retried", SECRET, 1);
+        let delivered = retry.send(&s);
+        assert_eq!(delivered.status, 200, "{form:?}: {delivered:?}");
+        assert!(delivered.header("x-webhook-duplicate").is_none());
+        assert_eq!(s.upstream.taken().len(), 1);
+        // A replay of the captured delivery, byte for byte, within the tolerance.
+        for replay in [&retry, &first] {
+            let answer = replay.send(&s);
+            assert_eq!((answer.status, answer.header("x-webhook-duplicate")), (200, Some("true")), "{form:?}: {answer:?}");
+        }
+        assert_eq!(s.upstream.taken().len(), 1, "{form:?}: delivered once");
+        assert_eq!(s.envoy.counters()["webhook_guard.sw.duplicate"], 2);
+    }
+}
+
+#[test]
+fn no_secret_or_signature_reaches_the_access_log_or_the_upstream() {
+    let format = "%REQ(:PATH)% %REQ(WEBHOOK-SIGNATURE)% %REQ(WEBHOOK-ID)% %RESPONSE_CODE%\n";
+    for form in FORMS {
+        let s = start(form, "", Some(format));
+        let good = Delivery::new("msg_logged", SECRET, 0);
+        let forged = Delivery::new("msg_forged", OTHER_SECRET, 0);
+        assert_eq!(good.send(&s).status, 200);
+        assert_eq!(forged.send(&s).status, 403);
+        let log = s.envoy.access_log(2);
+        for leak in [&good.signature[3..], &forged.signature[3..], &SECRET[6..], &NEXT_SECRET[6..]] {
+            assert!(!log.contains(leak), "{form:?}: {log}");
+            for seen in s.upstream.heads() {
+                assert!(!format!("{seen:?}").contains(leak), "{form:?}: {seen:?}");
+            }
+            assert!(!s.envoy.log().contains(leak), "{form:?}: Envoy's log");
+        }
+        assert!(log.contains("msg_logged"), "{log}");
+    }
+}
