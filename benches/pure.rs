@@ -12,7 +12,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use md5::{Digest, Md5};
 use webhook_guard::media::Media;
-use webhook_guard::ratelimit::{self, Limit, Outcome, State, MAX_CAS_ATTEMPTS};
+use webhook_guard::ratelimit::{self, Acquire, Limit, State, MAX_CAS_ATTEMPTS};
 use webhook_guard::shared::{SharedStore, StoreError};
 use webhook_guard::profile::azure_managed_app::notification as azure;
 use webhook_guard::profile::md5_envelope as vendor;
@@ -159,7 +159,7 @@ fn bench_ratelimit(c: &mut Criterion) {
         updated_nanos: T0,
     };
     let (_, d) = ratelimit::take(&open, Some(half_full), T0 + 1_000);
-    assert_eq!(d, ratelimit::Decision::Allowed);
+    assert_eq!(d, ratelimit::Take::Allowed);
     g.bench_function("take/allowed", |b| {
         b.iter(|| {
             ratelimit::take(
@@ -175,7 +175,7 @@ fn bench_ratelimit(c: &mut Criterion) {
     };
     assert!(matches!(
         ratelimit::take(&tight, Some(empty), T0 + 1_000).1,
-        ratelimit::Decision::Limited { .. }
+        ratelimit::Take::Limited { .. }
     ));
     g.bench_function("take/limited", |b| {
         b.iter(|| {
@@ -192,7 +192,7 @@ fn bench_ratelimit(c: &mut Criterion) {
     let key = ratelimit::slot_key("azure", "", 1);
     assert_eq!(
         ratelimit::acquire(&store, &key, &open, T0, MAX_CAS_ATTEMPTS),
-        Outcome::Allowed
+        Acquire::Allowed
     );
     let now = Cell::new(T0);
     g.bench_function("acquire/allowed", |b| {
@@ -200,7 +200,7 @@ fn bench_ratelimit(c: &mut Criterion) {
             now.set(now.get() + 1_000);
             let outcome =
                 ratelimit::acquire(&store, black_box(&key), &open, now.get(), MAX_CAS_ATTEMPTS);
-            debug_assert_eq!(outcome, Outcome::Allowed);
+            debug_assert_eq!(outcome, Acquire::Allowed);
             outcome
         })
     });
@@ -208,11 +208,11 @@ fn bench_ratelimit(c: &mut Criterion) {
     let store = MemoryStore::default();
     assert_eq!(
         ratelimit::acquire(&store, &key, &tight, T0, MAX_CAS_ATTEMPTS),
-        Outcome::Allowed
+        Acquire::Allowed
     );
     assert!(matches!(
         ratelimit::acquire(&store, &key, &tight, T0, MAX_CAS_ATTEMPTS),
-        Outcome::Limited { .. }
+        Acquire::Limited { .. }
     ));
     g.bench_function("acquire/limited", |b| {
         b.iter(|| {

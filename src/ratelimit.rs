@@ -9,7 +9,7 @@ use crate::shared::{self, SharedStore};
 
 /// Slots per endpoint for a limit keyed on a sender-supplied value.
 pub const DEFAULT_SLOTS: u32 = 1024;
-/// CAS rounds before giving up with [`Outcome::Contended`].
+/// CAS rounds before giving up with [`Acquire::Contended`].
 pub const MAX_CAS_ATTEMPTS: u32 = 8;
 
 /// Largest accepted `per_second` and `burst`.
@@ -102,14 +102,14 @@ impl State {
 
 /// What [`take`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub enum Take {
     Allowed,
     Limited { retry_after_secs: u64 },
 }
 
 /// What [`acquire`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Acquire {
     Allowed,
     Limited {
         retry_after_secs: u64,
@@ -121,7 +121,7 @@ pub enum Outcome {
 
 /// One request against a bucket: refill up to `now_nanos`, then take one token if there is
 /// a whole one. `None` (missing or undecodable record) is a fresh, full bucket.
-pub fn take(limit: &Limit, state: Option<State>, now_nanos: u64) -> (State, Decision) {
+pub fn take(limit: &Limit, state: Option<State>, now_nanos: u64) -> (State, Take) {
     let capacity = limit.capacity();
     let state = match state {
         // Clamped because the limit may have shrunk since the record was written.
@@ -133,10 +133,10 @@ pub fn take(limit: &Limit, state: Option<State>, now_nanos: u64) -> (State, Deci
     let mut state = refill(limit, state, now_nanos);
     if state.tokens_micro >= MICRO {
         state.tokens_micro = state.tokens_micro.saturating_sub(MICRO);
-        (state, Decision::Allowed)
+        (state, Take::Allowed)
     } else {
         let retry_after_secs = retry_after(limit, state.tokens_micro);
-        (state, Decision::Limited { retry_after_secs })
+        (state, Take::Limited { retry_after_secs })
     }
 }
 
@@ -196,22 +196,22 @@ pub fn acquire<S: SharedStore + ?Sized>(
     limit: &Limit,
     now_nanos: u64,
     max_attempts: u32,
-) -> Outcome {
+) -> Acquire {
     let result = shared::update(store, key, max_attempts, |current| {
         let previous = current.and_then(State::decode);
         let (next, decision) = take(limit, previous, now_nanos);
         let persist = match (decision, previous) {
-            (Decision::Allowed, _) | (_, None) => true,
-            (Decision::Limited { .. }, Some(p)) => {
+            (Take::Allowed, _) | (_, None) => true,
+            (Take::Limited { .. }, Some(p)) => {
                 next.tokens_micro < p.tokens_micro || next.updated_nanos < p.updated_nanos
             }
         };
         (persist.then(|| next.encode().to_vec()), decision)
     });
     match result {
-        Ok(Decision::Allowed) => Outcome::Allowed,
-        Ok(Decision::Limited { retry_after_secs }) => Outcome::Limited { retry_after_secs },
-        Err(_) => Outcome::Contended,
+        Ok(Take::Allowed) => Acquire::Allowed,
+        Ok(Take::Limited { retry_after_secs }) => Acquire::Limited { retry_after_secs },
+        Err(_) => Acquire::Contended,
     }
 }
 
@@ -243,7 +243,7 @@ mod tests {
     }
 
     /// Runs `take` repeatedly at `now`, returning the decisions and final state.
-    fn take_n(l: &Limit, mut s: Option<State>, now: u64, n: usize) -> (Vec<Decision>, State) {
+    fn take_n(l: &Limit, mut s: Option<State>, now: u64, n: usize) -> (Vec<Take>, State) {
         let mut out = Vec::new();
         for _ in 0..n {
             let (next, d) = take(l, s, now);
@@ -298,8 +298,8 @@ mod tests {
     fn burst_then_limited() {
         let l = limit(1.0, 3);
         let (d, s) = take_n(&l, None, T0, 4);
-        assert_eq!(&d[..3], &[Decision::Allowed; 3]);
-        assert_eq!(d[3], Decision::Limited { retry_after_secs: 1 });
+        assert_eq!(&d[..3], &[Take::Allowed; 3]);
+        assert_eq!(d[3], Take::Limited { retry_after_secs: 1 });
         assert_eq!(s, State { tokens_micro: 0, updated_nanos: T0 });
     }
 
@@ -309,24 +309,24 @@ mod tests {
         let (_, s) = take_n(&l, None, T0, 4);
         // 1.5 s at 2/s = 3 tokens.
         let (d, s) = take_n(&l, Some(s), T0 + 3 * SEC / 2, 4);
-        assert_eq!(&d[..3], &[Decision::Allowed; 3]);
-        assert!(matches!(d[3], Decision::Limited { .. }));
+        assert_eq!(&d[..3], &[Take::Allowed; 3]);
+        assert!(matches!(d[3], Take::Limited { .. }));
         assert_eq!(s.tokens_micro, 0);
         // Half a token's worth of time: still nothing.
         let (_, d) = take(&l, Some(s), T0 + 3 * SEC / 2 + SEC / 4);
-        assert!(matches!(d, Decision::Limited { .. }));
+        assert!(matches!(d, Take::Limited { .. }));
     }
 
     #[test]
     fn fractional_rate() {
         let l = limit(0.5, 1);
         let (d, s) = take_n(&l, None, T0, 2);
-        assert_eq!(d, [Decision::Allowed, Decision::Limited { retry_after_secs: 2 }]);
+        assert_eq!(d, [Take::Allowed, Take::Limited { retry_after_secs: 2 }]);
         // 1 s later half a token has accrued: 1 s to go.
         let (s2, d) = take(&l, Some(s), T0 + SEC);
-        assert_eq!(d, Decision::Limited { retry_after_secs: 1 });
+        assert_eq!(d, Take::Limited { retry_after_secs: 1 });
         let (_, d) = take(&l, Some(s2), T0 + 2 * SEC);
-        assert_eq!(d, Decision::Allowed);
+        assert_eq!(d, Take::Allowed);
     }
 
     #[test]
@@ -341,7 +341,7 @@ mod tests {
             now += 900_000;
             let (next, d) = take(&l, Some(s), now);
             s = next;
-            if d == Decision::Allowed {
+            if d == Take::Allowed {
                 allowed_at = Some(now);
                 break;
             }
@@ -355,11 +355,11 @@ mod tests {
         let l = limit(100.0, 5);
         let (_, s) = take_n(&l, None, T0, 5);
         let (d, _) = take_n(&l, Some(s), T0 + 3600 * SEC, 6);
-        assert_eq!(d.iter().filter(|d| **d == Decision::Allowed).count(), 5);
+        assert_eq!(d.iter().filter(|d| **d == Take::Allowed).count(), 5);
         // A record from a bigger limit is clamped to this one.
         let big = State { tokens_micro: u64::MAX, updated_nanos: T0 };
         let (d, _) = take_n(&l, Some(big), T0, 6);
-        assert_eq!(d.iter().filter(|d| **d == Decision::Allowed).count(), 5);
+        assert_eq!(d.iter().filter(|d| **d == Take::Allowed).count(), 5);
     }
 
     #[test]
@@ -367,14 +367,14 @@ mod tests {
         let l = limit(1.0, 2);
         let (_, s) = take_n(&l, None, T0 + 10 * SEC, 2);
         let (s2, d) = take(&l, Some(s), T0 + 5 * SEC);
-        assert!(matches!(d, Decision::Limited { .. }));
+        assert!(matches!(d, Take::Limited { .. }));
         assert_eq!(s2.updated_nanos, T0 + 10 * SEC);
         assert_eq!(s2.tokens_micro, 0);
         // Refill resumes from the later time, not the earlier one.
         let (_, d) = take(&l, Some(s2), T0 + 10 * SEC + SEC / 2);
-        assert!(matches!(d, Decision::Limited { .. }));
+        assert!(matches!(d, Take::Limited { .. }));
         let (_, d) = take(&l, Some(s2), T0 + 11 * SEC);
-        assert_eq!(d, Decision::Allowed);
+        assert_eq!(d, Take::Allowed);
         // From time 0, or to time 0: no underflow.
         let (s3, _) = take(&l, Some(s2), 0);
         assert_eq!(s3.tokens_micro, 0);
@@ -385,10 +385,10 @@ mod tests {
         let l = limit(1.0, 2);
         let (_, s) = take_n(&l, None, T0 + 86_400 * SEC, 2);
         let (s2, d) = take(&l, Some(s), T0);
-        assert!(matches!(d, Decision::Limited { .. }));
+        assert!(matches!(d, Take::Limited { .. }));
         assert_eq!(s2, State { tokens_micro: 0, updated_nanos: T0 });
         let (_, d) = take(&l, Some(s2), T0 + SEC);
-        assert_eq!(d, Decision::Allowed);
+        assert_eq!(d, Take::Allowed);
     }
 
     #[test]
@@ -396,15 +396,15 @@ mod tests {
         let l = limit(1_000_000.0, 1_000_000);
         let empty = State { tokens_micro: 0, updated_nanos: 0 };
         let (s, d) = take(&l, Some(empty), u64::MAX);
-        assert_eq!(d, Decision::Allowed);
+        assert_eq!(d, Take::Allowed);
         assert_eq!(s.tokens_micro, l.capacity() - MICRO);
         assert_eq!(s.updated_nanos, u64::MAX);
         let slow = limit(f64::MIN_POSITIVE, 1);
         let (s, d) = take(&slow, Some(empty), u64::MAX);
-        assert_eq!(d, Decision::Limited { retry_after_secs: u64::MAX });
+        assert_eq!(d, Take::Limited { retry_after_secs: u64::MAX });
         assert_eq!(s.tokens_micro, 0);
         let (_, d) = take(&slow, Some(State { tokens_micro: 1, updated_nanos: u64::MAX }), 0);
-        assert!(matches!(d, Decision::Limited { .. }));
+        assert!(matches!(d, Take::Limited { .. }));
     }
 
     #[test]
@@ -428,7 +428,7 @@ mod tests {
             assert!(s.tokens_micro <= l.capacity());
             assert!(s.updated_nanos >= now.min(prev.updated_nanos));
             assert!(s.updated_nanos <= now.max(prev.updated_nanos));
-            if let Decision::Limited { retry_after_secs } = d {
+            if let Take::Limited { retry_after_secs } = d {
                 assert!(retry_after_secs >= 1);
                 assert!(s.tokens_micro < MICRO);
             }
@@ -441,7 +441,7 @@ mod tests {
         let l = limit(1.0, 2);
         for garbage in [&b""[..], b"x", &[0xff; 15], &[0xff; 17]] {
             s.put("k", garbage);
-            assert_eq!(acquire(&s, "k", &l, T0, 1), Outcome::Allowed);
+            assert_eq!(acquire(&s, "k", &l, T0, 1), Acquire::Allowed);
             let stored = s.value("k").and_then(|v| State::decode(&v));
             assert_eq!(stored, Some(State { tokens_micro: MICRO, updated_nanos: T0 }));
         }
@@ -452,44 +452,44 @@ mod tests {
         let l = limit(1_000_000.0, 1);
         let (s, _) = take(&l, None, T0);
         let (_, d) = take(&l, Some(s), T0);
-        assert_eq!(d, Decision::Limited { retry_after_secs: 1 });
+        assert_eq!(d, Take::Limited { retry_after_secs: 1 });
         let l = limit(3.0, 1);
         let (_, d) = take(&l, Some(State { tokens_micro: MICRO - 1, updated_nanos: T0 }), T0);
-        assert_eq!(d, Decision::Limited { retry_after_secs: 1 });
+        assert_eq!(d, Take::Limited { retry_after_secs: 1 });
         let l = limit(0.1, 1);
         let (_, d) = take(&l, Some(State { tokens_micro: 0, updated_nanos: T0 }), T0);
-        assert_eq!(d, Decision::Limited { retry_after_secs: 10 });
+        assert_eq!(d, Take::Limited { retry_after_secs: 10 });
     }
 
     #[test]
     fn acquire_uses_the_shared_bucket() {
         let s = MemoryStore::new();
         let l = limit(1.0, 2);
-        assert_eq!(acquire(&s, "k", &l, T0, MAX_CAS_ATTEMPTS), Outcome::Allowed);
-        assert_eq!(acquire(&s, "k", &l, T0, MAX_CAS_ATTEMPTS), Outcome::Allowed);
+        assert_eq!(acquire(&s, "k", &l, T0, MAX_CAS_ATTEMPTS), Acquire::Allowed);
+        assert_eq!(acquire(&s, "k", &l, T0, MAX_CAS_ATTEMPTS), Acquire::Allowed);
         assert_eq!(
             acquire(&s, "k", &l, T0, MAX_CAS_ATTEMPTS),
-            Outcome::Limited { retry_after_secs: 1 }
+            Acquire::Limited { retry_after_secs: 1 }
         );
-        assert_eq!(acquire(&s, "other", &l, T0, MAX_CAS_ATTEMPTS), Outcome::Allowed);
-        assert_eq!(acquire(&s, "k", &l, T0 + SEC, MAX_CAS_ATTEMPTS), Outcome::Allowed);
+        assert_eq!(acquire(&s, "other", &l, T0, MAX_CAS_ATTEMPTS), Acquire::Allowed);
+        assert_eq!(acquire(&s, "k", &l, T0 + SEC, MAX_CAS_ATTEMPTS), Acquire::Allowed);
     }
 
     #[test]
     fn limited_requests_do_not_write() {
         let s = MemoryStore::new();
         let l = limit(1.0, 1);
-        assert_eq!(acquire(&s, "k", &l, T0, 1), Outcome::Allowed);
+        assert_eq!(acquire(&s, "k", &l, T0, 1), Acquire::Allowed);
         let writes = s.writes();
         s.fail_next_sets(100); // any write would turn into Contended
         for i in 0..10 {
             let now = T0 + i * SEC / 20;
-            assert!(matches!(acquire(&s, "k", &l, now, 1), Outcome::Limited { .. }));
+            assert!(matches!(acquire(&s, "k", &l, now, 1), Acquire::Limited { .. }));
         }
         assert_eq!(s.writes(), writes);
         // ...except to repair the record after a big clock step back.
         s.fail_next_sets(0);
-        assert!(matches!(acquire(&s, "k", &l, T0 - 3600 * SEC, 1), Outcome::Limited { .. }));
+        assert!(matches!(acquire(&s, "k", &l, T0 - 3600 * SEC, 1), Acquire::Limited { .. }));
         assert_eq!(s.writes(), writes + 1);
     }
 
@@ -498,7 +498,7 @@ mod tests {
         let s = MemoryStore::new();
         let l = limit(1.0, 2);
         s.conflict_next_sets(MAX_CAS_ATTEMPTS - 1);
-        assert_eq!(acquire(&s, "k", &l, T0, MAX_CAS_ATTEMPTS), Outcome::Allowed);
+        assert_eq!(acquire(&s, "k", &l, T0, MAX_CAS_ATTEMPTS), Acquire::Allowed);
         assert_eq!(s.mismatches(), MAX_CAS_ATTEMPTS - 1);
         // Exactly one token was taken despite the retries.
         let stored = s.value("k").and_then(|v| State::decode(&v));
@@ -510,11 +510,11 @@ mod tests {
         let s = MemoryStore::new();
         let l = limit(1.0, 2);
         s.conflict_next_sets(MAX_CAS_ATTEMPTS);
-        assert_eq!(acquire(&s, "k", &l, T0, MAX_CAS_ATTEMPTS), Outcome::Contended);
+        assert_eq!(acquire(&s, "k", &l, T0, MAX_CAS_ATTEMPTS), Acquire::Contended);
         assert_eq!(s.value("k"), None);
         s.fail_next_sets(1);
-        assert_eq!(acquire(&s, "k", &l, T0, MAX_CAS_ATTEMPTS), Outcome::Contended);
-        assert_eq!(acquire(&s, "k", &l, T0, MAX_CAS_ATTEMPTS), Outcome::Allowed);
+        assert_eq!(acquire(&s, "k", &l, T0, MAX_CAS_ATTEMPTS), Acquire::Contended);
+        assert_eq!(acquire(&s, "k", &l, T0, MAX_CAS_ATTEMPTS), Acquire::Allowed);
     }
 
     #[test]
@@ -591,9 +591,9 @@ mod tests {
                 at,
                 MAX_CAS_ATTEMPTS,
             ) {
-                Outcome::Allowed => counter.set(counter.get() + 1),
-                Outcome::Limited { .. } => {}
-                Outcome::Contended => contended.set(contended.get() + 1),
+                Acquire::Allowed => counter.set(counter.get() + 1),
+                Acquire::Limited { .. } => {}
+                Acquire::Contended => contended.set(contended.get() + 1),
             };
             let worker_b = || {
                 let at = (now.get() + rng.borrow_mut().below(2 * skew + 1)).saturating_sub(skew);

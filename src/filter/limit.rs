@@ -7,7 +7,7 @@ use crate::config::{Contention, Endpoint, RateKey};
 use crate::event::Event;
 use crate::metrics::Counter;
 use crate::problem::{Reason, Rejection};
-use crate::ratelimit::{self, Outcome};
+use crate::ratelimit::{self, Acquire};
 use std::borrow::Cow;
 
 impl<H: HttpHost> Guard<H> {
@@ -28,8 +28,8 @@ impl<H: HttpHost> Guard<H> {
             Some(v) => Cow::Owned(ratelimit::slot_key(&endpoint.name, v.as_deref().unwrap_or(""), ratelimit::DEFAULT_SLOTS)),
         };
         let retry_after = match ratelimit::acquire(&self.host, &slot, &rate.limit, self.host.now_nanos(), ratelimit::MAX_CAS_ATTEMPTS) {
-            Outcome::Allowed => return Ok(()),
-            Outcome::Contended => {
+            Acquire::Allowed => return Ok(()),
+            Acquire::Contended => {
                 if let Some(index) = self.matched {
                     self.host.count(index, Counter::RateLimitContended);
                 }
@@ -38,7 +38,7 @@ impl<H: HttpHost> Guard<H> {
                 }
                 1
             }
-            Outcome::Limited { retry_after_secs } => retry_after_secs,
+            Acquire::Limited { retry_after_secs } => retry_after_secs,
         };
         let subject = match event.and_then(|e| e.subject.as_deref()) {
             Some(application) => format!("application '{application}'"),

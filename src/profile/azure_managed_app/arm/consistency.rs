@@ -19,7 +19,7 @@ pub enum Arm<'a> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Consistency {
     Consistent,
     /// ARM has not caught up yet: ask again later.
     NotYet,
@@ -59,9 +59,9 @@ fn phase(arm: Arm<'_>) -> Option<Phase> {
 
 /// The verdict for a notification `(event_type, state)` (canonical spelling, one of
 /// `azure::PAIRS`) given ARM's answer.
-pub fn judge(event_type: &str, state: &str, arm: Arm<'_>) -> Verdict {
+pub fn judge(event_type: &str, state: &str, arm: Arm<'_>) -> Consistency {
     use Phase::{Deleting, Failed, Gone, Succeeded, Working};
-    use Verdict::{Consistent, Inconsistent, NotYet};
+    use Consistency::{Consistent, Inconsistent, NotYet};
     let Some(now) = phase(arm) else {
         return NotYet;
     };
@@ -89,7 +89,7 @@ pub fn judge(event_type: &str, state: &str, arm: Arm<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Verdict::{Consistent as C, Inconsistent as I, NotYet as N};
+    use Consistency::{Consistent as C, Inconsistent as I, NotYet as N};
 
     /// The README's table, row by row: ARM's answer across, the notification down.
     #[test]

@@ -6,7 +6,7 @@
 //! (its own fetch or another's) and the ARM call, which gets only the time left.
 
 use super::config::{ArmCheck, OnError};
-use super::consistency::{self, Arm, Verdict as Consistency};
+use super::consistency::{self, Arm, Consistency};
 use super::token::{self, Failure};
 use super::{request, Answer, Call, Outbound, Outcome};
 use crate::profile::azure_managed_app::notification as azure;
