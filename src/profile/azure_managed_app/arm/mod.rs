@@ -27,8 +27,11 @@ pub enum Outcome {
     NotYet,
     /// ARM contradicts the notification: held (503).
     Inconsistent,
-    /// ARM answered 401/403: our identity cannot read the application.
+    /// ARM answered 403: our identity cannot read the application.
     Denied,
+    /// ARM answered 401: it refused the token itself, and a new one did not help or could
+    /// not be had yet.
+    TokenRejected,
     /// ARM answered 429.
     Throttled,
     /// ARM failed, timed out or answered something unusable.
@@ -44,11 +47,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Verified,
         Outcome::NotYet,
         Outcome::Inconsistent,
         Outcome::Denied,
+        Outcome::TokenRejected,
         Outcome::Throttled,
         Outcome::Unavailable,
         Outcome::TokenUnavailable,
@@ -57,35 +61,30 @@ impl Outcome {
         Outcome::TokenFailed,
     ];
 
+    /// The name in log lines (`outcome=<slug>`).
     pub fn slug(self) -> &'static str {
-        match self {
-            Outcome::Verified => "verified",
-            Outcome::NotYet => "not_yet",
-            Outcome::Inconsistent => "inconsistent",
-            Outcome::Denied => "denied",
-            Outcome::Throttled => "throttled",
-            Outcome::Unavailable => "unavailable",
-            Outcome::TokenUnavailable => "token_unavailable",
-            Outcome::ForwardedUnverified => "forwarded_unverified",
-            Outcome::TokenFetched => "token_fetched",
-            Outcome::TokenFailed => "token_failed",
-        }
+        self.stat().strip_prefix("arm.").unwrap_or_default()
     }
 
     /// Its counter, `arm.<slug>`.
     pub fn counter(self) -> Counter {
-        Counter::Profile(match self {
+        Counter::Profile(self.stat())
+    }
+
+    fn stat(self) -> &'static str {
+        match self {
             Outcome::Verified => "arm.verified",
             Outcome::NotYet => "arm.not_yet",
             Outcome::Inconsistent => "arm.inconsistent",
             Outcome::Denied => "arm.denied",
+            Outcome::TokenRejected => "arm.token_rejected",
             Outcome::Throttled => "arm.throttled",
             Outcome::Unavailable => "arm.unavailable",
             Outcome::TokenUnavailable => "arm.token_unavailable",
             Outcome::ForwardedUnverified => "arm.forwarded_unverified",
             Outcome::TokenFetched => "arm.token_fetched",
             Outcome::TokenFailed => "arm.token_failed",
-        })
+        }
     }
 }
 
