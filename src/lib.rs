@@ -22,6 +22,7 @@ pub mod query;
 pub mod ratelimit;
 pub mod route;
 pub mod shared;
+pub mod signing;
 pub mod strict_json;
 pub mod timestamp;
 

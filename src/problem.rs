@@ -91,8 +91,8 @@ impl Reason {
 
     fn title(self) -> &'static str {
         match self {
-            Reason::Unauthorized => "Missing secret",
-            Reason::Forbidden => "Wrong secret",
+            Reason::Unauthorized => "Not authenticated",
+            Reason::Forbidden => "Authentication failed",
             Reason::AmbiguousSecret => "Secret given more than once",
             Reason::Method => "Method not allowed",
             Reason::TooLarge => "Body too large",
@@ -202,7 +202,7 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({"type": "urn:webhook-guard:problem:forbidden",
-                "title": "Wrong secret", "status": 403, "detail": "the secret does not match"})
+                "title": "Authentication failed", "status": 403, "detail": "the secret does not match"})
         );
         assert_eq!(r.headers(), vec![("content-type", "application/problem+json".into())]);
     }

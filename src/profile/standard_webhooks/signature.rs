@@ -1,13 +1,11 @@
 //! Standard Webhooks 1.0 signatures: the `webhook-signature` header, `whsec_` secrets and
 //! the HMAC-SHA256 over `{webhook-id}.{webhook-timestamp}.{body}`.
 
+use crate::signing::{self, HmacSha256};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use hmac::Mac;
 use std::fmt;
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// Bytes of an HMAC-SHA256 signature.
 pub const SIGNATURE_BYTES: usize = 32;
@@ -72,32 +70,21 @@ pub fn parse(header: &str) -> Result<Vec<[u8; SIGNATURE_BYTES]>, &'static str> {
 }
 
 /// Whether one of `signatures` is the HMAC of `{id}.{timestamp}.{body}` under one of
-/// `keys`. Every key and every signature is tried (no early exit), each comparison in
-/// constant time.
+/// `keys` (every key and signature tried, each in constant time).
 pub fn verify(keys: &[Key], id: &str, timestamp: &str, body: &[u8], signatures: &[[u8; SIGNATURE_BYTES]]) -> bool {
-    let mut any = false;
-    for key in keys {
-        let Ok(mut mac) = HmacSha256::new_from_slice(&key.0) else { continue };
-        for part in [id.as_bytes(), b".", timestamp.as_bytes(), b".", body] {
-            mac.update(part);
-        }
-        for signature in signatures {
-            any |= mac.clone().verify_slice(signature).is_ok();
-        }
-    }
-    any
+    let keys: Vec<&[u8]> = keys.iter().map(|k| k.0.as_slice()).collect();
+    signing::any_matches::<HmacSha256, _, _>(&keys, &signed(id, timestamp, body), signatures)
 }
 
 /// The `v1,<base64>` signature of a message, as a sender writes it (tests and tools).
 pub fn sign(key: &Key, id: &str, timestamp: &str, body: &[u8]) -> String {
-    let mut mac = match HmacSha256::new_from_slice(&key.0) {
-        Ok(mac) => mac,
-        Err(_) => return String::new(),
-    };
-    for part in [id.as_bytes(), b".", timestamp.as_bytes(), b".", body] {
-        mac.update(part);
-    }
-    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    let tag = signing::mac::<HmacSha256>(&key.0, &signed(id, timestamp, body)).map(|mac| mac.finalize().into_bytes());
+    tag.map(|tag| format!("v1,{}", STANDARD.encode(tag))).unwrap_or_default()
+}
+
+/// The signed content, `{id}.{timestamp}.{body}`, in parts.
+fn signed<'a>(id: &'a str, timestamp: &'a str, body: &'a [u8]) -> [&'a [u8]; 5] {
+    [id.as_bytes(), b".", timestamp.as_bytes(), b".", body]
 }
 
 #[cfg(test)]

@@ -1,0 +1,73 @@
+//! What signed senders share: HMAC over the signed parts under every secret, compared in
+//! constant time against every signature the request carries, and hex decoding. Each
+//! profile parses its own headers and decides what the parts are.
+
+use hmac::digest::KeyInit;
+use hmac::Mac;
+
+/// HMAC-SHA256 (Standard Webhooks, GitHub's `X-Hub-Signature-256`, Stripe, Slack, Shopify).
+pub type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+/// HMAC-SHA1 (GitHub's legacy `X-Hub-Signature`).
+pub type HmacSha1 = hmac::Hmac<sha1::Sha1>;
+
+/// The MAC of `parts`, concatenated, under `key`.
+pub fn mac<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]]) -> Option<M> {
+    let mut mac = <M as Mac>::new_from_slice(key).ok()?;
+    for part in parts {
+        mac.update(part);
+    }
+    Some(mac)
+}
+
+/// Whether one of `signatures` is the MAC of `parts` under one of `keys`. Every key and
+/// every signature is tried (no early exit), each comparison in constant time, so the
+/// time depends only on the counts and lengths, never on which one matched.
+pub fn any_matches<M: Mac + KeyInit + Clone, K: AsRef<[u8]>, S: AsRef<[u8]>>(keys: &[K], parts: &[&[u8]], signatures: &[S]) -> bool {
+    let mut any = false;
+    for key in keys {
+        let Some(mac) = mac::<M>(key.as_ref(), parts) else { continue };
+        for signature in signatures {
+            any |= mac.clone().verify_slice(signature.as_ref()).is_ok();
+        }
+    }
+    any
+}
+
+/// The bytes of `hex` (either case), exactly `N` of them; `None` otherwise.
+pub fn hex<const N: usize>(hex: &str) -> Option<[u8; N]> {
+    let digits = hex.as_bytes();
+    if digits.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let digit = |d: u8| char::from(d).to_digit(16);
+        *byte = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_sha256_and_sha1_match_rfc_4231_and_2202() {
+        // RFC 4231 test case 2 and RFC 2202 test case 2: key "Jefe".
+        let parts: [&[u8]; 2] = [b"what do ya want ", b"for nothing?"];
+        let sha256 = hex::<32>("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843").unwrap();
+        let sha1 = hex::<20>("effcdf6ae5eb2fa2d27416d5f184df9c259a7c79").unwrap();
+        assert!(any_matches::<HmacSha256, _, _>(&[b"Jefe"], &parts, &[sha256]));
+        assert!(any_matches::<HmacSha1, _, _>(&[b"Jefe"], &parts, &[sha1]));
+        assert!(!any_matches::<HmacSha256, _, _>(&[b"Jefe"], &parts[..1], &[sha256]));
+        assert!(any_matches::<HmacSha256, _, _>(&[&b"other"[..], b"Jefe"], &parts, &[[0u8; 32], sha256]), "rotation: any key, any signature");
+    }
+
+    #[test]
+    fn hex_needs_exactly_n_bytes_of_digits() {
+        assert_eq!(hex::<2>("0aFf"), Some([0x0a, 0xff]));
+        for bad in ["0aF", "0aFf0", "0g00", "+1ff", " 0aF"] {
+            assert_eq!(hex::<2>(bad), None, "{bad}");
+        }
+    }
+}
