@@ -13,7 +13,7 @@ mod forward;
 mod head;
 mod limit;
 #[cfg(test)]
-mod mock;
+pub(crate) mod mock;
 #[cfg(test)]
 mod properties;
 mod verify;

@@ -4,20 +4,17 @@
 //! Host calls go through `proxy_wasm::hostcalls` directly: the SDK's convenience methods
 //! `unwrap()` host errors, and a trap would kill the VM for every later request.
 
-use crate::config::{Config, Endpoint, HeaderMode};
-use crate::filter::{Guard, HttpHost, HOLD_TIMEOUT_SECS};
-use crate::held::{Held, MAX_HELD};
+use crate::config::{Config, Endpoint};
+use crate::filter::{Guard, HttpHost};
 use crate::metrics::{Counter, ListenerCounter};
 use crate::outbound::{Answer, Call, Outbound};
-use crate::profile::azure_managed_app::arm::config::ArmCheck;
-use crate::profile::azure_managed_app::arm::verify::Awaiting;
-use crate::profile::azure_managed_app::arm::{token, Outcome};
+use crate::root::{self, Flow, Root, RootHost, Streams};
 use crate::shared::{SharedStore, StoreError};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 use std::cell::RefCell;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 /// How often the root context checks held heads and whether a token needs refreshing.
@@ -28,16 +25,8 @@ const MAX_CALL_BODY: usize = 256 * 1024;
 proxy_wasm::main! {{
     // Every level reaches Envoy, which filters by its own `wasm` component log level.
     proxy_wasm::set_log_level(LogLevel::Trace);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        let streams = || Rc::new(RefCell::new(Held::new(MAX_HELD)));
-        Box::new(Root { config: None, metrics: Rc::default(), held: streams(), refreshes: Vec::new(), waiting: streams(), routed: Held::new(MAX_HELD) })
-    });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Worker { root: None }) });
 }}
-
-/// A stream's flow, shared with the root's tick while its head is held.
-type SharedGuard = Rc<RefCell<Guard<WasmHost>>>;
-type WeakGuard = Weak<RefCell<Guard<WasmHost>>>;
-type HeldStreams = Rc<RefCell<Held<WeakGuard>>>;
 
 /// Envoy metric ids, defined once per VM: per endpoint (by index), its counters, and the
 /// listener's own. A short scan beats hashing for two dozen entries.
@@ -47,113 +36,9 @@ struct Metrics {
     listener: Vec<(ListenerCounter, u32)>,
 }
 
-struct Root {
-    config: Option<Rc<Config>>,
-    metrics: Rc<Metrics>,
-    held: HeldStreams,
-    /// Token refreshes this worker started: (call id, endpoint index).
-    refreshes: Vec<(u32, usize)>,
-    /// Streams whose ARM check waits for a token another fetch brings.
-    waiting: HeldStreams,
-    /// Calls of those streams made from here, by call id: their answers come to the root.
-    routed: Held<(u32, WeakGuard)>,
-}
-
-impl Root {
-    fn host(&self) -> WasmHost {
-        WasmHost { metrics: Rc::clone(&self.metrics) }
-    }
-
-    /// The endpoints with an ARM check, with their index.
-    fn arm_checks(&self) -> impl Iterator<Item = (usize, &ArmCheck)> {
-        let endpoints = self.config.iter().flat_map(|c| c.endpoints.iter());
-        endpoints.enumerate().filter_map(|(i, e)| Some((i, e.profile.arm_check()?)))
-    }
-
-    /// Answers the heads held longer than HOLD_TIMEOUT_SECS without a body callback.
-    fn answer_expired_heads(&self) {
-        let expired = self.held.borrow_mut().expired(now_nanos(), HOLD_TIMEOUT_SECS * 1_000_000_000);
-        for (id, guard) in expired {
-            let Some(guard) = guard.upgrade() else { continue };
-            // The local reply goes to the stream's context, not the root's.
-            if hostcalls::set_effective_context(id).is_ok() {
-                if let Ok(mut guard) = guard.try_borrow_mut() {
-                    guard.on_body_missing();
-                }
-            }
-        }
-    }
-
-    /// Lets the checks waiting for another's token fetch look at the shared token again:
-    /// when a fetch of this worker's root ends, and on every tick (for the fetches of
-    /// other workers and of requests, which cannot reach these streams).
-    fn wake_waiting(&mut self) {
-        let waiting = self.waiting.try_borrow_mut().map(|mut w| w.take_all()).unwrap_or_default();
-        for (id, guard) in waiting {
-            self.on_stream(id, guard, Guard::on_token_ready);
-        }
-    }
-
-    /// Runs `f` on stream `id`'s flow as that stream (its local reply and resume go to
-    /// it), then tracks what its check waits for: a call made here answers to the root.
-    fn on_stream(&mut self, id: u32, guard: WeakGuard, f: impl FnOnce(&mut Guard<WasmHost>)) {
-        let Some(flow) = guard.upgrade() else { return };
-        if hostcalls::set_effective_context(id).is_err() {
-            return;
-        }
-        let Ok(mut flow) = flow.try_borrow_mut() else { return };
-        f(&mut flow);
-        match flow.verify_awaiting() {
-            Some(Awaiting::SharedToken) => {
-                if let Ok(mut waiting) = self.waiting.try_borrow_mut() {
-                    waiting.hold(id, now_nanos(), guard);
-                }
-            }
-            Some(Awaiting::Call(call)) => self.routed.hold(call, now_nanos(), (id, guard)),
-            None => {}
-        }
-    }
-
-    /// Stores (or not) the token of a refresh this root started.
-    fn refreshed(&self, index: usize, body_size: usize) {
-        let host = self.host();
-        let Some((check, endpoint)) = self.config.as_ref().and_then(|c| c.endpoints.get(index)).and_then(|e| Some((e.profile.arm_check()?, e))) else {
-            return;
-        };
-        let result = token::receive(&host, check, host.now_nanos(), &host.answer(body_size));
-        token_fetched(&host, endpoint, index, result.map(|_| ()));
-    }
-
-    /// Refreshes each ARM token ahead of its expiry; the lease lets one worker do it.
-    fn refresh_tokens(&mut self) {
-        let host = self.host();
-        let now = host.now_nanos();
-        let mut started = Vec::new();
-        for (index, check) in self.arm_checks() {
-            match token::refresh(&host, check, now) {
-                Some(Ok(call)) => started.push((call, index)),
-                Some(Err(failure)) => {
-                    let endpoint = self.config.as_ref().and_then(|c| c.endpoints.get(index));
-                    if let Some(endpoint) = endpoint {
-                        token_fetched(&host, endpoint, index, Err(failure));
-                    }
-                }
-                None => {}
-            }
-        }
-        self.refreshes.extend(started);
-    }
-}
-
-/// Counts and logs the end of a token fetch the root started (never the token).
-fn token_fetched(host: &WasmHost, endpoint: &Endpoint, index: usize, result: Result<(), token::Failure>) {
-    match result {
-        Ok(()) => host.count(index, Outcome::TokenFetched.counter()),
-        Err(failure) => {
-            host.count(index, Outcome::TokenFailed.counter());
-            log::warn!("webhook-guard: arm token refresh failed endpoint={}: {failure}", endpoint.name);
-        }
-    }
+/// The root context: [`Root`] once configured.
+struct Worker {
+    root: Option<Root<WasmHost>>,
 }
 
 /// Defines every counter of every endpoint and of the listener (Envoy sums same-named
@@ -177,19 +62,15 @@ fn define<C>(counter: C, name: &str) -> Option<(C, u32)> {
     }
 }
 
-impl Context for Root {
+impl Context for Worker {
     fn on_http_call_response(&mut self, call: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
-        if let Some(at) = self.refreshes.iter().position(|(id, _)| *id == call) {
-            let (_, index) = self.refreshes.swap_remove(at);
-            self.refreshed(index, body_size);
-        } else if let Some((id, guard)) = self.routed.take(call) {
-            self.on_stream(id, guard, |flow| flow.on_call_response(call, body_size));
+        if let Some(root) = &mut self.root {
+            root.on_call_response(call, body_size);
         }
-        self.wake_waiting();
     }
 }
 
-impl RootContext for Root {
+impl RootContext for Worker {
     fn on_configure(&mut self, _size: usize) -> bool {
         let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
             .ok()
@@ -198,20 +79,16 @@ impl RootContext for Root {
         match Config::parse(&bytes, |name| std::env::var(name).ok()) {
             Ok(config) => {
                 log::info!("webhook-guard: configured {} endpoint(s)", config.endpoints.len());
-                self.metrics = Rc::new(define_metrics(&config));
+                let host = WasmHost { metrics: Rc::new(define_metrics(&config)) };
+                let root = Root::new(host, Rc::new(config));
                 // The tick is the safety net for a missing allow_on_headers_stop_iteration
                 // and the ARM tokens' refresh.
-                let holds = config.header_mode == HeaderMode::Hold;
-                self.config = Some(Rc::new(config));
-                let host = self.host();
-                let mut checks = self.arm_checks().peekable();
-                let checks_arm = checks.peek().is_some();
-                checks.for_each(|(_, check)| token::init(&host, check));
-                if holds || checks_arm {
+                if root.start() {
                     if let Err(e) = hostcalls::set_tick_period(TICK) {
                         log::warn!("webhook-guard: setting the tick period failed: {e:?}");
                     }
                 }
+                self.root = Some(root);
                 true
             }
             Err(e) => {
@@ -222,15 +99,15 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        self.answer_expired_heads();
-        self.refresh_tokens();
-        self.wake_waiting();
+        if let Some(root) = &mut self.root {
+            root.on_tick();
+        }
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let config = Rc::clone(self.config.as_ref()?);
-        let guard = Rc::new(RefCell::new(Guard::new(self.host(), config)));
-        Some(Box::new(Stream { id: context_id, guard, held: Rc::clone(&self.held), waiting: Rc::clone(&self.waiting) }))
+        let root = self.root.as_ref()?;
+        let guard = Rc::new(RefCell::new(Guard::new(root.host().clone(), Rc::clone(root.config()))));
+        Some(Box::new(Stream { id: context_id, guard, held: Rc::clone(&root.held), waiting: Rc::clone(&root.waiting) }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -240,9 +117,9 @@ impl RootContext for Root {
 
 struct Stream {
     id: u32,
-    guard: SharedGuard,
-    held: HeldStreams,
-    waiting: HeldStreams,
+    guard: Flow<WasmHost>,
+    held: Streams<WasmHost>,
+    waiting: Streams<WasmHost>,
 }
 
 impl Stream {
@@ -255,11 +132,7 @@ impl Stream {
 
     /// Hands a check waiting for another's token fetch to the root, which wakes it.
     fn track_wait(&self) {
-        if self.guard.try_borrow().is_ok_and(|guard| guard.verify_awaiting() == Some(Awaiting::SharedToken)) {
-            if let Ok(mut waiting) = self.waiting.try_borrow_mut() {
-                waiting.hold(self.id, now_nanos(), Rc::downgrade(&self.guard));
-            }
-        }
+        root::track_wait(self.id, &self.guard, &self.waiting, now_nanos());
     }
 
     /// The head's body arrived (or the stream ended): the safety net lets it go.
@@ -284,11 +157,7 @@ impl Context for Stream {
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let action = self.with(Action::Pause, |guard| guard.on_request_headers(end_of_stream));
-        if self.guard.try_borrow().is_ok_and(|guard| guard.holds_head()) {
-            if let Ok(mut held) = self.held.try_borrow_mut() {
-                held.hold(self.id, now_nanos(), Rc::downgrade(&self.guard));
-            }
-        }
+        root::track_head(self.id, &self.guard, &self.held, now_nanos());
         action
     }
 
@@ -332,8 +201,15 @@ fn now_nanos() -> u64 {
     now.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+#[derive(Clone)]
 struct WasmHost {
     metrics: Rc<Metrics>,
+}
+
+impl RootHost for WasmHost {
+    fn enter(&self, id: u32) -> bool {
+        hostcalls::set_effective_context(id).is_ok()
+    }
 }
 
 impl SharedStore for WasmHost {

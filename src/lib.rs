@@ -20,6 +20,7 @@ pub mod problem;
 pub mod profile;
 pub mod query;
 pub mod ratelimit;
+pub mod root;
 pub mod route;
 pub mod shared;
 pub mod signing;

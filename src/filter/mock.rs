@@ -12,9 +12,9 @@ use proxy_wasm::types::Action;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-pub(super) const SECOND: u64 = 1_000_000_000;
+pub(crate) const SECOND: u64 = 1_000_000_000;
 
-pub(super) const CONFIG: &str = r#"{"header_mode":"hold","endpoints":[
+pub(crate) const CONFIG: &str = r#"{"header_mode":"hold","endpoints":[
     {"name":"azure","path":"/az","profile":"azure_managed_app","secret":{"values":["k"]},"max_body_bytes":2000},
     {"name":"store","path":"/store","profile":"md5_envelope","secret":{"values":["k"]},"answer_ping":true},
     {"name":"limited","path":"/limited","profile":"azure_managed_app","secret":{"values":["k"]},"rate_limit":{"per_second":0.5,"burst":2}},
@@ -26,36 +26,38 @@ pub(super) const CONFIG: &str = r#"{"header_mode":"hold","endpoints":[
     {"name":"reject","path":"/reject","profile":"azure_managed_app","secret":{"values":["k"]},"on_nonconforming":"reject"},
     {"name":"checked","path":"/checked","profile":"azure_managed_app","secret":{"values":["k"]},"dedupe_seconds":60,
      "rate_limit":{"per_second":0.001,"burst":2,"key":"application"},"arm_check":{"arm_cluster":"arm","token_cluster":"imds","managed_identity":{}}}]}"#;
-pub(super) const DOC: &str = r#"{"eventType":"PUT","provisioningState":"Succeeded","eventTime":"2019-08-14T19:20:08Z",
+pub(crate) const DOC: &str = r#"{"eventType":"PUT","provisioningState":"Succeeded","eventTime":"2019-08-14T19:20:08Z",
     "applicationId":"subscriptions/s/resourceGroups/r/providers/Microsoft.Solutions/applications/a",
     "applicationDefinitionId":"subscriptions/s/resourceGroups/r/providers/Microsoft.Solutions/applicationDefinitions/d"}"#;
 
 /// Records every host call; answers from the request it was given.
 #[derive(Default)]
-pub(super) struct Mock {
-    pub(super) headers: RefCell<Vec<(String, Vec<u8>)>>,
-    pub(super) body: RefCell<Vec<u8>>,
-    pub(super) status: RefCell<Option<u16>>,
-    pub(super) code_details: RefCell<Option<String>>,
-    pub(super) sent: RefCell<Option<(u16, Vec<u8>)>>,
-    pub(super) logs: RefCell<Vec<String>>,
-    pub(super) counts: RefCell<Vec<(usize, Counter)>>,
-    pub(super) listener_counts: RefCell<Vec<ListenerCounter>>,
-    pub(super) store: Rc<MemoryStore>,
-    pub(super) now: Cell<u64>,
-    pub(super) sent_headers: RefCell<Vec<(String, String)>>,
+pub(crate) struct Mock {
+    pub(crate) headers: RefCell<Vec<(String, Vec<u8>)>>,
+    pub(crate) body: RefCell<Vec<u8>>,
+    pub(crate) status: RefCell<Option<u16>>,
+    pub(crate) code_details: RefCell<Option<String>>,
+    pub(crate) sent: RefCell<Option<(u16, Vec<u8>)>>,
+    pub(crate) logs: RefCell<Vec<String>>,
+    pub(crate) counts: RefCell<Vec<(usize, Counter)>>,
+    pub(crate) listener_counts: RefCell<Vec<ListenerCounter>>,
+    pub(crate) store: Rc<MemoryStore>,
+    pub(crate) now: Cell<u64>,
+    pub(crate) sent_headers: RefCell<Vec<(String, String)>>,
     /// Dispatched calls: (cluster, `:path`).
-    pub(super) calls: RefCell<Vec<(String, String)>>,
-    pub(super) answer: RefCell<outbound::Answer>,
-    pub(super) resumed: Cell<bool>,
+    pub(crate) calls: RefCell<Vec<(String, String)>>,
+    pub(crate) answer: RefCell<outbound::Answer>,
+    pub(crate) resumed: Cell<bool>,
+    /// Streams the root entered (`RootHost::enter`), in order.
+    pub(crate) entered: RefCell<Vec<u32>>,
 }
 
 impl Mock {
-    pub(super) fn header(&self, name: &str) -> Option<String> {
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
         let headers = self.headers.borrow();
         headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     }
-    pub(super) fn sent_status(&self) -> Option<u16> {
+    pub(crate) fn sent_status(&self) -> Option<u16> {
         self.sent.borrow().as_ref().map(|s| s.0)
     }
 }
@@ -128,22 +130,29 @@ impl HttpHost for Rc<Mock> {
     }
 }
 
-pub(super) fn guard(method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
+impl crate::root::RootHost for Rc<Mock> {
+    fn enter(&self, id: u32) -> bool {
+        self.entered.borrow_mut().push(id);
+        true
+    }
+}
+
+pub(crate) fn guard(method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
     guard_on(&Rc::new(MemoryStore::new()), 0, method, path, extra)
 }
 
 /// A stream whose host shares `store` (the workers' shared data) and reads `now`.
-pub(super) fn guard_on(store: &Rc<MemoryStore>, now: u64, method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
+pub(crate) fn guard_on(store: &Rc<MemoryStore>, now: u64, method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
     guard_with(CONFIG, store, now, method, path, extra)
 }
 
 /// As [`guard_on`], with the head streamed (`"header_mode": "stream"`).
-pub(super) fn streamed_on(store: &Rc<MemoryStore>, method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
+pub(crate) fn streamed_on(store: &Rc<MemoryStore>, method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
     let config = CONFIG.replacen(r#""header_mode":"hold""#, r#""header_mode":"stream""#, 1);
     guard_with(&config, store, SECOND, method, path, extra)
 }
 
-pub(super) fn streamed(method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
+pub(crate) fn streamed(method: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<Mock>, Guard<Rc<Mock>>) {
     streamed_on(&Rc::new(MemoryStore::new()), method, path, extra)
 }
 
@@ -156,7 +165,7 @@ fn guard_with(config: &str, store: &Rc<MemoryStore>, now: u64, method: &str, pat
     (Rc::clone(&mock), Guard::new(mock, config))
 }
 
-pub(super) fn feed(mock: &Mock, guard: &mut Guard<Rc<Mock>>, body: &[u8]) -> Action {
+pub(crate) fn feed(mock: &Mock, guard: &mut Guard<Rc<Mock>>, body: &[u8]) -> Action {
     *mock.body.borrow_mut() = body.to_vec();
     guard.on_request_body(body.len(), true)
 }
