@@ -9,7 +9,7 @@ use crate::check;
 use crate::config::{Endpoint, Forward, HeaderMode, Mode, Route, Unguarded};
 use crate::metrics::{Counter, ListenerCounter};
 use crate::problem::{Reason, Rejection};
-use crate::query;
+use crate::query::{self, Secrets};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
 
@@ -113,16 +113,21 @@ impl<H: HttpHost> Guard<H> {
     }
 
     /// Takes a request on `endpoint`'s path: counts it, and before any check can refuse it
-    /// removes the secret from `:path` (an access log prints it, whatever the outcome) and
-    /// a client's `x-envoy-original-path`. An enforced request goes on with exactly the
+    /// removes the secret from `:path` (an access log prints it, whatever the outcome):
+    /// the parameter under every spelling, and any pair whose value is one of the
+    /// endpoint's secrets; and a client's `x-envoy-original-path`. An enforced request goes on with exactly the
     /// configured path, so the backend sees only what the guard checked; a shadowed one
     /// keeps its own, without any secret in a query or `;` path parameter.
     fn take(&mut self, index: usize, endpoint: &Endpoint, path: &str, headers: &[(String, Vec<u8>)]) {
         self.matched = Some(index);
         self.host.count(index, Counter::Received);
+        let values = endpoint.secret.values.iter().map(Vec::as_slice).collect();
         let target = match query::split(path) {
-            _ if endpoint.mode != Mode::Enforce => query::without_secrets(path, &self.secret_params()),
-            (_, Some(query)) => query::without_param(&format!("{}?{query}", endpoint.path), &endpoint.secret.param),
+            _ if endpoint.mode != Mode::Enforce => query::without_secrets(path, &Secrets { params: self.secret_params(), values }),
+            (_, Some(query)) => {
+                let secrets = Secrets { params: vec![endpoint.secret.param.as_str()], values };
+                query::without_secrets(&format!("{}?{query}", endpoint.path), &secrets)
+            }
             (_, None) => endpoint.path.clone(),
         };
         if target != path {
@@ -138,8 +143,9 @@ impl<H: HttpHost> Guard<H> {
         if self.config.unguarded == Unguarded::Pass {
             return Action::Continue;
         }
-        // A sender's URL with a wrong path still carries its secret.
-        let stripped = query::without_secrets(path, &self.secret_params());
+        // A sender's URL with a wrong path still carries its secret, of any endpoint.
+        let values = self.config.endpoints.iter().flat_map(|e| e.secret.values.iter().map(Vec::as_slice)).collect();
+        let stripped = query::without_secrets(path, &Secrets { params: self.secret_params(), values });
         if stripped != path {
             self.host.set_request_header(":path", Some(&stripped));
         }
