@@ -102,7 +102,7 @@ mod tests {
         for profile in [Profile::AzureManagedApp, Profile::Md5Envelope] {
             for status in 0..=999 {
                 let sent = match told(profile, status, Upstream4xx::Retry) {
-                    Told::Delivered(sent) => {
+                    Told::Delivered(_) => {
                         assert!((200..300).contains(&status), "{profile:?} {status}");
                         continue;
                     }
