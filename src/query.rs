@@ -1,16 +1,15 @@
 //! The secret query parameter: finding it, decoding it, and removing every copy of it
 //! from `:path`.
 //!
-//! Backends read a query in more than one way, so the filter reads it in each of them
-//! ([`Reading`]): pairs split on `&` (RFC 3986, what authentication reads), on `&` and `;`
-//! (Rack 2, Python before 3.9.2, Go before 1.17), and each piece percent-decoded before
-//! its `=` is found (`sig%3Dx`). A key names the parameter when, percent-decoded, cut at a
-//! NUL, trimmed of spaces (and `+`) and of a `[...]` suffix (PHP, Rails), it equals the
-//! parameter without regard to ASCII case: `s%69g`, `SIG`, `%20sig`, `sig[]` and `sig%00`
-//! all count as `sig`. A backend must never see a secret the filter did not check, so
-//! removal is a rule on values too: any pair whose value is a configured secret leaves the
-//! path, under any key. `+` in a value is kept literally (RFC 3986); only `%XX` escapes
-//! are decoded.
+//! Authentication reads pairs split on `&` whose key, percent-decoded, is the parameter
+//! without regard to ASCII case (`s%69g`, `SIG`). Backends read a query in more ways, so
+//! the filter also reads it in each of them ([`Reading`]): split on `&` and `;` (Rack 2,
+//! Python before 3.9.2, Go before 1.17), and each piece decoded before its `=` is found
+//! (`sig%3Dx`), with keys that, cut at a NUL, trimmed of spaces (and `+`) and of a `[...]`
+//! suffix (PHP, Rails), are the parameter (`%20sig`, `sig[]`, `sig%00`). A second copy
+//! under any of them is ambiguous; and every copy, under any key whose value is a
+//! configured secret, leaves the path. `+` in a value is kept literally (RFC 3986); only
+//! `%XX` escapes are decoded.
 
 use crate::auth;
 
@@ -38,7 +37,7 @@ pub struct Secrets<'a> {
 /// One way a backend reads a query.
 #[derive(Clone, Copy)]
 enum Reading {
-    /// Pairs split on `&`, then on the first `=`; a malformed escape is refused.
+    /// Pairs split on `&`, then on the first `=`.
     Standard,
     /// Pairs split on `&` and `;`.
     Semicolons,
@@ -57,22 +56,17 @@ impl Reading {
         query.split(separators)
     }
 
-    /// The decoded key and value of `piece`; `None` for a malformed escape (only the
-    /// standard reading is strict).
-    fn pair(self, piece: &str) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    /// The key and value of `piece`, decoded leniently.
+    fn pair(self, piece: &str) -> (Vec<u8>, Vec<u8>) {
         match self {
-            Reading::Standard => {
+            Reading::Standard | Reading::Semicolons => {
                 let (key, value) = split_pair(piece.as_bytes());
-                (decode(key), decode(value))
-            }
-            Reading::Semicolons => {
-                let (key, value) = split_pair(piece.as_bytes());
-                (Some(decode_lenient(key)), Some(decode_lenient(value)))
+                (decode_lenient(key), decode_lenient(value))
             }
             Reading::DecodedFirst => {
                 let decoded = decode_lenient(piece.as_bytes());
                 let (key, value) = split_pair(&decoded);
-                (Some(key.to_vec()), Some(value.to_vec()))
+                (key.to_vec(), value.to_vec())
             }
         }
     }
@@ -94,37 +88,41 @@ pub fn split(path: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Looks up `param` in `query`: the value only when every reading that finds the
-/// parameter finds it once, with the same value.
+/// Looks up `param` in `query` as authentication reads it: pairs split on `&`, keys
+/// percent-decoded and matched without regard to ASCII case. A disguised key (`sig[]`,
+/// `%20sig`, `sig%00`, `b=1;sig`, `sig%3D...`) does not authenticate, but a copy under
+/// any reading next to the parameter, or a reading of another value, is `Repeated`.
 pub fn find(query: Option<&str>, param: &str) -> Found {
     let query = query.unwrap_or("");
-    let mut agreed: Option<Vec<u8>> = None;
-    for reading in Reading::ALL {
-        let mut found = None;
-        for piece in reading.pieces(query) {
-            match reading.pair(piece) {
-                // An undecodable key could be the secret under a disguise; refuse it.
-                (None, _) => return Found::Malformed,
-                (Some(key), value) if names(&key, param) => {
-                    if found.is_some() {
-                        return Found::Repeated;
-                    }
-                    found = Some(value);
+    let mut found = None;
+    for piece in query.split('&') {
+        let (key, value) = split_pair(piece.as_bytes());
+        match decode(key) {
+            // An undecodable key could be the secret under a disguise; refuse it.
+            None => return Found::Malformed,
+            Some(key) if key.eq_ignore_ascii_case(param.as_bytes()) => {
+                if found.is_some() {
+                    return Found::Repeated;
                 }
-                _ => {}
+                found = Some(value);
             }
-        }
-        match (found, &agreed) {
-            (None, _) => {}
-            (Some(None), _) => return Found::Malformed,
-            (Some(Some(value)), Some(earlier)) if value != *earlier => return Found::Repeated,
-            (Some(Some(value)), _) => agreed = Some(value),
+            Some(_) => {}
         }
     }
-    match agreed {
-        None => Found::Missing,
-        Some(v) if v.is_empty() => Found::Missing,
-        Some(v) => Found::Value(v),
+    let found = match found.map(decode) {
+        Some(None) => return Found::Malformed,
+        found => found.flatten(),
+    };
+    for reading in Reading::ALL {
+        let mut copies = reading.pieces(query).map(|piece| reading.pair(piece)).filter(|(key, _)| names(key, param));
+        let (first, second) = (copies.next(), copies.next());
+        if second.is_some() || first.zip(found.as_ref()).is_some_and(|((_, value), found)| value != *found) {
+            return Found::Repeated;
+        }
+    }
+    match found {
+        Some(v) if !v.is_empty() => Found::Value(v),
+        _ => Found::Missing,
     }
 }
 
@@ -168,9 +166,8 @@ pub fn without_secrets(path: &str, secrets: &Secrets) -> String {
 /// under some reading: its key names a secret parameter, or its value is a secret
 /// (compared in constant time, `+` read literally and as a space).
 fn holds(piece: &str, secrets: &Secrets) -> bool {
-    [Reading::Semicolons, Reading::DecodedFirst].into_iter().any(|reading| {
+    [Reading::Standard, Reading::DecodedFirst].into_iter().any(|reading| {
         let (key, value) = reading.pair(piece);
-        let (key, value) = (key.unwrap_or_default(), value.unwrap_or_default());
         let spaced: Vec<u8> = value.iter().map(|b| if *b == b'+' { b' ' } else { *b }).collect();
         secrets.params.iter().any(|param| names(&key, param))
             || auth::matches_any(&value, &secrets.values)
@@ -324,11 +321,13 @@ mod tests {
         for query in ["sig=S&b=1;sig=S", "sig=S&sig%3DS", "sig=S&sig[]=S", "sig=S&%20sig=S", "sig=S&sig%00=S", "sig=S&sig[x]=T", "sig=S;x", "sig=S&a=1%26sig%3DS;sig=S"] {
             assert_eq!(find(Some(query), "sig"), Found::Repeated, "{query}");
         }
-        // One copy under every reading that finds it: the value.
-        for query in ["sig%3DS", "sig[]=S", "%20sig=S", "sig%00=S", "b=1;sig=S", "sig=S%26x=1%3Dy"] {
+        // A disguised key alone does not authenticate (it is removed all the same).
+        for query in ["sig%3DS", "sig[]=S", "%20sig=S", "sig%00=S", "b=1;sig=S", "sig%20=S"] {
+            assert_eq!(find(Some(query), "sig"), Found::Missing, "{query}");
+        }
+        for query in ["sig=S%26x=1%3Dy", "sig=S&x[]=S&y%00=S", "a=1;b&sig=S"] {
             assert!(matches!(find(Some(query), "sig"), Found::Value(v) if v.starts_with(b"S")), "{query}");
         }
-        assert_eq!(find(Some("sig%3DS"), "sig"), Found::Value(b"S".to_vec()));
     }
 
     #[test]
