@@ -80,7 +80,7 @@ for (const file of yamlFiles("examples")) {
   errors.push(...headerErrors(file, readFileSync(join(root, file), "utf8"), [...used]));
 }
 
-const python = spawnSync("python3", [join(here, "core.py")], {
+const python = spawnSync(process.env.PYTHON || "python3", [join(here, "core.py")], {
   input: JSON.stringify(core), encoding: "utf8", env: { ...process.env, PYTHONPATH: join(here, ".python") },
 });
 if (python.status !== 0) errors.push(...`${python.stdout}${python.stderr}`.trim().split("\n"));
