@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
-  PACKAGES, headerErrors, isCore, packageVersion, parseDocuments, pinningErrors, schemaValidator, validateStrictly, wiringErrors,
+  PACKAGES, headerErrors, isCore, membershipErrors, packageVersion, parseDocuments, pinningErrors, schemaValidator, validateStrictly, wiringErrors,
 } from "./lib.mjs";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
@@ -85,17 +85,9 @@ const python = spawnSync(process.env.PYTHON || "python3", [join(here, "core.py")
 });
 if (python.status !== 0) errors.push(...`${python.stdout}${python.stderr}`.trim().split("\n"));
 
-const inSet = new Set(manifest.sets.flatMap((s) => s.files));
-for (const file of docsOf.keys()) {
-  if (!inSet.has(file)) errors.push(`${file}: in no set of tools/examples-check/sets.json (declare which examples it is applied with)`);
-}
+errors.push(...membershipErrors([...docsOf.keys()], manifest.sets));
 let sets = 0;
-for (const set of manifest.sets) {
-  const missing = set.files.filter((f) => !docsOf.has(f));
-  if (missing.length) {
-    errors.push(`set ${set.name}: no such example ${missing.join(", ")}`);
-    continue;
-  }
+for (const set of manifest.sets.filter((s) => s.files.every((f) => docsOf.has(f)))) {
   errors.push(...wiringErrors(set.name, set.files.map((file) => ({ file, docs: docsOf.get(file) }))));
   sets += 1;
 }

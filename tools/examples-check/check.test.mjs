@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { headerErrors, parseDocuments, pinningErrors, schemaValidator, validateStrictly, wiringErrors } from "./lib.mjs";
+import { headerErrors, membershipErrors, parseDocuments, pinningErrors, schemaValidator, validateStrictly, wiringErrors } from "./lib.mjs";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const example = (file) => ({ file, docs: parseDocuments(readFileSync(join(root, file), "utf8"), file) });
@@ -96,6 +96,16 @@ test("an image without its digest (envsubst with the variable unset) is refused"
   assert.deepEqual(pinningErrors(pinned, "x"), []);
   const [policy] = parseDocuments(readFileSync(join(root, "examples/envoy-gateway/extension-policy.yaml"), "utf8"), "x");
   assert.match(pinningErrors(policy, "x").join(), /spec.wasm\[0\].code.image.sha256 is "\$\{WEBHOOK_GUARD_IMAGE_SHA256\}"/);
+});
+
+test("a new example must declare its set, and a set names only existing examples", () => {
+  const sets = JSON.parse(readFileSync(join(root, "tools/examples-check/sets.json"), "utf8")).sets;
+  const files = [...new Set(sets.flatMap((s) => s.files))];
+  assert.deepEqual(membershipErrors(files, sets), []);
+  assert.deepEqual(membershipErrors([...files, "examples/new/gateway.yaml"], sets), [
+    "examples/new/gateway.yaml: in no set of tools/examples-check/sets.json (declare which examples it is applied with)",
+  ]);
+  assert.match(membershipErrors(files.filter((f) => f !== "examples/tls/sds.yaml"), sets).join(), /set plain Envoy: no such example examples\/tls\/sds.yaml/);
 });
 
 test("the header must name the versions of the schemas that checked the file", () => {

@@ -203,6 +203,15 @@ export function wiringErrors(name, files) {
   });
 }
 
+/** Every example must be in a set, and every file a set names must exist. */
+export function membershipErrors(files, sets) {
+  const inSet = new Set(sets.flatMap((s) => s.files));
+  return [
+    ...files.filter((f) => !inSet.has(f)).map((f) => `${f}: in no set of tools/examples-check/sets.json (declare which examples it is applied with)`),
+    ...sets.flatMap((s) => s.files.filter((f) => !files.includes(f)).map((f) => `set ${s.name}: no such example ${f}`)),
+  ];
+}
+
 /** An OCI image pulled by a resource must be pinned by a digest of 64 hex characters. */
 export function pinningErrors(doc, where) {
   const pins = [];
