@@ -26,6 +26,7 @@ pub mod shared;
 pub mod signing;
 pub mod strict_json;
 pub mod timestamp;
+pub mod upstream;
 
 #[cfg(target_arch = "wasm32")]
 mod host;

@@ -12,13 +12,14 @@ pub mod azure_managed_app;
 pub mod md5_envelope;
 pub mod standard_webhooks;
 
-use crate::config::{deserialize, Secret};
+use crate::config::{deserialize, Secret, Upstream4xx};
 use crate::event::Event;
 use crate::media::Media;
 use crate::metrics::Counter;
 use crate::nonconforming::OnNonconforming;
 use crate::problem::Rejection;
 use crate::profile::azure_managed_app::arm::config::ArmCheck;
+use crate::upstream::{self, Told};
 use serde::Deserialize;
 use std::fmt;
 
@@ -168,10 +169,11 @@ pub trait Profile: fmt::Debug {
         None
     }
 
-    /// The status the sender sees for an upstream's `status`, when it differs (a sender
-    /// that counts only 200 as delivered sees 200 for 201-299).
-    fn upstream_status(&self, _status: u16) -> Option<u16> {
-        None
+    /// What the sender is told for the upstream's final `status`, by its retry rules
+    /// (src/upstream.rs): by default a 2xx is delivered as it is and anything the sender
+    /// would not retry becomes 502.
+    fn told(&self, status: u16, upstream_4xx: Upstream4xx) -> Told {
+        upstream::told(status, upstream_4xx)
     }
 
     /// Whether its events carry the per-application and per-subscription rate-limit keys.

@@ -68,6 +68,10 @@ impl Profile for AzureManagedApp {
         notification::validate(body).map_err(|detail| Rejection::new(Reason::Invalid, detail))
     }
 
+    // The upstream's answer: the default table. Azure retries 404, 429, 5xx and
+    // unreachable and drops any other answer, so every other 4xx, a 3xx or a final 1xx
+    // becomes 502 (`upstream_4xx: retry`).
+
     fn on_nonconforming(&self) -> OnNonconforming {
         self.on_nonconforming
     }

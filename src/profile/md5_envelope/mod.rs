@@ -48,7 +48,9 @@ use crate::event::{name_based_id, Event, RateKeys};
 use crate::media::Media;
 use crate::metrics::Counter;
 use crate::problem::{Reason, Rejection};
+use crate::config::Upstream4xx;
 use crate::profile::{LocalAnswer, Profile, Registration, Section, SignedHeaders};
+use crate::upstream::{self, Told};
 use serde::Deserialize;
 
 pub const REGISTRATION: Registration = Registration { name: "md5_envelope", keys: &["answer_ping"], configure };
@@ -104,9 +106,14 @@ impl Profile for Md5Envelope {
         })
     }
 
-    fn upstream_status(&self, status: u16) -> Option<u16> {
-        // The sender counts only 200 as delivered and would resend on 201-299.
-        (201..300).contains(&status).then_some(200)
+    /// The vendor retries any non-200 and counts only 200 as delivered, so a 2xx becomes
+    /// 200. It would retry a 3xx, but its HTTP client may follow the redirect instead: the
+    /// 3xx becomes 502 as for Azure, and so does a 4xx with `upstream_4xx: retry`.
+    fn told(&self, status: u16, upstream_4xx: Upstream4xx) -> Told {
+        match status {
+            200..=299 => Told::Delivered(200),
+            _ => upstream::not_taken(status, upstream_4xx),
+        }
     }
 
     fn counters(&self) -> Vec<Counter> {
