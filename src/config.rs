@@ -250,8 +250,8 @@ impl Config {
                 Some((i, e)) => Route::Guarded(i, e),
                 // Where `;` is a character, `..` may remove another segment.
                 None => {
-                    let literal = route::literal(path).and_then(|form| find(&form));
-                    literal.map_or(Route::Unguarded, |(i, e)| Route::Ambiguous(i, e, route::Ambiguity::Parameter))
+                    let other = route::readings(path).iter().find_map(|form| find(form));
+                    other.map_or(Route::Unguarded, |(i, e)| Route::Ambiguous(i, e, route::Ambiguity::Parameter))
                 }
             },
             Err(why) => route::lenient(path).iter().find_map(|form| find(form)).map_or(Route::Unguarded, |(i, e)| Route::Ambiguous(i, e, why)),
@@ -496,6 +496,8 @@ mod tests {
         assert!(matches!(c.route(b"/api%2Fresource"), Route::Ambiguous(0, _, route::Ambiguity::Separator)));
         // Tomcat reads `/api`, Go `/api/resource`: refused, not let through.
         assert!(matches!(c.route(b"/api/resource/;x=1/.."), Route::Ambiguous(0, _, route::Ambiguity::Parameter)));
+        // Tomcat cuts `;` from `api;` and decodes `%3Bx` to a segment `..` removes.
+        assert!(matches!(c.route(b"/api;/resource/%3Bx/.."), Route::Ambiguous(0, _, route::Ambiguity::Parameter)));
         assert!(matches!(c.route(b"/api/x/..;/resource"), Route::Guarded(0, _)));
         assert!(matches!(c.route(b"/api/resources"), Route::Unguarded));
         assert!(matches!(c.route(b"/api/resources%2F"), Route::Unguarded));

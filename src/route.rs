@@ -35,7 +35,8 @@ pub enum Ambiguity {
     /// A `%XX` left after decoding, which a backend that decodes twice reads again.
     DoubleEncoded,
     /// A `;` segment that `..` removes: Tomcat cuts the parameter first and so removes the
-    /// segment before it, Go takes `;` as a character and removes the `;` segment itself.
+    /// segment before it, Go takes `;` as a character and removes the `;` segment itself
+    /// (and so does Tomcat where the `;` was sent as `%3B`). See [`readings`].
     Parameter,
 }
 
@@ -58,14 +59,28 @@ pub fn canonical(path: &[u8]) -> Result<String, Ambiguity> {
     decoded(path).map(|text| shape(&text, &['/'], Params::Cut))
 }
 
-/// The form of a path with a canonical form as backends that take `;` as a character
-/// read it (Go, Express, Rails): it differs only where `..` removes a `;` segment, so
-/// `None` for a path with no `;` (raw or `%3B`).
-pub fn literal(path: &[u8]) -> Option<String> {
+/// The other forms backends give a path that has a canonical form: `;` taken as a
+/// character (Go, Express, Rails), and `;` parameters cut from the raw segments before
+/// decoding, so that a `%3B` is a character (Tomcat, and Spring on it). Empty for a path
+/// with no `;` (raw or `%3B`).
+///
+/// Why both: a guarded path holds no `;`, and a segment that keeps one cannot name it
+/// unless a `..` removes that segment, where the canonical form (which empties it) removes
+/// the one before. Tomcat's reading is neither of the others when raw `;` and `%3B` mix:
+/// `/api;/resource/%3Bx/..` is `/api` canonically and `/api;/resource` with `;` a
+/// character, but Tomcat cuts `;` from `api;`, decodes `%3Bx` to `;x` and lets `..` remove
+/// it: `/api/resource`, a guarded endpoint reached with no secret checked, unless this
+/// reading is looked up too (`Config::route` refuses it as [`Ambiguity::Parameter`]).
+pub fn readings(path: &[u8]) -> Vec<String> {
     if !path.contains(&b';') && !path.windows(3).any(|w| matches!(w, [b'%', b'3', b'b' | b'B'])) {
-        return None;
+        return Vec::new();
     }
-    decoded(path).ok().map(|text| shape(&text, &['/'], Params::Kept))
+    [path.to_vec(), without_params(path)].iter().filter_map(|source| decoded(source).ok()).map(|text| shape(&text, &['/'], Params::Kept)).collect()
+}
+
+/// `path` with the `;` parameters of its raw segments cut, as Tomcat does before decoding.
+fn without_params(path: &[u8]) -> Vec<u8> {
+    path.split(|b| *b == b'/').map(|s| s.split(|b| *b == b';').next().unwrap_or_default()).collect::<Vec<_>>().join(&b'/')
 }
 
 /// `path` percent-decoded once, segment by segment, or why that has no single reading.
@@ -98,8 +113,7 @@ fn decoded(path: &[u8]) -> Result<String, Ambiguity> {
 /// again after `;` parameters are cut from the raw segments (Tomcat cuts them before
 /// decoding, so whatever they hold is gone).
 pub fn lenient(path: &[u8]) -> Vec<String> {
-    let segments = path.split(|b| *b == b'/');
-    let without_params = segments.map(|s| s.split(|b| *b == b';').next().unwrap_or_default()).collect::<Vec<_>>().join(&b'/');
+    let without_params = without_params(path);
     let mut forms = Vec::new();
     for source in [path, &without_params] {
         let mut bytes = source.to_vec();
@@ -110,10 +124,14 @@ pub fn lenient(path: &[u8]) -> Vec<String> {
             }
             bytes = next;
         }
-        let text = String::from_utf8_lossy(&bytes);
-        let odd = |c: &char| c.is_control() || *c == char::REPLACEMENT_CHARACTER;
-        let dropped: String = text.chars().filter(|c| !odd(c)).collect();
-        let ended: String = text.chars().take_while(|c| !odd(c)).collect();
+        // `None` for a control character or bytes that are not UTF-8; a U+FFFD sent as such
+        // is a character like any other (the canonical form keeps it too).
+        let chars: Vec<Option<char>> = bytes
+            .utf8_chunks()
+            .flat_map(|chunk| chunk.valid().chars().map(|c| Some(c).filter(|c| !c.is_control())).chain((!chunk.invalid().is_empty()).then_some(None)))
+            .collect();
+        let dropped: String = chars.iter().flatten().collect();
+        let ended: String = chars.iter().map_while(|c| *c).collect();
         for text in [&dropped, &ended] {
             for params in [Params::Cut, Params::Kept] {
                 forms.push(shape(text, &['/', '\\'], params));
@@ -246,10 +264,28 @@ mod tests {
     #[test]
     fn a_semicolon_segment_removed_by_dot_dot_reads_two_ways() {
         assert_eq!(canon("/api/resource/;x=1/..").as_deref(), Ok("/api"));
-        assert_eq!(literal(b"/api/resource/;x=1/..").as_deref(), Some("/api/resource"));
-        assert_eq!(literal(b"/api/resource/%3b/..").as_deref(), Some("/api/resource"));
-        assert_eq!(literal(b"/api/x/..;/resource").as_deref(), Some("/api/x/..;/resource"));
-        assert_eq!(literal(b"/api/x/../resource"), None);
+        assert_eq!(readings(b"/api/resource/;x=1/.."), ["/api/resource", "/api"]);
+        assert_eq!(readings(b"/api/resource/%3b/.."), ["/api/resource", "/api/resource"]);
+        assert_eq!(readings(b"/api/x/..;/resource"), ["/api/x/..;/resource", "/api/resource"]);
+        assert!(readings(b"/api/x/../resource").is_empty());
+    }
+
+    /// Tomcat cuts raw `;` parameters, then decodes: a `%3B` stays a character.
+    #[test]
+    fn raw_and_encoded_semicolons_give_a_third_reading() {
+        let path = b"/api;/resource/%3Bx/..";
+        assert_eq!(canonical(path).as_deref(), Ok("/api"));
+        assert_eq!(readings(path), ["/api;/resource", "/api/resource"]);
+        for (path, form, others) in [
+            ("/a;/b%3B", "/a/b", ["/a;/b;", "/a/b;"]),
+            ("/api;/resource%3B", "/api/resource", ["/api;/resource;", "/api/resource;"]),
+            ("/a%3B/;", "/a", ["/a;/;", "/a;"]),
+            ("/a;x/b%3B", "/a/b", ["/a;x/b;", "/a/b;"]),
+        ] {
+            assert_eq!(canonical(path.as_bytes()).as_deref(), Ok(form), "{path}");
+            assert_eq!(readings(path.as_bytes()), others, "{path}");
+            assert!(lenient(path.as_bytes()).iter().all(|r| r == form || others.contains(&r.as_str())), "{path}");
+        }
     }
 
     #[test]
@@ -262,7 +298,7 @@ mod tests {
         ] {
             assert!(guarded(path), "{path}: {:?}", lenient(path.as_bytes()));
         }
-        for path in ["/api/resource%2Fx", "/api/resource%", "/api/resources%00", "/api/other%2F"] {
+        for path in ["/api/resource%2Fx", "/api/resource%", "/api/resources%00", "/api/other%2F", "/api/resource%EF%BF%BD%2F"] {
             assert!(!guarded(path), "{path}: {:?}", lenient(path.as_bytes()));
         }
     }

@@ -3,8 +3,13 @@
 # as an OCI image (an OCI layout in DIST/oci, tagged VERSION) that Istio's WasmPlugin and
 # Envoy Gateway's EnvoyExtensionPolicy pull. Built with buildah, without a daemon, and
 # deterministic: the same module always gives the same image digest.
+#
+# Refuses to run while an input of fuzz/regressions/ (a past failure of a fuzz target) or
+# of a seed corpus fails again: each is replayed once first (fuzz/run.sh --replay).
 set -euo pipefail
 version=$1 module=$2 dist=$3
+"$(dirname "$0")/../fuzz/run.sh" --replay ||
+  { echo "release refused: a fuzz target fails on a regression or corpus input (fuzz/README.md)" >&2; exit 1; }
 "$(dirname "$0")/need.sh" buildah buildah
 
 rm -rf "$dist"

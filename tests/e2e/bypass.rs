@@ -36,9 +36,21 @@ const VARIANTS: [&str; 24] = [
 
 /// Paths with no single reading, of which a lenient one is `/api/resource`: refused
 /// before authentication. (`/api/resource%zz` is not: every reading keeps `%zz` in the
-/// last segment, so none is guarded; after a format suffix's dot one reading is.)
-const AMBIGUOUS: [&str; 7] =
-    ["/api%2Fresource", "/api%5Cresource", "/api/%2572esource", "/api/resource%00", "/api/resource%FF", "/api/resource.%zz", "/api\\resource"];
+/// last segment, so none is guarded; after a format suffix's dot one reading is.) The
+/// last two are `/api` canonically, but `..` removes a `;` segment: Go's reading of the
+/// first, and Tomcat's of the second (it cuts the raw `;` of `api;`, then decodes `%3Bx`
+/// to a segment of its own).
+const AMBIGUOUS: [&str; 9] = [
+    "/api%2Fresource",
+    "/api%5Cresource",
+    "/api/%2572esource",
+    "/api/resource%00",
+    "/api/resource%FF",
+    "/api/resource.%zz",
+    "/api\\resource",
+    "/api/resource/;x=1/..",
+    "/api;/resource/%3Bx/..",
+];
 
 /// Neighbours of the guarded path that stay unguarded.
 const UNGUARDED: [&str; 4] = ["/api/resources", "/api/resource-status", "/api/resource/x", "/api/resources.json"];
@@ -77,9 +89,10 @@ fn suite(normalize_path: bool) {
         for (query, status) in credentials() {
             let before = upstream.requests().len();
             let res = post_json(envoy.port, &format!("{path}?{query}"), CATALOG_SAMPLE.as_bytes());
-            if normalize_path && path.contains('\\') {
-                // Envoy's normalisation reads a raw '\' as '/' before any filter: the path
-                // is then `/api/resource`, guarded as usual.
+            if normalize_path && (path.contains('\\') || path.ends_with("/..")) {
+                // Envoy's normalisation reads a raw '\' as '/' and resolves `..` (a `;x`
+                // is a segment to it) before any filter: the path is then `/api/resource`,
+                // `/api/resource/` or `/api;/resource/`, guarded as usual.
                 assert_eq!(res.status, status, "{path}?{query}: {res:?}");
                 let seen: Vec<String> = upstream.requests()[before..].iter().map(|r| r.path.clone()).collect();
                 assert_eq!(seen, if status == 200 { vec!["/api/resource?a=1".to_string()] } else { vec![] }, "{path}?{query}");
