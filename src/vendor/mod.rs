@@ -193,6 +193,14 @@ fn build_event(
 pub(crate) mod tests {
     use super::*;
 
+    #[test]
+    fn the_documented_purchase_sample_keeps_its_id() {
+        let sample = include_bytes!("../../examples/requests/vendor-purchase.xml");
+        let event = parse(Media::Xml, sample.trim_ascii_end()).unwrap();
+        // The README's documented id, as a literal: the namespace and the name are pinned.
+        assert_eq!(event.id, "d6117064-58b6-3de0-b8fe-8b5637340679");
+    }
+
     /// Lowercase hex md5, computed independently of `verify_md5`.
     pub(crate) fn md5_hex(bytes: &[u8]) -> String {
         Md5::digest(bytes)
