@@ -26,7 +26,7 @@ export CARGO_TERM_COLOR := never
 SOAK_SECONDS ?= 600
 FUZZ_SECONDS ?= 300
 
-.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-replay cargo-fuzz bench test lint unit e2e e2e-older wasm-target envoy size clean fleet-deps ratelimit-service
+.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-replay cargo-fuzz bench test lint unit e2e e2e-older wasm-target envoy size clean fleet-deps ratelimit-service cargo-mutants mutants mutants-small build-trap
 
 all: build
 
@@ -79,6 +79,13 @@ build: wasm-target binaryen
 	wasm-opt -O3 -g target/$(WASM_TARGET)/release/webhook_guard.dce.wasm -o $(WASM)
 	@echo "built $(WASM): $$(wc -c < $(WASM)) bytes"
 
+# The failure-policy test's module (feature `test-trap`: a marker header traps the VM), in
+# its own target directory so it never replaces the release module's build.
+TRAP_WASM := target/webhook_guard_trap.wasm
+build-trap: wasm-target
+	cargo build --release --target $(WASM_TARGET) --lib --features test-trap --target-dir target/trap
+	cp target/trap/$(WASM_TARGET)/release/webhook_guard.wasm $(TRAP_WASM)
+
 size: build
 	@wc -c < $(WASM)
 
@@ -128,21 +135,44 @@ bench: build $(ENVOY)
 soak: build $(ENVOY)
 	$(PYTHON) tests/soak/soak.py --seconds $(SOAK_SECONDS) --envoy $(ENVOY) --wasm $(WASM)
 
+# cargo-mutants (into cargo's bin directory) when it is missing.
+cargo-mutants:
+	@command -v cargo-mutants >/dev/null || cargo install cargo-mutants --locked
+
+# The modules that keep the two laws: authentication, query and path handling, the answer
+# mapping, duplicate suppression, rate limits, the head checks, the Azure validation and
+# conformance rules and the vendor digest check. MUTANTS_SMALL (`make test`) are the
+# smallest of them. Every mutant must be killed by the unit tests or be listed, with why
+# it is harmless, in .cargo/mutants.toml (tests/mutants-survivors.md).
+MUTANTS_SMALL := src/auth.rs src/query.rs src/filter/answer.rs
+MUTANTS_FILES := $(MUTANTS_SMALL) src/route.rs src/check.rs src/dedupe.rs src/ratelimit.rs \
+  src/azure.rs src/conformance.rs src/vendor/mod.rs
+MUTANTS_JOBS  ?= 1
+MUTANTS_ARGS  := --jobs $(MUTANTS_JOBS) --no-shuffle --copy-target false
+
+mutants: cargo-mutants
+	nice cargo mutants $(MUTANTS_ARGS) $(addprefix --file ,$(MUTANTS_FILES)) -o target/mutants
+
+mutants-small: cargo-mutants
+	nice cargo mutants $(MUTANTS_ARGS) $(addprefix --file ,$(MUTANTS_SMALL)) -o target/mutants-small
+
 lint: wasm-target
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) --lib -- -D warnings
+	cargo clippy --target $(WASM_TARGET) --lib --features test-trap -- -D warnings
 
 unit: toolchain
 	cargo test --lib --test examples --test properties
 
 # The release tests push dist/'s image through a local registry and pull it back (skopeo);
 # the fleet tests run the rate limit service against a real Redis.
-e2e: release $(ENVOY) ratelimit-service
+e2e: release build-trap $(ENVOY) ratelimit-service
 	@./tools/need.sh skopeo skopeo
 	@./tools/need.sh docker-registry docker-registry
 	@./tools/need.sh curl curl
 	@./tools/need.sh openssl openssl
 	WEBHOOK_GUARD_WASM=$(abspath $(WASM)) WEBHOOK_GUARD_DIST=$(abspath $(DIST)) ENVOY=$(abspath $(ENVOY)) \
+	  WEBHOOK_GUARD_TRAP_WASM=$(abspath $(TRAP_WASM)) \
 	  RATELIMIT_SERVICE=$(abspath $(RATELIMIT_SERVICE)/target/debug/ratelimit-service) \
 	  cargo test --test e2e -- --test-threads=2
 
@@ -153,7 +183,7 @@ e2e-older: build $(foreach v,$(ENVOY_OLDER),$(TOOLS)/envoy-$(v)/envoy/_bin/envoy
 	    cargo test --test e2e smoke:: -- --test-threads=2 || exit 1; \
 	done
 
-test: lint unit e2e e2e-older fuzz-replay
+test: lint unit mutants-small e2e e2e-older fuzz-replay
 
 clean:
 	cargo clean
