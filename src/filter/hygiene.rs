@@ -42,11 +42,14 @@ fn with_answer(store: &Rc<MemoryStore>, path: &str, status: u16) -> Rc<Mock> {
     mock
 }
 
+/// A refusal path: from a fresh store, the host of the refused request.
+type Refusal = Box<dyn Fn(&Rc<MemoryStore>) -> Rc<Mock>>;
+
 #[test]
 fn no_refusal_tells_or_logs_the_secret_or_the_query() {
     let running = DOC.replace("Succeeded", "Running");
     let json = ("content-type", "application/json");
-    let refusals: Vec<(&str, Box<dyn Fn(&Rc<MemoryStore>) -> Rc<Mock>>)> = vec![
+    let refusals: Vec<(&str, Refusal)> = vec![
         ("unauthorized", Box::new(|s| request(s, "POST", &format!("/az?{OTHER}"), &[]).0)),
         ("forbidden", Box::new(|s| request(s, "POST", &format!("/az?{OTHER}&sig={WRONG}"), &[]).0)),
         ("ambiguous_secret", Box::new(|s| request(s, "POST", &format!("/az?sig={{s}}&{OTHER}&SIG={WRONG}"), &[]).0)),

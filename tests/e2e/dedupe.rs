@@ -94,7 +94,8 @@ fn a_sender_that_hangs_up_before_the_answer_can_retry_at_once() {
         statuses.push(retry.status);
         retry.status == 200 && retry.header("x-webhook-duplicate").is_none()
     });
-    assert!(forwarded, "the retry never reached the upstream: {statuses:?}");
+    statuses.dedup();
+    assert!(forwarded, "the retry never reached the upstream, answered {statuses:?}");
     assert_eq!(upstream.requests().len(), 2);
     // Now delivered: a further copy is a duplicate.
     let copy = post_json(envoy.port, &signed(), CATALOG_SAMPLE.as_bytes());

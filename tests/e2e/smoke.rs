@@ -8,8 +8,7 @@
 use crate::harness::{eventually, post_json, send, send_paced, Behaviour, Envoy, Options, Response, Upstream};
 use crate::config::{assert_envoy_accepts, with_envoyfilter};
 use crate::{target, CATALOG_SAMPLE, SECRET};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
 
