@@ -17,6 +17,7 @@ mod failure_policy;
 mod fleet;
 mod operability;
 mod ratelimit;
+mod redirects;
 mod release;
 mod scripts;
 mod smoke;
