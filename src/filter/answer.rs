@@ -307,4 +307,21 @@ mod tests {
         assert_eq!(g.on_response_headers(), Action::Continue);
         assert_eq!(mock.sent_status(), None);
     }
+
+    #[test]
+    fn the_detail_says_whether_the_upstream_answered_before_the_body() {
+        let (mock, mut g) = streamed("POST", "/az?sig=k", &[]);
+        g.on_request_headers(false);
+        *mock.status.borrow_mut() = Some(202);
+        g.on_response_headers();
+        let body: serde_json::Value = serde_json::from_slice(&mock.sent.borrow().as_ref().unwrap().1).unwrap();
+        assert_eq!(body["detail"], "the upstream answered 202 before the notification was delivered; retry later");
+        let (mock, mut g) = guard("POST", "/az?sig=k", &[]);
+        g.on_request_headers(false);
+        feed(&mock, &mut g, DOC.as_bytes());
+        *mock.status.borrow_mut() = Some(404);
+        g.on_response_headers();
+        let body: serde_json::Value = serde_json::from_slice(&mock.sent.borrow().as_ref().unwrap().1).unwrap();
+        assert_eq!(body["detail"], "the upstream answered 404; retry later");
+    }
 }
