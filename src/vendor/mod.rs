@@ -247,6 +247,16 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_digest_of_the_wrong_shape_is_told_so() {
+        let good = md5_hex(b"abc");
+        // Of the wrong length though hexadecimal, or of the right length though not.
+        for bad in [&good[..31], &format!("{good}0"), &good.replace('0', "g")] {
+            let shape = Rejected::Digest("md5 must be 32 hexadecimal digits".into());
+            assert_eq!(verify_md5(Some(bad), b"abc", None), Err(shape), "{bad}");
+        }
+    }
+
+    #[test]
     fn type_rules() {
         for ok in ["ping", "app.purchase", "SKU_purchase-2", &"a".repeat(64)] {
             assert!(check_type(ok).is_ok(), "{ok}");
