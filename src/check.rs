@@ -94,3 +94,48 @@ pub fn body(endpoint: &Endpoint, media: Media, body: &[u8], signed: &SignedHeade
     }
     profile.validate(media, body, signed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn endpoints() -> Config {
+        let json = r#"{"endpoints":[
+            {"name":"azure","path":"/az","profile":"azure_managed_app","secret":{"values":["k"]},"max_body_bytes":100},
+            {"name":"store","path":"/store","profile":"md5_envelope","secret":{"values":["k"]},"max_body_bytes":100}]}"#;
+        Config::parse(json.as_bytes(), |_| None).unwrap()
+    }
+
+    fn checked(endpoint: &Endpoint, content_type: Option<&str>, content_length: Option<&str>) -> Result<Media, Rejection> {
+        let request = Head { method: "POST", query: Some("sig=k"), content_type, content_length, content_encoding: None };
+        head(endpoint, &request)
+    }
+
+    #[test]
+    fn a_declared_length_of_exactly_the_limit_is_accepted() {
+        let config = endpoints();
+        let azure = &config.endpoints[0];
+        assert_eq!(checked(azure, None, Some("100")), Ok(Media::Json));
+        let refused = checked(azure, None, Some("101")).unwrap_err();
+        assert_eq!((refused.reason, refused.detail.as_str()), (Reason::TooLarge, "the body is larger than 100 bytes"));
+    }
+
+    #[test]
+    fn each_profile_accepts_its_own_media_types_and_names_them_when_refusing() {
+        let config = endpoints();
+        let (azure, store) = (&config.endpoints[0], &config.endpoints[1]);
+        assert_eq!(checked(azure, Some("application/json"), None), Ok(Media::Json));
+        for (content_type, media) in [("application/json", Media::Json), ("text/xml", Media::Xml), ("application/x-www-form-urlencoded", Media::Form)] {
+            assert_eq!(checked(store, Some(content_type), None), Ok(media), "{content_type}");
+        }
+        let refused = checked(azure, Some("application/xml"), None).unwrap_err();
+        assert_eq!(refused.reason, Reason::MediaType);
+        assert_eq!(refused.detail, "content type 'application/xml' is not accepted; send application/json");
+        let refused = checked(store, Some("text/plain"), None).unwrap_err();
+        assert_eq!(
+            refused.detail,
+            "content type 'text/plain' is not accepted; send application/json, application/xml or application/x-www-form-urlencoded"
+        );
+    }
+}

@@ -138,8 +138,19 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_bounded() {
+    fn keys_are_bounded_and_spread_per_endpoint() {
         let keys: std::collections::HashSet<_> = (0..100_000).map(|i| slot_key("e", &format!("id-{i}"))).collect();
-        assert!(keys.len() <= SLOTS as usize);
+        assert_eq!(keys.len(), SLOTS as usize, "every slot used, no more");
+        assert!(keys.iter().all(|k| k.starts_with("wg.dd.e.")), "{keys:?}");
+        assert_ne!(slot_key("e", "id-1"), slot_key("f", "id-1"), "endpoints never share a slot");
+    }
+
+    #[test]
+    fn an_in_flight_mark_holds_for_sixty_seconds() {
+        let store = MemoryStore::new();
+        let key = slot_key("e", "id-1");
+        assert_eq!(begin(&store, &key, "id-1", S, WINDOW), Begin::Proceed);
+        assert_eq!(begin(&store, &key, "id-1", S + 59 * S, WINDOW), Begin::InFlight);
+        assert_eq!(begin(&store, &key, "id-1", S + 60 * S, WINDOW), Begin::Proceed);
     }
 }

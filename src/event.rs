@@ -153,6 +153,9 @@ mod tests {
         assert_eq!(&id[..12], &hex[..12]);
         assert_eq!(&id[13..16], &hex[13..16]);
         assert_eq!(&id[17..], &hex[17..]);
+        // And pinned: a changed namespace byte changes every documented id.
+        // (Python: uuid.uuid3(uuid.UUID("6f1c0e5a-3b7d-4e21-9a52-c48d17e30b96"), "hello")).
+        assert_eq!(name_based_id("hello"), "f38b66eb-e18b-3718-a009-2d8251dedec7");
     }
 
     #[test]

@@ -11,6 +11,8 @@ mod answer;
 mod body;
 mod forward;
 mod head;
+#[cfg(test)]
+mod hygiene;
 mod limit;
 #[cfg(test)]
 pub(crate) mod mock;

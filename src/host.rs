@@ -162,6 +162,8 @@ impl HttpContext for Stream {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        #[cfg(feature = "test-trap")]
+        test_trap::on_body();
         self.release();
         let action = self.with(Action::Pause, |guard| guard.on_request_body(body_size, end_of_stream));
         self.track_wait();
@@ -191,6 +193,22 @@ impl Drop for Stream {
         }
         if let Ok(mut guard) = self.guard.try_borrow_mut() {
             guard.on_done();
+        }
+    }
+}
+
+/// The failure-policy test's module only (`--features test-trap`, `make build-trap`; never
+/// the release module): a request carrying [`test_trap::HEADER`] traps the VM when its
+/// body arrives, with its head held, so the test sees what Envoy does with a dead VM.
+#[cfg(feature = "test-trap")]
+mod test_trap {
+    use super::{hostcalls, MapType};
+
+    pub const HEADER: &str = "x-test-trap";
+
+    pub fn on_body() {
+        if matches!(hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, HEADER), Ok(Some(_))) {
+            std::process::abort();
         }
     }
 }

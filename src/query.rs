@@ -331,6 +331,18 @@ mod tests {
     }
 
     #[test]
+    fn only_a_closed_bracket_suffix_names_the_parameter() {
+        // PHP reads `sig[x` as `sig_x`, not `sig`: another parameter, left alone.
+        for key in ["sig[]", "sig[x]", " sig[0] "] {
+            assert!(names(key.as_bytes(), "sig"), "{key}");
+        }
+        for key in ["sig[", "sig[x", "sig]", "sigx]"] {
+            assert!(!names(key.as_bytes(), "sig"), "{key}");
+        }
+        assert_eq!(find(Some("sig=S&sig[x=T"), "sig"), Found::Value(b"S".to_vec()));
+    }
+
+    #[test]
     fn lenient_decoding_keeps_a_malformed_escape() {
         assert_eq!(decode_lenient(b"%41%zz%4%"), b"A%zz%4%");
         assert_eq!(decode(b"%41%4"), None);

@@ -392,6 +392,17 @@ mod tests {
     }
 
     #[test]
+    fn a_rewind_of_sixty_seconds_is_waited_out_and_a_longer_one_rebases() {
+        let l = limit(1.0, 1);
+        let empty = State { tokens_micro: 0, updated_nanos: T0 + 60 * SEC };
+        let (s, _) = take(&l, Some(empty), T0);
+        assert_eq!(s.updated_nanos, T0 + 60 * SEC, "up to 60 s back: the record's clock is kept");
+        let empty = State { tokens_micro: 0, updated_nanos: T0 + 60 * SEC + 1 };
+        let (s, _) = take(&l, Some(empty), T0);
+        assert_eq!(s.updated_nanos, T0, "further back: rebased to now");
+    }
+
+    #[test]
     fn very_large_elapsed_times() {
         let l = limit(1_000_000.0, 1_000_000);
         let empty = State { tokens_micro: 0, updated_nanos: 0 };

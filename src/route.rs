@@ -303,6 +303,14 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_path_read_up_to_its_first_control_character_is_a_lenient_reading() {
+        // A C-string backend stops at the NUL: only that reading names the endpoint.
+        let forms = lenient(b"/api/resource%00/x");
+        assert!(forms.contains(&"/api/resource".to_string()), "{forms:?}");
+        assert!(forms.contains(&"/api/resource/x".to_string()), "{forms:?}");
+    }
+
     /// Every non-ASCII character whose simple case mapping is an ASCII letter is folded
     /// to it, and no other. U+0130's simple lowercase is `i`; Rust gives its full one.
     #[test]

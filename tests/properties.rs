@@ -133,15 +133,28 @@ proptest! {
 
     #[test]
     fn every_input_gets_a_verdict(data in any_input()) {
-        let _ = azure::validate(&data);
+        // A verdict with substance: an accepted event has an id and a type, a refusal
+        // says why.
+        match azure::validate(&data) {
+            Ok(ev) => prop_assert!(ev.id.len() == 36 && !ev.kind.is_empty()),
+            Err(why) => prop_assert!(!why.is_empty()),
+        }
         for media in [Media::Json, Media::Xml, Media::Form] {
-            if let Err(r) = vendor::parse(media, &data) {
-                prop_assert!(!r.detail().is_empty());
+            match vendor::parse(media, &data) {
+                Ok(ev) => prop_assert!(ev.id.len() == 36 && ev.kind.starts_with("webhookguard.vendor.")),
+                Err(r) => prop_assert!(!r.detail().is_empty()),
             }
         }
-        let _ = Config::parse(&data, |_| Some("x".into()));
+        match Config::parse(&data, |_| Some("x".into())) {
+            Ok(config) => prop_assert!(!config.endpoints.is_empty()),
+            Err(why) => prop_assert!(!why.is_empty()),
+        }
         let q = String::from_utf8_lossy(&data);
-        let _ = query::find(Some(&q), "sig");
+        match query::find(Some(&q), "sig") {
+            // Only a value actually given under the key: never an empty one.
+            query::Found::Value(v) => prop_assert!(!v.is_empty()),
+            query::Found::Repeated | query::Found::Missing | query::Found::Malformed => {}
+        }
         let secrets = query::Secrets { params: vec!["sig"], values: vec![b"a+b=".as_slice(), b"x".as_slice()] };
         let stripped = query::without_secrets(&format!("/p?{q}"), &secrets);
         prop_assert!(matches!(
@@ -188,21 +201,53 @@ struct AzureDoc {
     time: String,
 }
 
-/// An eventTime as sent, and its RFC 3339 form.
+/// An eventTime as sent, and its RFC 3339 form: any year 0001-9998 (before 1970 too), in
+/// UTC or at any offset `±hh:mm` / `±hhmm` / `±hh`, converted here by calendar steps.
 fn event_time() -> impl Strategy<Value = (String, String)> {
+    let offset = (any::<bool>(), 0i64..24, 0i64..60, 0usize..3);
+    let zone = prop_oneof![
+        prop::sample::select(vec!["Z", "z", "+00:00"]).prop_map(|z| (z.to_string(), 0)),
+        offset.prop_map(|(east, hh, mm, form)| {
+            let sign = if east { '+' } else { '-' };
+            let text = match (form, mm) {
+                (0, _) => format!("{sign}{hh:02}:{mm:02}"),
+                (1, _) => format!("{sign}{hh:02}{mm:02}"),
+                (_, 0) => format!("{sign}{hh:02}"),
+                _ => format!("{sign}{hh:02}:{mm:02}"),
+            };
+            (text, if east { hh * 60 + mm } else { -(hh * 60 + mm) })
+        }),
+    ];
     (
-        (1970u32..=9999, 1u32..=12, 1u32..=31),
+        (prop_oneof![1u32..1970, 1970u32..=9998], 1u32..=12, 1u32..=31),
         (0u32..24, 0u32..60, 0u32..60),
         "[0-9]{0,7}",
         prop::sample::select(vec!["T", "t"]),
-        prop::sample::select(vec!["Z", "z", "+00:00"]),
+        zone,
     )
-        .prop_map(|((y, mo, d), (h, mi, s), frac, t, zone)| {
+        .prop_map(|((y, mo, d), (h, mi, s), frac, t, (zone, east_minutes))| {
             let d = d.min(days_in_month(y, mo));
             let dot = if frac.is_empty() { "" } else { "." };
-            let base = format!("{y:04}-{mo:02}-{d:02}");
-            let clock = format!("{h:02}:{mi:02}:{s:02}{dot}{frac}");
-            (format!("{base}{t}{clock}{zone}"), format!("{base}T{clock}Z"))
+            let sent = format!("{y:04}-{mo:02}-{d:02}{t}{h:02}:{mi:02}:{s:02}{dot}{frac}{zone}");
+            let (mut y, mut mo, mut d) = (y, mo, d);
+            let mut minutes = i64::from(h * 60 + mi) - east_minutes;
+            if minutes < 0 {
+                minutes += 1440;
+                (y, mo, d) = match (mo, d) {
+                    (1, 1) => (y - 1, 12, 31),
+                    (_, 1) => (y, mo - 1, days_in_month(y, mo - 1)),
+                    _ => (y, mo, d - 1),
+                };
+            } else if minutes >= 1440 {
+                minutes -= 1440;
+                (y, mo, d) = match (mo, d == days_in_month(y, mo)) {
+                    (12, true) => (y + 1, 1, 1),
+                    (_, true) => (y, mo + 1, 1),
+                    _ => (y, mo, d + 1),
+                };
+            }
+            let (h, mi) = (minutes / 60, minutes % 60);
+            (sent, format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{dot}{frac}Z"))
         })
 }
 

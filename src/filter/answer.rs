@@ -171,6 +171,49 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_ended_without_an_upstream_answer_frees_the_event_for_the_retry() {
+        let store = Rc::new(MemoryStore::new());
+        // The sender hung up while the upstream was slow: no response headers, only the end.
+        let (mock, mut g) = send_deduped(&store);
+        assert!(mock.counts.borrow().contains(&(0, Counter::Forwarded)));
+        let (copy, _) = send_deduped(&store);
+        assert_eq!(copy.sent_status(), Some(429), "a copy meets the in-flight mark");
+        g.on_done();
+        let (retry, mut g) = send_deduped(&store);
+        assert_eq!(retry.sent_status(), None, "the retry is forwarded, not answered 429 in_flight");
+        assert!(retry.counts.borrow().contains(&(0, Counter::Forwarded)));
+        *retry.status.borrow_mut() = Some(200);
+        g.on_response_headers();
+        g.on_done();
+        let (duplicate, _) = send_deduped(&store);
+        assert_eq!(duplicate.sent_status(), Some(200), "the answered retry is recorded; its end changes nothing");
+        assert!(duplicate.counts.borrow().contains(&(0, Counter::Duplicate)));
+    }
+
+    #[test]
+    fn envoys_own_503_and_504_count_as_upstream_failures() {
+        for (status, details) in [
+            (503, "upstream_reset_before_response_started{connection_termination}"),
+            (503, "no_healthy_upstream"),
+            (504, "upstream_response_timeout"),
+            (500, "via_upstream"),
+        ] {
+            let store = Rc::new(MemoryStore::new());
+            let mock = forward_then(&store, status, details);
+            assert_eq!(mock.sent_status(), None, "{status} reaches the sender as it is");
+            let failures = mock.counts.borrow().iter().filter(|c| **c == (0, Counter::UpstreamFailure)).count();
+            assert_eq!(failures, 1, "{status} {details}");
+            // The failure freed the event: its retry is forwarded.
+            let (retry, _) = send_deduped(&store);
+            assert_eq!(retry.sent_status(), None, "{status} {details}");
+        }
+        for status in [200, 404, 429] {
+            let mock = forward_then(&Rc::new(MemoryStore::new()), status, "via_upstream");
+            assert!(!mock.counts.borrow().contains(&(0, Counter::UpstreamFailure)), "{status}");
+        }
+    }
+
+    #[test]
     fn upstream_answers_are_mapped_for_the_sender() {
         for (status, sent) in [(400, Some(502)), (404, Some(502)), (429, None), (500, None), (200, None)] {
             let (mock, mut g) = guard("POST", "/az?sig=k", &[]);
@@ -263,5 +306,22 @@ mod tests {
         *mock.status.borrow_mut() = Some(400);
         assert_eq!(g.on_response_headers(), Action::Continue);
         assert_eq!(mock.sent_status(), None);
+    }
+
+    #[test]
+    fn the_detail_says_whether_the_upstream_answered_before_the_body() {
+        let (mock, mut g) = streamed("POST", "/az?sig=k", &[]);
+        g.on_request_headers(false);
+        *mock.status.borrow_mut() = Some(202);
+        g.on_response_headers();
+        let body: serde_json::Value = serde_json::from_slice(&mock.sent.borrow().as_ref().unwrap().1).unwrap();
+        assert_eq!(body["detail"], "the upstream answered 202 before the notification was delivered; retry later");
+        let (mock, mut g) = guard("POST", "/az?sig=k", &[]);
+        g.on_request_headers(false);
+        feed(&mock, &mut g, DOC.as_bytes());
+        *mock.status.borrow_mut() = Some(404);
+        g.on_response_headers();
+        let body: serde_json::Value = serde_json::from_slice(&mock.sent.borrow().as_ref().unwrap().1).unwrap();
+        assert_eq!(body["detail"], "the upstream answered 404; retry later");
     }
 }

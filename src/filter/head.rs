@@ -366,6 +366,9 @@ mod tests {
         assert!(g.holds_head());
         g.on_body_missing();
         assert_eq!(mock.sent_status(), Some(503));
+        // The documented value, not the constant: a change must change the docs too.
+        let headers = mock.sent_headers.borrow().clone();
+        assert_eq!(headers.iter().filter(|(k, _)| k == "retry-after").collect::<Vec<_>>(), [&("retry-after".to_string(), "5".to_string())]);
         let body: serde_json::Value = serde_json::from_slice(&mock.sent.borrow().as_ref().unwrap().1).unwrap();
         assert_eq!(body["type"], "urn:webhook-guard:problem:head_not_held");
         assert!(mock.counts.borrow().contains(&(0, Counter::Rejected(Reason::NotHeld))));

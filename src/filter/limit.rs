@@ -52,7 +52,11 @@ impl<H: HttpHost> Guard<H> {
 
 #[cfg(test)]
 mod tests {
+    use crate::config::Config;
     use crate::filter::mock::*;
+    use crate::filter::{Guard, VERDICT_HEADER};
+    use crate::metrics::Counter;
+    use crate::problem::Reason;
     use crate::shared::memory::MemoryStore;
     use proxy_wasm::types::Action;
     use std::rc::Rc;
@@ -82,13 +86,60 @@ mod tests {
         assert_eq!(store.key_count(), 1);
     }
 
+    /// `CONFIG` with the `limited` endpoint's rate limit extended by `extra` members.
+    fn limited_with(store: &Rc<MemoryStore>, endpoint: &str) -> (Rc<Mock>, Guard<Rc<Mock>>) {
+        let json = CONFIG.replacen(r#""rate_limit":{"per_second":0.5,"burst":2}"#, endpoint, 1);
+        let (mock, _) = guard_on(store, SECOND, "POST", "/limited?sig=k", &[]);
+        let config = Rc::new(Config::parse(json.as_bytes(), |_| None).unwrap());
+        (Rc::clone(&mock), Guard::new(mock, config))
+    }
+
+    fn retry_after(mock: &Mock) -> Vec<String> {
+        mock.sent_headers.borrow().iter().filter(|(k, _)| k == "retry-after").map(|(_, v)| v.clone()).collect()
+    }
+
     #[test]
-    fn contention_denies_by_default() {
+    fn contention_denies_by_default_and_is_counted() {
         let store = Rc::new(MemoryStore::new());
         store.conflict_next_sets(100);
         let (mock, mut g) = guard_on(&store, SECOND, "POST", "/limited?sig=k", &[]);
-        g.on_request_headers(false);
+        assert_eq!(g.on_request_headers(false), Action::Pause);
         assert_eq!(mock.sent_status(), Some(429));
+        assert_eq!(retry_after(&mock), ["1"]);
+        let counts = mock.counts.borrow();
+        assert_eq!(counts.iter().filter(|c| **c == (2, Counter::RateLimitContended)).count(), 1);
+        assert!(counts.contains(&(2, Counter::Rejected(Reason::RateLimited))));
+    }
+
+    #[test]
+    fn contention_allows_with_on_contention_allow_and_is_counted() {
+        let store = Rc::new(MemoryStore::new());
+        store.conflict_next_sets(100);
+        let (mock, mut g) = limited_with(&store, r#""rate_limit":{"per_second":0.5,"burst":2,"on_contention":"allow"}"#);
+        assert_eq!(g.on_request_headers(false), Action::Pause, "held for its body, not refused");
+        assert_eq!(mock.sent_status(), None);
+        let counts = mock.counts.borrow();
+        assert_eq!(counts.iter().filter(|c| **c == (2, Counter::RateLimitContended)).count(), 1);
+        assert!(!counts.iter().any(|(_, c)| matches!(c, Counter::Rejected(_))));
+    }
+
+    #[test]
+    fn shadow_mode_reports_a_rate_limit_verdict_and_forwards() {
+        let store = Rc::new(MemoryStore::new());
+        let endpoint = r#""mode":"shadow","rate_limit":{"per_second":0.5,"burst":1}"#;
+        let (first, mut g) = limited_with(&store, endpoint);
+        g.on_request_headers(false);
+        assert_eq!(first.header(VERDICT_HEADER), None);
+        let (mock, mut g) = limited_with(&store, endpoint);
+        assert_eq!(g.on_request_headers(false), Action::Continue, "shadow forwards what it would refuse");
+        assert_eq!(mock.sent_status(), None);
+        assert_eq!(mock.header(VERDICT_HEADER).as_deref(), Some("rate_limited"));
+        let counts = mock.counts.borrow();
+        assert!(counts.contains(&(2, Counter::Rejected(Reason::RateLimited))));
+        assert!(counts.contains(&(2, Counter::Forwarded)));
+        let logs = mock.logs.borrow();
+        assert_eq!(logs.len(), 1);
+        assert!(logs[0].starts_with("webhook-guard: shadow: would reject endpoint=limited status=429 reason=rate_limited detail="), "{logs:?}");
     }
 
     #[test]

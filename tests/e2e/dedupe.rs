@@ -1,7 +1,9 @@
 //! Duplicate suppression: recorded only after the upstream took the event.
 
-use crate::harness::{post_json, Behaviour, Envoy, Options, Upstream};
+use crate::harness::{eventually, post_json, Behaviour, Envoy, Options, Upstream};
 use crate::{azure_plugin, target, CATALOG_SAMPLE, MARKETPLACE_SAMPLE, SECRET};
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::Duration;
 
@@ -57,10 +59,46 @@ fn a_copy_in_flight_gets_429_never_a_second_forward() {
     upstream.set(Behaviour::Delay(Duration::from_millis(1500)));
     let port = envoy.port;
     let first = thread::spawn(move || post_json(port, &signed(), CATALOG_SAMPLE.as_bytes()));
-    thread::sleep(Duration::from_millis(400));
+    assert!(eventually(|| upstream.requests().len() == 1), "the first copy never reached the upstream");
     let copy = post_json(envoy.port, &signed(), CATALOG_SAMPLE.as_bytes());
     copy.assert_problem(429, "in_flight");
     assert_eq!(copy.header("retry-after"), Some("1"));
     assert_eq!(first.join().unwrap().status, 200);
     assert_eq!(upstream.requests().len(), 1);
+}
+
+#[test]
+fn a_sender_that_hangs_up_before_the_answer_can_retry_at_once() {
+    let (upstream, envoy) = setup();
+    upstream.set(Behaviour::Delay(Duration::from_secs(5)));
+    // The sender gives up while the upstream is slow: the stream ends without an answer.
+    let mut conn = TcpStream::connect(("127.0.0.1", envoy.port)).unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        signed(),
+        CATALOG_SAMPLE.len()
+    );
+    conn.write_all(&[head.as_bytes(), CATALOG_SAMPLE.as_bytes()].concat()).unwrap();
+    assert!(eventually(|| upstream.requests().len() == 1), "the event never reached the upstream");
+    conn.shutdown(Shutdown::Both).unwrap();
+    drop(conn);
+    upstream.set(Behaviour::Status(200));
+    // Until Envoy has ended the stream a copy is in flight (429 in_flight, retried); then
+    // the retry is forwarded, not held off for the in-flight window.
+    let mut statuses = Vec::new();
+    let forwarded = eventually(|| {
+        let retry = post_json(envoy.port, &signed(), CATALOG_SAMPLE.as_bytes());
+        if retry.status == 429 {
+            retry.assert_problem(429, "in_flight");
+        }
+        statuses.push(retry.status);
+        retry.status == 200 && retry.header("x-webhook-duplicate").is_none()
+    });
+    statuses.dedup();
+    assert!(forwarded, "the retry never reached the upstream, answered {statuses:?}");
+    assert_eq!(upstream.requests().len(), 2);
+    // Now delivered: a further copy is a duplicate.
+    let copy = post_json(envoy.port, &signed(), CATALOG_SAMPLE.as_bytes());
+    assert_eq!((copy.status, copy.header("x-webhook-duplicate")), (200, Some("true")));
+    assert_eq!(upstream.requests().len(), 2);
 }

@@ -537,6 +537,19 @@ fn try_read_response(conn: TcpStream) -> Option<Response> {
 }
 
 /// A request with a `content-length` body.
+/// Waits (up to 10 s) until `done` holds: the upstream records on its own threads, and
+/// Envoy ends a stream on its own time.
+pub fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
 pub fn send(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
     let mut req = format!("{method} {target} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
     for (k, v) in headers {

@@ -13,6 +13,7 @@ mod faults;
 mod hostile;
 mod nonconforming;
 mod dedupe;
+mod failure_policy;
 mod fleet;
 mod operability;
 mod ratelimit;

@@ -5,11 +5,10 @@
 //! `EnvoyFilter`), `stream` without it (Istio `WasmPlugin`, Envoy Gateway), `stream` with
 //! it, and `hold` without it (a misconfiguration: answered 503, never a hang).
 
-use crate::harness::{post_json, send, send_paced, Behaviour, Envoy, Options, Response, Upstream};
+use crate::harness::{eventually, post_json, send, send_paced, Behaviour, Envoy, Options, Response, Upstream};
 use crate::config::{assert_envoy_accepts, with_envoyfilter};
 use crate::{target, CATALOG_SAMPLE, SECRET};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
 
@@ -33,18 +32,6 @@ fn start(header_mode: &str, stop_iteration: bool, upstream: &Upstream) -> Envoy 
 
 fn signed(path: &str) -> String {
     format!("{path}?sig={SECRET}")
-}
-
-/// Waits (up to 10 s) until `done` holds: the upstream records on its own threads.
-fn eventually(done: impl Fn() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done() {
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    true
 }
 
 /// Head refusal, body refusal, forward, upstream failure and rate limit through one Envoy.

@@ -267,6 +267,14 @@ fn build_event(
 pub(crate) mod tests {
     use super::*;
 
+    #[test]
+    fn the_documented_purchase_sample_keeps_its_id() {
+        let sample = include_bytes!("../../examples/requests/vendor-purchase.xml");
+        let event = parse(Media::Xml, sample.trim_ascii_end()).unwrap();
+        // The README's documented id, as a literal: the namespace and the name are pinned.
+        assert_eq!(event.id, "d6117064-58b6-3de0-b8fe-8b5637340679");
+    }
+
     /// Lowercase hex md5, computed independently of `verify_md5`.
     pub(crate) fn md5_hex(bytes: &[u8]) -> String {
         Md5::digest(bytes)
@@ -309,6 +317,16 @@ pub(crate) mod tests {
             let r = verify_md5(Some(bad), b"abc", None).unwrap_err();
             assert!(matches!(r, Rejected::Digest(_)), "{bad}");
             assert!(!r.detail().contains(&good));
+        }
+    }
+
+    #[test]
+    fn a_digest_of_the_wrong_shape_is_told_so() {
+        let good = md5_hex(b"abc");
+        // Of the wrong length though hexadecimal, or of the right length though not.
+        for bad in [&good[..31], &format!("{good}0"), &good.replace('0', "g")] {
+            let shape = Rejected::Digest("md5 must be 32 hexadecimal digits".into());
+            assert_eq!(verify_md5(Some(bad), b"abc", None), Err(shape), "{bad}");
         }
     }
 
