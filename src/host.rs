@@ -9,12 +9,12 @@ use crate::arm::{self, token, Answer, Call, Outbound};
 use crate::config::{Config, Endpoint, HeaderMode};
 use crate::filter::{Guard, HttpHost, HOLD_TIMEOUT_SECS};
 use crate::held::{Held, MAX_HELD};
-use crate::metrics::{Counter, ListenerCounter};
+use crate::metrics::{Counter, Histogram, ListenerCounter};
 use crate::shared::{SharedStore, StoreError};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -37,11 +37,12 @@ type SharedGuard = Rc<RefCell<Guard<WasmHost>>>;
 type WeakGuard = Weak<RefCell<Guard<WasmHost>>>;
 type HeldStreams = Rc<RefCell<Held<WeakGuard>>>;
 
-/// Envoy metric ids, defined once per VM: per endpoint (by index), its counters, and the
-/// listener's own. A short scan beats hashing for two dozen entries.
+/// Envoy metric ids, defined once per VM: per endpoint (by index), its counters and
+/// histograms, and the listener's own. A short scan beats hashing for two dozen entries.
 #[derive(Default)]
 struct Metrics {
     endpoints: Vec<Vec<(Counter, u32)>>,
+    histograms: Vec<Vec<(Histogram, u32)>>,
     listener: Vec<(ListenerCounter, u32)>,
 }
 
@@ -59,7 +60,7 @@ struct Root {
 
 impl Root {
     fn host(&self) -> WasmHost {
-        WasmHost { metrics: Rc::clone(&self.metrics) }
+        WasmHost { metrics: Rc::clone(&self.metrics), held_since: Cell::new(None), arm_since: Cell::new(None) }
     }
 
     /// The endpoints with an ARM check, with their index.
@@ -157,17 +158,19 @@ fn token_fetched(host: &WasmHost, endpoint: &Endpoint, index: usize, result: Res
 /// Defines every counter of every endpoint and of the listener (Envoy sums same-named
 /// counters of all VMs).
 fn define_metrics(config: &Config) -> Metrics {
-    let endpoint_metrics = |endpoint: &Endpoint| Counter::of(endpoint).into_iter().filter_map(|c| define(c, &c.name(endpoint))).collect();
+    let counters = |endpoint: &Endpoint| Counter::of(endpoint).into_iter().filter_map(|c| define(MetricType::Counter, c, &c.name(endpoint))).collect();
+    let histograms = |endpoint: &Endpoint| Histogram::of(endpoint).into_iter().filter_map(|h| define(MetricType::Histogram, h, &h.name(endpoint))).collect();
     Metrics {
-        endpoints: config.endpoints.iter().map(endpoint_metrics).collect(),
-        listener: ListenerCounter::ALL.into_iter().filter_map(|c| define(c, c.name())).collect(),
+        endpoints: config.endpoints.iter().map(counters).collect(),
+        histograms: config.endpoints.iter().map(histograms).collect(),
+        listener: ListenerCounter::ALL.into_iter().filter_map(|c| define(MetricType::Counter, c, &c.name())).collect(),
     }
 }
 
-/// The id of the counter `name`, paired with `counter`; `None` (logged) when Envoy refuses.
-fn define<C>(counter: C, name: &str) -> Option<(C, u32)> {
-    match hostcalls::define_metric(MetricType::Counter, name) {
-        Ok(id) => Some((counter, id)),
+/// The id of the metric `name`, paired with `metric`; `None` (logged) when Envoy refuses.
+fn define<M>(kind: MetricType, metric: M, name: &str) -> Option<(M, u32)> {
+    match hostcalls::define_metric(kind, name) {
+        Ok(id) => Some((metric, id)),
         Err(e) => {
             log::warn!("webhook-guard: defining metric {name} failed: {e:?}");
             None
@@ -326,6 +329,24 @@ fn now_nanos() -> u64 {
 
 struct WasmHost {
     metrics: Rc<Metrics>,
+    /// When the stream's head reached a guarded path: [`Histogram::Held`] runs until the
+    /// first verdict counted.
+    held_since: Cell<Option<u64>>,
+    /// When the stream's ARM check made its first call: [`Histogram::ArmCheck`].
+    arm_since: Cell<Option<u64>>,
+}
+
+impl WasmHost {
+    /// Records the time since `since` (then cleared: once per stream) in `histogram`.
+    fn record(&self, endpoint: usize, histogram: Histogram, since: &Cell<Option<u64>>) {
+        let Some(start) = since.take() else { return };
+        let id = self.metrics.histograms.get(endpoint).and_then(|m| m.iter().find(|(h, _)| *h == histogram)).map(|(_, id)| *id);
+        if let Some(id) = id {
+            if let Err(e) = hostcalls::record_metric(id, now_nanos().saturating_sub(start) / 1_000_000) {
+                log::warn!("webhook-guard: recording a metric failed: {e:?}");
+            }
+        }
+    }
 }
 
 impl SharedStore for WasmHost {
@@ -344,6 +365,9 @@ impl SharedStore for WasmHost {
 
 impl Outbound for WasmHost {
     fn dispatch(&self, call: &Call<'_>) -> Option<u32> {
+        if self.arm_since.get().is_none() {
+            self.arm_since.set(Some(now_nanos()));
+        }
         let headers: Vec<(&str, &str)> = call.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let timeout = Duration::from_millis(call.timeout_ms);
         match hostcalls::dispatch_http_call(call.cluster, headers, call.body.as_deref(), vec![], timeout) {
@@ -414,6 +438,12 @@ impl HttpHost for WasmHost {
     }
 
     fn count(&self, endpoint: usize, counter: Counter) {
+        match (counter, Histogram::ended_by(counter)) {
+            (Counter::Received, _) => self.held_since.set(Some(now_nanos())),
+            (_, Some(Histogram::Held)) => self.record(endpoint, Histogram::Held, &self.held_since),
+            (_, Some(Histogram::ArmCheck)) => self.record(endpoint, Histogram::ArmCheck, &self.arm_since),
+            (_, None) => {}
+        }
         increment(self.metrics.endpoints.get(endpoint).and_then(|m| m.iter().find(|(c, _)| *c == counter)).map(|(_, id)| *id));
     }
 

@@ -48,13 +48,73 @@ pub enum ListenerCounter {
 impl ListenerCounter {
     pub const ALL: [ListenerCounter; 1] = [ListenerCounter::UnguardedRejected];
 
-    /// The stat name: `webhook_guard.<counter>`, one level above the endpoints' counters.
-    pub fn name(self) -> &'static str {
+    /// The stat name: a family without labels (the listener is not an endpoint).
+    pub fn name(self) -> String {
         match self {
-            ListenerCounter::UnguardedRejected => "webhook_guard.unguarded_rejected",
+            ListenerCounter::UnguardedRejected => series("unguarded_rejected_total", &[]),
         }
     }
 }
+
+/// The stat name of one series of `webhook_guard_<family>`: each label spelled as
+/// `<name>=.=<value>;.;` before the family, e.g.
+/// `webhook_guard.endpoint=.=azure;.;reason=.=invalid;.;rejected_total`. That is the
+/// encoding Istio's `extraStatTags` extracts, and `stats_config.stats_tags` regexes of the
+/// same form do it on any Envoy (examples/observability/stats-tags.yaml): removing every
+/// label leaves `webhook_guard.<family>`, so `/stats/prometheus` shows
+/// `webhook_guard_<family>{<name>="<value>",...}`. Values are endpoint names and slugs,
+/// which never hold `;`.
+pub fn series(family: &str, labels: &[(&str, String)]) -> String {
+    let labels: String = labels.iter().map(|(name, value)| format!("{name}=.={value};.;")).collect();
+    format!("webhook_guard.{labels}{family}")
+}
+
+/// The labels of every series of `endpoint`.
+fn endpoint_labels(endpoint: &Endpoint) -> Vec<(&'static str, String)> {
+    vec![("endpoint", endpoint.name.clone()), ("profile", endpoint.profile.name().to_string())]
+}
+
+/// Durations an endpoint records, in milliseconds (Envoy histograms hold integers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Histogram {
+    /// From the request's head to the filter's verdict: forwarded or answered.
+    Held,
+    /// From the check's first outbound call (a token fetch, or ARM) to its outcome.
+    ArmCheck,
+}
+
+impl Histogram {
+    /// Every histogram `endpoint` records.
+    pub fn of(endpoint: &Endpoint) -> Vec<Histogram> {
+        let mut all = vec![Histogram::Held];
+        if endpoint.arm_check.is_some() {
+            all.push(Histogram::ArmCheck);
+        }
+        all
+    }
+
+    pub fn name(self, endpoint: &Endpoint) -> String {
+        let family = match self {
+            Histogram::Held => "held_milliseconds",
+            Histogram::ArmCheck => "arm_check_milliseconds",
+        };
+        series(family, &endpoint_labels(endpoint))
+    }
+
+    /// The histogram a counter ends, if any: the filter's verdicts end `Held`, the ARM
+    /// check's outcomes (not token refreshes) end `ArmCheck`.
+    pub fn ended_by(counter: Counter) -> Option<Histogram> {
+        match counter {
+            Counter::Forwarded | Counter::Rejected(_) | Counter::Duplicate | Counter::PingAnswered => Some(Histogram::Held),
+            Counter::Arm(arm::Outcome::TokenFetched | arm::Outcome::TokenFailed) => None,
+            Counter::Arm(_) => Some(Histogram::ArmCheck),
+            _ => None,
+        }
+    }
+}
+
+/// Every label a series can carry: the tags the Envoy configuration must extract.
+pub const LABELS: [&str; 8] = ["endpoint", "profile", "reason", "status", "outcome", "rule", "event_type", "state"];
 
 const REASONS: [Reason; 16] = [
     Reason::Unauthorized,
@@ -108,26 +168,36 @@ impl Counter {
         all
     }
 
-    /// The stat name: `webhook_guard.<endpoint>.<counter>`.
+    /// The stat name: the counter's family and labels ([`series`]), with the endpoint's
+    /// name and profile as labels of every series.
     pub fn name(self, endpoint: &Endpoint) -> String {
-        let suffix = match self {
-            Counter::Received => "received".to_string(),
-            Counter::Forwarded => "forwarded".to_string(),
-            Counter::Rejected(reason) => format!("rejected.{}", reason.slug()),
-            Counter::RateLimitContended => "rate_limit_contended".to_string(),
-            Counter::UpstreamFailure => "upstream_failure".to_string(),
-            Counter::PingAnswered => "ping_answered".to_string(),
-            Counter::Duplicate => "duplicate".to_string(),
-            Counter::GlobalRateLimited => "global_rate_limited".to_string(),
-            Counter::GlobalRateLimitError => "global_rate_limit_error".to_string(),
-            Counter::AzureEvent(i) => match azure::PAIRS.get(i) {
-                Some((event_type, state)) => format!("event.{}.{}", event_type.to_ascii_lowercase(), state.to_ascii_lowercase()),
-                None => "event.unknown".to_string(),
-            },
-            Counter::Nonconforming(rule) => format!("nonconforming.{}", rule.slug()),
-            Counter::Arm(outcome) => format!("arm.{}", outcome.slug()),
-        };
-        format!("webhook_guard.{}.{suffix}", endpoint.name)
+        let (family, labels) = self.family();
+        let mut all = endpoint_labels(endpoint);
+        all.extend(labels);
+        series(family, &all)
+    }
+
+    /// The Prometheus family (without `webhook_guard_`) and the labels telling the
+    /// counter apart from the family's others.
+    fn family(self) -> (&'static str, Vec<(&'static str, String)>) {
+        let label = |name: &'static str, value: &str| vec![(name, value.to_string())];
+        match self {
+            Counter::Received => ("requests_total", vec![]),
+            Counter::Forwarded => ("forwarded_total", vec![]),
+            Counter::Rejected(reason) => ("rejected_total", vec![("reason", reason.slug().to_string()), ("status", reason.status().to_string())]),
+            Counter::RateLimitContended => ("rate_limit_contended_total", vec![]),
+            Counter::UpstreamFailure => ("upstream_failures_total", vec![]),
+            Counter::PingAnswered => ("pings_answered_total", vec![]),
+            Counter::Duplicate => ("duplicates_total", vec![]),
+            Counter::GlobalRateLimited => ("global_rate_limit_total", label("outcome", "limited")),
+            Counter::GlobalRateLimitError => ("global_rate_limit_total", label("outcome", "error")),
+            Counter::AzureEvent(i) => {
+                let (event_type, state) = azure::PAIRS.get(i).copied().unwrap_or(("unknown", "unknown"));
+                ("events_total", vec![("event_type", event_type.to_ascii_lowercase()), ("state", state.to_ascii_lowercase())])
+            }
+            Counter::Nonconforming(rule) => ("nonconforming_total", label("rule", rule.slug())),
+            Counter::Arm(outcome) => ("arm_check_total", label("outcome", outcome.slug())),
+        }
     }
 
     /// The counter of a response Envoy's global rate limit filter (`envoy.filters.http.ratelimit`)
@@ -153,16 +223,44 @@ mod tests {
     use std::collections::HashSet;
 
     #[test]
-    fn names_are_unique_dotted_and_stable() {
+    fn names_are_unique_and_carry_their_labels() {
         let json = r#"{"endpoints":[{"name":"azure","path":"/a","profile":"azure_managed_app","secret":{"values":["k"]}}]}"#;
         let config = Config::parse(json.as_bytes(), |_| None).unwrap();
         let endpoint = &config.endpoints[0];
         let names: Vec<String> = Counter::all(endpoint.profile).iter().map(|c| c.name(endpoint)).collect();
         assert_eq!(names.iter().collect::<HashSet<_>>().len(), names.len());
-        for want in ["webhook_guard.azure.received", "webhook_guard.azure.rejected.forbidden", "webhook_guard.azure.event.patch.succeeded", "webhook_guard.azure.upstream_failure", "webhook_guard.azure.nonconforming.pair_undocumented", "webhook_guard.azure.rejected.held"] {
-            assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+        let head = "webhook_guard.endpoint=.=azure;.;profile=.=azure_managed_app;.;";
+        for want in [
+            "requests_total",
+            "rejected_total.reason=.=forbidden;.;status=.=403;.;",
+            "events_total.event_type=.=patch;.;state=.=succeeded;.;",
+            "upstream_failures_total",
+            "nonconforming_total.rule=.=pair_undocumented;.;",
+            "rejected_total.reason=.=held;.;status=.=503;.;",
+        ] {
+            // The family comes last, after its own labels.
+            let want = match want.split_once('.') {
+                Some((family, labels)) => format!("{head}{labels}{family}"),
+                None => format!("{head}{want}"),
+            };
+            assert!(names.iter().any(|n| *n == want), "{want} missing from {names:?}");
         }
-        assert!(names.iter().all(|n| n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_')));
+        let labelled = |n: &String| n.split(";.;").all(|part| part.starts_with("webhook_guard.") || part.split_once("=.=").is_some_and(|(l, _)| LABELS.contains(&l)) || !part.contains('='));
+        assert!(names.iter().all(labelled), "{names:?}");
+        assert_eq!(ListenerCounter::UnguardedRejected.name(), "webhook_guard.unguarded_rejected_total");
+        assert_eq!(Histogram::of(endpoint), [Histogram::Held]);
+        assert_eq!(Histogram::Held.name(endpoint), format!("{head}held_milliseconds"));
+    }
+
+    #[test]
+    fn removing_the_labels_leaves_the_family() {
+        let name = series("rejected_total", &[("endpoint", "a-1".to_string()), ("reason", "invalid".to_string())]);
+        assert_eq!(name, "webhook_guard.endpoint=.=a-1;.;reason=.=invalid;.;rejected_total");
+        let stripped = LABELS.iter().fold(name, |n, l| match n.split_once(&format!("{l}=.=")) {
+            Some((before, after)) => format!("{before}{}", after.split_once(";.;").map_or("", |(_, rest)| rest)),
+            None => n,
+        });
+        assert_eq!(stripped, "webhook_guard.rejected_total");
     }
 
     #[test]
