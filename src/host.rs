@@ -60,7 +60,7 @@ struct Root {
 
 impl Root {
     fn host(&self) -> WasmHost {
-        WasmHost { metrics: Rc::clone(&self.metrics), held_since: Cell::new(None), arm_since: Cell::new(None) }
+        WasmHost { metrics: Rc::clone(&self.metrics), held_since: Cell::new(None) }
     }
 
     /// The endpoints with an ARM check, with their index.
@@ -329,24 +329,10 @@ fn now_nanos() -> u64 {
 
 struct WasmHost {
     metrics: Rc<Metrics>,
-    /// When the stream's head reached a guarded path: [`Histogram::Held`] runs until the
-    /// first verdict counted.
+    /// When the stream's head reached a guarded path (its `received` count): the time to
+    /// the first verdict counted is the request's [`Histogram::Held`] time. The host sees
+    /// every verdict go by, wherever in the flow it is reached.
     held_since: Cell<Option<u64>>,
-    /// When the stream's ARM check made its first call: [`Histogram::ArmCheck`].
-    arm_since: Cell<Option<u64>>,
-}
-
-impl WasmHost {
-    /// Records the time since `since` (then cleared: once per stream) in `histogram`.
-    fn record(&self, endpoint: usize, histogram: Histogram, since: &Cell<Option<u64>>) {
-        let Some(start) = since.take() else { return };
-        let id = self.metrics.histograms.get(endpoint).and_then(|m| m.iter().find(|(h, _)| *h == histogram)).map(|(_, id)| *id);
-        if let Some(id) = id {
-            if let Err(e) = hostcalls::record_metric(id, now_nanos().saturating_sub(start) / 1_000_000) {
-                log::warn!("webhook-guard: recording a metric failed: {e:?}");
-            }
-        }
-    }
 }
 
 impl SharedStore for WasmHost {
@@ -365,9 +351,6 @@ impl SharedStore for WasmHost {
 
 impl Outbound for WasmHost {
     fn dispatch(&self, call: &Call<'_>) -> Option<u32> {
-        if self.arm_since.get().is_none() {
-            self.arm_since.set(Some(now_nanos()));
-        }
         let headers: Vec<(&str, &str)> = call.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let timeout = Duration::from_millis(call.timeout_ms);
         match hostcalls::dispatch_http_call(call.cluster, headers, call.body.as_deref(), vec![], timeout) {
@@ -438,13 +421,22 @@ impl HttpHost for WasmHost {
     }
 
     fn count(&self, endpoint: usize, counter: Counter) {
-        match (counter, Histogram::ended_by(counter)) {
-            (Counter::Received, _) => self.held_since.set(Some(now_nanos())),
-            (_, Some(Histogram::Held)) => self.record(endpoint, Histogram::Held, &self.held_since),
-            (_, Some(Histogram::ArmCheck)) => self.record(endpoint, Histogram::ArmCheck, &self.arm_since),
-            (_, None) => {}
+        if counter == Counter::Received {
+            self.held_since.set(Some(now_nanos()));
+        } else if let (true, Some(since)) = (counter.is_verdict(), self.held_since.get()) {
+            self.held_since.set(None);
+            self.record(endpoint, Histogram::Held, now_nanos().saturating_sub(since) / 1_000_000);
         }
         increment(self.metrics.endpoints.get(endpoint).and_then(|m| m.iter().find(|(c, _)| *c == counter)).map(|(_, id)| *id));
+    }
+
+    fn record(&self, endpoint: usize, histogram: Histogram, millis: u64) {
+        let id = self.metrics.histograms.get(endpoint).and_then(|m| m.iter().find(|(h, _)| *h == histogram)).map(|(_, id)| *id);
+        if let Some(id) = id {
+            if let Err(e) = hostcalls::record_metric(id, millis) {
+                log::warn!("webhook-guard: recording a metric failed: {e:?}");
+            }
+        }
     }
 
     fn count_listener(&self, counter: ListenerCounter) {

@@ -79,7 +79,7 @@ fn endpoint_labels(endpoint: &Endpoint) -> Vec<(&'static str, String)> {
 pub enum Histogram {
     /// From the request's head to the filter's verdict: forwarded or answered.
     Held,
-    /// From the check's first outbound call (a token fetch, or ARM) to its outcome.
+    /// From the ARM check's start (the body passed every other check) to its outcome.
     ArmCheck,
 }
 
@@ -99,17 +99,6 @@ impl Histogram {
             Histogram::ArmCheck => "arm_check_milliseconds",
         };
         series(family, &endpoint_labels(endpoint))
-    }
-
-    /// The histogram a counter ends, if any: the filter's verdicts end `Held`, the ARM
-    /// check's outcomes (not token refreshes) end `ArmCheck`.
-    pub fn ended_by(counter: Counter) -> Option<Histogram> {
-        match counter {
-            Counter::Forwarded | Counter::Rejected(_) | Counter::Duplicate | Counter::PingAnswered => Some(Histogram::Held),
-            Counter::Arm(arm::Outcome::TokenFetched | arm::Outcome::TokenFailed) => None,
-            Counter::Arm(_) => Some(Histogram::ArmCheck),
-            _ => None,
-        }
     }
 }
 
@@ -198,6 +187,12 @@ impl Counter {
             Counter::Nonconforming(rule) => ("nonconforming_total", label("rule", rule.slug())),
             Counter::Arm(outcome) => ("arm_check_total", label("outcome", outcome.slug())),
         }
+    }
+
+    /// Whether the counter is a verdict of the filter on a request (forwarded or answered):
+    /// the first one counted ends the request's [`Histogram::Held`] time.
+    pub fn is_verdict(self) -> bool {
+        matches!(self, Counter::Forwarded | Counter::Rejected(_) | Counter::Duplicate | Counter::PingAnswered)
     }
 
     /// The counter of a response Envoy's global rate limit filter (`envoy.filters.http.ratelimit`)

@@ -5,7 +5,7 @@
 use super::{Guard, HttpHost};
 use crate::arm::{self, Outbound};
 use crate::config::Config;
-use crate::metrics::{Counter, ListenerCounter};
+use crate::metrics::{Counter, Histogram, ListenerCounter};
 use crate::shared::memory::MemoryStore;
 use crate::shared::{SharedStore, StoreError};
 use proxy_wasm::types::Action;
@@ -41,6 +41,7 @@ pub(super) struct Mock {
     pub(super) logs: RefCell<Vec<String>>,
     pub(super) counts: RefCell<Vec<(usize, Counter)>>,
     pub(super) listener_counts: RefCell<Vec<ListenerCounter>>,
+    pub(super) records: RefCell<Vec<(usize, Histogram, u64)>>,
     pub(super) store: Rc<MemoryStore>,
     pub(super) now: Cell<u64>,
     pub(super) sent_headers: RefCell<Vec<(String, String)>>,
@@ -116,6 +117,9 @@ impl HttpHost for Rc<Mock> {
     }
     fn count(&self, endpoint: usize, counter: Counter) {
         self.counts.borrow_mut().push((endpoint, counter));
+    }
+    fn record(&self, endpoint: usize, histogram: Histogram, millis: u64) {
+        self.records.borrow_mut().push((endpoint, histogram, millis));
     }
     fn count_listener(&self, counter: ListenerCounter) {
         self.listener_counts.borrow_mut().push(counter);

@@ -5,7 +5,7 @@ use crate::{CATALOG_SAMPLE, MARKETPLACE_SAMPLE, SECRET};
 use md5::{Digest, Md5};
 use std::collections::BTreeMap;
 
-fn envelope(payload: &str) -> String {
+pub fn envelope(payload: &str) -> String {
     let md5: String = Md5::digest(payload.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
     format!(r#"{{"payload": {payload}, "md5": "{md5}"}}"#)
 }
