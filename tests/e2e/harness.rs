@@ -178,7 +178,7 @@ impl Envoy {
     /// shows it: `rejected_total{endpoint="azure",profile="azure_managed_app",reason=...}`
     /// (family without `webhook_guard_`, labels in the plugin's order).
     pub fn counters(&self) -> std::collections::BTreeMap<String, u64> {
-        let text = String::from_utf8(get(self.admin, "/stats?filter=wasmcustom").body).unwrap();
+        let text = String::from_utf8(get(self.admin, "/stats?filter=wasmcustom&type=Counters").body).unwrap();
         text.lines()
             .filter_map(|l| l.strip_prefix("wasmcustom.webhook_guard.")?.split_once(": "))
             .map(|(name, v)| (series_key(name), v.trim().parse().unwrap()))

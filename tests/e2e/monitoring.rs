@@ -382,10 +382,12 @@ fn the_prometheus_rule_holds_the_rule_files_groups() {
 fn every_shipped_configuration_extracts_the_labels() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let block = stats_config();
+    let labels: Vec<&str> = webhook_guard::metrics::LABELS.to_vec();
+    let regexes: Vec<String> = labels.iter().map(|l| format!("  - {{ tag_name: {l}, regex: '({l}=\\.=(.*?);\\.;)' }}\n")).collect();
+    assert!(block.ends_with(&format!("stats_config:\n  stats_tags:\n{}", regexes.concat())), "one regex per label:\n{block}");
     for file in ["envoy.yaml", "examples/envoy-production.yaml", "examples/fleet/envoy.yaml", "examples/arm-check/envoy.yaml"] {
         assert!(read(&root.join(file)).contains(&block), "{file} lacks examples/observability/stats-tags.yaml's block");
     }
-    let labels: Vec<&str> = webhook_guard::metrics::LABELS.to_vec();
     for file in ["examples/istio/sidecar-env-patch.yaml", "examples/istio/envoyfilter-sidecar-patch.yaml"] {
         let text = read(&root.join(file));
         assert!(text.contains(&format!("extraStatTags: [{}]", labels.join(", "))), "{file} lacks extraStatTags");
