@@ -239,7 +239,7 @@ mod tests {
                 Some((family, labels)) => format!("{head}{labels}{family}"),
                 None => format!("{head}{want}"),
             };
-            assert!(names.iter().any(|n| *n == want), "{want} missing from {names:?}");
+            assert!(names.contains(&want), "{want} missing from {names:?}");
         }
         // Every label is one the Envoy configuration extracts.
         for name in &names {
