@@ -155,8 +155,8 @@ fn token_fetched(host: &WasmHost, endpoint: &Endpoint, index: usize, result: Res
     }
 }
 
-/// Defines every counter of every endpoint and of the listener (Envoy sums same-named
-/// counters of all VMs).
+/// Defines every counter and histogram of every endpoint, and the listener's counters
+/// (Envoy sums same-named metrics of all VMs).
 fn define_metrics(config: &Config) -> Metrics {
     let counters = |endpoint: &Endpoint| Counter::of(endpoint).into_iter().filter_map(|c| define(MetricType::Counter, c, &c.name(endpoint))).collect();
     let histograms = |endpoint: &Endpoint| Histogram::of(endpoint).into_iter().filter_map(|h| define(MetricType::Histogram, h, &h.name(endpoint))).collect();
