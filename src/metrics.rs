@@ -8,6 +8,7 @@ use crate::{arm, azure};
 use crate::conformance::{Rule, RULES};
 use crate::config::{Endpoint, Profile};
 use crate::problem::Reason;
+use crate::upstream::Mapped;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counter {
@@ -21,6 +22,9 @@ pub enum Counter {
     RateLimitContended,
     /// The upstream answered 5xx, or Envoy could not reach it (503/504 local replies).
     UpstreamFailure,
+    /// An upstream status the sender would not retry (or could lose the event on),
+    /// answered 502 instead, by why (also counted in `rejected.upstream_rejected`).
+    UpstreamMapped(Mapped),
     /// A ping answered by the filter (`answer_ping`).
     PingAnswered,
     /// A copy of a delivered event, answered 200 without forwarding (`dedupe_seconds`).
@@ -138,6 +142,7 @@ impl Counter {
             Counter::GlobalRateLimitError,
         ];
         all.extend(REASONS.iter().map(|r| Counter::Rejected(*r)));
+        all.extend(Mapped::ALL.map(Counter::UpstreamMapped));
         match profile {
             Profile::AzureManagedApp => {
                 all.extend((0..azure::PAIRS.len()).map(Counter::AzureEvent));
@@ -177,6 +182,7 @@ impl Counter {
             Counter::Rejected(reason) => ("rejected_total", vec![("reason", reason.slug().to_string()), ("status", reason.status().to_string())]),
             Counter::RateLimitContended => ("rate_limit_contended_total", vec![]),
             Counter::UpstreamFailure => ("upstream_failures_total", vec![]),
+            Counter::UpstreamMapped(why) => ("upstream_mapped_total", label("reason", why.slug())),
             Counter::PingAnswered => ("pings_answered_total", vec![]),
             Counter::Duplicate => ("duplicates_total", vec![]),
             Counter::GlobalRateLimited => ("global_rate_limit_total", label("outcome", "limited")),
@@ -233,6 +239,7 @@ mod tests {
             "upstream_failures_total",
             "nonconforming_total.rule=.=pair_undocumented;.;",
             "rejected_total.reason=.=held;.;status=.=503;.;",
+            "upstream_mapped_total.reason=.=redirect;.;",
         ] {
             // The family comes last, after its own labels.
             let want = match want.split_once('.') {

@@ -17,6 +17,7 @@ mod dedupe;
 mod fleet;
 mod operability;
 mod ratelimit;
+mod redirects;
 mod release;
 mod scripts;
 mod smoke;

@@ -181,12 +181,13 @@ fn run_mix(envoy: &Envoy, upstream: &Upstream) -> Vec<u16> {
 
 /// Every family and the labels each of its series carries (besides Prometheus's own
 /// `job` and `instance`).
-const FAMILIES: [(&str, &[&str]); 14] = [
+const FAMILIES: [(&str, &[&str]); 15] = [
     ("webhook_guard_requests_total", &["endpoint", "profile"]),
     ("webhook_guard_forwarded_total", &["endpoint", "profile"]),
     ("webhook_guard_rejected_total", &["endpoint", "profile", "reason", "status"]),
     ("webhook_guard_rate_limit_contended_total", &["endpoint", "profile"]),
     ("webhook_guard_upstream_failures_total", &["endpoint", "profile"]),
+    ("webhook_guard_upstream_mapped_total", &["endpoint", "profile", "reason"]),
     ("webhook_guard_pings_answered_total", &["endpoint", "profile"]),
     ("webhook_guard_duplicates_total", &["endpoint", "profile"]),
     ("webhook_guard_global_rate_limit_total", &["endpoint", "profile", "outcome"]),

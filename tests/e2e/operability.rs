@@ -61,8 +61,8 @@ fn counters_match_a_scripted_mix_exactly() {
     assert_eq!(statuses, vec![401, 403, 400, 405, 415, 413, 200, 200, 200, 500, 502, 200, 429, 200, 400, 200, 200]);
 
     let mut want: BTreeMap<String, u64> = envoy.counters().keys().map(|k| (k.clone(), 0)).collect();
-    // 41 Azure and 24 vendor counters, and the listener's one.
-    assert_eq!(want.len(), 41 + 24 + 1, "every counter is defined up front: {want:?}");
+    // 45 Azure and 28 vendor counters, and the listener's one.
+    assert_eq!(want.len(), 45 + 28 + 1, "every counter is defined up front: {want:?}");
     let key = |family: &str, endpoint: &str, extra: &str| {
         let profile = if endpoint == "azure" { "azure_managed_app" } else { "md5_envelope" };
         format!(r#"{family}{{endpoint="{endpoint}",profile="{profile}"{extra}}}"#)
@@ -78,6 +78,7 @@ fn counters_match_a_scripted_mix_exactly() {
         ("rejected_total", "azure", r#",reason="too_large",status="413""#, 1),
         ("nonconforming_total", "azure", r#",rule="pair_undocumented""#, 1),
         ("rejected_total", "azure", r#",reason="upstream_rejected",status="502""#, 1),
+        ("upstream_mapped_total", "azure", r#",reason="client_error""#, 1),
         ("rejected_total", "azure", r#",reason="rate_limited",status="429""#, 1),
         ("upstream_failures_total", "azure", "", 1),
         ("events_total", "azure", r#",event_type="put",state="succeeded""#, 2),
