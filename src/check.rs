@@ -109,7 +109,7 @@ mod tests {
 
     fn checked(endpoint: &Endpoint, content_type: Option<&str>, content_length: Option<&str>) -> Result<Media, Rejection> {
         let request = Head { method: "POST", query: Some("sig=k"), content_type, content_length, content_encoding: None };
-        head(endpoint, &request)
+        head(endpoint, &request, &crate::profile::SignedHeaders::default(), 0)
     }
 
     #[test]

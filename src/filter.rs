@@ -26,7 +26,7 @@ pub use head::HOLD_TIMEOUT_SECS;
 use crate::outbound::Outbound;
 use crate::config::{Config, Endpoint, HeaderMode};
 use crate::media::Media;
-use crate::metrics::{Counter, ListenerCounter};
+use crate::metrics::{Counter, Histogram, ListenerCounter};
 use crate::profile::SignedHeaders;
 use proxy_wasm::types::Action;
 use std::rc::Rc;
@@ -56,6 +56,8 @@ pub trait HttpHost: Outbound {
     fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]);
     /// Adds one to `counter` of the endpoint at `endpoint` (its index in the config).
     fn count(&self, endpoint: usize, counter: Counter);
+    /// Records `millis` in `histogram` of the endpoint at `endpoint`.
+    fn record(&self, endpoint: usize, histogram: Histogram, millis: u64);
     /// Adds one to a counter of the listener as a whole.
     fn count_listener(&self, counter: ListenerCounter);
     /// Writes a log line.

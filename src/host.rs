@@ -6,14 +6,14 @@
 
 use crate::config::{Config, Endpoint};
 use crate::filter::{Guard, HttpHost};
-use crate::metrics::{Counter, ListenerCounter};
+use crate::metrics::{Counter, Histogram, ListenerCounter};
 use crate::outbound::{Answer, Call, Outbound};
 use crate::root::{self, Flow, Root, RootHost, Streams};
 use crate::shared::{SharedStore, StoreError};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -28,11 +28,12 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Worker { root: None }) });
 }}
 
-/// Envoy metric ids, defined once per VM: per endpoint (by index), its counters, and the
-/// listener's own. A short scan beats hashing for two dozen entries.
+/// Envoy metric ids, defined once per VM: per endpoint (by index), its counters and
+/// histograms, and the listener's own. A short scan beats hashing for two dozen entries.
 #[derive(Default)]
 struct Metrics {
     endpoints: Vec<Vec<(Counter, u32)>>,
+    histograms: Vec<Vec<(Histogram, u32)>>,
     listener: Vec<(ListenerCounter, u32)>,
 }
 
@@ -41,20 +42,22 @@ struct Worker {
     root: Option<Root<WasmHost>>,
 }
 
-/// Defines every counter of every endpoint and of the listener (Envoy sums same-named
-/// counters of all VMs).
+/// Defines every counter and histogram of every endpoint, and the listener's counters
+/// (Envoy sums same-named metrics of all VMs).
 fn define_metrics(config: &Config) -> Metrics {
-    let endpoint_metrics = |endpoint: &Endpoint| Counter::of(endpoint).into_iter().filter_map(|c| define(c, &c.name(endpoint))).collect();
+    let counters = |endpoint: &Endpoint| Counter::of(endpoint).into_iter().filter_map(|c| define(MetricType::Counter, c, &c.name(endpoint))).collect();
+    let histograms = |endpoint: &Endpoint| Histogram::of(endpoint).into_iter().filter_map(|h| define(MetricType::Histogram, h, &h.name(endpoint))).collect();
     Metrics {
-        endpoints: config.endpoints.iter().map(endpoint_metrics).collect(),
-        listener: ListenerCounter::ALL.into_iter().filter_map(|c| define(c, c.name())).collect(),
+        endpoints: config.endpoints.iter().map(counters).collect(),
+        histograms: config.endpoints.iter().map(histograms).collect(),
+        listener: ListenerCounter::ALL.into_iter().filter_map(|c| define(MetricType::Counter, c, &c.name())).collect(),
     }
 }
 
-/// The id of the counter `name`, paired with `counter`; `None` (logged) when Envoy refuses.
-fn define<C>(counter: C, name: &str) -> Option<(C, u32)> {
-    match hostcalls::define_metric(MetricType::Counter, name) {
-        Ok(id) => Some((counter, id)),
+/// The id of the metric `name`, paired with `metric`; `None` (logged) when Envoy refuses.
+fn define<M>(kind: MetricType, metric: M, name: &str) -> Option<(M, u32)> {
+    match hostcalls::define_metric(kind, name) {
+        Ok(id) => Some((metric, id)),
         Err(e) => {
             log::warn!("webhook-guard: defining metric {name} failed: {e:?}");
             None
@@ -79,7 +82,7 @@ impl RootContext for Worker {
         match Config::parse(&bytes, |name| std::env::var(name).ok()) {
             Ok(config) => {
                 log::info!("webhook-guard: configured {} endpoint(s)", config.endpoints.len());
-                let host = WasmHost { metrics: Rc::new(define_metrics(&config)) };
+                let host = WasmHost { metrics: Rc::new(define_metrics(&config)), held_since: Cell::new(None) };
                 let root = Root::new(host, Rc::new(config));
                 // The tick is the safety net for a missing allow_on_headers_stop_iteration
                 // and the ARM tokens' refresh.
@@ -222,6 +225,10 @@ fn now_nanos() -> u64 {
 #[derive(Clone)]
 struct WasmHost {
     metrics: Rc<Metrics>,
+    /// When the stream's head reached a guarded path (its `received` count): the time to
+    /// the first verdict counted is the request's [`Histogram::Held`] time. The host sees
+    /// every verdict go by, wherever in the flow it is reached.
+    held_since: Cell<Option<u64>>,
 }
 
 impl RootHost for WasmHost {
@@ -317,6 +324,21 @@ impl HttpHost for WasmHost {
 
     fn count(&self, endpoint: usize, counter: Counter) {
         increment(self.metrics.endpoints.get(endpoint).and_then(|m| m.iter().find(|(c, _)| *c == counter)).map(|(_, id)| *id));
+        if counter == Counter::Received {
+            self.held_since.set(Some(now_nanos()));
+        } else if let (true, Some(since)) = (counter.is_verdict(), self.held_since.get()) {
+            self.held_since.set(None);
+            self.record(endpoint, Histogram::Held, now_nanos().saturating_sub(since) / 1_000_000);
+        }
+    }
+
+    fn record(&self, endpoint: usize, histogram: Histogram, millis: u64) {
+        let id = self.metrics.histograms.get(endpoint).and_then(|m| m.iter().find(|(h, _)| *h == histogram)).map(|(_, id)| *id);
+        if let Some(id) = id {
+            if let Err(e) = hostcalls::record_metric(id, millis) {
+                log::warn!("webhook-guard: recording a metric failed: {e:?}");
+            }
+        }
     }
 
     fn count_listener(&self, counter: ListenerCounter) {

@@ -1,4 +1,5 @@
-//! The counters each endpoint exports, and their Envoy stat names.
+//! The counters and histograms each endpoint exports, and their Envoy stat names, which
+//! spell in the Prometheus labels ([`series`]).
 //!
 //! Every name is fixed when the plugin is configured (defined once per VM; Envoy sums
 //! them across workers), so the set of stats stays bounded whatever senders send.
@@ -20,7 +21,7 @@ pub enum Counter {
     /// The upstream answered 5xx, or Envoy could not reach it (503/504 local replies).
     UpstreamFailure,
     /// An upstream status the sender would not retry (or could lose the event on),
-    /// answered 502 instead, by why (also counted in `rejected.upstream_rejected`).
+    /// answered 502 instead, by why (also counted in `rejected_total{reason="upstream_rejected"}`).
     UpstreamMapped(Mapped),
     /// A copy of a delivered event, answered 200 without forwarding (`dedupe_seconds`).
     Duplicate,
@@ -33,9 +34,18 @@ pub enum Counter {
     /// A notification breaking a rule of its sender's documented table (the rule's slug),
     /// whatever was done with it.
     Nonconforming(&'static str),
-    /// A counter of the endpoint's profile, by its name after the endpoint's
-    /// (`event.put.succeeded`, `arm.verified`, `ping_answered`).
-    Profile(&'static str),
+    /// A counter of the endpoint's profile.
+    Profile(ProfileCounter),
+}
+
+/// A counter a profile adds to the pipeline's: its family and its own labels, e.g.
+/// `events_total{event_type="patch",state="succeeded"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProfileCounter {
+    pub family: &'static str,
+    pub labels: &'static [(&'static str, &'static str)],
+    /// Whether counting it is the filter's verdict on the request (a ping it answered).
+    pub verdict: bool,
 }
 
 /// Counters of the listener as a whole, not of one endpoint.
@@ -48,13 +58,62 @@ pub enum ListenerCounter {
 impl ListenerCounter {
     pub const ALL: [ListenerCounter; 1] = [ListenerCounter::UnguardedRejected];
 
-    /// The stat name: `webhook_guard.<counter>`, one level above the endpoints' counters.
-    pub fn name(self) -> &'static str {
+    /// The stat name: a family without labels (the listener is not an endpoint).
+    pub fn name(self) -> String {
         match self {
-            ListenerCounter::UnguardedRejected => "webhook_guard.unguarded_rejected",
+            ListenerCounter::UnguardedRejected => series("unguarded_rejected_total", &[]),
         }
     }
 }
+
+/// The stat name of one series of `webhook_guard_<family>`: each label spelled as
+/// `<name>=.=<value>;.;` before the family, e.g.
+/// `webhook_guard.endpoint=.=azure;.;reason=.=invalid;.;rejected_total`. That is the
+/// encoding Istio's `extraStatTags` extracts, and `stats_config.stats_tags` regexes of the
+/// same form do it on any Envoy (examples/observability/stats-tags.yaml): removing every
+/// label leaves `webhook_guard.<family>`, so `/stats/prometheus` shows
+/// `webhook_guard_<family>{<name>="<value>",...}`. Values are endpoint names and slugs,
+/// which never hold `;`.
+pub fn series(family: &str, labels: &[(&str, String)]) -> String {
+    let labels: String = labels.iter().map(|(name, value)| format!("{name}=.={value};.;")).collect();
+    format!("webhook_guard.{labels}{family}")
+}
+
+/// The labels of every series of `endpoint`.
+fn endpoint_labels(endpoint: &Endpoint) -> Vec<(&'static str, String)> {
+    vec![("endpoint", endpoint.name.clone()), ("profile", endpoint.profile.name().to_string())]
+}
+
+/// Durations an endpoint records, in milliseconds (Envoy histograms hold integers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Histogram {
+    /// From the request's head to the filter's verdict: forwarded or answered.
+    Held,
+    /// From the ARM check's start (the body passed every other check) to its outcome.
+    ArmCheck,
+}
+
+impl Histogram {
+    /// Every histogram `endpoint` records.
+    pub fn of(endpoint: &Endpoint) -> Vec<Histogram> {
+        let mut all = vec![Histogram::Held];
+        if endpoint.profile.arm_check().is_some() {
+            all.push(Histogram::ArmCheck);
+        }
+        all
+    }
+
+    pub fn name(self, endpoint: &Endpoint) -> String {
+        let family = match self {
+            Histogram::Held => "held_milliseconds",
+            Histogram::ArmCheck => "arm_check_milliseconds",
+        };
+        series(family, &endpoint_labels(endpoint))
+    }
+}
+
+/// Every label a series can carry: the tags the Envoy configuration must extract.
+pub const LABELS: [&str; 8] = ["endpoint", "profile", "reason", "status", "outcome", "rule", "event_type", "state"];
 
 /// Reasons no endpoint counter stands for: a 404 has no endpoint (a listener counter),
 /// and an unverified notification only exists with a profile's confirmation step, which
@@ -79,22 +138,42 @@ impl Counter {
         all
     }
 
-    /// The stat name: `webhook_guard.<endpoint>.<counter>`.
+    /// The stat name: the counter's family and labels ([`series`]), with the endpoint's
+    /// name and profile as labels of every series.
     pub fn name(self, endpoint: &Endpoint) -> String {
-        let suffix = match self {
-            Counter::Received => "received".to_string(),
-            Counter::Forwarded => "forwarded".to_string(),
-            Counter::Rejected(reason) => format!("rejected.{}", reason.slug()),
-            Counter::RateLimitContended => "rate_limit_contended".to_string(),
-            Counter::UpstreamFailure => "upstream_failure".to_string(),
-            Counter::UpstreamMapped(why) => format!("upstream_mapped.{}", why.slug()),
-            Counter::Duplicate => "duplicate".to_string(),
-            Counter::GlobalRateLimited => "global_rate_limited".to_string(),
-            Counter::GlobalRateLimitError => "global_rate_limit_error".to_string(),
-            Counter::Nonconforming(rule) => format!("nonconforming.{rule}"),
-            Counter::Profile(name) => name.to_string(),
-        };
-        format!("webhook_guard.{}.{suffix}", endpoint.name)
+        let (family, labels) = self.family();
+        let mut all = endpoint_labels(endpoint);
+        all.extend(labels);
+        series(family, &all)
+    }
+
+    /// The Prometheus family (without `webhook_guard_`) and the labels telling the
+    /// counter apart from the family's others.
+    fn family(self) -> (&'static str, Vec<(&'static str, String)>) {
+        let label = |name: &'static str, value: &str| vec![(name, value.to_string())];
+        match self {
+            Counter::Received => ("requests_total", vec![]),
+            Counter::Forwarded => ("forwarded_total", vec![]),
+            Counter::Rejected(reason) => ("rejected_total", vec![("reason", reason.slug().to_string()), ("status", reason.status().to_string())]),
+            Counter::RateLimitContended => ("rate_limit_contended_total", vec![]),
+            Counter::UpstreamFailure => ("upstream_failures_total", vec![]),
+            Counter::UpstreamMapped(why) => ("upstream_mapped_total", label("reason", why.slug())),
+            Counter::Duplicate => ("duplicates_total", vec![]),
+            Counter::GlobalRateLimited => ("global_rate_limit_total", label("outcome", "limited")),
+            Counter::GlobalRateLimitError => ("global_rate_limit_total", label("outcome", "error")),
+            Counter::Nonconforming(rule) => ("nonconforming_total", label("rule", rule)),
+            Counter::Profile(own) => (own.family, own.labels.iter().map(|(name, value)| (*name, value.to_string())).collect()),
+        }
+    }
+
+    /// Whether the counter is a verdict of the filter on a request (forwarded or answered):
+    /// the first one counted ends the request's [`Histogram::Held`] time.
+    pub fn is_verdict(self) -> bool {
+        match self {
+            Counter::Forwarded | Counter::Rejected(_) | Counter::Duplicate => true,
+            Counter::Profile(own) => own.verdict,
+            _ => false,
+        }
     }
 
     /// The counter of a response Envoy's global rate limit filter (`envoy.filters.http.ratelimit`)
@@ -114,23 +193,66 @@ mod tests {
     use crate::config::Config;
     use std::collections::HashSet;
 
+    fn endpoint(profile: &str) -> Config {
+        let json = format!(r#"{{"endpoints":[{{"name":"azure","path":"/a","profile":"{profile}","secret":{{"values":["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]}}}}]}}"#);
+        Config::parse(json.as_bytes(), |_| None).unwrap()
+    }
+
     #[test]
-    fn names_are_unique_dotted_and_stable() {
-        let json = r#"{"endpoints":[{"name":"azure","path":"/a","profile":"azure_managed_app","secret":{"values":["k"]}}]}"#;
-        let config = Config::parse(json.as_bytes(), |_| None).unwrap();
+    fn names_are_unique_and_carry_their_labels() {
+        let config = endpoint("azure_managed_app");
         let endpoint = &config.endpoints[0];
         let names: Vec<String> = Counter::of(endpoint).iter().map(|c| c.name(endpoint)).collect();
         assert_eq!(names.iter().collect::<HashSet<_>>().len(), names.len());
-        for want in ["webhook_guard.azure.received", "webhook_guard.azure.rejected.forbidden", "webhook_guard.azure.event.patch.succeeded", "webhook_guard.azure.upstream_failure", "webhook_guard.azure.nonconforming.pair_undocumented", "webhook_guard.azure.rejected.held", "webhook_guard.azure.upstream_mapped.redirect"] {
-            assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+        let head = "webhook_guard.endpoint=.=azure;.;profile=.=azure_managed_app;.;";
+        for want in [
+            "requests_total",
+            "rejected_total.reason=.=forbidden;.;status=.=403;.;",
+            "events_total.event_type=.=patch;.;state=.=succeeded;.;",
+            "upstream_failures_total",
+            "nonconforming_total.rule=.=pair_undocumented;.;",
+            "rejected_total.reason=.=held;.;status=.=503;.;",
+            "upstream_mapped_total.reason=.=redirect;.;",
+        ] {
+            // The family comes last, after its own labels.
+            let want = match want.split_once('.') {
+                Some((family, labels)) => format!("{head}{labels}{family}"),
+                None => format!("{head}{want}"),
+            };
+            assert!(names.contains(&want), "{want} missing from {names:?}");
         }
-        assert!(names.iter().all(|n| n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_')));
+        assert_eq!(ListenerCounter::UnguardedRejected.name(), "webhook_guard.unguarded_rejected_total");
+        assert_eq!(Histogram::of(endpoint), [Histogram::Held]);
+        assert_eq!(Histogram::Held.name(endpoint), format!("{head}held_milliseconds"));
+    }
+
+    #[test]
+    fn every_label_of_every_profile_is_one_the_envoy_configuration_extracts() {
+        for registration in crate::profile::REGISTRY {
+            let config = endpoint(registration.name);
+            let endpoint = &config.endpoints[0];
+            for name in Counter::of(endpoint).iter().map(|c| c.name(endpoint)) {
+                let mut labels = name.split(";.;").filter_map(|part| part.rsplit_once("=.=")).map(|(l, _)| l.rsplit('.').next().unwrap_or(l));
+                assert!(labels.all(|l| LABELS.contains(&l)), "{name}");
+                assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._=;-".contains(&b)), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn removing_the_labels_leaves_the_family() {
+        let name = series("rejected_total", &[("endpoint", "a-1".to_string()), ("reason", "invalid".to_string())]);
+        assert_eq!(name, "webhook_guard.endpoint=.=a-1;.;reason=.=invalid;.;rejected_total");
+        let stripped = LABELS.iter().fold(name, |n, l| match n.split_once(&format!("{l}=.=")) {
+            Some((before, after)) => format!("{before}{}", after.split_once(";.;").map_or("", |(_, rest)| rest)),
+            None => n,
+        });
+        assert_eq!(stripped, "webhook_guard.rejected_total");
     }
 
     #[test]
     fn every_reason_but_the_listeners_and_the_confirmations_is_counted() {
-        let json = r#"{"endpoints":[{"name":"v","path":"/v","profile":"md5_envelope","secret":{"values":["k"]}}]}"#;
-        let config = Config::parse(json.as_bytes(), |_| None).unwrap();
+        let config = endpoint("md5_envelope");
         let counters = Counter::of(&config.endpoints[0]);
         for reason in Reason::ALL {
             assert_eq!(counters.contains(&Counter::Rejected(*reason)), !NOT_PER_ENDPOINT.contains(reason), "{reason:?}");

@@ -18,7 +18,7 @@ pub enum Told {
     Mapped(Mapped),
 }
 
-/// Why an upstream status was answered 502: the suffix of `upstream_mapped.<why>`.
+/// Why an upstream status was answered 502: the `reason` label of `upstream_mapped_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mapped {
     /// A 3xx: Azure drops it; a client that follows it re-sends without the secret, or

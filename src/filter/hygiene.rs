@@ -88,7 +88,7 @@ fn no_refusal_tells_or_logs_the_secret_or_the_query() {
         ("unverified", Box::new(|s| {
             let (mock, mut g) = sent(s, "/checked", DOC);
             for body in [r#"{"access_token":"tok","expires_in":"3600"}"#, r#"{"properties":{"provisioningState":"Accepted"}}"#] {
-                *mock.answer.borrow_mut() = crate::arm::Answer { status: Some(200), retry_after: None, body: body.as_bytes().to_vec() };
+                *mock.answer.borrow_mut() = crate::outbound::Answer { status: Some(200), retry_after: None, body: body.as_bytes().to_vec() };
                 let call = u32::try_from(mock.calls.borrow().len()).unwrap();
                 g.on_call_response(call, body.len());
             }

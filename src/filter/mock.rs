@@ -5,7 +5,7 @@
 use super::{Guard, HttpHost};
 use crate::outbound::{self, Outbound};
 use crate::config::Config;
-use crate::metrics::{Counter, ListenerCounter};
+use crate::metrics::{Counter, Histogram, ListenerCounter};
 use crate::shared::memory::MemoryStore;
 use crate::shared::{SharedStore, StoreError};
 use proxy_wasm::types::Action;
@@ -41,6 +41,7 @@ pub(crate) struct Mock {
     pub(crate) logs: RefCell<Vec<String>>,
     pub(crate) counts: RefCell<Vec<(usize, Counter)>>,
     pub(crate) listener_counts: RefCell<Vec<ListenerCounter>>,
+    pub(crate) records: RefCell<Vec<(usize, Histogram, u64)>>,
     pub(crate) store: Rc<MemoryStore>,
     pub(crate) now: Cell<u64>,
     pub(crate) sent_headers: RefCell<Vec<(String, String)>>,
@@ -118,6 +119,9 @@ impl HttpHost for Rc<Mock> {
     }
     fn count(&self, endpoint: usize, counter: Counter) {
         self.counts.borrow_mut().push((endpoint, counter));
+    }
+    fn record(&self, endpoint: usize, histogram: Histogram, millis: u64) {
+        self.records.borrow_mut().push((endpoint, histogram, millis));
     }
     fn count_listener(&self, counter: ListenerCounter) {
         self.listener_counts.borrow_mut().push(counter);

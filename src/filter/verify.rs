@@ -10,6 +10,7 @@ use crate::profile::azure_managed_app::arm::config::ArmCheck;
 use crate::profile::azure_managed_app::arm::verify::{self, Awaiting, Step, Verdict};
 use crate::profile::azure_managed_app::arm::Outcome;
 use crate::event::Event;
+use crate::metrics::Histogram;
 use crate::problem::{Reason, Rejection};
 use proxy_wasm::types::Action;
 
@@ -18,13 +19,16 @@ pub(super) struct Confirming {
     event: Event,
     size: usize,
     pending: verify::Pending,
+    /// When the check started (host clock, ns): its duration is recorded at the outcome.
+    since: u64,
 }
 
 impl<H: HttpHost> Guard<H> {
     /// Starts the check of `event`, which passed every other check.
     pub(super) fn verify(&mut self, endpoint: &Endpoint, check: &ArmCheck, event: Event, size: usize) -> Action {
-        let step = verify::start(&self.host, check, &event, self.host.now_nanos());
-        self.decide(endpoint, event, size, step)
+        let now = self.host.now_nanos();
+        let step = verify::start(&self.host, check, &event, now);
+        self.decide(endpoint, event, size, now, step)
     }
 
     /// The answer to one of the check's calls; a request the check lets go is resumed.
@@ -55,26 +59,28 @@ impl<H: HttpHost> Guard<H> {
         let Stage::Verifying(held) = std::mem::replace(&mut self.stage, Stage::Idle) else {
             return;
         };
-        let Confirming { event, size, pending } = *held;
+        let Confirming { event, size, pending, since } = *held;
         let step = next(&self.host, check, pending, self.host.now_nanos());
-        if self.decide(endpoint, event, size, step) == Action::Continue {
+        if self.decide(endpoint, event, size, since, step) == Action::Continue {
             self.host.resume_request();
         }
     }
 
     /// Applies a step of the check: holds the request while it waits, then forwards it or
     /// answers 503 (arm/verify.rs has the rules). One counter and one log line per outcome.
-    fn decide(&mut self, endpoint: &Endpoint, event: Event, size: usize, step: Step) -> Action {
+    /// `since`: when the check started.
+    fn decide(&mut self, endpoint: &Endpoint, event: Event, size: usize, since: u64, step: Step) -> Action {
         let (decision, Some(check), Some(index)) = (step, endpoint.profile.arm_check(), self.matched) else {
             return Action::Continue;
         };
         let decision = match decision {
             Step::Wait(pending) => {
-                self.stage = Stage::Verifying(Box::new(Confirming { event, size, pending }));
+                self.stage = Stage::Verifying(Box::new(Confirming { event, size, pending, since }));
                 return Action::Pause;
             }
             Step::Done(decision) => decision,
         };
+        self.host.record(index, Histogram::ArmCheck, self.host.now_nanos().saturating_sub(since) / 1_000_000);
         self.host.count(index, decision.outcome.counter());
         if let Some(fetched) = decision.token_fetch {
             self.host.count(index, if fetched { Outcome::TokenFetched } else { Outcome::TokenFailed }.counter());
@@ -139,7 +145,9 @@ mod tests {
         reply(&mock, &mut g, 200, TOKEN);
         assert_eq!(mock.header("x-webhook-event-id"), None, "nothing forwarded yet");
         assert!(!mock.resumed.get());
+        mock.now.set(mock.now.get() + 1_250_000_000);
         reply(&mock, &mut g, 200, &arm_says("Succeeded"));
+        assert_eq!(*mock.records.borrow(), [(9, Histogram::ArmCheck, 1250)], "the check's duration, once");
         assert!(mock.resumed.get());
         assert_eq!(mock.header("x-webhook-verified").as_deref(), Some("true"));
         let event: serde_json::Value = serde_json::from_slice(&mock.body.borrow()).unwrap();

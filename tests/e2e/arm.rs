@@ -136,7 +136,7 @@ fn notify(s: &Setup, event_type: &str, state: &str) -> crate::harness::Response 
 }
 
 fn arm_counter(s: &Setup, name: &str) -> u64 {
-    s.envoy.counters()[&format!("webhook_guard.azure.arm.{name}")]
+    s.envoy.counter("arm_check_total", &[("endpoint", "azure"), ("outcome", name)])
 }
 
 /// Nothing secret anywhere: not in Envoy's log, the answers, or what the upstream saw.
@@ -201,7 +201,7 @@ fn lagging_arm_is_held_with_503_then_forwarded_on_the_retry() {
     assert_eq!(retry.status, 200, "{retry:?}");
     assert_eq!(s.upstream.only().header("x-webhook-verified"), Some("true"));
     assert_eq!((arm_counter(&s, "not_yet"), arm_counter(&s, "verified")), (1, 1));
-    assert_eq!(s.envoy.counters()["webhook_guard.azure.rejected.unverified"], 1);
+    assert_eq!(s.envoy.counter("rejected_total", &[("endpoint", "azure"), ("reason", "unverified")]), 1);
     // A copy of the delivered event needs no ARM call.
     assert_eq!(notify(&s, "PUT", "Succeeded").header("x-webhook-duplicate"), Some("true"));
     assert_eq!(s.azure.arm_requests().len(), 2);

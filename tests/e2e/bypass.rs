@@ -202,7 +202,7 @@ fn no_secret_reaches_an_istio_access_log_whatever_the_outcome() {
     }
     let shadowed: Vec<String> = upstream.requests().into_iter().map(|r| r.path).filter(|p| p.to_lowercase().starts_with("/shadow")).collect();
     assert_eq!(shadowed, ["/shadow", "/shadow", "/shadow?a=1", "/Shadow;v=1/"], "shadow keeps the sent path without the secret");
-    assert_eq!(envoy.counters().get("webhook_guard.unguarded_rejected"), Some(&2));
+    assert_eq!(envoy.counters().get("unguarded_rejected_total"), Some(&2));
 }
 
 /// The secret under spellings a backend reads as its parameter (or as a second copy of

@@ -34,7 +34,7 @@ fn a_delivered_event_is_answered_200_without_forwarding() {
     // A different event is still forwarded.
     assert_eq!(post_json(envoy.port, &signed(), MARKETPLACE_SAMPLE.as_bytes()).status, 200);
     assert_eq!(upstream.requests().len(), 2);
-    assert_eq!(envoy.counters()["webhook_guard.azure.duplicate"], 3);
+    assert_eq!(envoy.counter("duplicates_total", &[("endpoint", "azure")]), 3);
 }
 
 #[test]

@@ -298,7 +298,7 @@ fn the_application_limit_holds_across_replicas() {
         assert!(r.header("x-ratelimit-reset").is_some_and(|v| v.parse::<u64>().is_ok()), "{r:?}");
     }
     // The refusals happened after webhook-guard forwarded them, and are counted so.
-    let refused_counted: u64 = (0..2).map(|i| fleet.stat(i, "webhook_guard.azure.global_rate_limited")).sum();
+    let refused_counted: u64 = (0..2).map(|i| fleet.stat(i, "outcome=.=limited;.;global_rate_limit_total")).sum();
     assert_eq!(refused_counted, (LIMIT + wave - ok + 2) as u64);
     // Another application is unaffected, on either replica.
     for (i, replica) in fleet.replicas.iter().enumerate() {
@@ -375,8 +375,8 @@ fn after_a_global_429_the_retry_is_forwarded_not_held_in_flight() {
     };
     assert_eq!(retry.status, 200);
     assert!(retry.header("x-webhook-duplicate").is_none(), "the retry reached the upstream");
-    assert!(fleet.stat(0, "webhook_guard.azure.global_rate_limited") >= 1);
-    assert_eq!(fleet.stat(0, "webhook_guard.azure.rejected.in_flight"), 0);
+    assert!(fleet.stat(0, "outcome=.=limited;.;global_rate_limit_total") >= 1);
+    assert_eq!(fleet.stat(0, "reason=.=in_flight;.;status=.=429;.;rejected_total"), 0);
 }
 
 #[test]

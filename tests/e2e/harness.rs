@@ -174,14 +174,40 @@ impl Envoy {
 }
 
 impl Envoy {
-    /// webhook-guard's counters from the admin `/stats` page, without the `wasmcustom.`
-    /// namespace Envoy puts custom metrics in.
+    /// webhook-guard's counters from the admin `/stats` page, each keyed as Prometheus
+    /// shows it: `rejected_total{endpoint="azure",profile="azure_managed_app",reason=...}`
+    /// (family without `webhook_guard_`, labels in the plugin's order).
     pub fn counters(&self) -> std::collections::BTreeMap<String, u64> {
-        let text = String::from_utf8(get(self.admin, "/stats?filter=wasmcustom").body).unwrap();
+        let text = String::from_utf8(get(self.admin, "/stats?filter=wasmcustom&type=Counters").body).unwrap();
         text.lines()
-            .filter_map(|l| l.strip_prefix("wasmcustom.")?.split_once(": "))
-            .map(|(k, v)| (k.to_string(), v.trim().parse().unwrap()))
+            .filter_map(|l| l.strip_prefix("wasmcustom.webhook_guard.")?.split_once(": "))
+            .map(|(name, v)| (series_key(name), v.trim().parse().unwrap()))
             .collect()
+    }
+
+    /// The sum of the counters of `family` whose labels include all of `labels`, e.g.
+    /// `counter("rejected_total", &[("endpoint", "azure"), ("reason", "invalid")])`.
+    pub fn counter(&self, family: &str, labels: &[(&str, &str)]) -> u64 {
+        let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        let matches = |key: &str| {
+            let (name, rest) = key.split_once('{').unwrap_or((key, "}"));
+            let have: Vec<&str> = rest.trim_end_matches('}').split(',').collect();
+            name == family && wanted.iter().all(|w| have.contains(&w.as_str()))
+        };
+        self.counters().into_iter().filter(|(key, _)| matches(key)).map(|(_, v)| v).sum()
+    }
+}
+
+/// `endpoint=.=azure;.;reason=.=invalid;.;rejected_total` as
+/// `rejected_total{endpoint="azure",reason="invalid"}`.
+fn series_key(name: &str) -> String {
+    let mut parts: Vec<&str> = name.split(";.;").collect();
+    let family = parts.pop().unwrap_or_default();
+    let labels: Vec<String> = parts.iter().filter_map(|p| p.split_once("=.=")).map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    if labels.is_empty() {
+        family.to_string()
+    } else {
+        format!("{family}{{{}}}", labels.join(","))
     }
 }
 
@@ -207,6 +233,7 @@ pub fn bootstrap(opts: &Options, wasm: &Path, dir: &Path) -> String {
     format!(
         r#"admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+{stats_config}
 static_resources:
   listeners:
   - name: webhooks
@@ -265,7 +292,15 @@ static_resources:
         clusters = opts.clusters,
         stop_iteration = opts.stop_iteration,
         normalize = opts.normalize_path,
+        stats_config = stats_config(),
     )
+}
+
+/// The `stats_config` block every shipped bootstrap carries (examples/observability/).
+pub fn stats_config() -> String {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/observability/stats-tags.yaml")).unwrap();
+    let from = text.find("# webhook-guard's Prometheus labels").unwrap();
+    text[from..].to_string()
 }
 
 /// One request as the upstream saw it.

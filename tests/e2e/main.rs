@@ -11,6 +11,7 @@ mod command;
 mod config;
 mod faults;
 mod hostile;
+mod monitoring;
 mod nonconforming;
 mod dedupe;
 mod failure_policy;

@@ -114,23 +114,23 @@ fn corpus_is_played_through_every_setting() {
     }
 
     // One counter per rule and setting, exactly; the held and refused ones as rejections.
-    let counters = envoy.counters();
     let flagged = CORPUS.iter().filter(|c| !c.1.is_empty()).count() as u64;
     let conforming = CORPUS.len() as u64 - flagged;
     for setting in SETTINGS {
-        let counter = |suffix: &str| counters.get(&format!("webhook_guard.azure-{setting}.{suffix}")).copied();
+        let endpoint = format!("azure-{setting}");
+        let counter = |family: &str, label: Option<(&str, &str)>| envoy.counter(family, &[("endpoint", endpoint.as_str())].into_iter().chain(label).collect::<Vec<_>>());
         for rule in ["pair_undocumented", "state_undocumented", "error_missing", "error_shape", "error_unexpected", "time_no_offset", "flavour_unknown", "plan_shape", "billing_shape", "definition_shape", "type_undocumented"] {
             let want = CORPUS.iter().filter(|c| c.1 == rule).count() as u64;
-            assert_eq!(counter(&format!("nonconforming.{rule}")), Some(want), "{setting} {rule}");
+            assert_eq!(counter("nonconforming_total", Some(("rule", rule))), want, "{setting} {rule}");
         }
         let (forwarded, held, refused) = match setting {
             "forward" => (flagged + conforming, 0, 0),
             "hold" => (conforming, flagged, 0),
             _ => (conforming, 0, flagged),
         };
-        assert_eq!(counter("forwarded"), Some(forwarded), "{setting}");
-        assert_eq!(counter("rejected.held"), Some(held), "{setting}");
-        assert_eq!(counter("rejected.nonconforming"), Some(refused), "{setting}");
+        assert_eq!(counter("forwarded_total", None), forwarded, "{setting}");
+        assert_eq!(counter("rejected_total", Some(("reason", "held"))), held, "{setting}");
+        assert_eq!(counter("rejected_total", Some(("reason", "nonconforming"))), refused, "{setting}");
     }
 
     // One warn line per nonconforming notification and setting, naming action, id and rules.

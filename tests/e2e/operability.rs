@@ -5,7 +5,7 @@ use crate::{CATALOG_SAMPLE, MARKETPLACE_SAMPLE, SECRET};
 use md5::{Digest, Md5};
 use std::collections::BTreeMap;
 
-fn envelope(payload: &str) -> String {
+pub fn envelope(payload: &str) -> String {
     let md5: String = Md5::digest(payload.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
     format!(r#"{{"payload": {payload}, "md5": "{md5}"}}"#)
 }
@@ -63,36 +63,40 @@ fn counters_match_a_scripted_mix_exactly() {
     let mut want: BTreeMap<String, u64> = envoy.counters().keys().map(|k| (k.clone(), 0)).collect();
     // 45 Azure and 28 vendor counters, and the listener's one.
     assert_eq!(want.len(), 45 + 28 + 1, "every counter is defined up front: {want:?}");
-    for (name, value) in [
-        ("azure.received", 13),
-        ("azure.forwarded", 6),
-        ("azure.rejected.unauthorized", 1),
-        ("azure.rejected.forbidden", 1),
-        ("azure.rejected.ambiguous_secret", 1),
-        ("azure.rejected.method_not_allowed", 1),
-        ("azure.rejected.unsupported_media_type", 1),
-        ("azure.rejected.too_large", 1),
-        ("azure.nonconforming.pair_undocumented", 1),
-        ("azure.rejected.upstream_rejected", 1),
-        ("azure.upstream_mapped.client_error", 1),
-        ("azure.rejected.rate_limited", 1),
-        ("azure.upstream_failure", 1),
-        ("azure.event.put.succeeded", 2),
-        ("azure.event.put.failed", 1),
-        ("azure.event.delete.deleted", 1),
-        ("azure.event.patch.succeeded", 1),
-        ("store.received", 3),
-        ("store.forwarded", 1),
-        ("store.ping_answered", 1),
-        ("store.rejected.digest_mismatch", 1),
+    let key = |family: &str, endpoint: &str, extra: &str| {
+        let profile = if endpoint == "azure" { "azure_managed_app" } else { "md5_envelope" };
+        format!(r#"{family}{{endpoint="{endpoint}",profile="{profile}"{extra}}}"#)
+    };
+    for (family, endpoint, extra, value) in [
+        ("requests_total", "azure", "", 13),
+        ("forwarded_total", "azure", "", 6),
+        ("rejected_total", "azure", r#",reason="unauthorized",status="401""#, 1),
+        ("rejected_total", "azure", r#",reason="forbidden",status="403""#, 1),
+        ("rejected_total", "azure", r#",reason="ambiguous_secret",status="400""#, 1),
+        ("rejected_total", "azure", r#",reason="method_not_allowed",status="405""#, 1),
+        ("rejected_total", "azure", r#",reason="unsupported_media_type",status="415""#, 1),
+        ("rejected_total", "azure", r#",reason="too_large",status="413""#, 1),
+        ("nonconforming_total", "azure", r#",rule="pair_undocumented""#, 1),
+        ("rejected_total", "azure", r#",reason="upstream_rejected",status="502""#, 1),
+        ("upstream_mapped_total", "azure", r#",reason="client_error""#, 1),
+        ("rejected_total", "azure", r#",reason="rate_limited",status="429""#, 1),
+        ("upstream_failures_total", "azure", "", 1),
+        ("events_total", "azure", r#",event_type="put",state="succeeded""#, 2),
+        ("events_total", "azure", r#",event_type="put",state="failed""#, 1),
+        ("events_total", "azure", r#",event_type="delete",state="deleted""#, 1),
+        ("events_total", "azure", r#",event_type="patch",state="succeeded""#, 1),
+        ("requests_total", "store", "", 3),
+        ("forwarded_total", "store", "", 1),
+        ("pings_answered_total", "store", "", 1),
+        ("rejected_total", "store", r#",reason="digest_mismatch",status="400""#, 1),
     ] {
-        let key = format!("webhook_guard.{name}");
+        let key = key(family, endpoint, extra);
         assert!(want.contains_key(&key), "{key} is not defined");
         want.insert(key, value);
     }
     assert_eq!(envoy.counters(), want);
     let prometheus = String::from_utf8(crate::harness::get(envoy.admin, "/stats/prometheus").body).unwrap();
-    assert!(prometheus.contains("webhook_guard_azure_received{} 13"), "Prometheus exposes the counters");
+    assert!(prometheus.contains(r#"webhook_guard_requests_total{endpoint="azure",profile="azure_managed_app"} 13"#), "Prometheus exposes the labelled counters");
 }
 
 #[test]
@@ -139,10 +143,9 @@ fn shadow_mode_reports_the_verdict_and_forwards_unchanged() {
         assert_eq!(seen.body, body.as_bytes(), "the body is forwarded unchanged");
         assert!(seen.header("x-webhook-event-id").is_none());
     }
-    let counters = envoy.counters();
-    assert_eq!(counters["webhook_guard.azure.forwarded"], 4);
-    assert_eq!(counters["webhook_guard.azure.rejected.forbidden"], 1);
-    assert_eq!(counters["webhook_guard.azure.rejected.invalid"], 1);
-    assert_eq!(counters["webhook_guard.azure.rejected.too_large"], 1);
+    assert_eq!(envoy.counter("forwarded_total", &[("endpoint", "azure")]), 4);
+    for reason in ["forbidden", "invalid", "too_large"] {
+        assert_eq!(envoy.counter("rejected_total", &[("endpoint", "azure"), ("reason", reason)]), 1, "{reason}");
+    }
     assert_eq!(envoy.log().matches("webhook-guard: shadow: would reject endpoint=azure").count(), 3);
 }

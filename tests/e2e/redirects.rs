@@ -54,10 +54,16 @@ fn every_redirect_after_the_body_is_502_for_both_senders_in_both_forms() {
                 assert!(!seen[0].path.contains(SECRET));
             }
         }
-        let counters = envoy.counters();
         for name in ["azure", "store"] {
-            for (counter, want) in [("upstream_mapped.redirect", 6), ("rejected.upstream_rejected", 6), ("forwarded", 6), ("upstream_mapped.early_success", 0)] {
-                assert_eq!(counters.get(&format!("webhook_guard.{name}.{counter}")), Some(&want), "{mode} {name}.{counter}");
+            let counts = [
+                ("upstream_mapped_total", Some(("reason", "redirect")), 6),
+                ("rejected_total", Some(("reason", "upstream_rejected")), 6),
+                ("forwarded_total", None, 6),
+                ("upstream_mapped_total", Some(("reason", "early_success")), 0),
+            ];
+            for (family, label, want) in counts {
+                let labels: Vec<(&str, &str)> = [("endpoint", name)].into_iter().chain(label).collect();
+                assert_eq!(envoy.counter(family, &labels), want, "{mode} {name} {family} {label:?}");
             }
         }
     }
@@ -80,9 +86,8 @@ fn an_early_answer_on_the_head_is_502_whatever_its_status() {
             assert_eq!(heads.len(), 1, "{mode} {status}: the upstream saw the head");
             assert_eq!(heads[0].path, "/api/resource");
         }
-        let counters = envoy.counters();
-        let early = u64::from(mode == "stream");
-        assert_eq!(counters.get("webhook_guard.azure.upstream_mapped.redirect"), Some(&3), "{mode}");
-        assert_eq!(counters.get("webhook_guard.azure.upstream_mapped.early_success"), Some(&early), "{mode}");
+        let mapped = |why: &str| envoy.counter("upstream_mapped_total", &[("endpoint", "azure"), ("reason", why)]);
+        assert_eq!(mapped("redirect"), 3, "{mode}");
+        assert_eq!(mapped("early_success"), u64::from(mode == "stream"), "{mode}");
     }
 }

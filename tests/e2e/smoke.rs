@@ -83,10 +83,9 @@ fn every_stage(header_mode: &str, stop_iteration: bool) {
     let limited = post_json(envoy.port, &signed("/limited"), CATALOG_SAMPLE.as_bytes());
     limited.assert_problem(429, "rate_limited");
     assert!(limited.header("retry-after").is_some());
-    let counters = envoy.counters();
-    assert_eq!(counters["webhook_guard.azure.forwarded"], 3);
-    assert_eq!(counters["webhook_guard.azure.rejected.invalid"], 1);
-    assert_eq!(counters["webhook_guard.limited.rejected.rate_limited"], 1);
+    assert_eq!(envoy.counter("forwarded_total", &[("endpoint", "azure")]), 3);
+    assert_eq!(envoy.counter("rejected_total", &[("endpoint", "azure"), ("reason", "invalid")]), 1);
+    assert_eq!(envoy.counter("rejected_total", &[("endpoint", "limited"), ("reason", "rate_limited")]), 1);
 }
 
 #[test]
@@ -113,7 +112,7 @@ fn smoke_hold_without_the_flag_answers_503_instead_of_hanging() {
     stuck.assert_problem(503, "head_not_held");
     assert!(stuck.header("retry-after").is_some());
     upstream.assert_untouched();
-    assert_eq!(envoy.counters()["webhook_guard.azure.rejected.head_not_held"], 1);
+    assert_eq!(envoy.counter("rejected_total", &[("endpoint", "azure"), ("reason", "head_not_held")]), 1);
     let log = envoy.log();
     let lines: Vec<&str> = log.lines().filter(|l| l.contains("allow_on_headers_stop_iteration")).collect();
     assert_eq!(lines.len(), 1, "{log}");

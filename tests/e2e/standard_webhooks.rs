@@ -130,7 +130,7 @@ fn a_valid_delivery_is_forwarded_as_a_cloudevent_without_its_signature() {
             Form::Hold => assert_eq!(seen.header("x-webhook-event-id"), event["id"].as_str()),
             Form::Stream => assert_eq!(seen.header("x-webhook-event-id"), None),
         }
-        assert_eq!(s.envoy.counters()["webhook_guard.sw.forwarded"], 1);
+        assert_eq!(s.envoy.counter("forwarded_total", &[("endpoint", "sw")]), 1);
     }
 }
 
@@ -192,8 +192,7 @@ fn forged_stale_future_and_incomplete_deliveries_are_refused() {
         // The genuine delivery still goes through afterwards.
         assert_eq!(good.send(&s).status, 200, "{form:?}");
         assert_eq!(s.upstream.requests().len(), 1);
-        let counters = s.envoy.counters();
-        assert_eq!((counters["webhook_guard.sw.rejected.forbidden"], counters["webhook_guard.sw.rejected.unauthorized"]), (5, 6), "{form:?}");
+        assert_eq!((s.envoy.counter("rejected_total", &[("endpoint", "sw"), ("reason", "forbidden")]), s.envoy.counter("rejected_total", &[("endpoint", "sw"), ("reason", "unauthorized")])), (5, 6), "{form:?}");
     }
 }
 
@@ -231,7 +230,7 @@ fn a_replay_is_not_delivered_twice_but_a_retry_after_a_5xx_is() {
             assert_eq!((answer.status, answer.header("x-webhook-duplicate")), (200, Some("true")), "{form:?}: {answer:?}");
         }
         assert_eq!(s.upstream.taken().len(), 1, "{form:?}: delivered once");
-        assert_eq!(s.envoy.counters()["webhook_guard.sw.duplicate"], 2);
+        assert_eq!(s.envoy.counter("duplicates_total", &[("endpoint", "sw")]), 2);
     }
 }
 

@@ -13,7 +13,7 @@ pub mod resource_id;
 use crate::config::pick;
 use crate::event::Event;
 use crate::media::Media;
-use crate::metrics::Counter;
+use crate::metrics::{Counter, ProfileCounter};
 use crate::nonconforming::OnNonconforming;
 use crate::problem::{Reason, Rejection};
 use crate::profile::{Profile, Registration, Section, SignedHeaders};
@@ -24,15 +24,22 @@ use serde::Deserialize;
 
 pub const REGISTRATION: Registration = Registration { name: "azure_managed_app", keys: &["on_nonconforming", "arm_check"], configure };
 
+/// `events_total{event_type, state}`: the labels must be literals to be `'static`.
+macro_rules! event {
+    ($event_type:literal, $state:literal) => {
+        ProfileCounter { family: "events_total", labels: &[("event_type", $event_type), ("state", $state)], verdict: false }
+    };
+}
+
 /// The counter of each documented pair, by its index in [`PAIRS`].
-const EVENT_COUNTERS: [&str; PAIRS.len()] = [
-    "event.put.accepted",
-    "event.put.succeeded",
-    "event.put.failed",
-    "event.patch.succeeded",
-    "event.delete.deleting",
-    "event.delete.deleted",
-    "event.delete.failed",
+const EVENT_COUNTERS: [ProfileCounter; PAIRS.len()] = [
+    event!("put", "accepted"),
+    event!("put", "succeeded"),
+    event!("put", "failed"),
+    event!("patch", "succeeded"),
+    event!("delete", "deleting"),
+    event!("delete", "deleted"),
+    event!("delete", "failed"),
 ];
 
 #[derive(Debug)]
@@ -85,7 +92,7 @@ impl Profile for AzureManagedApp {
     }
 
     fn counters(&self) -> Vec<Counter> {
-        let mut all: Vec<Counter> = EVENT_COUNTERS.iter().map(|c| Counter::Profile(c)).collect();
+        let mut all: Vec<Counter> = EVENT_COUNTERS.map(Counter::Profile).to_vec();
         all.extend(RULES.iter().map(|r| Counter::Nonconforming(r.slug())));
         if self.arm_check.is_some() {
             all.push(Counter::Rejected(Reason::Unverified));
@@ -95,7 +102,7 @@ impl Profile for AzureManagedApp {
     }
 
     fn event_counter(&self, event: &Event) -> Option<Counter> {
-        notification::pair_of(&event.kind).and_then(|i| EVENT_COUNTERS.get(i)).map(|c| Counter::Profile(c))
+        notification::pair_of(&event.kind).and_then(|i| EVENT_COUNTERS.get(i)).map(|c| Counter::Profile(*c))
     }
 }
 
@@ -106,7 +113,7 @@ mod tests {
     #[test]
     fn event_counters_follow_the_documented_pairs() {
         for ((event_type, state), counter) in PAIRS.iter().zip(EVENT_COUNTERS) {
-            assert_eq!(counter, format!("event.{}.{}", event_type.to_ascii_lowercase(), state.to_ascii_lowercase()));
+            assert_eq!(counter.labels, [("event_type", event_type.to_ascii_lowercase().as_str()), ("state", state.to_ascii_lowercase().as_str())]);
         }
         let profile = AzureManagedApp { on_nonconforming: OnNonconforming::Forward, arm_check: None };
         assert!(profile.allows("POST") && !profile.allows("PUT"));

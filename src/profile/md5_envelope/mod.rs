@@ -46,11 +46,14 @@ use serde_json::value::RawValue;
 
 use crate::event::{name_based_id, Event, RateKeys};
 use crate::media::Media;
-use crate::metrics::Counter;
+use crate::metrics::{Counter, ProfileCounter};
 use crate::problem::{Reason, Rejection};
 use crate::config::Upstream4xx;
 use crate::profile::{LocalAnswer, Profile, Registration, Section, SignedHeaders};
 use crate::upstream::{self, Told};
+
+/// `pings_answered_total`: a ping the filter answered itself, its verdict on the request.
+const PING_ANSWERED: ProfileCounter = ProfileCounter { family: "pings_answered_total", labels: &[], verdict: true };
 use serde::Deserialize;
 
 pub const REGISTRATION: Registration = Registration { name: "md5_envelope", keys: &["answer_ping"], configure };
@@ -102,7 +105,7 @@ impl Profile for Md5Envelope {
             status: 200,
             headers: vec![("content-type", "application/json".into()), ("x-webhook-answered-by", "webhook-guard".into())],
             body: format!(r#"{{"status":"ok","event_id":"{}"}}"#, event.id).into_bytes(),
-            counter: Counter::Profile("ping_answered"),
+            counter: Counter::Profile(PING_ANSWERED),
         })
     }
 
@@ -117,7 +120,7 @@ impl Profile for Md5Envelope {
     }
 
     fn counters(&self) -> Vec<Counter> {
-        vec![Counter::Profile("ping_answered")]
+        vec![Counter::Profile(PING_ANSWERED)]
     }
 }
 
@@ -269,7 +272,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_documented_purchase_sample_keeps_its_id() {
-        let sample = include_bytes!("../../examples/requests/vendor-purchase.xml");
+        let sample = include_bytes!("../../../examples/requests/vendor-purchase.xml");
         let event = parse(Media::Xml, sample.trim_ascii_end()).unwrap();
         // The README's documented id, as a literal: the namespace and the name are pinned.
         assert_eq!(event.id, "d6117064-58b6-3de0-b8fe-8b5637340679");

@@ -16,9 +16,9 @@ pub mod token;
 pub mod verify;
 
 pub use crate::outbound::{Answer, Call, Outbound};
-use crate::metrics::Counter;
+use crate::metrics::{Counter, ProfileCounter};
 
-/// Everything the check counts, per endpoint (`webhook_guard.<endpoint>.arm.<slug>`).
+/// Everything the check counts, per endpoint (`webhook_guard_arm_check_total{outcome="<slug>"}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// ARM confirmed the notification: forwarded, marked verified.
@@ -63,27 +63,27 @@ impl Outcome {
 
     /// The name in log lines (`outcome=<slug>`).
     pub fn slug(self) -> &'static str {
-        self.stat().strip_prefix("arm.").unwrap_or_default()
+        self.labels().first().map_or("", |(_, slug)| slug)
     }
 
-    /// Its counter, `arm.<slug>`.
+    /// Its counter, `arm_check_total{outcome="<slug>"}`.
     pub fn counter(self) -> Counter {
-        Counter::Profile(self.stat())
+        Counter::Profile(ProfileCounter { family: "arm_check_total", labels: self.labels(), verdict: false })
     }
 
-    fn stat(self) -> &'static str {
+    fn labels(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Outcome::Verified => "arm.verified",
-            Outcome::NotYet => "arm.not_yet",
-            Outcome::Inconsistent => "arm.inconsistent",
-            Outcome::Denied => "arm.denied",
-            Outcome::TokenRejected => "arm.token_rejected",
-            Outcome::Throttled => "arm.throttled",
-            Outcome::Unavailable => "arm.unavailable",
-            Outcome::TokenUnavailable => "arm.token_unavailable",
-            Outcome::ForwardedUnverified => "arm.forwarded_unverified",
-            Outcome::TokenFetched => "arm.token_fetched",
-            Outcome::TokenFailed => "arm.token_failed",
+            Outcome::Verified => &[("outcome", "verified")],
+            Outcome::NotYet => &[("outcome", "not_yet")],
+            Outcome::Inconsistent => &[("outcome", "inconsistent")],
+            Outcome::Denied => &[("outcome", "denied")],
+            Outcome::TokenRejected => &[("outcome", "token_rejected")],
+            Outcome::Throttled => &[("outcome", "throttled")],
+            Outcome::Unavailable => &[("outcome", "unavailable")],
+            Outcome::TokenUnavailable => &[("outcome", "token_unavailable")],
+            Outcome::ForwardedUnverified => &[("outcome", "forwarded_unverified")],
+            Outcome::TokenFetched => &[("outcome", "token_fetched")],
+            Outcome::TokenFailed => &[("outcome", "token_failed")],
         }
     }
 }
