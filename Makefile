@@ -26,7 +26,7 @@ export CARGO_TERM_COLOR := never
 SOAK_SECONDS ?= 600
 FUZZ_SECONDS ?= 300
 
-.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-replay cargo-fuzz bench test lint unit e2e e2e-older wasm-target envoy size clean fleet-deps ratelimit-service
+.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-replay cargo-fuzz bench test lint unit e2e e2e-older wasm-target envoy size clean fleet-deps ratelimit-service cost budget
 
 all: build
 
@@ -81,6 +81,19 @@ build: wasm-target binaryen
 
 size: build
 	@wc -c < $(WASM)
+
+# The deterministic cost of a request: the release module run in wasmi with fuel metering
+# behind a stub of the proxy-wasm host (tools/wasm-cost, its own crate), one row per
+# scenario. `cost` fails when a scenario's instructions, host calls, bytes copied,
+# allocations or memory grow more than 3 % over benches/budget.json, or the module's size
+# more than 2 %; `budget` rewrites the budget (commit it saying why).
+WASM_COST := cargo run --quiet --manifest-path tools/wasm-cost/Cargo.toml --
+COST_BUDGET := benches/budget.json
+cost: build
+	$(WASM_COST) $(WASM) $(COST_BUDGET)
+
+budget: build
+	$(WASM_COST) $(WASM) $(COST_BUDGET) --record
 
 # dist/: the module, its sha256 and the OCI image (tag = Cargo.toml's version), with the
 # values to paste into the deployment examples.
@@ -153,7 +166,7 @@ e2e-older: build $(foreach v,$(ENVOY_OLDER),$(TOOLS)/envoy-$(v)/envoy/_bin/envoy
 	    cargo test --test e2e smoke:: -- --test-threads=2 || exit 1; \
 	done
 
-test: lint unit e2e e2e-older fuzz-replay
+test: lint unit cost e2e e2e-older fuzz-replay
 
 clean:
 	cargo clean
