@@ -24,9 +24,10 @@ REPRODUCIBLE  := --config "target.$(WASM_TARGET).rustflags=['--remap-path-prefix
 export CARGO_TERM_COLOR := never
 
 SOAK_SECONDS ?= 600
+SOAK_MODE    ?= stream
 FUZZ_SECONDS ?= 300
 
-.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-replay cargo-fuzz bench test lint unit e2e e2e-older wasm-target envoy size clean fleet-deps ratelimit-service cost budget
+.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-replay cargo-fuzz bench test lint unit e2e e2e-older wasm-target envoy size clean fleet-deps ratelimit-service cost budget soak-check bench-check
 
 all: build
 
@@ -137,9 +138,16 @@ fuzz-replay:
 bench: build $(ENVOY)
 	ENVOY=$(ENVOY) WASM=$(WASM) PYTHON=$(PYTHON) ./benches/run.sh
 
-# Mixed load through Envoy with 2 workers; reports throughput, errors and memory.
+# Mixed load through Envoy with 2 workers; reports throughput, errors and memory
+# (SOAK_MODE: the header mode, stream or hold).
 soak: build $(ENVOY)
-	$(PYTHON) tests/soak/soak.py --seconds $(SOAK_SECONDS) --envoy $(ENVOY) --wasm $(WASM)
+	$(PYTHON) tests/soak/soak.py --seconds $(SOAK_SECONDS) --header-mode $(SOAK_MODE) --envoy $(ENVOY) --wasm $(WASM)
+
+# The soak for a few seconds in each header mode, so it cannot rot: every answer checked,
+# no timing asserted.
+soak-check: build $(ENVOY)
+	$(PYTHON) tests/soak/soak.py --seconds 4 --header-mode stream --envoy $(ENVOY) --wasm $(WASM)
+	$(PYTHON) tests/soak/soak.py --seconds 4 --header-mode hold --envoy $(ENVOY) --wasm $(WASM)
 
 lint: wasm-target
 	cargo clippy --all-targets -- -D warnings
