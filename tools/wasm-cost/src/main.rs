@@ -2,14 +2,15 @@
 //!
 //! Runs `webhook_guard.wasm` in wasmi with fuel metering behind a stub of the proxy-wasm
 //! host ([`host`]), request by request as Envoy drives a stream, for every scenario of
-//! [`scenarios::SCENARIOS`], and reports per scenario: instructions executed (wasmi fuel),
-//! host calls by kind, bytes copied across the boundary, heap allocations and peak linear
-//! memory. The figures depend on the module and nothing else: no clock, no scheduler.
+//! [`scenarios::SCENARIOS`], and reports per scenario: wasm instructions executed (counted
+//! by an instrumented copy of the module), wasmi's fuel, host calls by kind, bytes copied
+//! across the boundary, heap allocations and peak linear memory. The figures depend on the module and nothing else: no clock, no scheduler.
 //!
 //! ```text
 //! wasm-cost MODULE BUDGET            check: fails when a figure grows more than the slack
 //! wasm-cost MODULE BUDGET --record   rewrites BUDGET with the figures measured
 //! wasm-cost ... --markdown FILE      also writes the table as Markdown
+//! wasm-cost MODULE BUDGET --profile SCENARIO   its functions by wasm instructions executed
 //! ```
 
 mod host;
@@ -17,6 +18,7 @@ mod instrument;
 mod scenarios;
 
 use host::{serialize_map, Headers, Host, LocalReply, Stream, Tally};
+use instrument::Counted;
 use scenarios::{Expect, Request, Scenario, SCENARIOS};
 use serde_json::{json, Map, Value};
 use std::process::ExitCode;
@@ -38,7 +40,10 @@ const PAGE: u64 = 65536;
 /// What one measured request cost.
 #[derive(Clone)]
 struct Cost {
+    /// Wasm instructions executed, counted by an instrumented copy ([`instrument`]).
     instructions: u64,
+    /// wasmi's fuel: its own (register machine) instructions, on the module as built.
+    fuel: u64,
     tally: Tally,
     allocations: u64,
     peak_memory: u64,
@@ -54,9 +59,10 @@ impl Cost {
     }
 
     /// The figures the budget checks, by name, with the absolute growth always allowed.
-    fn checked(&self) -> [(&'static str, u64, u64); 5] {
+    fn checked(&self) -> [(&'static str, u64, u64); 6] {
         [
             ("instructions", self.instructions, 0),
+            ("fuel", self.fuel, 0),
             ("host_calls", self.host_calls(), 0),
             ("bytes_copied", self.bytes_copied(), 0),
             ("allocations", self.allocations, 0),
@@ -116,11 +122,13 @@ impl Vm {
         FUEL - self.store.get_fuel().unwrap_or(FUEL)
     }
 
-    fn allocations(&self) -> u64 {
-        match self.instance.get_global(&self.store, instrument::COUNTER).map(|g| g.get(&self.store)) {
+    /// The calls counted so far of each function of a counting copy ([`instrument`]).
+    fn calls(&self, counted: &[Counted]) -> Vec<u64> {
+        let count = |c: &Counted| match self.instance.get_global(&self.store, &c.global).map(|g| g.get(&self.store)) {
             Some(Val::I64(n)) => n as u64,
             _ => 0,
-        }
+        };
+        counted.iter().map(count).collect()
     }
 
     fn memory_bytes(&self) -> u64 {
@@ -128,7 +136,7 @@ impl Vm {
     }
 
     /// One request through the filter's callbacks as Envoy calls them, with the upstream
-    /// (when reached) answering 200. Returns the outcome and the instructions executed.
+    /// (when reached) answering 200. Returns the outcome and the fuel used.
     fn request(&mut self, request: &Request) -> Result<(Outcome, u64), String> {
         let context = self.next_context;
         self.next_context += 1;
@@ -146,10 +154,10 @@ impl Vm {
         let request_headers = headers.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect::<Headers>();
         let count = request_headers.len() as i32;
         self.store.data_mut().stream = Stream { request_headers, request_body: request.body.to_vec(), ..Stream::default() };
-        let mut instructions = 0;
+        let mut fuel = 0;
         let mut step = |vm: &mut Vm, name: &str, params: (i32, i32, i32)| -> Result<i32, String> {
             let action = vm.call::<(i32, i32, i32), i32>(name, params)?;
-            instructions += vm.fuel_used();
+            fuel += vm.fuel_used();
             Ok(action)
         };
         self.call::<(i32, i32), ()>("proxy_on_context_create", (context, ROOT))?;
@@ -186,12 +194,13 @@ impl Vm {
             (None, None) => 0,
         };
         let upstream = if stream.local_reply.is_some() { None } else { upstream };
-        Ok((Outcome { status, upstream, local: stream.local_reply }, create + instructions + delete))
+        Ok((Outcome { status, upstream, local: stream.local_reply }, create + fuel + delete))
     }
 }
 
-/// Runs `scenario` on a fresh VM of `module`: the requests before it, then the measured one.
-fn run(engine: &Engine, module: &Module, scenario: &Scenario) -> Result<(Outcome, Cost, Vm), String> {
+/// Runs `scenario` on a fresh VM of `module`: the requests before it, then the measured
+/// one. Also returns the calls of the `counted` functions during the measured request.
+fn run(engine: &Engine, module: &Module, scenario: &Scenario, counted: &[Counted]) -> Result<(Outcome, Cost, Vec<u64>), String> {
     let mut vm = Vm::new(engine, module, &scenario.configuration())?;
     for request in scenario.before {
         let (outcome, _) = vm.request(request)?;
@@ -201,15 +210,11 @@ fn run(engine: &Engine, module: &Module, scenario: &Scenario) -> Result<(Outcome
         }
     }
     vm.store.data_mut().tally = Tally::default();
-    let allocations = vm.allocations();
-    let (outcome, instructions) = vm.request(&scenario.request)?;
-    let cost = Cost {
-        instructions,
-        tally: vm.store.data().tally.clone(),
-        allocations: vm.allocations() - allocations,
-        peak_memory: vm.memory_bytes(),
-    };
-    Ok((outcome, cost, vm))
+    let before = vm.calls(counted);
+    let (outcome, fuel) = vm.request(&scenario.request)?;
+    let calls = vm.calls(counted).iter().zip(before).map(|(after, before)| after - before).collect();
+    let cost = Cost { instructions: 0, fuel, tally: vm.store.data().tally.clone(), allocations: 0, peak_memory: vm.memory_bytes() };
+    Ok((outcome, cost, calls))
 }
 
 /// Fails unless the sender and the upstream saw what the scenario promises.
@@ -234,24 +239,47 @@ fn verify(scenario: &Scenario, outcome: &Outcome) -> Result<(), String> {
     }
 }
 
-/// Every scenario's cost, counted on `module` (instructions, host calls, bytes, memory)
-/// and on `counting` (allocations).
-fn measure(module_bytes: &[u8]) -> Result<Vec<(&'static Scenario, Cost)>, String> {
+fn engine() -> Engine {
     let mut config = Config::default();
     config.consume_fuel(true).compilation_mode(CompilationMode::Eager);
-    let engine = Engine::new(&config);
+    Engine::new(&config)
+}
+
+/// Every scenario's cost, counted on the module as built (fuel, host calls, bytes, memory),
+/// on a copy counting the instructions of every function, and on one counting the
+/// allocator's calls.
+fn measure(module_bytes: &[u8]) -> Result<Vec<(&'static Scenario, Cost)>, String> {
+    let engine = engine();
     let module = Module::new(&engine, module_bytes).map_err(|e| e.to_string())?;
-    let counting = Module::new(&engine, instrument::count_allocations(module_bytes)?).map_err(|e| e.to_string())?;
+    let (counting, allocator) = instrument::count_calls(module_bytes, |name| name == instrument::ALLOCATOR, false)?;
+    let counting = Module::new(&engine, counting).map_err(|e| e.to_string())?;
+    let (stepping, functions) = instrument::count_calls(module_bytes, |_| true, true)?;
+    let stepping = Module::new(&engine, stepping).map_err(|e| e.to_string())?;
     let mut costs = Vec::new();
     for scenario in SCENARIOS {
         let context = |e: String| format!("scenario {}: {e}", scenario.name);
-        let (outcome, mut cost, _) = run(&engine, &module, scenario).map_err(context)?;
+        let (outcome, mut cost, _) = run(&engine, &module, scenario, &[]).map_err(context)?;
         verify(scenario, &outcome).map_err(context)?;
-        let (_, counted, _) = run(&engine, &counting, scenario).map_err(context)?;
-        cost.allocations = counted.allocations;
+        let (_, _, allocations) = run(&engine, &counting, scenario, &allocator).map_err(context)?;
+        cost.allocations = allocations.iter().sum();
+        let (_, _, steps) = run(&engine, &stepping, scenario, &functions).map_err(context)?;
+        cost.instructions = steps.iter().sum();
         costs.push((scenario, cost));
     }
     Ok(costs)
+}
+
+/// The functions a scenario's measured request runs, by wasm instructions executed (an
+/// instrumented copy's count, not wasmi's fuel), most first.
+fn profile(module_bytes: &[u8], name: &str) -> Result<String, String> {
+    let scenario = SCENARIOS.iter().find(|s| s.name == name).ok_or(format!("no scenario {name}"))?;
+    let engine = engine();
+    let (counting, functions) = instrument::count_calls(module_bytes, |_| true, true)?;
+    let module = Module::new(&engine, counting).map_err(|e| e.to_string())?;
+    let (_, _, calls) = run(&engine, &module, scenario, &functions)?;
+    let mut called: Vec<(u64, &str)> = calls.into_iter().zip(&functions).filter(|(n, _)| *n > 0).map(|(n, f)| (n, f.name.as_str())).collect();
+    called.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+    Ok(called.iter().map(|(n, f)| format!("{n:>8}  {f}\n")).collect())
 }
 
 fn budget_json(module_size: u64, costs: &[(&Scenario, Cost)]) -> Value {
@@ -266,7 +294,7 @@ fn budget_json(module_size: u64, costs: &[(&Scenario, Cost)]) -> Value {
         scenarios.insert(scenario.name.into(), Value::Object(entry));
     }
     json!({
-        "about": "Written by `make budget` (tools/wasm-cost): per-request figures of the release module in wasmi 2.0.0 with fuel metering. `make test` fails when a figure grows more than 3 % (module size: 2 %) over these. Re-record deliberately, saying why in the commit.",
+        "about": "Written by `make budget` (tools/wasm-cost): per-request figures of the release module (wasm instructions counted by an instrumented copy; fuel: wasmi 2.0.0's). `make test` fails when a figure grows more than 3 % (module size: 2 %) over these. Re-record deliberately, saying why in the commit.",
         "module_bytes": module_size,
         "scenarios": scenarios,
     })
@@ -313,21 +341,25 @@ fn short(name: &str) -> &str {
 /// The figures as a Markdown table, with the budget's instructions beside them.
 fn markdown(module_size: u64, budget: &Value, costs: &[(&Scenario, Cost)]) -> String {
     let mut out = format!(
-        "Module: {module_size} bytes (budget {}). Instructions are wasmi 2.0.0 fuel units for the whole stream \
-         (context creation, request head, body, response head, deletion); bytes are copied across the \
-         host boundary in either direction; allocations are heap blocks the module's allocator handed out; \
-         memory is the linear memory's size after the request.\n\n\
-         | scenario | header mode | instructions | budget | host calls | bytes copied (in / out) | host allocations | allocations | linear memory |\n\
-         |---|---|---:|---:|---:|---|---:|---:|---:|\n",
+        "Module: {module_size} bytes (budget {}). Figures for the whole stream (context creation, request \
+         head, body, response head, deletion). Instructions: wasm instructions executed (counted per \
+         straight-line run by an instrumented copy of the module); fuel: wasmi 2.0.0's own instructions; \
+         bytes are copied across the host boundary in either direction (in: headers, body, shared data \
+         handed to the module; out: what it writes back, its keys and log lines); host allocations: \
+         the host's calls of `proxy_on_memory_allocate`; allocations: heap blocks the module's \
+         allocator handed out (both); memory: the linear memory's size after the request.\n\n\
+         | scenario | header mode | instructions | budget | fuel | host calls | bytes copied (in / out) | host allocations | allocations | linear memory |\n\
+         |---|---|---:|---:|---:|---:|---|---:|---:|---:|\n",
         budget["module_bytes"].as_u64().map_or("none".into(), |b| b.to_string())
     );
     for (scenario, cost) in costs {
         let was = budget["scenarios"][scenario.name]["instructions"].as_u64().map_or("none".into(), |b| b.to_string());
         out.push_str(&format!(
-            "| {} | {} | {} | {was} | {} | {} ({} / {}) | {} | {} | {} KiB |\n",
+            "| {} | {} | {} | {was} | {} | {} | {} ({} / {}) | {} | {} | {} KiB |\n",
             scenario.name,
             scenario.header_mode,
             cost.instructions,
+            cost.fuel,
             cost.host_calls(),
             cost.bytes_copied(),
             cost.tally.bytes_in,
@@ -346,6 +378,15 @@ fn markdown(module_size: u64, budget: &Value, costs: &[(&Scenario, Cost)]) -> St
 }
 
 fn main() -> ExitCode {
+    // wasmi translates and runs the instrumented copies deeper than the main thread's stack.
+    let worker = std::thread::Builder::new().stack_size(256 << 20).spawn(cli);
+    match worker.map(|w| w.join()) {
+        Ok(Ok(code)) => code,
+        _ => ExitCode::FAILURE,
+    }
+}
+
+fn cli() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str| args.iter().position(|a| a == name);
     let (Some(module_path), Some(budget_path)) = (args.first(), args.get(1)) else {
@@ -361,6 +402,18 @@ fn main() -> ExitCode {
         }
     };
     let module_size = module_bytes.len() as u64;
+    if let Some(name) = flag("--profile").and_then(|i| args.get(i + 1)) {
+        return match profile(&module_bytes, name) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("wasm-cost: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let costs = match measure(&module_bytes) {
         Ok(costs) => costs,
         Err(e) => {
