@@ -4,7 +4,7 @@
 //! in `stream` it goes on at once. Also the root's safety net for a held head whose body
 //! never came.
 
-use super::{answer::log_line, Guard, HttpHost, Stage, VERDICT_HEADER};
+use super::{answer::log_line, Guard, Headers, HttpHost, Stage, VERDICT_HEADER};
 use crate::check;
 use crate::config::{Endpoint, Forward, HeaderMode, Mode, Route, Unguarded};
 use crate::metrics::{Counter, ListenerCounter};
@@ -31,7 +31,7 @@ impl<H: HttpHost> Guard<H> {
         // One host call reads every header: a guarded request needs several, and one header
         // costs 0.9 µs against 1.7 µs for the whole map (measured in Envoy).
         let headers = self.host.request_headers();
-        let find = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice());
+        let find = |name: &str| headers.get(name);
         let raw_path = find(":path").unwrap_or_default();
         let bare_path = raw_path.split(|b| *b == b'?').next().unwrap_or_default();
         let config = Rc::clone(&self.config);
@@ -67,8 +67,8 @@ impl<H: HttpHost> Guard<H> {
         if endpoint.mode == Mode::Shadow {
             self.host.set_request_header(VERDICT_HEADER, None);
         } else {
-            for (name, _) in &headers {
-                if GATEWAY_PREFIXES.iter().any(|p| name.starts_with(p)) || METHOD_OVERRIDES.contains(&name.as_str()) {
+            for (name, _) in headers.iter() {
+                if GATEWAY_PREFIXES.iter().any(|p| name.starts_with(p)) || METHOD_OVERRIDES.contains(&name) {
                     self.host.set_request_header(name, None);
                 }
             }
@@ -117,7 +117,7 @@ impl<H: HttpHost> Guard<H> {
     /// a client's `x-envoy-original-path`. An enforced request goes on with exactly the
     /// configured path, so the backend sees only what the guard checked; a shadowed one
     /// keeps its own, without any secret in a query or `;` path parameter.
-    fn take(&mut self, index: usize, endpoint: &Endpoint, path: &str, headers: &[(String, Vec<u8>)]) {
+    fn take(&mut self, index: usize, endpoint: &Endpoint, path: &str, headers: &Headers) {
         self.matched = Some(index);
         self.host.count(index, Counter::Received);
         let target = match query::split(path) {
@@ -128,7 +128,7 @@ impl<H: HttpHost> Guard<H> {
         if target != path {
             self.host.set_request_header(":path", Some(&target));
         }
-        if headers.iter().any(|(name, _)| name == ORIGINAL_PATH) {
+        if headers.get(ORIGINAL_PATH).is_some() {
             self.host.set_request_header(ORIGINAL_PATH, None);
         }
     }
