@@ -27,7 +27,7 @@ SOAK_SECONDS ?= 600
 SOAK_MODE    ?= stream
 FUZZ_SECONDS ?= 300
 
-.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-replay cargo-fuzz bench test lint unit e2e e2e-older wasm-target envoy size clean fleet-deps ratelimit-service cost budget soak-check bench-check
+.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-replay cargo-fuzz bench test lint unit e2e e2e-older wasm-target envoy size clean fleet-deps ratelimit-service fill-examples examples-check cost budget soak-check bench-check
 
 all: build
 
@@ -102,6 +102,30 @@ budget: build
 # values to paste into the deployment examples.
 release: build
 	./tools/release.sh $(VERSION) $(WASM) $(DIST)
+
+# dist/examples/: each example that pins the image, with dist/image-digest's digest (or
+# WEBHOOK_GUARD_IMAGE_SHA256's) filled in; refuses a missing or malformed one.
+fill-examples:
+	./tools/fill-examples.sh $(DIST)
+
+# The validators of examples-check, from tools/examples-check's lock files into that
+# directory (gitignored): the schema packages from npm, kubernetes-validate from PyPI.
+EXAMPLES_CHECK := tools/examples-check
+$(EXAMPLES_CHECK)/node_modules/.package-lock.json: $(EXAMPLES_CHECK)/package-lock.json
+	@./tools/need.sh nodejs node
+	@./tools/need.sh npm npm
+	cd $(EXAMPLES_CHECK) && npm ci --no-audit --no-fund --loglevel=error
+$(EXAMPLES_CHECK)/.python/installed: $(EXAMPLES_CHECK)/requirements.txt
+	@./tools/need.sh python3-pip pip3
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps --target $(EXAMPLES_CHECK)/.python -r $<
+	@touch $@
+
+# Every Kubernetes document under examples/ against its schema, images pinned once
+# filled, every example set's backend paths guarded, each file's "Checked against" line;
+# then the checks' own tests (each check failing on a broken example).
+examples-check: $(EXAMPLES_CHECK)/node_modules/.package-lock.json $(EXAMPLES_CHECK)/.python/installed
+	PYTHON=$(PYTHON) node $(EXAMPLES_CHECK)/check.mjs
+	PYTHON=$(PYTHON) node --test --test-reporter=spec $(EXAMPLES_CHECK)/check.test.mjs
 
 # Two clean builds of the committed HEAD, in two fresh clones: same sha256 and digest.
 reproduce:
@@ -182,7 +206,7 @@ e2e-older: build $(foreach v,$(ENVOY_OLDER),$(TOOLS)/envoy-$(v)/envoy/_bin/envoy
 	    cargo test --test e2e smoke:: -- --test-threads=2 || exit 1; \
 	done
 
-test: lint unit cost e2e e2e-older fuzz-replay bench-check soak-check
+test: lint unit examples-check cost e2e e2e-older fuzz-replay bench-check soak-check
 
 clean:
 	cargo clean

@@ -14,6 +14,7 @@ pub struct Head<'a> {
     pub query: Option<&'a str>,
     pub content_type: Option<&'a str>,
     pub content_length: Option<&'a str>,
+    pub content_encoding: Option<&'a str>,
 }
 
 /// Checks everything the head can tell. Authentication runs first, so an unauthenticated
@@ -34,6 +35,14 @@ pub fn head(endpoint: &Endpoint, head: &Head) -> Result<Media, Rejection> {
     if declared.is_some_and(|len| len > limit) {
         return Err(Rejection::new(Reason::TooLarge, format!("the body is larger than {limit} bytes")));
     }
+    // The filter never decodes a body (neither sender encodes one): an encoded body
+    // could be neither validated nor forwarded as what it claims to be.
+    if let Some(encoding) = head.content_encoding.filter(|e| !is_identity(e)) {
+        return Err(Rejection::new(
+            Reason::MediaType,
+            format!("content encoding '{}' is not accepted; send the body unencoded", clip(encoding.trim())),
+        ));
+    }
     match Media::classify(head.content_type) {
         Some(media) if profile == Profile::Md5Envelope || media == Media::Json => Ok(media),
         _ => Err(Rejection::new(
@@ -41,6 +50,11 @@ pub fn head(endpoint: &Endpoint, head: &Head) -> Result<Media, Rejection> {
             format!("content type '{}' is not accepted; send {}", clip(head.content_type.unwrap_or("")), accepted(profile)),
         )),
     }
+}
+
+/// An absent encoding: empty, or only `identity` codings.
+fn is_identity(encoding: &str) -> bool {
+    encoding.split(',').all(|coding| coding.trim().is_empty() || coding.trim().eq_ignore_ascii_case("identity"))
 }
 
 fn authenticate(endpoint: &Endpoint, query: Option<&str>) -> Result<(), Rejection> {

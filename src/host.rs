@@ -252,13 +252,12 @@ impl Stream {
     }
 
     /// Hands a check waiting for another's token fetch to the root, which wakes it.
-    fn track_wait(&self, action: Action) -> Action {
+    fn track_wait(&self) {
         if self.guard.try_borrow().is_ok_and(|guard| guard.verify_awaiting() == Some(Awaiting::SharedToken)) {
             if let Ok(mut waiting) = self.waiting.try_borrow_mut() {
                 waiting.hold(self.id, now_nanos(), Rc::downgrade(&self.guard));
             }
         }
-        action
     }
 
     /// The head's body arrived (or the stream ended): the safety net lets it go.
@@ -270,10 +269,13 @@ impl Stream {
 }
 
 impl Context for Stream {
+    /// The answer to a call of this stream's check; after ARM refused the token, the check
+    /// may wait for another's token fetch.
     fn on_http_call_response(&mut self, call: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
         if let Ok(mut guard) = self.guard.try_borrow_mut() {
             guard.on_call_response(call, body_size);
         }
+        self.track_wait();
     }
 }
 
@@ -290,12 +292,16 @@ impl HttpContext for Stream {
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.release();
-        self.track_wait(self.with(Action::Pause, |guard| guard.on_request_body(body_size, end_of_stream)))
+        let action = self.with(Action::Pause, |guard| guard.on_request_body(body_size, end_of_stream));
+        self.track_wait();
+        action
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         self.release();
-        self.track_wait(self.with(Action::Pause, |guard| guard.on_request_trailers()))
+        let action = self.with(Action::Pause, |guard| guard.on_request_trailers());
+        self.track_wait();
+        action
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {

@@ -25,6 +25,7 @@ pub mod resource_id;
 pub mod shared;
 pub mod strict_json;
 pub mod timestamp;
+pub mod upstream;
 pub mod vendor;
 
 #[cfg(target_arch = "wasm32")]

@@ -7,6 +7,7 @@ use crate::{arm, azure};
 use crate::conformance::{Rule, RULES};
 use crate::config::{Endpoint, Profile};
 use crate::problem::Reason;
+use crate::upstream::Mapped;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counter {
@@ -20,6 +21,9 @@ pub enum Counter {
     RateLimitContended,
     /// The upstream answered 5xx, or Envoy could not reach it (503/504 local replies).
     UpstreamFailure,
+    /// An upstream status the sender would not retry (or could lose the event on),
+    /// answered 502 instead, by why (also counted in `rejected.upstream_rejected`).
+    UpstreamMapped(Mapped),
     /// A ping answered by the filter (`answer_ping`).
     PingAnswered,
     /// A copy of a delivered event, answered 200 without forwarding (`dedupe_seconds`).
@@ -88,6 +92,7 @@ impl Counter {
             Counter::GlobalRateLimitError,
         ];
         all.extend(REASONS.iter().map(|r| Counter::Rejected(*r)));
+        all.extend(Mapped::ALL.map(Counter::UpstreamMapped));
         match profile {
             Profile::AzureManagedApp => {
                 all.extend((0..azure::PAIRS.len()).map(Counter::AzureEvent));
@@ -116,6 +121,7 @@ impl Counter {
             Counter::Rejected(reason) => format!("rejected.{}", reason.slug()),
             Counter::RateLimitContended => "rate_limit_contended".to_string(),
             Counter::UpstreamFailure => "upstream_failure".to_string(),
+            Counter::UpstreamMapped(why) => format!("upstream_mapped.{}", why.slug()),
             Counter::PingAnswered => "ping_answered".to_string(),
             Counter::Duplicate => "duplicate".to_string(),
             Counter::GlobalRateLimited => "global_rate_limited".to_string(),
@@ -159,7 +165,7 @@ mod tests {
         let endpoint = &config.endpoints[0];
         let names: Vec<String> = Counter::all(endpoint.profile).iter().map(|c| c.name(endpoint)).collect();
         assert_eq!(names.iter().collect::<HashSet<_>>().len(), names.len());
-        for want in ["webhook_guard.azure.received", "webhook_guard.azure.rejected.forbidden", "webhook_guard.azure.event.patch.succeeded", "webhook_guard.azure.upstream_failure", "webhook_guard.azure.nonconforming.pair_undocumented", "webhook_guard.azure.rejected.held"] {
+        for want in ["webhook_guard.azure.received", "webhook_guard.azure.rejected.forbidden", "webhook_guard.azure.event.patch.succeeded", "webhook_guard.azure.upstream_failure", "webhook_guard.azure.nonconforming.pair_undocumented", "webhook_guard.azure.rejected.held", "webhook_guard.azure.upstream_mapped.redirect"] {
             assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
         }
         assert!(names.iter().all(|n| n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_')));

@@ -1,21 +1,83 @@
-//! The secret query parameter: finding it, decoding it, and removing it from `:path`.
+//! The secret query parameter: finding it, decoding it, and removing every copy of it
+//! from `:path`.
 //!
-//! Keys are percent-decoded and matched without regard to ASCII case, so `s%69g=...` and
-//! `SIG=...` count as `sig`: a backend that decodes keys or reads them case-insensitively
-//! must never see a secret the filter did not check and remove. `+` is kept literally
-//! (RFC 3986); only `%XX` escapes are decoded.
+//! Authentication reads pairs split on `&` whose key, percent-decoded, is the parameter
+//! without regard to ASCII case (`s%69g`, `SIG`). Backends read a query in more ways, so
+//! the filter also reads it in each of them ([`Reading`]): split on `&` and `;` (Rack 2,
+//! Python before 3.9.2, Go before 1.17), and each piece decoded before its `=` is found
+//! (`sig%3Dx`), with keys that, cut at a NUL, trimmed of spaces (and `+`) and of a `[...]`
+//! suffix (PHP, Rails), are the parameter (`%20sig`, `sig[]`, `sig%00`). A second copy
+//! under any of them is ambiguous; and every copy, under any key whose value is a
+//! configured secret, leaves the path. `+` in a value is kept literally (RFC 3986); only
+//! `%XX` escapes are decoded.
+
+use crate::auth;
 
 /// What the query string holds under the secret parameter.
 #[derive(Debug, PartialEq)]
 pub enum Found {
     /// Absent, or present with an empty value.
     Missing,
-    /// Given more than once: a proxy and a backend could read different copies.
+    /// Given more than once under some reading, or read as different values by two
+    /// readings: a proxy and a backend could read different copies.
     Repeated,
     /// A `%` escape that is not two hex digits.
     Malformed,
     /// The single percent-decoded value.
     Value(Vec<u8>),
+}
+
+/// What must leave a path: pairs whose key names one of `params`, and pairs whose value
+/// is one of `values`.
+pub struct Secrets<'a> {
+    pub params: Vec<&'a str>,
+    pub values: Vec<&'a [u8]>,
+}
+
+/// One way a backend reads a query.
+#[derive(Clone, Copy)]
+enum Reading {
+    /// Pairs split on `&`, then on the first `=`.
+    Standard,
+    /// Pairs split on `&` and `;`.
+    Semicolons,
+    /// Pairs split on `&` and `;`, each decoded before its first `=` is found.
+    DecodedFirst,
+}
+
+impl Reading {
+    const ALL: [Reading; 3] = [Reading::Standard, Reading::Semicolons, Reading::DecodedFirst];
+
+    fn pieces(self, query: &str) -> std::str::Split<'_, &'static [char]> {
+        let separators: &'static [char] = match self {
+            Reading::Standard => &['&'],
+            Reading::Semicolons | Reading::DecodedFirst => &['&', ';'],
+        };
+        query.split(separators)
+    }
+
+    /// The key and value of `piece`, decoded leniently.
+    fn pair(self, piece: &str) -> (Vec<u8>, Vec<u8>) {
+        match self {
+            Reading::Standard | Reading::Semicolons => {
+                let (key, value) = split_pair(piece.as_bytes());
+                (decode_lenient(key), decode_lenient(value))
+            }
+            Reading::DecodedFirst => {
+                let decoded = decode_lenient(piece.as_bytes());
+                let (key, value) = split_pair(&decoded);
+                (key.to_vec(), value.to_vec())
+            }
+        }
+    }
+}
+
+/// Splits `key=value` at the first `=`; no `=` is a key with an empty value.
+fn split_pair(piece: &[u8]) -> (&[u8], &[u8]) {
+    match piece.iter().position(|b| *b == b'=') {
+        Some(at) => (&piece[..at], &piece[at + 1..]),
+        None => (piece, &[]),
+    }
 }
 
 /// Splits `:path` into the path proper and the query string (without `?`).
@@ -26,76 +88,111 @@ pub fn split(path: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Looks up `param` in `query`.
+/// Looks up `param` in `query` as authentication reads it: pairs split on `&`, keys
+/// percent-decoded and matched without regard to ASCII case. A disguised key (`sig[]`,
+/// `%20sig`, `sig%00`, `b=1;sig`, `sig%3D...`) does not authenticate, but a copy under
+/// any reading next to the parameter, or a reading of another value, is `Repeated`.
 pub fn find(query: Option<&str>, param: &str) -> Found {
+    let query = query.unwrap_or("");
     let mut found = None;
-    for piece in query.unwrap_or("").split('&') {
-        let (key, value) = piece.split_once('=').unwrap_or((piece, ""));
-        match is_param(key, param) {
-            Some(true) => {}
-            Some(false) => continue,
+    for piece in query.split('&') {
+        let (key, value) = split_pair(piece.as_bytes());
+        match decode(key) {
             // An undecodable key could be the secret under a disguise; refuse it.
             None => return Found::Malformed,
+            Some(key) if key.eq_ignore_ascii_case(param.as_bytes()) => {
+                if found.is_some() {
+                    return Found::Repeated;
+                }
+                found = Some(value);
+            }
+            Some(_) => {}
         }
-        if found.is_some() {
+    }
+    let found = match found.map(decode) {
+        Some(None) => return Found::Malformed,
+        found => found.flatten(),
+    };
+    for reading in Reading::ALL {
+        let mut copies = reading.pieces(query).map(|piece| reading.pair(piece)).filter(|(key, _)| names(key, param));
+        let (first, second) = (copies.next(), copies.next());
+        if second.is_some() || first.zip(found.as_ref()).is_some_and(|((_, value), found)| value != *found) {
             return Found::Repeated;
         }
-        found = Some(value);
     }
-    match found.map(|v| decode(v.as_bytes())) {
-        None => Found::Missing,
-        Some(None) => Found::Malformed,
-        Some(Some(v)) if v.is_empty() => Found::Missing,
-        Some(Some(v)) => Found::Value(v),
+    match found {
+        Some(v) if !v.is_empty() => Found::Value(v),
+        _ => Found::Missing,
     }
 }
 
-/// `path` with every `param` pair removed from its query; other pairs keep their order
-/// and exact bytes. The `?` goes when nothing is left.
-pub fn without_param(path: &str, param: &str) -> String {
-    let (base, query) = split(path);
-    let Some(query) = query else {
-        return base.to_string();
-    };
-    let kept: Vec<&str> = query.split('&').filter(|piece| !names(piece, param)).collect();
-    if kept.iter().all(|p| p.is_empty()) {
-        base.to_string()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    }
-}
-
-/// `path` with every secret it may carry removed: each `params` pair from its query, and
-/// each `;key=value` path parameter named like one of `params` from every segment (Spring
-/// and Tomcat read `/a;sig=x` as a parameter; a forwarded path must not carry it). For a
-/// path that is forwarded or logged as it was sent.
-pub fn without_secrets(path: &str, params: &[&str]) -> String {
+/// `path` with every secret it may carry removed: from the query, each `&` pair that
+/// holds one, else each of its `;` pieces that does; from every segment, each `;key=value`
+/// path parameter that does (Spring and Tomcat read `/a;sig=x` as a parameter). Everything
+/// else keeps its order and exact bytes; the `?` goes when nothing is left. For a path
+/// that is forwarded or logged.
+pub fn without_secrets(path: &str, secrets: &Secrets) -> String {
     let (base, query) = split(path);
     let segments: Vec<String> = base
         .split('/')
         .map(|segment| {
             let mut pieces = segment.split(';');
             let name = pieces.next().unwrap_or_default();
-            let kept = pieces.filter(|piece| !params.iter().any(|param| names(piece, param)));
+            let kept = pieces.filter(|piece| !holds(piece, secrets));
             std::iter::once(name).chain(kept).collect::<Vec<_>>().join(";")
         })
         .collect();
     let base = segments.join("/");
-    let path = query.map_or(base.clone(), |query| format!("{base}?{query}"));
-    params.iter().fold(path, |path, param| without_param(&path, param))
+    let Some(query) = query else {
+        return base;
+    };
+    let kept: Vec<String> = query
+        .split('&')
+        .filter(|pair| !holds(pair, secrets))
+        .filter_map(|pair| {
+            let pieces: Vec<&str> = pair.split(';').filter(|piece| !holds(piece, secrets)).collect();
+            // A pair all of whose pieces held a secret goes as a whole.
+            (!pieces.is_empty()).then(|| pieces.join(";"))
+        })
+        .collect();
+    if kept.iter().all(String::is_empty) {
+        base
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
 }
 
-/// Whether the `key=value` pair `piece` (a query pair or a path parameter) is `param`'s.
-fn names(piece: &str, param: &str) -> bool {
-    let key = piece.split_once('=').map_or(piece, |(k, _)| k);
-    is_param(key, param) == Some(true)
+/// Whether `piece` (a query pair, or a piece of one, or a path parameter) holds a secret
+/// under some reading: its key names a secret parameter, or its value is a secret
+/// (compared in constant time, `+` read literally and as a space).
+fn holds(piece: &str, secrets: &Secrets) -> bool {
+    [Reading::Standard, Reading::DecodedFirst].into_iter().any(|reading| {
+        let (key, value) = reading.pair(piece);
+        let spaced: Vec<u8> = value.iter().map(|b| if *b == b'+' { b' ' } else { *b }).collect();
+        secrets.params.iter().any(|param| names(&key, param))
+            || auth::matches_any(&value, &secrets.values)
+            || auth::matches_any(&spaced, &secrets.values)
+    })
 }
 
-/// Whether `key` names `param` (percent-decoded, ASCII case ignored); `None` when an
-/// escape is malformed. Shared by `find` and `without_param`, so every key that is checked
-/// as the secret is also a key that is removed.
-fn is_param(key: &str, param: &str) -> Option<bool> {
-    decode(key.as_bytes()).map(|k| k.eq_ignore_ascii_case(param.as_bytes()))
+/// Whether the decoded `key` names `param`: cut at a NUL (C strings), trimmed of spaces,
+/// control characters and `+` (a form-decoded space; PHP drops leading spaces), without a
+/// `[...]` suffix (PHP and Rails read `sig[]` as `sig`), ASCII case ignored.
+fn names(key: &[u8], param: &str) -> bool {
+    let key = key.split(|b| *b == 0).next().unwrap_or_default();
+    let key = trim(key);
+    let key = match key.iter().position(|b| *b == b'[') {
+        Some(at) if key.ends_with(b"]") => trim(&key[..at]),
+        _ => key,
+    };
+    key.eq_ignore_ascii_case(param.as_bytes())
+}
+
+fn trim(key: &[u8]) -> &[u8] {
+    let blank = |b: &u8| *b <= b' ' || *b == b'+' || *b == 0x7f;
+    let start = key.iter().position(|b| !blank(b)).unwrap_or(key.len());
+    let end = key.iter().rposition(|b| !blank(b)).map_or(start, |at| at + 1);
+    &key[start..end.max(start)]
 }
 
 /// Decodes `%XX` escapes; `None` when an escape is malformed.
@@ -166,14 +263,23 @@ mod tests {
         assert_eq!(find(Some("s%6=x"), "sig"), Found::Malformed);
     }
 
+    fn strip(path: &str, params: &[&str]) -> String {
+        without_secrets(path, &Secrets { params: params.to_vec(), values: vec![b"S".as_slice(), b"a b".as_slice()] })
+    }
+
     #[test]
     fn removes_only_the_secret() {
-        assert_eq!(without_param("/r?sig=k", "sig"), "/r");
-        assert_eq!(without_param("/r?a=1&sig=k&b=%20", "sig"), "/r?a=1&b=%20");
-        assert_eq!(without_param("/r?s%69g=k&a", "sig"), "/r?a");
-        assert_eq!(without_param("/r?Sig=k&a", "sig"), "/r?a");
-        assert_eq!(without_param("/r", "sig"), "/r");
-        assert_eq!(without_param("/r?b=2&a=1&sig=k", "sig"), "/r?b=2&a=1");
+        for (path, want) in [
+            ("/r?sig=k", "/r"),
+            ("/r?a=1&sig=k&b=%20", "/r?a=1&b=%20"),
+            ("/r?s%69g=k&a", "/r?a"),
+            ("/r?Sig=k&a", "/r?a"),
+            ("/r", "/r"),
+            ("/r?b=2&a=1&sig=k", "/r?b=2&a=1"),
+            ("/r?a=x;y&b", "/r?a=x;y&b"),
+        ] {
+            assert_eq!(strip(path, &["sig"]), want, "{path}");
+        }
     }
 
     #[test]
@@ -184,9 +290,43 @@ mod tests {
             ("/a;x=1;SIG=k/b;s%69g=k;y=2/c;token;z", "/a;x=1/b;y=2/c;z"),
             ("/a;sigma=1/b;=2?token=t", "/a;sigma=1/b;=2"),
             ("/a;s%zzig=1", "/a;s%zzig=1"),
+            ("/a;x=S/b", "/a/b"),
             ("/plain/path/", "/plain/path/"),
         ] {
-            assert_eq!(without_secrets(path, &params), want, "{path}");
+            assert_eq!(strip(path, &params), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn every_spelling_and_every_key_of_a_secret_value_leaves_the_path() {
+        for (path, want) in [
+            ("/r?sig=S&b=1;sig=S", "/r?b=1"),
+            ("/r?a=1;sig=S;c=3&d", "/r?a=1;c=3&d"),
+            ("/r?sig%3DS&a=1", "/r?a=1"),
+            ("/r?sig[]=S&a=1", "/r?a=1"),
+            ("/r?sig%5B%5D=x", "/r"),
+            ("/r?%20sig=x&+sig=y", "/r"),
+            ("/r?sig%00=x&a", "/r?a"),
+            ("/r?other=S&x=%53&y=a+b&z=a%20b", "/r"),
+            ("/r?x%3DS", "/r"),
+            ("/r?a=1;x=S", "/r?a=1"),
+            ("/r?x=Sx&y=xS&sigma=S2", "/r?x=Sx&y=xS&sigma=S2"),
+        ] {
+            assert_eq!(strip(path, &["sig"]), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn a_secret_read_twice_under_any_reading_is_repeated() {
+        for query in ["sig=S&b=1;sig=S", "sig=S&sig%3DS", "sig=S&sig[]=S", "sig=S&%20sig=S", "sig=S&sig%00=S", "sig=S&sig[x]=T", "sig=S;x", "sig=S&a=1%26sig%3DS;sig=S"] {
+            assert_eq!(find(Some(query), "sig"), Found::Repeated, "{query}");
+        }
+        // A disguised key alone does not authenticate (it is removed all the same).
+        for query in ["sig%3DS", "sig[]=S", "%20sig=S", "sig%00=S", "b=1;sig=S", "sig%20=S"] {
+            assert_eq!(find(Some(query), "sig"), Found::Missing, "{query}");
+        }
+        for query in ["sig=S%26x=1%3Dy", "sig=S&x[]=S&y%00=S", "a=1;b&sig=S"] {
+            assert!(matches!(find(Some(query), "sig"), Found::Value(v) if v.starts_with(b"S")), "{query}");
         }
     }
 

@@ -141,11 +141,19 @@ proptest! {
         let _ = Config::parse(&data, |_| Some("x".into()));
         let q = String::from_utf8_lossy(&data);
         let _ = query::find(Some(&q), "sig");
-        let stripped = query::without_param(&format!("/p?{q}"), "sig");
+        let secrets = query::Secrets { params: vec!["sig"], values: vec![b"a+b=".as_slice(), b"x".as_slice()] };
+        let stripped = query::without_secrets(&format!("/p?{q}"), &secrets);
         prop_assert!(matches!(
             query::find(query::split(&stripped).1, "sig"),
             query::Found::Missing | query::Found::Malformed
         ));
+        // No value that is a secret survives, under any key or separator.
+        let rest = query::split(&stripped).1.unwrap_or("");
+        for piece in rest.split(['&', ';']) {
+            let value = piece.split_once('=').map_or("", |(_, v)| v);
+            prop_assert!(!matches!(query::decode(value.as_bytes()).as_deref(), Some(b"x" | b"a+b=")), "{} -> {}", q, stripped);
+        }
+        prop_assert_eq!(query::without_secrets(&stripped, &secrets), stripped.clone(), "stripping is idempotent");
     }
 }
 

@@ -32,7 +32,7 @@ cat <<MSG
 dist/webhook_guard.wasm  $(wc -c < "$dist/webhook_guard.wasm") bytes, sha256 $(cut -d' ' -f1 "$dist/webhook_guard.wasm.sha256")
   (plain Envoy: vm_config.code.remote.sha256)
 dist/oci  OCI image layout, tag $version, manifest digest $digest
-  (Istio WasmPlugin sha256, Envoy Gateway image.sha256; the examples read it from the
-  environment: export WEBHOOK_GUARD_IMAGE_SHA256=${digest#sha256:})
+  (Istio WasmPlugin sha256, Envoy Gateway image.sha256: \`make fill-examples\` writes the
+  examples that pin it, filled in, to $dist/examples/)
 Push it: skopeo copy oci:$dist/oci:$version docker://REGISTRY/webhook-guard:$version
 MSG

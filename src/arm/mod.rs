@@ -59,8 +59,11 @@ pub enum Outcome {
     NotYet,
     /// ARM contradicts the notification: held (503).
     Inconsistent,
-    /// ARM answered 401/403: our identity cannot read the application.
+    /// ARM answered 403: our identity cannot read the application.
     Denied,
+    /// ARM answered 401: it refused the token itself, and a new one did not help or could
+    /// not be had yet.
+    TokenRejected,
     /// ARM answered 429.
     Throttled,
     /// ARM failed, timed out or answered something unusable.
@@ -76,11 +79,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Verified,
         Outcome::NotYet,
         Outcome::Inconsistent,
         Outcome::Denied,
+        Outcome::TokenRejected,
         Outcome::Throttled,
         Outcome::Unavailable,
         Outcome::TokenUnavailable,
@@ -95,6 +99,7 @@ impl Outcome {
             Outcome::NotYet => "not_yet",
             Outcome::Inconsistent => "inconsistent",
             Outcome::Denied => "denied",
+            Outcome::TokenRejected => "token_rejected",
             Outcome::Throttled => "throttled",
             Outcome::Unavailable => "unavailable",
             Outcome::TokenUnavailable => "token_unavailable",

@@ -7,6 +7,9 @@
 //! workers. A failed fetch keeps the lease for a back-off (marked so in the lease's last
 //! byte), so an issuer outage costs one request per back-off, not one per notification;
 //! a request that finds a fetch running waits for it instead ([`Failure::InFlight`]).
+//! A token ARM refuses (401) is dropped under the same lease ([`drop_refused`]), unless it
+//! is younger than the back-off: an identity ARM refuses every token of costs the issuer
+//! one request per back-off.
 
 use super::config::ArmCheck;
 use super::{request, Answer, Call, Outbound};
@@ -64,6 +67,8 @@ pub enum Failure {
     Busy,
     /// Another fetch is running (or a token just arrived): worth waiting for.
     InFlight,
+    /// The token ARM refused was fetched moments ago: kept until the back-off ends.
+    Recent,
 }
 
 impl fmt::Display for Failure {
@@ -77,6 +82,7 @@ impl fmt::Display for Failure {
             Failure::NotSent => f.write_str("the token request could not be sent (is the Envoy cluster defined?)"),
             Failure::Busy => f.write_str("no valid token: the last token fetch failed moments ago"),
             Failure::InFlight => f.write_str("no valid token in time: another token fetch is still running"),
+            Failure::Recent => write!(f, "the token was fetched less than {} s ago: the next one comes once that back-off ends", BACKOFF_NANOS / SECOND),
         }
     }
 }
@@ -150,18 +156,44 @@ fn end_lease<S: shared::SharedStore + ?Sized>(store: &S, check: &ArmCheck, until
     let _ = shared::update(store, &check.lease_key, MAX_ATTEMPTS, |_| (Some(lease(until, until > 0)), ()));
 }
 
-/// Starts a token fetch that answers within `timeout_ms` when `needed` says the cached
-/// token calls for one and this worker takes the lease: the call's id, or why not (a
-/// token not needed any more is [`Failure::InFlight`]: one has just arrived).
-pub fn fetch<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, now: u64, timeout_ms: u64, needed: impl Fn(Option<&Token>) -> bool) -> Result<u32, Failure> {
+/// Takes the lease for as long as a fetch may run, when `needed` says the cached token
+/// calls for it, before and again under the lease (a fetch may have ended in between):
+/// a token not needed any more is [`Failure::InFlight`], one has just arrived.
+fn lease_for<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, now: u64, needed: impl Fn(Option<&Token>) -> bool) -> Result<(), Failure> {
     if !needed(cached(host, check).as_ref()) {
         return Err(Failure::InFlight);
     }
     take_lease(host, check, now, now.saturating_add(check.timeout_ms.saturating_add(1000).saturating_mul(1_000_000)))?;
+    if !needed(cached(host, check).as_ref()) {
+        end_lease(host, check, 0);
+        return Err(Failure::InFlight);
+    }
+    Ok(())
+}
+
+/// Starts a token fetch that answers within `timeout_ms` when `needed` says the cached
+/// token calls for one and this worker takes the lease: the call's id, or why not.
+pub fn fetch<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, now: u64, timeout_ms: u64, needed: impl Fn(Option<&Token>) -> bool) -> Result<u32, Failure> {
+    lease_for(host, check, now, needed)?;
     host.dispatch(&Call { timeout_ms, ..request::token(check) }).ok_or_else(|| {
         end_lease(host, check, now.saturating_add(BACKOFF_NANOS));
         Failure::NotSent
     })
+}
+
+/// ARM refused the token issued at `issued` (401): drops it for every worker, under the
+/// lease (only its holder writes the token), so the next request or tick fetches another.
+/// Not when it is younger than the back-off ([`Failure::Recent`]), nor while the lease is
+/// held; [`Failure::InFlight`] when it is gone already.
+pub fn drop_refused<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, now: u64, issued: u64) -> Result<(), Failure> {
+    let refused = |token: Option<&Token>| token.is_some_and(|t| t.issued == issued);
+    if refused(cached(host, check).as_ref()) && now < issued.saturating_add(BACKOFF_NANOS) {
+        return Err(Failure::Recent);
+    }
+    lease_for(host, check, now, refused)?;
+    let _ = host.set(&check.token_key, &[], None);
+    end_lease(host, check, 0);
+    Ok(())
 }
 
 /// Refresh from the root's tick: fetches when there is no token or it is due.
@@ -174,7 +206,7 @@ pub fn refresh<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, now: u64) -> Op
 
 /// Handles the issuer's answer to [`fetch`]'s call: stores the token and frees the lease,
 /// or keeps the lease for a back-off. Returns the token for the caller's own use.
-pub fn receive<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, now: u64, answer: &Answer) -> Result<String, Failure> {
+pub fn receive<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, now: u64, answer: &Answer) -> Result<Token, Failure> {
     let outcome = match answer.status {
         Some(200..=299) => parse(&answer.body).map_err(Failure::Malformed),
         Some(429) => Err(Failure::Throttled),
@@ -191,7 +223,7 @@ pub fn receive<H: Outbound + ?Sized>(host: &H, check: &ArmCheck, now: u64, answe
             // Only the lease holder writes the token.
             let _ = host.set(&check.token_key, &record, None);
             end_lease(host, check, 0);
-            Ok(value)
+            Ok(Token { issued: now, expires, value })
         }
         Err(failure) => {
             let backoff = match failure {
@@ -244,7 +276,7 @@ mod tests {
         let worker2 = host.sharing();
         assert_eq!(refresh(&*host, &check, NOW), Some(Ok(1)));
         assert_eq!(refresh(&*worker2, &check, NOW), None, "the lease is held");
-        assert_eq!(receive(&*host, &check, NOW, &ok(r#"{"access_token":"tok","expires_in":"3600"}"#)), Ok("tok".to_string()));
+        assert_eq!(receive(&*host, &check, NOW, &ok(r#"{"access_token":"tok","expires_in":"3600"}"#)), Ok(Token { issued: NOW, expires: NOW + 3600 * SECOND, value: "tok".into() }));
         let token = cached(&*worker2, &check).unwrap();
         assert_eq!((token.value.as_str(), token.expires), ("tok", NOW + 3600 * SECOND));
         assert_eq!(refresh(&*worker2, &check, NOW + 3000 * SECOND), None, "not due yet");
@@ -300,5 +332,32 @@ mod tests {
         // The holder never heard back: the lease runs out after the timeout and a second.
         assert_eq!(refresh(&*host, &check, NOW + 8 * SECOND), None);
         assert!(refresh(&*host, &check, NOW + 9 * SECOND).is_some());
+    }
+    #[test]
+    fn a_refused_token_is_dropped_under_the_lease_once_past_the_back_off() {
+        let host = Host::new();
+        let check = check(r#""managed_identity":{}"#);
+        init(&*host, &check);
+        let token = |value: &str| ok(&format!(r#"{{"access_token":"{value}","expires_in":"3600"}}"#));
+        fetch(&*host, &check, NOW, 1000, |_| true).unwrap();
+        let first = receive(&*host, &check, NOW, &token("tok-1")).unwrap().issued;
+        assert_eq!(drop_refused(&*host, &check, NOW + 4 * SECOND, first), Err(Failure::Recent));
+        assert!(cached(&*host, &check).is_some(), "kept within the back-off");
+        // Another worker's fetch runs: the token stays until it lands, then is not dropped.
+        let worker2 = host.sharing();
+        assert!(fetch(&*worker2, &check, NOW + 5 * SECOND, 1000, |_| true).is_ok());
+        assert_eq!(drop_refused(&*host, &check, NOW + 5 * SECOND, first), Err(Failure::InFlight));
+        let second = receive(&*worker2, &check, NOW + 6 * SECOND, &token("tok-2")).unwrap().issued;
+        assert_eq!(drop_refused(&*host, &check, NOW + 20 * SECOND, first), Err(Failure::InFlight), "replaced already");
+        assert_eq!(cached(&*host, &check).unwrap().value, "tok-2");
+        // Dropped for every worker, the lease free: the next tick or request fetches.
+        assert_eq!(drop_refused(&*host, &check, NOW + 20 * SECOND, second), Ok(()));
+        assert!(cached(&*worker2, &check).is_none());
+        assert!(refresh(&*worker2, &check, NOW + 20 * SECOND).is_some_and(|started| started.is_ok()));
+        // While the issuer backs off, nothing is dropped.
+        let third = receive(&*worker2, &check, NOW + 20 * SECOND, &token("tok-3")).unwrap().issued;
+        assert!(refresh(&*worker2, &check, NOW + 3600 * SECOND).is_some_and(|started| started.is_ok()));
+        assert!(receive(&*worker2, &check, NOW + 3600 * SECOND, &Answer { status: Some(503), retry_after: None, body: vec![] }).is_err());
+        assert_eq!(drop_refused(&*host, &check, NOW + 3601 * SECOND, third), Err(Failure::Busy));
     }
 }

@@ -1,19 +1,21 @@
-//! The answer stage: what the sender is told. The upstream's answer is checked (a final
-//! 4xx becomes 502 for the sender's retry, also before a streamed head's body was
-//! delivered, a vendor's 2xx becomes 200, a 2xx to a streamed head before its body is
-//! no delivery) and ends the event's in-flight mark;
-//! every refusal is counted, logged and answered with problem+json here, or in shadow
-//! mode reported upstream instead.
+//! The answer stage: what the sender is told. The upstream's status goes through its
+//! profile's table ([`upstream::told`]): a 2xx is the only success (a vendor's becomes
+//! 200), a status the sender would not retry becomes 502, also when it answers a streamed
+//! head before its body was delivered (where a 2xx is no delivery either); the answer
+//! ends the event's in-flight mark. Every refusal is counted, logged and answered with
+//! problem+json here, or in shadow mode reported upstream instead.
 
 use super::{Guard, HttpHost, Stage, VERDICT_HEADER};
-use crate::config::{Endpoint, Mode, Profile, Upstream4xx};
+use crate::config::{Endpoint, Mode};
 use crate::dedupe;
 use crate::metrics::Counter;
 use crate::problem::{Reason, Rejection};
+use crate::upstream::{self, Mapped, Told};
 use proxy_wasm::types::Action;
 
 impl<H: HttpHost> Guard<H> {
-    /// The upstream's response headers.
+    /// The upstream's response headers (or Envoy's own answer for it: a reset, a timeout,
+    /// a later filter's local reply).
     pub(super) fn upstream_answer(&mut self, index: usize, endpoint: &Endpoint) -> Action {
         // `stream` only: the upstream may answer a head whose body it has not got yet.
         let early = self.head_sent && endpoint.mode == Mode::Enforce && matches!(self.stage, Stage::Body { .. } | Stage::Verifying(_));
@@ -21,16 +23,13 @@ impl<H: HttpHost> Guard<H> {
             return Action::Continue;
         }
         let status = self.host.response_status().unwrap_or(0);
-        // A final 4xx makes Azure drop the event: the sender is told 502 and retries.
-        let refused = (400..500).contains(&status) && status != 429 && endpoint.upstream_4xx == Upstream4xx::Retry;
-        let delivered = (200..300).contains(&status);
-        if early {
-            if delivered {
-                let detail = format!("the upstream answered {status} before the notification was delivered; retry later");
-                return self.reject(endpoint, Rejection::new(Reason::UpstreamRejected, detail));
-            }
-        } else {
+        let told = match upstream::told(endpoint.profile, status, endpoint.upstream_4xx) {
+            Told::Delivered(_) if early => Told::Mapped(Mapped::Early),
+            told => told,
+        };
+        if !early {
             self.stage = Stage::Idle;
+            let delivered = matches!(told, Told::Delivered(_));
             // Also a later filter's local reply (Envoy's global rate limit): the retry must
             // not meet an in-flight mark.
             self.end_flight(delivered);
@@ -41,13 +40,17 @@ impl<H: HttpHost> Guard<H> {
                 self.host.count(index, Counter::UpstreamFailure);
             }
         }
-        if refused {
-            let detail = format!("the upstream answered {status}; retry later");
-            return self.reject(endpoint, Rejection::new(Reason::UpstreamRejected, detail));
-        }
-        if endpoint.profile == Profile::Md5Envelope && (201..300).contains(&status) {
-            // Vendor senders count only 200 as delivered and would resend on 201-299.
-            self.host.set_response_status(200);
+        match told {
+            Told::Delivered(sent) if sent != status => self.host.set_response_status(sent),
+            Told::Delivered(_) | Told::Passed => {}
+            Told::Mapped(why) => {
+                self.host.count(index, Counter::UpstreamMapped(why));
+                let detail = match why {
+                    Mapped::Early => format!("the upstream answered {status} before the notification was delivered; retry later"),
+                    _ => format!("the upstream answered {status}; retry later"),
+                };
+                return self.reject(endpoint, Rejection::new(Reason::UpstreamRejected, detail));
+            }
         }
         Action::Continue
     }
@@ -121,6 +124,7 @@ mod tests {
     use crate::filter::mock::*;
     use crate::config::Config;
     use crate::shared::memory::MemoryStore;
+    use md5::Digest;
     use std::rc::Rc;
 
     /// `DOC` sent to the Azure endpoint with duplicate suppression on, over `store`.
@@ -179,12 +183,56 @@ mod tests {
     }
 
     #[test]
+    fn upstream_redirects_become_502_for_both_senders_counted_as_mapped() {
+        for (path, status) in [301, 302, 303, 304, 307, 308, 100].into_iter().flat_map(|s| [("/az?sig=k", s), ("/store?sig=k", s)]) {
+            let (mock, mut g) = guard("POST", path, &[("content-type", "application/json")]);
+            g.on_request_headers(false);
+            let body = if path.starts_with("/az") { DOC.to_string() } else { r#"{"payload":{"type":"x"},"md5":"MD5"}"#.replace("MD5", &format!("{:x}", md5::Md5::digest(br#"{"type":"x"}"#))) };
+            feed(&mock, &mut g, body.as_bytes());
+            *mock.status.borrow_mut() = Some(status);
+            assert_eq!(g.on_response_headers(), Action::Pause, "{path} {status}");
+            let sent = mock.sent.borrow().clone().unwrap();
+            assert_eq!(sent.0, 502, "{path} {status}");
+            assert!(String::from_utf8_lossy(&sent.1).contains(&format!("the upstream answered {status}")));
+            let why = if status < 200 { Mapped::Other } else { Mapped::Redirect };
+            let index = usize::from(path.starts_with("/store"));
+            assert!(mock.counts.borrow().contains(&(index, Counter::UpstreamMapped(why))), "{path} {status}");
+            assert!(mock.counts.borrow().contains(&(index, Counter::Rejected(Reason::UpstreamRejected))));
+        }
+    }
+
+    #[test]
+    fn a_reset_upstream_is_envoys_503_and_is_retried_as_it_is() {
+        let (mock, mut g) = guard("POST", "/az?sig=k", &[]);
+        g.on_request_headers(false);
+        feed(&mock, &mut g, DOC.as_bytes());
+        *mock.status.borrow_mut() = Some(503);
+        *mock.code_details.borrow_mut() = Some("upstream_reset_before_response_started{connection_termination}".into());
+        assert_eq!(g.on_response_headers(), Action::Continue);
+        assert_eq!(mock.sent_status(), None);
+        assert!(mock.counts.borrow().contains(&(0, Counter::UpstreamFailure)));
+    }
+
+    #[test]
+    fn streamed_upstream_redirect_before_the_body_is_retried() {
+        for status in [301, 307, 308, 304] {
+            let (mock, mut g) = streamed("POST", "/az?sig=k", &[]);
+            g.on_request_headers(false);
+            *mock.status.borrow_mut() = Some(status);
+            assert_eq!(g.on_response_headers(), Action::Pause, "{status}");
+            assert_eq!(mock.sent_status(), Some(502), "{status}");
+            assert!(mock.counts.borrow().contains(&(0, Counter::UpstreamMapped(Mapped::Redirect))));
+        }
+    }
+
+    #[test]
     fn streamed_upstream_2xx_before_the_body_is_not_success() {
         let (mock, mut g) = streamed("POST", "/az?sig=k", &[]);
         g.on_request_headers(false);
         *mock.status.borrow_mut() = Some(200);
         assert_eq!(g.on_response_headers(), Action::Pause);
         assert_eq!(mock.sent_status(), Some(502));
+        assert!(mock.counts.borrow().contains(&(0, Counter::UpstreamMapped(Mapped::Early))));
         for status in [503, 429] {
             let (mock, mut g) = streamed("POST", "/az?sig=k", &[]);
             g.on_request_headers(false);

@@ -9,7 +9,7 @@ use crate::check;
 use crate::config::{Endpoint, Forward, HeaderMode, Mode, Route, Unguarded};
 use crate::metrics::{Counter, ListenerCounter};
 use crate::problem::{Reason, Rejection};
-use crate::query;
+use crate::query::{self, Secrets};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
 
@@ -18,6 +18,8 @@ const GATEWAY_PREFIXES: [&str; 2] = ["x-webhook-", "ce-"];
 /// Headers that make frameworks (ASP.NET, Express, Spring, Rails, Laravel) run another
 /// method's handler than the one the guard allowed.
 const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+/// Headers outside `content-*` that describe a body: a replaced body drops them.
+const DIGESTS: [&str; 2] = ["digest", "repr-digest"];
 /// Printed by access logs (Istio's default format) instead of `:path` when present; Envoy
 /// passes a client's own copy through.
 const ORIGINAL_PATH: &str = "x-envoy-original-path";
@@ -50,11 +52,13 @@ impl<H: HttpHost> Guard<H> {
         };
         let text = |name: &str| find(name).map(String::from_utf8_lossy);
         let (method, content_type, content_length) = (text(":method"), text("content-type"), text("content-length"));
+        let content_encoding = text("content-encoding");
         let head = check::Head {
             method: method.as_deref().unwrap_or(""),
             query: query::split(path).1,
             content_type: content_type.as_deref(),
             content_length: content_length.as_deref(),
+            content_encoding: content_encoding.as_deref(),
         };
         // Authentication runs before the limit, so strangers cannot spend a sender's budget.
         let media = match check::head(endpoint, &head).and_then(|media| self.limit(endpoint, None).map(|()| media)) {
@@ -73,9 +77,14 @@ impl<H: HttpHost> Guard<H> {
                 }
             }
             if endpoint.forward == Forward::CloudEvent {
-                // The body will be replaced; its length is set again once it is known
-                // (held head) or the upstream request is chunked (streamed head).
-                self.host.set_request_header("content-length", None);
+                // The body will be replaced: nothing that describes the sent one may stay
+                // (its length is set again once it is known on a held head; a streamed
+                // head's upstream request is chunked).
+                for (name, _) in &headers {
+                    if name.starts_with("content-") || DIGESTS.contains(&name.as_str()) {
+                        self.host.set_request_header(name, None);
+                    }
+                }
                 self.host.set_request_header("content-type", Some("application/cloudevents+json"));
             }
             self.host.set_request_header("x-webhook-profile", Some(endpoint.profile.name()));
@@ -113,16 +122,21 @@ impl<H: HttpHost> Guard<H> {
     }
 
     /// Takes a request on `endpoint`'s path: counts it, and before any check can refuse it
-    /// removes the secret from `:path` (an access log prints it, whatever the outcome) and
-    /// a client's `x-envoy-original-path`. An enforced request goes on with exactly the
+    /// removes the secret from `:path` (an access log prints it, whatever the outcome):
+    /// the parameter under every spelling, and any pair whose value is one of the
+    /// endpoint's secrets; and a client's `x-envoy-original-path`. An enforced request goes on with exactly the
     /// configured path, so the backend sees only what the guard checked; a shadowed one
     /// keeps its own, without any secret in a query or `;` path parameter.
     fn take(&mut self, index: usize, endpoint: &Endpoint, path: &str, headers: &Headers) {
         self.matched = Some(index);
         self.host.count(index, Counter::Received);
+        let values = endpoint.secret.values.iter().map(Vec::as_slice).collect();
         let target = match query::split(path) {
-            _ if endpoint.mode != Mode::Enforce => query::without_secrets(path, &self.secret_params()),
-            (_, Some(query)) => query::without_param(&format!("{}?{query}", endpoint.path), &endpoint.secret.param),
+            _ if endpoint.mode != Mode::Enforce => query::without_secrets(path, &Secrets { params: self.secret_params(), values }),
+            (_, Some(query)) => {
+                let secrets = Secrets { params: vec![endpoint.secret.param.as_str()], values };
+                query::without_secrets(&format!("{}?{query}", endpoint.path), &secrets)
+            }
             (_, None) => endpoint.path.clone(),
         };
         if target != path {
@@ -138,8 +152,9 @@ impl<H: HttpHost> Guard<H> {
         if self.config.unguarded == Unguarded::Pass {
             return Action::Continue;
         }
-        // A sender's URL with a wrong path still carries its secret.
-        let stripped = query::without_secrets(path, &self.secret_params());
+        // A sender's URL with a wrong path still carries its secret, of any endpoint.
+        let values = self.config.endpoints.iter().flat_map(|e| e.secret.values.iter().map(Vec::as_slice)).collect();
+        let stripped = query::without_secrets(path, &Secrets { params: self.secret_params(), values });
         if stripped != path {
             self.host.set_request_header(":path", Some(&stripped));
         }
@@ -197,6 +212,39 @@ mod tests {
     }
 
     #[test]
+    fn a_replaced_body_keeps_no_header_of_the_sent_one() {
+        let sent = [("content-md5", "x"), ("digest", "md5=x"), ("content-digest", "sha-256=:x:"), ("repr-digest", "sha-256=:x:"), ("content-language", "en"), ("content-encoding", "identity"), ("content-length", "300")];
+        for (path, replaced) in [("/az?sig=k", true), ("/orig?sig=k", false)] {
+            let (mock, mut g) = guard("POST", path, &sent);
+            assert_eq!(g.on_request_headers(false), Action::Pause);
+            assert!(mock.sent.borrow().is_none());
+            for (name, value) in sent {
+                assert_eq!(mock.header(name).as_deref(), if replaced { None } else { Some(value) }, "{path} {name}");
+            }
+        }
+        let (mock, mut g) = streamed("POST", "/az?sig=k", &sent);
+        assert_eq!(g.on_request_headers(false), Action::Continue);
+        assert!(sent.iter().all(|(name, _)| mock.header(name).is_none()));
+        assert_eq!(mock.header("content-type").as_deref(), Some("application/cloudevents+json"));
+    }
+
+    #[test]
+    fn an_encoding_the_filter_cannot_read_is_415_on_the_head() {
+        for (path, encoding) in [("/az?sig=k", "gzip"), ("/orig?sig=k", "br"), ("/store?sig=k", "identity, deflate")] {
+            for (mock, mut g) in [guard("POST", path, &[("content-encoding", encoding)]), streamed("POST", path, &[("content-encoding", encoding)])] {
+                assert_eq!(g.on_request_headers(false), Action::Pause, "{path}");
+                let sent = mock.sent.borrow().clone().unwrap();
+                assert_eq!(sent.0, 415, "{path}");
+                assert!(String::from_utf8_lossy(&sent.1).contains(&format!("content encoding '{encoding}'")), "{path}");
+            }
+        }
+        let (mock, mut g) = guard("POST", "/az?sig=k", &[("content-encoding", "gzip")]);
+        *mock.headers.borrow_mut() = vec![(":method".into(), b"POST".to_vec()), (":path".into(), b"/az?sig=wrong".to_vec()), ("content-encoding".into(), b"gzip".to_vec())];
+        g.on_request_headers(false);
+        assert_eq!(mock.sent_status(), Some(403), "authentication first");
+    }
+
+    #[test]
     fn loose_spellings_are_guarded_and_go_upstream_on_the_configured_path() {
         let (mock, mut g) = guard("POST", "/AZ/;x=1?a=1&sig=k", &[("x-http-method-override", "DELETE"), ("x-method-override", "PUT"), ("x-http-method", "GET")]);
         assert_eq!(g.on_request_headers(false), Action::Pause);
@@ -216,6 +264,36 @@ mod tests {
             assert_eq!(mock.sent_status(), Some(status), "{path}");
             assert_eq!(mock.header(":path").as_deref(), Some("/az"), "{path}");
             assert_eq!(mock.header(ORIGINAL_PATH), None);
+        }
+    }
+
+    #[test]
+    fn every_laundered_spelling_of_the_secret_leaves_the_path() {
+        for (query, status, want) in [
+            ("sig=k&b=1;sig=k", Some(400), "/az?b=1"),
+            ("b=1;sig=k", Some(401), "/az?b=1"),
+            ("sig=k&b=1;x=k", None, "/az?b=1"),
+            ("sig%3Dk", Some(401), "/az"),
+            ("sig=k&sig%3Dk", Some(400), "/az"),
+            ("sig=k&x%3Dk", None, "/az"),
+            ("sig[]=k&a=1", Some(401), "/az?a=1"),
+            ("sig=k&sig[]=k", Some(400), "/az"),
+            ("sig=k&x[]=k", None, "/az"),
+            ("%20sig=k", Some(401), "/az"),
+            ("sig=k&%20sig=k", Some(400), "/az"),
+            ("sig%00=k", Some(401), "/az"),
+            ("sig=k&sig%00=k", Some(400), "/az"),
+            ("sig=k&x%00=k", None, "/az"),
+            ("x=k&sig=wrong", Some(403), "/az"),
+            ("token=k&a=1", Some(401), "/az?a=1"),
+        ] {
+            let (mock, mut g) = guard("POST", &format!("/az?{query}"), &[]);
+            g.on_request_headers(false);
+            assert_eq!(mock.sent_status(), status, "{query}");
+            assert_eq!(mock.header(":path").as_deref(), Some(want), "{query}");
+            if status == Some(400) {
+                assert!(String::from_utf8_lossy(&mock.sent.borrow().as_ref().unwrap().1).contains("ambiguous_secret"), "{query}");
+            }
         }
     }
 

@@ -241,4 +241,41 @@ mod tests {
         assert_eq!(second.header("x-webhook-verified").as_deref(), Some("true"));
         assert_eq!(g2.verify_awaiting(), None);
     }
+    /// The retry of `DOC` ten seconds after [`checked`] fetched the token (at 1 s), ARM
+    /// refusing that token: the filter's own counters and log line.
+    fn refused(store: &Rc<MemoryStore>) -> (Rc<Mock>, Guard<Rc<Mock>>) {
+        let (mock, mut g) = guard_on(store, 10 * SECOND, "POST", "/checked?sig=k", &[]);
+        g.on_request_headers(false);
+        feed(&mock, &mut g, DOC.replace("19:20:08", "19:20:09").as_bytes());
+        reply(&mock, &mut g, 401, r#"{"error":{"code":"InvalidAuthenticationToken"}}"#);
+        assert_eq!(mock.calls.borrow()[1].0, "imds", "the refused token is replaced");
+        reply(&mock, &mut g, 200, TOKEN);
+        (mock, g)
+    }
+
+    fn counted(mock: &Mock, outcome: Outcome) -> usize {
+        mock.counts.borrow().iter().filter(|c| **c == (9, Counter::Arm(outcome))).count()
+    }
+
+    #[test]
+    fn a_refused_token_is_replaced_and_its_outcome_counted() {
+        let store = Rc::new(MemoryStore::new());
+        checked(&store, "Succeeded");
+        let (mock, mut g) = refused(&store);
+        reply(&mock, &mut g, 401, "{}");
+        assert_eq!(mock.sent_status(), Some(503), "the new token refused too: held");
+        assert_eq!((counted(&mock, Outcome::TokenRejected), counted(&mock, Outcome::TokenFetched)), (1, 1));
+        assert_eq!(counted(&mock, Outcome::Denied), 0, "a 401 is no missing permission");
+        let logs = mock.logs.borrow();
+        let named = "event=PUT/Succeeded application='/subscriptions/s/resourceGroups/r/providers/Microsoft.Solutions/applications/a' outcome=token_rejected held status=503";
+        assert!(logs.len() == 1 && logs[0].contains(named), "{logs:?}");
+
+        let store = Rc::new(MemoryStore::new());
+        checked(&store, "Succeeded");
+        let (mock, mut g) = refused(&store);
+        reply(&mock, &mut g, 200, &arm_says("Succeeded"));
+        assert!(mock.resumed.get(), "forwarded within the same deadline");
+        assert_eq!(mock.header("x-webhook-verified").as_deref(), Some("true"));
+        assert_eq!((counted(&mock, Outcome::Verified), counted(&mock, Outcome::TokenRejected)), (1, 0));
+    }
 }

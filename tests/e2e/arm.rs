@@ -342,7 +342,7 @@ fn an_issuer_that_is_down_holds_notifications_or_forwards_them_unverified() {
     s.upstream.assert_untouched();
     assert!(s.azure.arm_requests().is_empty());
     assert!(arm_counter(&s, "token_unavailable") >= 1);
-    assert!(s.envoy.log().contains("outcome=token_unavailable held status=503"), "{}", s.envoy.log());
+    assert!(s.envoy.log().contains(&format!("event=PUT/Succeeded application='{APP}' outcome=token_unavailable held status=503")), "{}", s.envoy.log());
 
     let s = setup_with(&client_credentials(r#", "on_error": "forward""#), "", Some(closed));
     let answer = notify(&s, "PUT", "Succeeded");
@@ -378,7 +378,7 @@ fn arm_slower_than_the_timeout_holds_the_notification() {
 #[test]
 fn arm_errors_hold_and_name_their_cause() {
     let s = setup("");
-    for (status, counter, retry_after) in [(401, "denied", "30"), (403, "denied", "30"), (429, "throttled", "120"), (500, "unavailable", "30"), (503, "unavailable", "30")] {
+    for (status, counter, retry_after) in [(401, "token_rejected", "30"), (403, "denied", "30"), (429, "throttled", "120"), (500, "unavailable", "30"), (503, "unavailable", "30")] {
         s.azure.control(&format!(r#"{{"arm": [{{"status": {status}, "retry_after": 120}}]}}"#));
         let held = notify(&s, "PUT", "Succeeded");
         held.assert_problem(503, "unverified");
@@ -386,12 +386,12 @@ fn arm_errors_hold_and_name_their_cause() {
         assert!(s.envoy.log().contains(&format!("outcome={counter} held")), "ARM {status}");
     }
     s.upstream.assert_untouched();
-    assert_eq!((arm_counter(&s, "denied"), arm_counter(&s, "throttled"), arm_counter(&s, "unavailable")), (2, 1, 2));
+    let counts = ["token_rejected", "denied", "throttled", "unavailable"].map(|c| arm_counter(&s, c));
+    assert_eq!(counts, [1, 1, 1, 2]);
     let log = s.envoy.log();
-    for status in [401, 403] {
-        let cause = format!("outcome=denied held status=503 retry_after=30 detail=ARM refused our identity ({status})");
-        assert!(log.lines().any(|l| l.contains("[error]") && l.contains(&cause)), "{log}");
-    }
+    let cause = "outcome=denied held status=503 retry_after=30 detail=ARM refused our identity (403)";
+    assert!(log.lines().any(|l| l.contains("[error]") && l.contains(cause)), "{log}");
+    assert!(log.contains("outcome=token_rejected held status=503 retry_after=30 detail=ARM refused the"), "a 401 is the token, not a permission: {log}");
     assert_no_leak(&s, &[]);
 }
 
@@ -430,4 +430,152 @@ fn reports_the_added_latency() {
     eprintln!("latency (ms): refused before the check median {:.2} p90 {:.2}; held after the ARM check median {:.2} p90 {:.2}", without.0, without.1, with.0, with.1);
     assert_eq!(s.azure.arm_requests().len(), 80);
     s.upstream.assert_untouched();
+}
+
+/// The two header modes: `hold` (the head held, allow_on_headers_stop_iteration) and
+/// `stream` (the head goes on, the body waits for the check).
+const MODES: [&str; 2] = ["hold", "stream"];
+
+/// Envoy in header mode `mode` over `azure`, delivered events suppressed as duplicates;
+/// `timeout_ms` 5000, so a loaded machine does not turn an outcome into `unavailable`.
+fn in_mode(mode: &str, azure: Azure) -> Setup {
+    let check = client_credentials("").replace(r#""timeout_ms": 1000"#, r#""timeout_ms": 5000"#);
+    let plugin = plugin(&check, r#", "dedupe_seconds": 3600"#).replacen(r#""header_mode": "hold""#, &format!(r#""header_mode": "{mode}""#), 1);
+    start_on(azure, &plugin, None, mode == "hold")
+}
+
+/// Waits (bounded) for the roots' first token fetch, made at their first tick.
+fn first_token(s: &Setup) {
+    for _ in 0..50 {
+        if !s.azure.token_requests().is_empty() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no token fetched at start");
+}
+
+/// Envoy's log lines with `needle`, once there are `want` (Envoy flushes its log file
+/// every 100 ms; bounded wait), else as many as there are.
+fn log_lines(s: &Setup, needle: &str, want: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    for _ in 0..30 {
+        lines = s.envoy.log().lines().filter(|l| l.contains(needle)).map(str::to_string).collect();
+        if lines.len() >= want {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    lines
+}
+
+fn bearers(s: &Setup) -> Vec<String> {
+    s.azure.arm_requests().iter().map(|r| r["headers"]["authorization"].as_str().unwrap().to_string()).collect()
+}
+
+/// ARM refuses the token the roots fetched at start (as after a revocation or a key
+/// rollover). A token younger than the 5 s back-off is kept (its notifications held 503);
+/// then the first notification to be refused drops it for both workers, fetches one new
+/// token and is forwarded verified with it, within its deadline. Azure's retries of the
+/// held notification are sent until it is delivered; later ones, on either worker, use
+/// the new token without another fetch.
+#[test]
+fn a_token_arm_refuses_is_replaced_once_for_both_workers() {
+    for mode in MODES {
+        let s = in_mode(mode, Azure::start_as(r#"{"arm_reject": ["tok-1"]}"#));
+        first_token(&s);
+        let mut held = 0;
+        // A bound on Azure's retries (about 20 s), not an assertion on time.
+        for _ in 0..40 {
+            let answer = notify(&s, "PUT", "Succeeded");
+            if answer.status == 200 {
+                break;
+            }
+            answer.assert_problem(503, "unverified");
+            held += 1;
+            thread::sleep(Duration::from_millis(500));
+        }
+        let forwarded = s.upstream.only();
+        assert_eq!(forwarded.json()["verified"], true, "{mode}");
+        assert_eq!(forwarded.header("x-webhook-verified"), if mode == "hold" { Some("true") } else { None });
+        let mut want = vec!["Bearer tok-1".to_string(); held + 1];
+        want.push("Bearer tok-2".into());
+        assert_eq!(bearers(&s), want, "{mode}: tok-1 refused on each try, then tok-2 in the same check");
+        // Later notifications, over both workers' connections, use the new token.
+        for second in 0..6 {
+            let event = notification("PATCH", "Succeeded").replace("09:41:27", &format!("09:42:0{second}"));
+            let answer = post_json(s.envoy.port, &signed("/api/resource"), event.as_bytes());
+            assert_eq!(answer.status, 200, "{mode}: {answer:?}");
+        }
+        assert_eq!(s.azure.token_requests().len(), 2, "{mode}: one new token for both workers");
+        assert!(bearers(&s)[held + 2..].iter().all(|b| b == "Bearer tok-2"), "{mode}: {:?}", bearers(&s));
+        assert_eq!(s.upstream.requests().len(), 7);
+        let counts = ["token_rejected", "verified", "token_fetched", "denied"].map(|c| arm_counter(&s, c));
+        assert_eq!(counts, [held as u64, 7, 2, 0], "{mode}");
+        // The replacing check's line says what happened, naming the notification.
+        let named = format!("event=PUT/Succeeded application='{APP}'");
+        let replaced = log_lines(&s, "ARM had refused the first token (401)", 1);
+        eprintln!("{mode}: {held} notifications held before the token was replaced");
+        assert!(replaced.len() == 1 && replaced[0].contains("[warning]") && replaced[0].contains(&format!("{named} outcome=verified forwarded verified=true")), "{mode}: {replaced:?}");
+        let refused = log_lines(&s, "outcome=token_rejected", held);
+        assert_eq!(refused.len(), held, "{mode}");
+        assert!(refused.iter().all(|l| l.contains(&named) && l.contains("fetched less than 5 s ago") && l.contains("audience")), "{mode}: {refused:?}");
+        assert_no_leak(&s, &[]);
+    }
+}
+
+/// ARM refuses every token (an identity in the wrong tenant). Over a fixed window of
+/// notifications, the issuer gets at most one request per 5 s back-off, every
+/// notification is held 503, and each token dropped gives one error line, the other
+/// notifications a warning: one error per back-off, not one per request.
+#[test]
+fn arm_refusing_every_token_costs_one_token_request_and_one_error_per_back_off() {
+    for mode in MODES {
+        let s = in_mode(mode, Azure::start_as(r#"{"arm_reject": "*"}"#));
+        first_token(&s);
+        let started = Instant::now();
+        let mut sent = 0;
+        while started.elapsed() < Duration::from_secs(12) {
+            let event = notification("PUT", "Succeeded").replace("09:41:27", &format!("09:{:02}:{:02}", 10 + sent / 60, sent % 60));
+            post_json(s.envoy.port, &signed("/api/resource"), event.as_bytes()).assert_problem(503, "unverified");
+            sent += 1;
+            thread::sleep(Duration::from_millis(200));
+        }
+        let window = started.elapsed().as_secs();
+        // (In stream mode heads went on and were reset: never a body.)
+        assert!(s.upstream.requests().is_empty(), "{mode}");
+        // The roots' first fetch came before the window; each later one replaced a token.
+        let replaced = s.azure.token_requests().len() - 1;
+        assert!((1..=window as usize / 5 + 1).contains(&replaced), "{mode}: {replaced} token requests in {window} s");
+        assert_eq!(arm_counter(&s, "token_rejected"), sent as u64, "{mode}");
+        assert_eq!(arm_counter(&s, "token_fetched"), replaced as u64 + 1, "{mode}");
+        let errors = log_lines(&s, "[error]", replaced);
+        eprintln!("{mode}: {sent} notifications in {window} s: {replaced} tokens replaced (issuer requests after the first), {} error lines", errors.len());
+        assert_eq!(errors.len(), replaced, "{mode}: {errors:?}");
+        assert!(errors.iter().all(|l| l.contains("outcome=token_rejected held status=503") && l.contains("ARM refused the new token too (401)")), "{mode}: {errors:?}");
+        let lines = log_lines(&s, "outcome=token_rejected", sent);
+        assert_eq!(lines.len(), sent, "{mode}: one line per notification");
+        assert!(lines.iter().all(|l| l.contains(&format!("application='{APP}'")) && l.contains("event=PUT/Succeeded")), "{mode}");
+        assert_no_leak(&s, &[]);
+    }
+}
+
+/// The lines of notifications held for want of a token name the notification, whether the
+/// issuer just failed (the request's own fetch) or backs off after a failed fetch.
+#[test]
+fn token_outcomes_name_the_application_and_the_pair() {
+    for mode in MODES {
+        let s = in_mode(mode, Azure::start_as(r#"{"token": {"status": 503}}"#));
+        first_token(&s);
+        for second in 0..4 {
+            let event = notification("DELETE", "Deleting").replace("09:41:27", &format!("09:43:0{second}"));
+            post_json(s.envoy.port, &signed("/api/resource"), event.as_bytes()).assert_problem(503, "unverified");
+        }
+        let lines = log_lines(&s, "outcome=token_unavailable", 4);
+        assert_eq!(lines.len(), 4, "{mode}");
+        let named = format!("endpoint=azure event=DELETE/Deleting application='{APP}' outcome=token_unavailable held status=503");
+        let causes = ["the token issuer failed (503)", "no valid token: the last token fetch failed moments ago"];
+        assert!(lines.iter().all(|l| l.contains(&named) && causes.iter().any(|c| l.contains(c))), "{mode}: {lines:?}");
+        assert!(s.azure.arm_requests().is_empty());
+    }
 }

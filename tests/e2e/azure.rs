@@ -258,3 +258,46 @@ fn upstream_slower_than_the_route_timeout_is_504() {
     let envoy = Envoy::start_with(opts);
     assert_eq!(post_json(envoy.port, &signed(), CATALOG_SAMPLE.as_bytes()).status, 504);
 }
+
+/// Headers that describe the sent body: a replaced body (CloudEvent) drops them, an
+/// original one keeps them; an encoding the filter cannot read is 415 on the head, before
+/// anything reaches the upstream, for either.
+fn content_headers(header_mode: &str, stop_iteration: bool) {
+    let upstream = Upstream::start();
+    let original = format!(r#"{{"name": "orig", "path": "/orig", "profile": "azure_managed_app", "forward": "original", "secret": {{"values": ["{SECRET}"]}}}}"#);
+    let plugin = azure_plugin("").replacen(r#""header_mode": "hold""#, &format!(r#""header_mode": "{header_mode}""#), 1).replace("}]}", &format!("}}, {original}]}}"));
+    let mut opts = Options::new(&plugin, upstream.port);
+    opts.stop_iteration = stop_iteration;
+    let envoy = Envoy::start_with(opts);
+    let describing = [("content-md5", "eA=="), ("digest", "md5=eA=="), ("content-digest", "sha-256=:eA==:"), ("repr-digest", "sha-256=:eA==:"), ("content-language", "en")];
+    let mut headers = vec![("content-type", "application/json"), ("content-encoding", "identity")];
+    headers.extend(describing);
+    for (path, replaced) in ["/api/resource", "/orig"].into_iter().zip([true, false]) {
+        let before = upstream.requests().len();
+        let res = send(envoy.port, "POST", &format!("{path}?sig={SECRET}"), &headers, CATALOG_SAMPLE.as_bytes());
+        assert_eq!(res.status, 200, "{header_mode} {path}: {res:?}");
+        let seen = &upstream.requests()[before];
+        for (name, value) in describing {
+            assert_eq!(seen.header(name), if replaced { None } else { Some(value) }, "{header_mode} {path}: {name}");
+        }
+        let content_type = if replaced { "application/cloudevents+json" } else { "application/json" };
+        assert_eq!(seen.header("content-type"), Some(content_type), "{header_mode} {path}");
+        for encoding in ["gzip", "br"] {
+            let heads = upstream.heads().len();
+            let res = send(envoy.port, "POST", &format!("{path}?sig={SECRET}"), &[("content-type", "application/json"), ("content-encoding", encoding)], CATALOG_SAMPLE.as_bytes());
+            let problem = res.assert_problem(415, "unsupported_media_type");
+            assert!(problem["detail"].as_str().unwrap().contains(&format!("'{encoding}'")), "{problem}");
+            assert_eq!(upstream.heads().len(), heads, "{header_mode} {path} {encoding}: refused on the head, nothing went upstream");
+        }
+    }
+}
+
+#[test]
+fn content_headers_of_a_replaced_body_go_and_an_unreadable_encoding_is_415_held() {
+    content_headers("hold", true);
+}
+
+#[test]
+fn content_headers_of_a_replaced_body_go_and_an_unreadable_encoding_is_415_streamed() {
+    content_headers("stream", false);
+}

@@ -11,8 +11,10 @@ and records every such request. The test steers it through two control paths:
   GET  /_requests  JSON list of recorded requests (method, path, headers, body, at)
 Token behaviour: {"status": 200, "expires_in": 3600, "delay": 0}. ARM behaviour: a list
 of answers used in turn (the last one repeats): {"status": 200, "state": "Succeeded",
-"delay": 0, "retry_after": null}. Every token issued is distinct: tok-<n>. An optional
-first argument is a /_control JSON applied before the server starts.
+"delay": 0, "retry_after": null}. Every token issued is distinct: tok-<n>. ARM refuses
+the tokens listed in "arm_reject" (e.g. ["tok-1"], or "*" for all) with ARM's 401 before
+any of those answers. An optional first argument is a /_control JSON applied before the
+server starts.
 """
 import json
 import sys
@@ -21,7 +23,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOCK = threading.Lock()
-STATE = {"token": {"status": 200, "expires_in": 3600, "delay": 0}, "arm": [{"status": 200, "state": "Succeeded"}], "arm_served": 0, "issued": 0}
+STATE = {"token": {"status": 200, "expires_in": 3600, "delay": 0}, "arm": [{"status": 200, "state": "Succeeded"}], "arm_reject": [], "arm_served": 0, "issued": 0}
 REQUESTS = []
 
 
@@ -95,6 +97,13 @@ class Handler(BaseHTTPRequestHandler):
         self.answer(200, body)
 
     def arm(self):
+        token = (self.headers.get("authorization") or "").removeprefix("Bearer ")
+        with LOCK:
+            refused = STATE["arm_reject"] == "*" or token in STATE["arm_reject"]
+        if refused:
+            # ARM's answer to a token it does not accept (expired, revoked, another tenant).
+            challenge = 'Bearer authorization_uri="https://login.windows.net/", error="invalid_token", error_description="The access token is invalid."'
+            return self.answer(401, {"error": {"code": "InvalidAuthenticationToken", "message": "The access token is invalid."}}, [("www-authenticate", challenge)])
         with LOCK:
             answers = STATE["arm"]
             behaviour = dict(answers[min(STATE["arm_served"], len(answers) - 1)])

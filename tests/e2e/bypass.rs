@@ -191,3 +191,76 @@ fn no_secret_reaches_an_istio_access_log_whatever_the_outcome() {
     assert_eq!(shadowed, ["/shadow", "/shadow", "/shadow?a=1", "/Shadow;v=1/"], "shadow keeps the sent path without the secret");
     assert_eq!(envoy.counters().get("webhook_guard.unguarded_rejected"), Some(&2));
 }
+
+/// The secret under spellings a backend reads as its parameter (or as a second copy of
+/// it), and under other keys: each leaves `:path` whether the request is accepted or
+/// refused, so neither the access log, Envoy's log nor the upstream sees it.
+fn laundered_secrets_never_survive(header_mode: &str, stop_iteration: bool) {
+    let upstream = Upstream::start();
+    let plugin = azure_plugin("").replacen(r#""header_mode": "hold""#, &format!(r#""unguarded": "reject", "header_mode": "{header_mode}""#), 1);
+    let mut opts = Options::new(&plugin, upstream.port);
+    opts.access_log = Some(ISTIO_ACCESS_LOG.to_string());
+    opts.stop_iteration = stop_iteration;
+    let envoy = Envoy::start_with(opts);
+    let s = SECRET;
+    let old = "previous%2Fsecret%2B1";
+    // (query, status, the path the upstream gets when accepted). Each spelling: as the
+    // parameter alone (it does not authenticate: 401), next to a valid `sig` (a second copy
+    // under some reading: 400), and under another key next to a valid `sig` (accepted).
+    let script: Vec<(String, u16, &str)> = vec![
+        (format!("b=1;sig={s}"), 401, ""),
+        (format!("sig={s}&b=1;sig={s}"), 400, ""),
+        (format!("sig={s}&b=1;x={s}"), 200, "/api/resource?b=1"),
+        (format!("sig%3D{s}&a=1"), 401, ""),
+        (format!("sig={s}&sig%3D{s}"), 400, ""),
+        (format!("sig={s}&x%3D{s}&a=1"), 200, "/api/resource?a=1"),
+        (format!("sig[]={s}"), 401, ""),
+        (format!("sig={s}&sig[]={s}"), 400, ""),
+        (format!("sig={s}&x[]={s}"), 200, "/api/resource"),
+        (format!("%20sig={s}"), 401, ""),
+        (format!("sig={s}&%20sig={s}"), 400, ""),
+        (format!("sig={s}&%20x={s}"), 200, "/api/resource"),
+        (format!("sig%00={s}"), 401, ""),
+        (format!("sig={s}&sig%00={s}"), 400, ""),
+        (format!("sig={s}&x%00={s}"), 200, "/api/resource"),
+        (format!("sig={s}&x={old}&y={s}"), 200, "/api/resource"),
+        (format!("x={s}&a=1"), 401, ""),
+        (format!("sig=wrong&x={old}"), 403, ""),
+        (format!("a=1;x={s}"), 401, ""),
+    ];
+    let json = [("content-type", "application/json")];
+    for (query, status, forwarded) in &script {
+        let before = upstream.requests().len();
+        let res = send(envoy.port, "POST", &format!("/api/resource?{query}"), &json, CATALOG_SAMPLE.as_bytes());
+        assert_eq!(res.status, *status, "{header_mode} {query}: {res:?}");
+        if *status == 400 {
+            res.assert_problem(400, "ambiguous_secret");
+        }
+        let seen: Vec<String> = upstream.requests()[before..].iter().map(|r| r.path.clone()).collect();
+        let want: Vec<&str> = if *status == 200 { vec![forwarded] } else { vec![] };
+        assert_eq!(seen, want, "{header_mode} {query}");
+    }
+    // A sender's URL with a wrong path, on a listener for webhooks only.
+    let res = send(envoy.port, "POST", &format!("/api/resources?a=1;x={s}"), &json, CATALOG_SAMPLE.as_bytes());
+    res.assert_problem(404, "not_found");
+    let log = envoy.access_log(script.len() + 1);
+    assert_eq!(log.lines().count(), script.len() + 1, "{log}");
+    for secret in [SECRET, OLD_SECRET, old] {
+        assert!(!log.contains(secret), "{header_mode}: {secret} is in the access log:\n{log}");
+        assert!(!envoy.log().contains(secret), "{header_mode}: {secret} is in Envoy's log");
+    }
+    for seen in upstream.heads() {
+        let seen = format!("{seen:?}");
+        assert!(!seen.contains(SECRET) && !seen.contains(old), "the upstream saw a secret: {seen}");
+    }
+}
+
+#[test]
+fn laundered_secrets_never_survive_a_held_head() {
+    laundered_secrets_never_survive("hold", true);
+}
+
+#[test]
+fn laundered_secrets_never_survive_a_streamed_head() {
+    laundered_secrets_never_survive("stream", false);
+}

@@ -299,6 +299,9 @@ pub enum Behaviour {
     /// Answer the statuses in turn: the n-th request the upstream receives (counting from
     /// 0, in arrival order) gets `statuses[n % len]`.
     Cycle(&'static [u16]),
+    /// Answer this status as soon as the head is read, without waiting for the body, then
+    /// close the connection.
+    OnHead(u16),
 }
 
 /// An in-process HTTP/1.1 upstream that records every request it receives.
@@ -383,7 +386,15 @@ impl Upstream {
 fn serve(conn: TcpStream, requests: &Mutex<Vec<Recorded>>, heads: &Mutex<Vec<Recorded>>, behaviour: &Mutex<Behaviour>, answers: &Mutex<Vec<(usize, u16)>>) {
     let mut writer = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
-    while let Some(request) = read_request(&mut reader, heads) {
+    loop {
+        let Some(head) = read_head_of(&mut reader, heads) else { return };
+        if let Behaviour::OnHead(status) = *behaviour.lock().unwrap() {
+            let answer = format!("HTTP/1.1 {status} X\r\nlocation: /elsewhere\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+            let _ = writer.write_all(answer.as_bytes());
+            let _ = writer.shutdown(Shutdown::Both);
+            return;
+        }
+        let Some(request) = read_body_of(&mut reader, head) else { return };
         let index = {
             let mut all = requests.lock().unwrap();
             all.push(request);
@@ -397,7 +408,7 @@ fn serve(conn: TcpStream, requests: &Mutex<Vec<Recorded>>, heads: &Mutex<Vec<Rec
                 thread::sleep(d);
                 200
             }
-            Behaviour::Close => {
+            Behaviour::OnHead(_) | Behaviour::Close => {
                 let _ = writer.shutdown(Shutdown::Both);
                 return;
             }
@@ -406,7 +417,8 @@ fn serve(conn: TcpStream, requests: &Mutex<Vec<Recorded>>, heads: &Mutex<Vec<Rec
         let body = if matches!(status, 204 | 304) { String::new() } else { format!("{{\"upstream\":{status}}}") };
         // One write: Envoy may answer the sender (and close this connection) as soon as it
         // has the head, and a body written after it would then count as not answered.
-        let answer = format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+        let location = if (300..400).contains(&status) { "location: /api/resource/\r\n" } else { "" };
+        let answer = format!("HTTP/1.1 {status} X\r\n{location}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
         if writer.write_all(answer.as_bytes()).is_err() {
             return;
         }
@@ -458,12 +470,18 @@ fn read_body(reader: &mut impl BufRead, headers: &[(String, String)]) -> Option<
     Some(body)
 }
 
-fn read_request(reader: &mut impl BufRead, heads: &Mutex<Vec<Recorded>>) -> Option<Recorded> {
+/// A request's head, recorded in `heads`.
+fn read_head_of(reader: &mut impl BufRead, heads: &Mutex<Vec<Recorded>>) -> Option<Recorded> {
     let (line, headers) = read_head(reader)?;
     let mut parts = line.split(' ');
     let (method, path) = (parts.next()?.to_string(), parts.next()?.to_string());
-    let mut request = Recorded { method, path, headers, body: vec![] };
+    let request = Recorded { method, path, headers, body: vec![] };
     heads.lock().unwrap().push(request.clone());
+    Some(request)
+}
+
+/// The rest of the request whose head is `request`.
+fn read_body_of(reader: &mut impl BufRead, mut request: Recorded) -> Option<Recorded> {
     request.body = read_body(reader, &request.headers)?;
     Some(request)
 }

@@ -16,6 +16,7 @@ mod dedupe;
 mod fleet;
 mod operability;
 mod ratelimit;
+mod redirects;
 mod release;
 mod scripts;
 mod smoke;

@@ -61,8 +61,8 @@ fn counters_match_a_scripted_mix_exactly() {
     assert_eq!(statuses, vec![401, 403, 400, 405, 415, 413, 200, 200, 200, 500, 502, 200, 429, 200, 400, 200, 200]);
 
     let mut want: BTreeMap<String, u64> = envoy.counters().keys().map(|k| (k.clone(), 0)).collect();
-    // 41 Azure and 24 vendor counters, and the listener's one.
-    assert_eq!(want.len(), 41 + 24 + 1, "every counter is defined up front: {want:?}");
+    // 45 Azure and 28 vendor counters, and the listener's one.
+    assert_eq!(want.len(), 45 + 28 + 1, "every counter is defined up front: {want:?}");
     for (name, value) in [
         ("azure.received", 13),
         ("azure.forwarded", 6),
@@ -74,6 +74,7 @@ fn counters_match_a_scripted_mix_exactly() {
         ("azure.rejected.too_large", 1),
         ("azure.nonconforming.pair_undocumented", 1),
         ("azure.rejected.upstream_rejected", 1),
+        ("azure.upstream_mapped.client_error", 1),
         ("azure.rejected.rate_limited", 1),
         ("azure.upstream_failure", 1),
         ("azure.event.put.succeeded", 2),
