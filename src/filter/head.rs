@@ -71,7 +71,7 @@ impl<H: HttpHost> Guard<H> {
         if endpoint.mode == Mode::Shadow {
             self.host.set_request_header(VERDICT_HEADER, None);
         } else {
-            for (name, _) in headers.iter() {
+            for (name, _) in &headers {
                 if GATEWAY_PREFIXES.iter().any(|p| name.starts_with(p)) || METHOD_OVERRIDES.contains(&name) {
                     self.host.set_request_header(name, None);
                 }
@@ -81,7 +81,7 @@ impl<H: HttpHost> Guard<H> {
                 // (its length is set again once it is known on a held head; a streamed
                 // head's upstream request is chunked).
                 for (name, _) in &headers {
-                    if name.starts_with("content-") || DIGESTS.contains(&name.as_str()) {
+                    if name.starts_with("content-") || DIGESTS.contains(&name) {
                         self.host.set_request_header(name, None);
                     }
                 }

@@ -39,17 +39,39 @@ impl Headers {
 
     /// Every header in order: its name (Envoy's codecs accept only token characters; a
     /// name that is not UTF-8 would read as empty) and its value's bytes.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.spans.iter().map(|[ns, ne, vs, ve]| {
-            let name = self.buf.get(*ns..*ne).and_then(|n| std::str::from_utf8(n).ok()).unwrap_or_default();
-            (name, self.buf.get(*vs..*ve).unwrap_or_default())
-        })
+    pub fn iter(&self) -> Iter<'_> {
+        Iter { buf: &self.buf, spans: self.spans.iter() }
     }
 
     /// The first value of header `name` (compared as bytes: no UTF-8 check per lookup).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         let span = self.spans.iter().find(|[ns, ne, _, _]| self.buf.get(*ns..*ne) == Some(name.as_bytes()))?;
         self.buf.get(span[2]..span[3])
+    }
+}
+
+/// The iterator of [`Headers::iter`].
+pub struct Iter<'a> {
+    buf: &'a [u8],
+    spans: std::slice::Iter<'a, [usize; 4]>,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a str, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let [ns, ne, vs, ve] = *self.spans.next()?;
+        let name = self.buf.get(ns..ne).and_then(|n| std::str::from_utf8(n).ok()).unwrap_or_default();
+        Some((name, self.buf.get(vs..ve).unwrap_or_default()))
+    }
+}
+
+impl<'a> IntoIterator for &'a Headers {
+    type Item = (&'a str, &'a [u8]);
+    type IntoIter = Iter<'a>;
+
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
     }
 }
 
