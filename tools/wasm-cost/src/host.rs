@@ -195,6 +195,19 @@ fn key_of(caller: &mut Caller<'_, Host>, ptr: i32, len: i32) -> Result<String, E
     Ok(String::from_utf8_lossy(&read(caller, ptr, len)?).to_ascii_lowercase())
 }
 
+/// Sets (`replace`: the first of that name, else a new one) or adds a header.
+fn put_header(c: &mut Caller<'_, Host>, map: i32, key: (i32, i32), value: (i32, i32), replace: bool) -> Result<i32, Error> {
+    let key = key_of(c, key.0, key.1)?;
+    let value = read(c, value.0, value.1)?;
+    if let Some(m) = map_mut(c.data_mut(), map) {
+        match m.iter_mut().find(|(k, _)| replace && *k == key) {
+            Some(entry) => entry.1 = value,
+            None => m.push((key, value)),
+        }
+    }
+    Ok(OK)
+}
+
 /// Defines every import of `module`: the modelled ones, and a trap for the rest.
 pub fn link(linker: &mut Linker<Host>, module: &Module) -> Result<(), Error> {
     linker.func_wrap("env", "proxy_log", |mut c: Caller<'_, Host>, _level: i32, ptr: i32, len: i32| -> Result<i32, Error> {
@@ -289,35 +302,12 @@ pub fn link(linker: &mut Linker<Host>, module: &Module) -> Result<(), Error> {
         }
         Ok(OK)
     })?;
-    linker.func_wrap(
-        "env",
-        "proxy_replace_header_map_value",
-        |mut c: Caller<'_, Host>, map: i32, kptr: i32, klen: i32, vptr: i32, vlen: i32| -> Result<i32, Error> {
-            tally(&mut c, "proxy_replace_header_map_value");
-            let key = key_of(&mut c, kptr, klen)?;
-            let value = read(&mut c, vptr, vlen)?;
-            if let Some(m) = map_mut(c.data_mut(), map) {
-                match m.iter_mut().find(|(k, _)| *k == key) {
-                    Some(entry) => entry.1 = value,
-                    None => m.push((key, value)),
-                }
-            }
-            Ok(OK)
-        },
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_add_header_map_value",
-        |mut c: Caller<'_, Host>, map: i32, kptr: i32, klen: i32, vptr: i32, vlen: i32| -> Result<i32, Error> {
-            tally(&mut c, "proxy_add_header_map_value");
-            let key = key_of(&mut c, kptr, klen)?;
-            let value = read(&mut c, vptr, vlen)?;
-            if let Some(m) = map_mut(c.data_mut(), map) {
-                m.push((key, value));
-            }
-            Ok(OK)
-        },
-    )?;
+    for (name, replace) in [("proxy_replace_header_map_value", true), ("proxy_add_header_map_value", false)] {
+        linker.func_wrap("env", name, move |mut c: Caller<'_, Host>, map: i32, kptr: i32, klen: i32, vptr: i32, vlen: i32| -> Result<i32, Error> {
+            tally(&mut c, name);
+            put_header(&mut c, map, (kptr, klen), (vptr, vlen), replace)
+        })?;
+    }
     linker.func_wrap("env", "proxy_get_property", |mut c: Caller<'_, Host>, ptr: i32, len: i32, ret_ptr: i32, ret_size: i32| -> Result<i32, Error> {
         tally(&mut c, "proxy_get_property");
         let path = read(&mut c, ptr, len)?;
