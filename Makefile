@@ -166,9 +166,10 @@ bench: build $(ENVOY)
 
 # Every bench variant once, for a second, so the bench cannot rot: every answer and the
 # connection reuse checked, no timing asserted, the report written to target/ (not docs/).
+# The load comes from benches/loadgen.py (oha's command line, no oha to build).
 bench-check: build $(ENVOY)
 	ENVOY=$(ENVOY) WASM=$(WASM) PYTHON=$(PYTHON) ROUNDS=1 DURATION=1 WARMUP=0 RETRIES=0 BENCH_WAIT_QUIET=0 \
-	  BENCH_PIN=0 BENCH_NICE=0 BENCH_VARIANTS=all BENCH_DOC=target/bench-check.md ./benches/run.sh
+	  BENCH_PIN=0 BENCH_NICE=0 BENCH_VARIANTS=all BENCH_LOADGEN=python BENCH_DOC=target/bench-check.md ./benches/run.sh
 
 # Mixed load through Envoy with 2 workers; reports throughput, errors and memory
 # (SOAK_MODE: the header mode, stream or hold).

