@@ -25,10 +25,11 @@ REPRODUCIBLE  := --config "target.$(WASM_TARGET).rustflags=['--remap-path-prefix
 export CARGO_TERM_COLOR := never
 
 SOAK_SECONDS ?= 600
+SOAK_MODE    ?= stream
 FUZZ_SECONDS ?= 300
 FUZZ_RUNS    ?= 200000
 
-.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-check bench test lint unit e2e e2e-older wasm-target envoy size clean fleet-deps ratelimit-service fill-examples examples-check cargo-mutants mutants mutants-small build-trap prometheus
+.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-check bench test lint unit e2e e2e-older wasm-target envoy size clean fleet-deps ratelimit-service fill-examples examples-check cargo-mutants mutants mutants-small build-trap prometheus cost budget soak-check bench-check
 
 all: build
 
@@ -77,12 +78,14 @@ ratelimit-service: fleet-deps
 
 # wasm-metadce drops the callbacks the filter does not use (tools/wasm-exports.json), so
 # Envoy skips them on every request and their code goes; wasm-opt then optimises. -g keeps
-# the function names Envoy prints in a crash backtrace.
+# the function names Envoy prints in a crash backtrace. -Oz --low-memory-unused (the linker
+# puts nothing below 1 KiB) gives a smaller module that also executes fewer instructions
+# than -O3 (make cost; docs/benchmarks.md).
 build: wasm-target binaryen
 	cargo build --release --target $(WASM_TARGET) --lib $(REPRODUCIBLE)
 	wasm-metadce -g --graph-file tools/wasm-exports.json \
 	  target/$(WASM_TARGET)/release/webhook_guard.wasm -o target/$(WASM_TARGET)/release/webhook_guard.dce.wasm >/dev/null
-	wasm-opt -O3 -g target/$(WASM_TARGET)/release/webhook_guard.dce.wasm -o $(WASM)
+	wasm-opt -Oz --low-memory-unused -g target/$(WASM_TARGET)/release/webhook_guard.dce.wasm -o $(WASM)
 	@echo "built $(WASM): $$(wc -c < $(WASM)) bytes"
 
 # The failure-policy test's module (feature `test-trap`: a marker header traps the VM), in
@@ -94,6 +97,19 @@ build-trap: wasm-target
 
 size: build
 	@wc -c < $(WASM)
+
+# The deterministic cost of a request: the release module run in wasmi with fuel metering
+# behind a stub of the proxy-wasm host (tools/wasm-cost, its own crate), one row per
+# scenario. `cost` fails when a scenario's instructions, host calls, bytes copied,
+# allocations or memory grow more than 3 % over benches/budget.json, or the module's size
+# more than 2 %; `budget` rewrites the budget (commit it saying why).
+WASM_COST := cargo run --quiet --manifest-path tools/wasm-cost/Cargo.toml --
+COST_BUDGET := benches/budget.json
+cost: build
+	$(WASM_COST) $(WASM) $(COST_BUDGET)
+
+budget: build
+	$(WASM_COST) $(WASM) $(COST_BUDGET) --record
 
 # dist/: the module, its sha256 and the OCI image (tag = Cargo.toml's version), with the
 # values to paste into the deployment examples.
@@ -154,9 +170,23 @@ fuzz-check: toolchain
 bench: build $(ENVOY)
 	ENVOY=$(ENVOY) WASM=$(WASM) PYTHON=$(PYTHON) ./benches/run.sh
 
-# Mixed load through Envoy with 2 workers; reports throughput, errors and memory.
+# Every bench variant once, for a second, so the bench cannot rot: every answer and the
+# connection reuse checked, no timing asserted, the report written to target/ (not docs/).
+# The load comes from benches/loadgen.py (oha's command line, no oha to build).
+bench-check: build $(ENVOY)
+	ENVOY=$(ENVOY) WASM=$(WASM) PYTHON=$(PYTHON) ROUNDS=1 DURATION=1 WARMUP=0 RETRIES=0 BENCH_WAIT_QUIET=0 \
+	  BENCH_PIN=0 BENCH_NICE=0 BENCH_VARIANTS=all BENCH_LOADGEN=python BENCH_DOC=target/bench-check.md ./benches/run.sh
+
+# Mixed load through Envoy with 2 workers; reports throughput, errors and memory
+# (SOAK_MODE: the header mode, stream or hold).
 soak: build $(ENVOY)
-	$(PYTHON) tests/soak/soak.py --seconds $(SOAK_SECONDS) --envoy $(ENVOY) --wasm $(WASM)
+	$(PYTHON) tests/soak/soak.py --seconds $(SOAK_SECONDS) --header-mode $(SOAK_MODE) --envoy $(ENVOY) --wasm $(WASM)
+
+# The soak for a few seconds in each header mode, so it cannot rot: every answer checked,
+# no timing asserted.
+soak-check: build $(ENVOY)
+	$(PYTHON) tests/soak/soak.py --seconds 4 --header-mode stream --envoy $(ENVOY) --wasm $(WASM)
+	$(PYTHON) tests/soak/soak.py --seconds 4 --header-mode hold --envoy $(ENVOY) --wasm $(WASM)
 
 # cargo-mutants (into cargo's bin directory) when it is missing.
 cargo-mutants:
@@ -223,7 +253,7 @@ e2e-older: build build-trap prometheus $(foreach v,$(ENVOY_OLDER),$(TOOLS)/envoy
 	    cargo test --test e2e -- smoke:: failure_policy:: monitoring::prometheus --test-threads=2 || exit 1; \
 	done
 
-test: lint unit examples-check mutants-small e2e e2e-older fuzz-check
+test: lint unit examples-check cost mutants-small e2e e2e-older fuzz-check bench-check soak-check
 
 clean:
 	cargo clean

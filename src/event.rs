@@ -115,7 +115,7 @@ impl Event {
 
 /// `s` as a JSON string: copied when nothing in it needs an escape (the usual case),
 /// else written by serde_json.
-fn push_string(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
+pub(crate) fn push_string(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
     // A fold rather than `any`: without the early exit the compiler vectorises it.
     if s.bytes().fold(false, |found, b| found | (b < 0x20) | (b == b'"') | (b == b'\\')) {
         out.extend_from_slice(serde_json::to_string(s)?.as_bytes());

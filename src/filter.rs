@@ -13,6 +13,7 @@ mod forward;
 mod head;
 #[cfg(test)]
 mod hygiene;
+mod headers;
 mod limit;
 #[cfg(test)]
 pub(crate) mod mock;
@@ -22,6 +23,7 @@ mod verify;
 
 pub use answer::log_line;
 pub use head::HOLD_TIMEOUT_SECS;
+pub use headers::Headers;
 
 use crate::outbound::Outbound;
 use crate::config::{Config, Endpoint, HeaderMode};
@@ -38,7 +40,7 @@ pub trait HttpHost: Outbound {
     fn now_nanos(&self) -> u64;
     /// All request headers, read in one call. Values are bytes: HTTP/1 allows non-UTF-8
     /// header values, and the SDK's string accessors trap on them.
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
+    fn request_headers(&self) -> Headers;
     /// Sets (`Some`) or removes (`None`) a request header.
     fn set_request_header(&self, name: &str, value: Option<&str>);
     /// The first `size` bytes of the buffered request body.

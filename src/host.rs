@@ -5,7 +5,7 @@
 //! `unwrap()` host errors, and a trap would kill the VM for every later request.
 
 use crate::config::{Config, Endpoint};
-use crate::filter::{Guard, HttpHost};
+use crate::filter::{Guard, Headers, HttpHost};
 use crate::metrics::{Counter, Histogram, ListenerCounter};
 use crate::outbound::{Answer, Call, Outbound};
 use crate::root::{self, Flow, Root, RootHost, Streams};
@@ -279,8 +279,8 @@ impl HttpHost for WasmHost {
         now_nanos()
     }
 
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-        hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+    fn request_headers(&self) -> Headers {
+        Headers::parse(request_header_map())
     }
 
     fn set_request_header(&self, name: &str, value: Option<&str>) {
@@ -353,6 +353,28 @@ impl HttpHost for WasmHost {
         if let Err(e) = hostcalls::resume_http_request() {
             log::warn!("webhook-guard: resuming the request failed: {e:?}");
         }
+    }
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    /// The ABI call behind the SDK's `get_map_bytes`, whose reader copies every name and
+    /// value; the status is read as a number (an unknown one is no `Status`).
+    fn proxy_get_header_map_pairs(map_type: MapType, return_map_data: *mut *mut u8, return_map_size: *mut usize) -> u32;
+}
+
+/// The request's header map as the host serialised it, in the buffer the host filled.
+fn request_header_map() -> Vec<u8> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: on success the host hands over `size` bytes it got from this module's
+    // `proxy_on_memory_allocate`, a boxed slice of exactly that length: the same
+    // ownership transfer the SDK's `get_map_bytes` makes.
+    unsafe {
+        if proxy_get_header_map_pairs(MapType::HttpRequestHeaders, &mut data, &mut size) != 0 || data.is_null() {
+            return Vec::new();
+        }
+        Vec::from_raw_parts(data, size, size)
     }
 }
 

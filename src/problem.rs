@@ -1,6 +1,6 @@
 //! Rejections and their RFC 9457 `application/problem+json` bodies.
 
-use serde::Serialize;
+use crate::event::push_string;
 
 /// Defines [`Reason`] and [`Reason::ALL`] from one list, so the counters (one per
 /// reason) cannot miss a reason added later.
@@ -125,15 +125,6 @@ pub struct Rejection {
     pub allow: Option<&'static str>,
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
-    #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    detail: &'a str,
-}
-
 impl Rejection {
     pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
         Rejection { reason, detail: detail.into(), retry_after: None, allow: None }
@@ -145,14 +136,25 @@ impl Rejection {
 
     /// The `application/problem+json` body.
     pub fn body(&self) -> Vec<u8> {
-        let problem = Problem {
-            kind: format!("urn:webhook-guard:problem:{}", self.reason.slug()),
-            title: self.reason.title(),
-            status: self.status(),
-            detail: &self.detail,
-        };
-        // Serialising plain strings and numbers cannot fail; keep a valid body regardless.
-        serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec())
+        // Written straight into one buffer, byte for byte what serde_json writes for these
+        // members in this order: a refusal is answered without its serializer.
+        let (title, status) = (self.reason.title(), self.status().to_string());
+        let mut out = Vec::with_capacity(96 + title.len() + self.detail.len());
+        out.extend_from_slice(b"{\"type\":\"urn:webhook-guard:problem:");
+        out.extend_from_slice(self.reason.slug().as_bytes());
+        out.extend_from_slice(b"\",\"title\":");
+        let written = push_string(&mut out, title).and_then(|()| {
+            out.extend_from_slice(b",\"status\":");
+            out.extend_from_slice(status.as_bytes());
+            out.extend_from_slice(b",\"detail\":");
+            push_string(&mut out, &self.detail)
+        });
+        out.push(b'}');
+        // Writing strings cannot fail; keep a valid body regardless.
+        if written.is_err() {
+            return b"{}".to_vec();
+        }
+        out
     }
 
     /// Response headers: content type plus `Retry-After` / `Allow` where they apply.
@@ -193,6 +195,26 @@ mod tests {
         assert_eq!(echo("a\nb", 10), "a?b");
         assert_eq!(echo(&"x".repeat(100), 40).chars().count(), 41);
         assert_eq!(echo("short", 40), "short");
+    }
+
+    #[test]
+    fn body_is_what_serde_json_writes() {
+        #[derive(serde::Serialize)]
+        struct Problem<'a> {
+            #[serde(rename = "type")]
+            kind: String,
+            title: &'a str,
+            status: u16,
+            detail: &'a str,
+        }
+        for reason in [Reason::Forbidden, Reason::RateLimited, Reason::Invalid, Reason::Internal] {
+            for detail in ["plain", "quote \" back\\slash\ncontrol\u{1} é", ""] {
+                let r = Rejection::new(reason, detail);
+                let kind = format!("urn:webhook-guard:problem:{}", reason.slug());
+                let expected = Problem { kind, title: reason.title(), status: r.status(), detail };
+                assert_eq!(r.body(), serde_json::to_vec(&expected).unwrap(), "{detail}");
+            }
+        }
     }
 
     #[test]

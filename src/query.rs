@@ -133,16 +133,8 @@ pub fn find(query: Option<&str>, param: &str) -> Found {
 /// that is forwarded or logged.
 pub fn without_secrets(path: &str, secrets: &Secrets) -> String {
     let (base, query) = split(path);
-    let segments: Vec<String> = base
-        .split('/')
-        .map(|segment| {
-            let mut pieces = segment.split(';');
-            let name = pieces.next().unwrap_or_default();
-            let kept = pieces.filter(|piece| !holds(piece, secrets));
-            std::iter::once(name).chain(kept).collect::<Vec<_>>().join(";")
-        })
-        .collect();
-    let base = segments.join("/");
+    // Without a `;` (the usual path) there is no path parameter: the base stays as it is.
+    let base = if base.contains(';') { without_parameters(base, secrets) } else { base.to_string() };
     let Some(query) = query else {
         return base;
     };
@@ -160,6 +152,20 @@ pub fn without_secrets(path: &str, secrets: &Secrets) -> String {
     } else {
         format!("{base}?{}", kept.join("&"))
     }
+}
+
+/// `base` (a path without its query) without the `;` path parameters that hold a secret.
+fn without_parameters(base: &str, secrets: &Secrets) -> String {
+    let segments: Vec<String> = base
+        .split('/')
+        .map(|segment| {
+            let mut pieces = segment.split(';');
+            let name = pieces.next().unwrap_or_default();
+            let kept = pieces.filter(|piece| !holds(piece, secrets));
+            std::iter::once(name).chain(kept).collect::<Vec<_>>().join(";")
+        })
+        .collect();
+    segments.join("/")
 }
 
 /// Whether `piece` (a query pair, or a piece of one, or a path parameter) holds a secret

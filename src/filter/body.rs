@@ -40,7 +40,7 @@ impl<H: HttpHost> Guard<H> {
         // A held or refused nonconforming event is answered before it draws a
         // per-application token or is marked in flight.
         let signed = endpoint.profile.authentication() == Authentication::Signature;
-        let now_secs = self.host.now_nanos() / 1_000_000_000;
+        let now_secs = if signed { self.host.now_nanos() / 1_000_000_000 } else { 0 };
         // A signed request is authenticated only now: its global limit is taken here.
         let checked = check::body(endpoint, media, &body, &self.signed, now_secs)
             .and_then(|event| if signed { self.limit(endpoint, None).map(|()| event) } else { Ok(event) })

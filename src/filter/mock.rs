@@ -2,7 +2,7 @@
 //! was given and records what the flow did (headers, body, local replies, counters, log
 //! lines, outbound calls).
 
-use super::{Guard, HttpHost};
+use super::{Guard, Headers, HttpHost};
 use crate::outbound::{self, Outbound};
 use crate::config::Config;
 use crate::metrics::{Counter, Histogram, ListenerCounter};
@@ -88,8 +88,8 @@ impl HttpHost for Rc<Mock> {
     fn now_nanos(&self) -> u64 {
         self.now.get()
     }
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-        self.headers.borrow().clone()
+    fn request_headers(&self) -> Headers {
+        Headers::from_pairs(self.headers.borrow().iter().map(|(k, v)| (k.as_str(), v.as_slice())))
     }
     fn set_request_header(&self, name: &str, value: Option<&str>) {
         let mut headers = self.headers.borrow_mut();

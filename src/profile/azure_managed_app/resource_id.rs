@@ -130,10 +130,13 @@ fn check_value(label: &str, value: &str) -> Result<(), String> {
             "{label} is longer than {MAX_VALUE_CHARS} characters"
         ));
     }
-    if value
-        .chars()
-        .any(|c| c.is_control() || c.is_whitespace() || c == '?' || c == '#')
-    {
+    // ASCII (the usual case) is checked byte by byte, without decoding characters.
+    let refused = if value.is_ascii() {
+        value.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'?' || b == b'#')
+    } else {
+        value.chars().any(|c| c.is_control() || c.is_whitespace() || c == '?' || c == '#')
+    };
+    if refused {
         return Err(format!(
             "{label} contains whitespace, a control character, '?' or '#'"
         ));
