@@ -17,7 +17,7 @@ use crate::event::Event;
 use crate::media::Media;
 use crate::metrics::Counter;
 use crate::nonconforming::OnNonconforming;
-use crate::problem::Rejection;
+use crate::problem::{Reason, Rejection};
 use crate::profile::azure_managed_app::arm::config::ArmCheck;
 use crate::upstream::{self, Told};
 use serde::Deserialize;
@@ -35,7 +35,8 @@ pub struct Registration {
     /// The `profile` value that selects it.
     pub name: &'static str,
     /// The endpoint keys it reads besides the common ones (an endpoint of another
-    /// profile giving one is refused, naming this profile).
+    /// profile giving one is refused, naming the profiles that read it). Signed senders
+    /// share the meaning of `tolerance_seconds` and `keep_signature`.
     pub keys: &'static [&'static str],
     /// Parses and validates the profile's keys of one endpoint.
     pub configure: fn(&Section) -> Result<Box<dyn Profile>, String>,
@@ -91,6 +92,12 @@ impl SignedHeaders {
     /// The value of the `i`th named header as text; `None` when absent or not UTF-8.
     pub fn text(&self, i: usize) -> Option<&str> {
         std::str::from_utf8(self.0.get(i)?.as_deref()?).ok()
+    }
+
+    /// The `i`th of `names`, trimmed; a missing, empty or non-UTF-8 one is 401.
+    pub fn required<'a>(&'a self, i: usize, names: &[&str]) -> Result<&'a str, Rejection> {
+        let value = self.text(i).map(str::trim).filter(|v| !v.is_empty());
+        value.ok_or_else(|| Rejection::new(Reason::Unauthorized, format!("the {} header is missing", names.get(i).copied().unwrap_or_default())))
     }
 }
 
@@ -209,11 +216,12 @@ mod tests {
     use std::collections::HashSet;
 
     #[test]
-    fn names_and_keys_are_unique() {
+    fn names_are_unique_and_keys_are_not_common() {
         let names: HashSet<&str> = REGISTRY.iter().map(|r| r.name).collect();
         assert_eq!(names.len(), REGISTRY.len());
-        let keys: Vec<&str> = REGISTRY.iter().flat_map(|r| r.keys.iter().copied()).collect();
-        assert_eq!(keys.iter().collect::<HashSet<_>>().len(), keys.len(), "a key belongs to one profile");
-        assert!(keys.iter().all(|k| !crate::config::COMMON_KEYS.contains(k)));
+        for r in REGISTRY {
+            assert_eq!(r.keys.iter().collect::<HashSet<_>>().len(), r.keys.len(), "{}: a key listed twice", r.name);
+            assert!(r.keys.iter().all(|k| !crate::config::COMMON_KEYS.contains(k)), "{}", r.name);
+        }
     }
 }

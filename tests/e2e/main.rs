@@ -21,6 +21,7 @@ mod ratelimit;
 mod redirects;
 mod release;
 mod scripts;
+mod signed;
 mod smoke;
 mod standard_webhooks;
 mod tls;

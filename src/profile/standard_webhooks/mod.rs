@@ -11,10 +11,11 @@
 
 pub mod signature;
 
-use crate::event::{name_based_id, Event, RateKeys};
+use crate::event::{name_based_id, usable_type, Event, RateKeys};
 use crate::media::Media;
 use crate::problem::{Reason, Rejection};
 use crate::profile::{Authentication, Profile, Registration, Section, SignedHeaders};
+use crate::signing;
 use crate::timestamp;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -29,13 +30,10 @@ const TIMESTAMP: usize = 1;
 const SIGNATURE: usize = 2;
 /// The reference libraries' tolerance, both directions.
 const DEFAULT_TOLERANCE: u64 = 300;
-const MAX_TOLERANCE: u64 = 3600;
 /// The prefix of the event `type`; the rest is the body's `type`.
 pub const KIND_PREFIX: &str = "webhookguard.standard_webhooks.";
 /// The event `type` of a body without a usable `type`.
 const DEFAULT_KIND: &str = "webhookguard.standard_webhooks.message";
-/// Longest body `type` carried into the event type (a header value too).
-const MAX_TYPE_LEN: usize = 128;
 
 #[derive(Debug)]
 struct StandardWebhooks {
@@ -52,16 +50,8 @@ struct Keys {
 
 fn configure(section: &Section) -> Result<Box<dyn Profile>, String> {
     let raw: Keys = section.parse()?;
-    let tolerance = raw.tolerance_seconds.unwrap_or(DEFAULT_TOLERANCE);
-    if !(1..=MAX_TOLERANCE).contains(&tolerance) {
-        return Err(format!("tolerance_seconds: must be between 1 and {MAX_TOLERANCE}"));
-    }
-    let count = section.secret.values.len();
-    let keys = section.secret.values.iter().enumerate().map(|(i, value)| {
-        // Secrets come from values and the environment alike: named by position only.
-        Key::decode(value).map_err(|rule| format!("secret: secret {} of {count} {rule}", i + 1))
-    });
-    let keys = keys.collect::<Result<Vec<Key>, String>>()?;
+    let tolerance = signing::tolerance(raw.tolerance_seconds, DEFAULT_TOLERANCE)?;
+    let keys = signing::keys(&section.secret.values, Key::decode)?;
     Ok(Box::new(StandardWebhooks { keys, tolerance, keep_signature: raw.keep_signature.unwrap_or(false) }))
 }
 
@@ -76,23 +66,13 @@ impl StandardWebhooks {
     /// The three headers present and well formed, the timestamp within tolerance.
     fn delivery<'a>(&self, headers: &'a SignedHeaders, now_secs: u64) -> Result<Delivery<'a>, Rejection> {
         let unauthorized = |detail: String| Rejection::new(Reason::Unauthorized, detail);
-        let header = |i: usize| headers.text(i).map(str::trim).filter(|v| !v.is_empty()).ok_or_else(|| unauthorized(format!("the {} header is missing", SIGNED[i])));
-        let id = header(ID)?;
+        let id = headers.required(ID, &SIGNED)?;
         if id.len() > signature::MAX_ID_LEN || !id.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(unauthorized(format!("the webhook-id header must be 1-{} visible ASCII characters", signature::MAX_ID_LEN)));
         }
-        let timestamp = header(TIMESTAMP)?;
-        // Canonical decimal only: the signed text is the header as sent.
-        let canonical = timestamp.len() <= 12 && timestamp.bytes().all(|b| b.is_ascii_digit()) && (timestamp == "0" || !timestamp.starts_with('0'));
-        let sent: u64 = match timestamp.parse() {
-            Ok(secs) if canonical => secs,
-            _ => return Err(unauthorized("the webhook-timestamp header must be Unix seconds".into())),
-        };
-        if sent.abs_diff(now_secs) > self.tolerance {
-            let when = if sent < now_secs { "older" } else { "later" };
-            return Err(unauthorized(format!("the webhook-timestamp is {when} than the {} s tolerance allows", self.tolerance)));
-        }
-        let signatures = signature::parse(header(SIGNATURE)?).map_err(|rule| unauthorized(format!("the webhook-signature header {rule}")))?;
+        let timestamp = headers.required(TIMESTAMP, &SIGNED)?;
+        signing::fresh("the webhook-timestamp header", timestamp, now_secs, self.tolerance).map_err(unauthorized)?;
+        let signatures = signature::parse(headers.required(SIGNATURE, &SIGNED)?).map_err(|rule| unauthorized(format!("the webhook-signature header {rule}")))?;
         Ok(Delivery { id, timestamp, signatures })
     }
 }
@@ -172,10 +152,6 @@ struct Payload {
     timestamp: Option<String>,
 }
 
-/// A body `type` that can go into the event type and its header as is.
-fn usable_type(t: &str) -> bool {
-    !t.is_empty() && t.len() <= MAX_TYPE_LEN && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
-}
 
 #[cfg(test)]
 mod tests {
