@@ -3,10 +3,12 @@
 //! keys that never print; the tolerance key and the timestamp check. Each profile parses
 //! its own headers and decides what the parts are.
 
+use crate::profile::Section;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::digest::KeyInit;
 use hmac::Mac;
+use serde::Deserialize;
 use std::fmt;
 
 /// The largest `tolerance_seconds` a profile accepts.
@@ -43,6 +45,35 @@ pub fn keys<K>(secrets: &[Vec<u8>], decode: impl Fn(&[u8]) -> Result<K, &'static
     let count = secrets.len();
     let decoded = secrets.iter().enumerate().map(|(i, secret)| decode(secret).map_err(|rule| format!("secret: secret {} of {count} {rule}", i + 1)));
     decoded.collect()
+}
+
+/// What every signed sender's endpoint configures: its decoded secrets, its tolerance
+/// and whether its signature is forwarded. A profile is a newtype around it.
+#[derive(Debug)]
+pub struct Signed<K> {
+    pub keys: Vec<K>,
+    /// `tolerance_seconds` (0 for a sender that signs no time).
+    pub tolerance: u64,
+    /// `keep_signature`: the signature headers are forwarded to the backend.
+    pub keep_signature: bool,
+}
+
+#[derive(Deserialize)]
+struct SignedKeys {
+    tolerance_seconds: Option<u64>,
+    keep_signature: Option<bool>,
+}
+
+impl<K> Signed<K> {
+    /// The endpoint's secrets decoded by `decode`, its `tolerance_seconds` (`tolerance`:
+    /// the sender's documented default, `None` for a sender that signs no time, whose
+    /// registration does not list the key) and `keep_signature`.
+    pub fn configure(section: &Section, tolerance: Option<u64>, decode: impl Fn(&[u8]) -> Result<K, &'static str>) -> Result<Self, String> {
+        let raw: SignedKeys = section.parse()?;
+        let tolerance = tolerance.map_or(Ok(0), |default| self::tolerance(raw.tolerance_seconds, default))?;
+        let keys = keys(&section.secret.values, decode)?;
+        Ok(Signed { keys, tolerance, keep_signature: raw.keep_signature.unwrap_or(false) })
+    }
 }
 
 /// The `tolerance_seconds` key: `default` (the sender's documented tolerance) when absent.

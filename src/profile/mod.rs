@@ -112,6 +112,40 @@ pub struct LocalAnswer {
     pub counter: Counter,
 }
 
+/// The [`Profile`] methods every signed sender writes alike, inside its `impl Profile`:
+/// its registered name (`REGISTRATION` in scope), `POST`, authentication by signature,
+/// the headers it reads (`$signed`), and those of them removed before forwarding
+/// (`$removed`, its signature headers) unless the endpoint keeps them (the profile is a
+/// newtype around [`crate::signing::Signed`]).
+macro_rules! signed_sender {
+    ($signed:expr, $removed:expr) => {
+        fn name(&self) -> &'static str {
+            REGISTRATION.name
+        }
+
+        fn allow(&self) -> &'static str {
+            "POST"
+        }
+
+        fn authentication(&self) -> $crate::profile::Authentication {
+            $crate::profile::Authentication::Signature
+        }
+
+        fn signed_headers(&self) -> &'static [&'static str] {
+            &$signed
+        }
+
+        fn removed_headers(&self) -> &'static [&'static str] {
+            if self.0.keep_signature {
+                &[]
+            } else {
+                &$removed
+            }
+        }
+    };
+}
+pub(crate) use signed_sender;
+
 /// Everything the pipeline asks of a sender, for one configured endpoint.
 pub trait Profile: fmt::Debug {
     /// The registered name (`x-webhook-profile`).

@@ -14,8 +14,8 @@ pub mod signature;
 use crate::event::{name_based_id, usable_type, Event, RateKeys};
 use crate::media::Media;
 use crate::problem::{Reason, Rejection};
-use crate::profile::{Authentication, Profile, Registration, Section, SignedHeaders};
-use crate::signing;
+use crate::profile::{signed_sender, Profile, Registration, Section, SignedHeaders};
+use crate::signing::{self, Signed};
 use crate::timestamp;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -36,23 +36,10 @@ pub const KIND_PREFIX: &str = "webhookguard.standard_webhooks.";
 const DEFAULT_KIND: &str = "webhookguard.standard_webhooks.message";
 
 #[derive(Debug)]
-struct StandardWebhooks {
-    keys: Vec<Key>,
-    tolerance: u64,
-    keep_signature: bool,
-}
-
-#[derive(Deserialize)]
-struct Keys {
-    tolerance_seconds: Option<u64>,
-    keep_signature: Option<bool>,
-}
+struct StandardWebhooks(Signed<Key>);
 
 fn configure(section: &Section) -> Result<Box<dyn Profile>, String> {
-    let raw: Keys = section.parse()?;
-    let tolerance = signing::tolerance(raw.tolerance_seconds, DEFAULT_TOLERANCE)?;
-    let keys = signing::keys(&section.secret.values, Key::decode)?;
-    Ok(Box::new(StandardWebhooks { keys, tolerance, keep_signature: raw.keep_signature.unwrap_or(false) }))
+    Ok(Box::new(StandardWebhooks(Signed::configure(section, Some(DEFAULT_TOLERANCE), Key::decode)?)))
 }
 
 /// The checked headers of a delivery.
@@ -71,36 +58,14 @@ impl StandardWebhooks {
             return Err(unauthorized(format!("the webhook-id header must be 1-{} visible ASCII characters", signature::MAX_ID_LEN)));
         }
         let timestamp = headers.required(TIMESTAMP, &SIGNED)?;
-        signing::fresh("the webhook-timestamp header", timestamp, now_secs, self.tolerance).map_err(unauthorized)?;
+        signing::fresh("the webhook-timestamp header", timestamp, now_secs, self.0.tolerance).map_err(unauthorized)?;
         let signatures = signature::parse(headers.required(SIGNATURE, &SIGNED)?).map_err(|rule| unauthorized(format!("the webhook-signature header {rule}")))?;
         Ok(Delivery { id, timestamp, signatures })
     }
 }
 
 impl Profile for StandardWebhooks {
-    fn name(&self) -> &'static str {
-        REGISTRATION.name
-    }
-
-    fn allow(&self) -> &'static str {
-        "POST"
-    }
-
-    fn authentication(&self) -> Authentication {
-        Authentication::Signature
-    }
-
-    fn signed_headers(&self) -> &'static [&'static str] {
-        &SIGNED
-    }
-
-    fn removed_headers(&self) -> &'static [&'static str] {
-        if self.keep_signature {
-            &[]
-        } else {
-            &SIGNED[SIGNATURE..]
-        }
-    }
+    signed_sender!(SIGNED, SIGNED[SIGNATURE..]);
 
     fn check_signed_head(&self, headers: &SignedHeaders, now_secs: u64) -> Result<(), Rejection> {
         self.delivery(headers, now_secs).map(|_| ())
@@ -108,7 +73,7 @@ impl Profile for StandardWebhooks {
 
     fn verify_signature(&self, headers: &SignedHeaders, body: &[u8], now_secs: u64) -> Result<(), Rejection> {
         let delivery = self.delivery(headers, now_secs)?;
-        if signature::verify(&self.keys, delivery.id, delivery.timestamp, body, &delivery.signatures) {
+        if signature::verify(&self.0.keys, delivery.id, delivery.timestamp, body, &delivery.signatures) {
             Ok(())
         } else {
             Err(Rejection::new(Reason::Forbidden, "the webhook-signature does not match the body and headers under any configured secret"))
@@ -140,7 +105,7 @@ impl Profile for StandardWebhooks {
     fn replay_window(&self) -> Option<u64> {
         // A delivery is accepted while the clock is within the tolerance on either side
         // of its timestamp.
-        Some(2 * self.tolerance)
+        Some(2 * self.0.tolerance)
     }
 }
 
