@@ -11,6 +11,7 @@
 pub mod azure_managed_app;
 pub mod md5_envelope;
 pub mod standard_webhooks;
+pub mod stripe;
 
 use crate::config::{deserialize, Secret, Upstream4xx};
 use crate::event::Event;
@@ -28,6 +29,7 @@ pub const REGISTRY: &[Registration] = &[
     azure_managed_app::REGISTRATION,
     md5_envelope::REGISTRATION,
     standard_webhooks::REGISTRATION,
+    stripe::REGISTRATION,
 ];
 
 /// How a profile is found and configured.

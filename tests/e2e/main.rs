@@ -24,6 +24,7 @@ mod scripts;
 mod signed;
 mod smoke;
 mod standard_webhooks;
+mod stripe;
 mod tls;
 mod vendor;
 
