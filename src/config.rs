@@ -295,9 +295,11 @@ fn unknown_key(json: &str, part: &str, registration: Option<&profile::Registrati
     let value_at = (value.get().as_ptr() as usize).saturating_sub(json.as_ptr() as usize);
     let key_end = json.get(..value_at).and_then(|before| before.rfind('"')).map_or(value_at, |quote| quote + 1);
     let place = json_path::place(json, key_end);
-    let owner = profile::REGISTRY.iter().find(|r| r.keys.contains(&key.as_str()));
-    let message = match owner {
-        Some(owner) => format!("only applies to the {} profile", owner.name),
+    // A key several signed senders read (`tolerance_seconds`) names them all.
+    let owners: Vec<&str> = profile::REGISTRY.iter().filter(|r| r.keys.contains(&key.as_str())).map(|r| r.name).collect();
+    let message = match owners.split_last() {
+        Some((last, [])) => format!("only applies to the {last} profile"),
+        Some((last, rest)) => format!("only applies to the {} and {last} profiles", rest.join(", ")),
         None => format!("unknown field `{}`", clip(key)),
     };
     Err(format!("{}: {message} at line {} column {} of the plugin configuration", place.path, place.line, place.column))
@@ -366,7 +368,7 @@ impl Endpoint {
         // A replay the signature still accepts must meet the duplicate mark.
         let dedupe_seconds = match (profile.replay_window(), raw.dedupe_seconds) {
             (Some(window), Some(seconds)) if seconds < window => {
-                return Err(format!("dedupe_seconds: must be at least {window} (twice the timestamp tolerance), so that a replayed delivery is answered as a duplicate"));
+                return Err(format!("dedupe_seconds: must be at least {window} (the profile's replay window), so that a replayed delivery is answered as a duplicate"));
             }
             (window, seconds) => seconds.or(window),
         };

@@ -41,6 +41,15 @@ pub struct RateKeys {
     pub subscription: Option<String>,
 }
 
+/// Longest sender event type carried into the event `type` (a header value too).
+const MAX_TYPE_LEN: usize = 128;
+
+/// Whether a sender's own event type (a body's `type`, a topic header) can go into the
+/// event `type` and its header as is: 1-128 of `A-Z a-z 0-9 . _ - : /`.
+pub fn usable_type(t: &str) -> bool {
+    !t.is_empty() && t.len() <= MAX_TYPE_LEN && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/'))
+}
+
 /// UUID version 3 of `name` in the webhook-guard namespace, lowercase hyphenated.
 pub fn name_based_id(name: &str) -> String {
     let mut hasher = Md5::new();

@@ -11,13 +11,14 @@
 pub mod azure_managed_app;
 pub mod md5_envelope;
 pub mod standard_webhooks;
+pub mod stripe;
 
 use crate::config::{deserialize, Secret, Upstream4xx};
 use crate::event::Event;
 use crate::media::Media;
 use crate::metrics::Counter;
 use crate::nonconforming::OnNonconforming;
-use crate::problem::Rejection;
+use crate::problem::{Reason, Rejection};
 use crate::profile::azure_managed_app::arm::config::ArmCheck;
 use crate::upstream::{self, Told};
 use serde::Deserialize;
@@ -28,6 +29,7 @@ pub const REGISTRY: &[Registration] = &[
     azure_managed_app::REGISTRATION,
     md5_envelope::REGISTRATION,
     standard_webhooks::REGISTRATION,
+    stripe::REGISTRATION,
 ];
 
 /// How a profile is found and configured.
@@ -35,7 +37,8 @@ pub struct Registration {
     /// The `profile` value that selects it.
     pub name: &'static str,
     /// The endpoint keys it reads besides the common ones (an endpoint of another
-    /// profile giving one is refused, naming this profile).
+    /// profile giving one is refused, naming the profiles that read it). Signed senders
+    /// share the meaning of `tolerance_seconds` and `keep_signature`.
     pub keys: &'static [&'static str],
     /// Parses and validates the profile's keys of one endpoint.
     pub configure: fn(&Section) -> Result<Box<dyn Profile>, String>,
@@ -92,6 +95,12 @@ impl SignedHeaders {
     pub fn text(&self, i: usize) -> Option<&str> {
         std::str::from_utf8(self.0.get(i)?.as_deref()?).ok()
     }
+
+    /// The `i`th of `names`, trimmed; a missing, empty or non-UTF-8 one is 401.
+    pub fn required<'a>(&'a self, i: usize, names: &[&str]) -> Result<&'a str, Rejection> {
+        let value = self.text(i).map(str::trim).filter(|v| !v.is_empty());
+        value.ok_or_else(|| Rejection::new(Reason::Unauthorized, format!("the {} header is missing", names.get(i).copied().unwrap_or_default())))
+    }
 }
 
 /// An answer the filter gives itself, once the request is authenticated and valid (a
@@ -104,6 +113,40 @@ pub struct LocalAnswer {
     /// The counter of this answer.
     pub counter: Counter,
 }
+
+/// The [`Profile`] methods every signed sender writes alike, inside its `impl Profile`:
+/// its registered name (`REGISTRATION` in scope), `POST`, authentication by signature,
+/// the headers it reads (`$signed`), and those of them removed before forwarding
+/// (`$removed`, its signature headers) unless the endpoint keeps them (the profile is a
+/// newtype around [`crate::signing::Signed`]).
+macro_rules! signed_sender {
+    ($signed:expr, $removed:expr) => {
+        fn name(&self) -> &'static str {
+            REGISTRATION.name
+        }
+
+        fn allow(&self) -> &'static str {
+            "POST"
+        }
+
+        fn authentication(&self) -> $crate::profile::Authentication {
+            $crate::profile::Authentication::Signature
+        }
+
+        fn signed_headers(&self) -> &'static [&'static str] {
+            &$signed
+        }
+
+        fn removed_headers(&self) -> &'static [&'static str] {
+            if self.0.keep_signature {
+                &[]
+            } else {
+                &$removed
+            }
+        }
+    };
+}
+pub(crate) use signed_sender;
 
 /// Everything the pipeline asks of a sender, for one configured endpoint.
 pub trait Profile: fmt::Debug {
@@ -209,11 +252,12 @@ mod tests {
     use std::collections::HashSet;
 
     #[test]
-    fn names_and_keys_are_unique() {
+    fn names_are_unique_and_keys_are_not_common() {
         let names: HashSet<&str> = REGISTRY.iter().map(|r| r.name).collect();
         assert_eq!(names.len(), REGISTRY.len());
-        let keys: Vec<&str> = REGISTRY.iter().flat_map(|r| r.keys.iter().copied()).collect();
-        assert_eq!(keys.iter().collect::<HashSet<_>>().len(), keys.len(), "a key belongs to one profile");
-        assert!(keys.iter().all(|k| !crate::config::COMMON_KEYS.contains(k)));
+        for r in REGISTRY {
+            assert_eq!(r.keys.iter().collect::<HashSet<_>>().len(), r.keys.len(), "{}: a key listed twice", r.name);
+            assert!(r.keys.iter().all(|k| !crate::config::COMMON_KEYS.contains(k)), "{}", r.name);
+        }
     }
 }

@@ -21,8 +21,10 @@ mod ratelimit;
 mod redirects;
 mod release;
 mod scripts;
+mod signed;
 mod smoke;
 mod standard_webhooks;
+mod stripe;
 mod tls;
 mod vendor;
 

@@ -2,12 +2,12 @@
 //! (allow_on_headers_stop_iteration) and `stream` (without it). Deliveries are signed here
 //! with RustCrypto's HMAC, as a sender would, independently of the filter's code.
 
-use crate::harness::{send, Behaviour, Envoy, Options, Response, Upstream};
+use crate::harness::Response;
+use crate::signed::{self, now, Form, Sender, Setup, FORMS, SPOOFED};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The reference libraries' test secret, and a second one for rotation (from the environment).
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -16,38 +16,9 @@ const OTHER_SECRET: &str = "whsec_dGhpcyBpcyBub3QgdGhlIGVuZHBvaW50J3Mga2V5";
 const BODY: &str = r#"{"type":"invoice.paid","timestamp":"2024-05-01T10:00:00Z","data":{"invoice":"in_1","amount":1200}}"#;
 const PATH: &str = "/hooks/sw";
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Form {
-    /// `"header_mode": "hold"` with allow_on_headers_stop_iteration.
-    Hold,
-    /// `"header_mode": "stream"` without it (Istio's WasmPlugin, Envoy Gateway).
-    Stream,
-}
-
-const FORMS: [Form; 2] = [Form::Hold, Form::Stream];
-
-struct Setup {
-    upstream: Upstream,
-    envoy: Envoy,
-}
-
 fn start(form: Form, extra: &str, access_log: Option<&str>) -> Setup {
-    let mode = if form == Form::Hold { "hold" } else { "stream" };
-    let plugin = format!(
-        r#"{{"header_mode": "{mode}", "endpoints": [{{"name": "sw", "path": "{PATH}", "profile": "standard_webhooks",
-  "secret": {{"values": ["{SECRET}"], "env_optional": ["SW_NEXT_SECRET"]}}{extra}}}]}}"#
-    );
-    let upstream = Upstream::start();
-    let mut opts = Options::new(&plugin, upstream.port);
-    opts.stop_iteration = form == Form::Hold;
-    opts.env = vec![("SW_NEXT_SECRET".into(), NEXT_SECRET.into())];
-    opts.access_log = access_log.map(String::from);
-    let envoy = Envoy::start_with(opts);
-    Setup { upstream, envoy }
-}
-
-fn now() -> i64 {
-    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap()
+    let endpoint = format!(r#"{{"name": "sw", "path": "{PATH}", "profile": "standard_webhooks", "secret": {{"values": ["{SECRET}"], "env_optional": ["SW_NEXT_SECRET"]}}{extra}}}"#);
+    signed::start(form, &endpoint, &[("SW_NEXT_SECRET", NEXT_SECRET)], access_log)
 }
 
 /// `v1,<base64>` of `{id}.{timestamp}.{body}` under `secret`.
@@ -68,6 +39,27 @@ struct Delivery {
     body: Vec<u8>,
 }
 
+impl Sender for Delivery {
+    const ENDPOINT: &'static str = "sw";
+    const SECRETS: [&'static str; 3] = [SECRET, NEXT_SECRET, OTHER_SECRET];
+
+    fn start(form: Form, extra: &str, access_log: Option<&str>) -> Setup {
+        start(form, extra, access_log)
+    }
+
+    fn delivery(id: &str, secret: &str, skew: i64) -> Delivery {
+        Delivery::new(&format!("msg_{id}"), secret, skew)
+    }
+
+    fn send(&self, s: &Setup) -> Response {
+        self.send_with(s, &[])
+    }
+
+    fn signature(&self) -> String {
+        self.signature[3..].to_string()
+    }
+}
+
 impl Delivery {
     fn new(id: &str, secret: &str, skew: i64) -> Delivery {
         let timestamp = (now() + skew).to_string();
@@ -75,34 +67,14 @@ impl Delivery {
         Delivery { id: id.into(), timestamp, signature, body: BODY.into() }
     }
 
-    fn send(&self, s: &Setup) -> Response {
-        self.send_with(s, &[])
-    }
-
     fn send_with(&self, s: &Setup, extra: &[(&str, &str)]) -> Response {
-        let mut headers = vec![
-            ("content-type", "application/json"),
-            ("webhook-id", self.id.as_str()),
-            ("webhook-timestamp", self.timestamp.as_str()),
-            ("webhook-signature", self.signature.as_str()),
-        ];
-        headers.retain(|(_, v)| !v.is_empty());
-        headers.extend_from_slice(extra);
-        send(s.envoy.port, "POST", PATH, &headers, &self.body)
+        let headers = [("content-type", "application/json"), ("webhook-id", &self.id), ("webhook-timestamp", &self.timestamp), ("webhook-signature", &self.signature)];
+        signed::post(s, PATH, &headers, extra, &self.body)
     }
 }
 
-/// In `hold` nothing reached the upstream; in `stream` at most the cleaned head did
-/// (its request reset before any body): never a complete request, never a signature.
 fn assert_nothing_delivered(s: &Setup, form: Form, signature: &str) {
-    assert!(s.upstream.requests().is_empty(), "{form:?}: a request reached the upstream: {:?}", s.upstream.requests());
-    let heads = s.upstream.heads();
-    if form == Form::Hold {
-        assert!(heads.is_empty(), "hold: a head reached the upstream: {heads:?}");
-    }
-    for head in heads {
-        assert!(head.header("webhook-signature").is_none() && !format!("{head:?}").contains(&signature[3..]), "{head:?}");
-    }
+    signed::assert_nothing_delivered(s, form, "webhook-signature", &signature[3..]);
 }
 
 #[test]
@@ -110,26 +82,14 @@ fn a_valid_delivery_is_forwarded_as_a_cloudevent_without_its_signature() {
     for form in FORMS {
         let s = start(form, "", None);
         let delivery = Delivery::new("msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", SECRET, 0);
-        let answer = delivery.send_with(&s, &[("x-webhook-verified", "true"), ("x-webhook-event-id", "forged"), ("ce-type", "forged")]);
+        let answer = delivery.send_with(&s, &SPOOFED);
         assert_eq!(answer.status, 200, "{form:?}: {answer:?}");
-        let seen = s.upstream.only();
-        assert_eq!(seen.path, PATH);
-        assert_eq!(seen.header("webhook-signature"), None, "{form:?}");
+        let (seen, event) = signed::assert_cloudevent_forwarded(&s, form, PATH, "standard_webhooks", &["webhook-signature"]);
         assert_eq!(seen.header("webhook-id"), Some(delivery.id.as_str()));
-        assert_eq!(seen.header("x-webhook-profile"), Some("standard_webhooks"));
-        assert_eq!(seen.header("x-webhook-verified"), None, "{form:?}: a spoofed gateway header");
-        assert_eq!(seen.header("ce-type"), None);
-        assert_eq!(seen.header("content-type"), Some("application/cloudevents+json"));
-        let event = seen.json();
         assert_eq!(event["type"], "webhookguard.standard_webhooks.invoice.paid");
         assert_eq!(event["source"], "/webhook-guard/sw");
         assert_eq!(event["time"], "2024-05-01T10:00:00Z");
         assert_eq!(event["data"], serde_json::from_str::<serde_json::Value>(BODY).unwrap());
-        match form {
-            // Headers derived from the body need the held head.
-            Form::Hold => assert_eq!(seen.header("x-webhook-event-id"), event["id"].as_str()),
-            Form::Stream => assert_eq!(seen.header("x-webhook-event-id"), None),
-        }
         assert_eq!(s.envoy.counter("forwarded_total", &[("endpoint", "sw")]), 1);
     }
 }
@@ -197,60 +157,13 @@ fn forged_stale_future_and_incomplete_deliveries_are_refused() {
 }
 
 #[test]
-fn rotation_accepts_either_secret_and_either_signature() {
+fn a_sender_rotating_its_own_secret_signs_with_both() {
     for form in FORMS {
         let s = start(form, "", None);
-        assert_eq!(Delivery::new("msg_old", SECRET, 0).send(&s).status, 200, "{form:?}");
-        assert_eq!(Delivery::new("msg_new", NEXT_SECRET, 0).send(&s).status, 200, "{form:?}");
-        // A sender in the middle of its own rotation signs with both.
         let mut both = Delivery::new("msg_both", OTHER_SECRET, 0);
         both.signature = format!("{} {}", both.signature, sign(NEXT_SECRET, &both.id, &both.timestamp, &both.body));
         assert_eq!(both.send(&s).status, 200, "{form:?}");
-        assert_eq!(s.upstream.requests().len(), 3);
     }
 }
 
-#[test]
-fn a_replay_is_not_delivered_twice_but_a_retry_after_a_5xx_is() {
-    for form in FORMS {
-        let s = start(form, "", None);
-        s.upstream.set(Behaviour::Status(503));
-        let first = Delivery::new("msg_retried", SECRET, 0);
-        assert_eq!(first.send(&s).status, 503, "{form:?}: the sender sees the failure and retries");
-        s.upstream.set(Behaviour::Status(200));
-        // The sender's retry: the same message id, signed again.
-        let retry = Delivery::new("msg_retried", SECRET, 1);
-        let delivered = retry.send(&s);
-        assert_eq!(delivered.status, 200, "{form:?}: {delivered:?}");
-        assert!(delivered.header("x-webhook-duplicate").is_none());
-        assert_eq!(s.upstream.taken().len(), 1);
-        // A replay of the captured delivery, byte for byte, within the tolerance.
-        for replay in [&retry, &first] {
-            let answer = replay.send(&s);
-            assert_eq!((answer.status, answer.header("x-webhook-duplicate")), (200, Some("true")), "{form:?}: {answer:?}");
-        }
-        assert_eq!(s.upstream.taken().len(), 1, "{form:?}: delivered once");
-        assert_eq!(s.envoy.counter("duplicates_total", &[("endpoint", "sw")]), 2);
-    }
-}
-
-#[test]
-fn no_secret_or_signature_reaches_the_access_log_or_the_upstream() {
-    let format = "%REQ(:PATH)% %REQ(WEBHOOK-SIGNATURE)% %REQ(WEBHOOK-ID)% %RESPONSE_CODE%\n";
-    for form in FORMS {
-        let s = start(form, "", Some(format));
-        let good = Delivery::new("msg_logged", SECRET, 0);
-        let forged = Delivery::new("msg_forged", OTHER_SECRET, 0);
-        assert_eq!(good.send(&s).status, 200);
-        assert_eq!(forged.send(&s).status, 403);
-        let log = s.envoy.access_log(2);
-        for leak in [&good.signature[3..], &forged.signature[3..], &SECRET[6..], &NEXT_SECRET[6..]] {
-            assert!(!log.contains(leak), "{form:?}: {log}");
-            for seen in s.upstream.heads() {
-                assert!(!format!("{seen:?}").contains(leak), "{form:?}: {seen:?}");
-            }
-            assert!(!s.envoy.log().contains(leak), "{form:?}: Envoy's log");
-        }
-        assert!(log.contains("msg_logged"), "{log}");
-    }
-}
+signed::shared_tests!(Delivery, "%REQ(:PATH)% %REQ(WEBHOOK-SIGNATURE)% %REQ(WEBHOOK-ID)% %RESPONSE_CODE%\n");

@@ -11,10 +11,11 @@
 
 pub mod signature;
 
-use crate::event::{name_based_id, Event, RateKeys};
+use crate::event::{name_based_id, usable_type, Event, RateKeys};
 use crate::media::Media;
 use crate::problem::{Reason, Rejection};
-use crate::profile::{Authentication, Profile, Registration, Section, SignedHeaders};
+use crate::profile::{signed_sender, Profile, Registration, Section, SignedHeaders};
+use crate::signing::{self, Signed};
 use crate::timestamp;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -29,40 +30,16 @@ const TIMESTAMP: usize = 1;
 const SIGNATURE: usize = 2;
 /// The reference libraries' tolerance, both directions.
 const DEFAULT_TOLERANCE: u64 = 300;
-const MAX_TOLERANCE: u64 = 3600;
 /// The prefix of the event `type`; the rest is the body's `type`.
 pub const KIND_PREFIX: &str = "webhookguard.standard_webhooks.";
 /// The event `type` of a body without a usable `type`.
 const DEFAULT_KIND: &str = "webhookguard.standard_webhooks.message";
-/// Longest body `type` carried into the event type (a header value too).
-const MAX_TYPE_LEN: usize = 128;
 
 #[derive(Debug)]
-struct StandardWebhooks {
-    keys: Vec<Key>,
-    tolerance: u64,
-    keep_signature: bool,
-}
-
-#[derive(Deserialize)]
-struct Keys {
-    tolerance_seconds: Option<u64>,
-    keep_signature: Option<bool>,
-}
+struct StandardWebhooks(Signed<Key>);
 
 fn configure(section: &Section) -> Result<Box<dyn Profile>, String> {
-    let raw: Keys = section.parse()?;
-    let tolerance = raw.tolerance_seconds.unwrap_or(DEFAULT_TOLERANCE);
-    if !(1..=MAX_TOLERANCE).contains(&tolerance) {
-        return Err(format!("tolerance_seconds: must be between 1 and {MAX_TOLERANCE}"));
-    }
-    let count = section.secret.values.len();
-    let keys = section.secret.values.iter().enumerate().map(|(i, value)| {
-        // Secrets come from values and the environment alike: named by position only.
-        Key::decode(value).map_err(|rule| format!("secret: secret {} of {count} {rule}", i + 1))
-    });
-    let keys = keys.collect::<Result<Vec<Key>, String>>()?;
-    Ok(Box::new(StandardWebhooks { keys, tolerance, keep_signature: raw.keep_signature.unwrap_or(false) }))
+    Ok(Box::new(StandardWebhooks(Signed::configure(section, Some(DEFAULT_TOLERANCE), Key::decode)?)))
 }
 
 /// The checked headers of a delivery.
@@ -76,51 +53,19 @@ impl StandardWebhooks {
     /// The three headers present and well formed, the timestamp within tolerance.
     fn delivery<'a>(&self, headers: &'a SignedHeaders, now_secs: u64) -> Result<Delivery<'a>, Rejection> {
         let unauthorized = |detail: String| Rejection::new(Reason::Unauthorized, detail);
-        let header = |i: usize| headers.text(i).map(str::trim).filter(|v| !v.is_empty()).ok_or_else(|| unauthorized(format!("the {} header is missing", SIGNED[i])));
-        let id = header(ID)?;
+        let id = headers.required(ID, &SIGNED)?;
         if id.len() > signature::MAX_ID_LEN || !id.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(unauthorized(format!("the webhook-id header must be 1-{} visible ASCII characters", signature::MAX_ID_LEN)));
         }
-        let timestamp = header(TIMESTAMP)?;
-        // Canonical decimal only: the signed text is the header as sent.
-        let canonical = timestamp.len() <= 12 && timestamp.bytes().all(|b| b.is_ascii_digit()) && (timestamp == "0" || !timestamp.starts_with('0'));
-        let sent: u64 = match timestamp.parse() {
-            Ok(secs) if canonical => secs,
-            _ => return Err(unauthorized("the webhook-timestamp header must be Unix seconds".into())),
-        };
-        if sent.abs_diff(now_secs) > self.tolerance {
-            let when = if sent < now_secs { "older" } else { "later" };
-            return Err(unauthorized(format!("the webhook-timestamp is {when} than the {} s tolerance allows", self.tolerance)));
-        }
-        let signatures = signature::parse(header(SIGNATURE)?).map_err(|rule| unauthorized(format!("the webhook-signature header {rule}")))?;
+        let timestamp = headers.required(TIMESTAMP, &SIGNED)?;
+        signing::fresh("the webhook-timestamp header", timestamp, now_secs, self.0.tolerance).map_err(unauthorized)?;
+        let signatures = signature::parse(headers.required(SIGNATURE, &SIGNED)?).map_err(|rule| unauthorized(format!("the webhook-signature header {rule}")))?;
         Ok(Delivery { id, timestamp, signatures })
     }
 }
 
 impl Profile for StandardWebhooks {
-    fn name(&self) -> &'static str {
-        REGISTRATION.name
-    }
-
-    fn allow(&self) -> &'static str {
-        "POST"
-    }
-
-    fn authentication(&self) -> Authentication {
-        Authentication::Signature
-    }
-
-    fn signed_headers(&self) -> &'static [&'static str] {
-        &SIGNED
-    }
-
-    fn removed_headers(&self) -> &'static [&'static str] {
-        if self.keep_signature {
-            &[]
-        } else {
-            &SIGNED[SIGNATURE..]
-        }
-    }
+    signed_sender!(SIGNED, SIGNED[SIGNATURE..]);
 
     fn check_signed_head(&self, headers: &SignedHeaders, now_secs: u64) -> Result<(), Rejection> {
         self.delivery(headers, now_secs).map(|_| ())
@@ -128,7 +73,7 @@ impl Profile for StandardWebhooks {
 
     fn verify_signature(&self, headers: &SignedHeaders, body: &[u8], now_secs: u64) -> Result<(), Rejection> {
         let delivery = self.delivery(headers, now_secs)?;
-        if signature::verify(&self.keys, delivery.id, delivery.timestamp, body, &delivery.signatures) {
+        if signature::verify(&self.0.keys, delivery.id, delivery.timestamp, body, &delivery.signatures) {
             Ok(())
         } else {
             Err(Rejection::new(Reason::Forbidden, "the webhook-signature does not match the body and headers under any configured secret"))
@@ -160,7 +105,7 @@ impl Profile for StandardWebhooks {
     fn replay_window(&self) -> Option<u64> {
         // A delivery is accepted while the clock is within the tolerance on either side
         // of its timestamp.
-        Some(2 * self.tolerance)
+        Some(2 * self.0.tolerance)
     }
 }
 
@@ -172,10 +117,6 @@ struct Payload {
     timestamp: Option<String>,
 }
 
-/// A body `type` that can go into the event type and its header as is.
-fn usable_type(t: &str) -> bool {
-    !t.is_empty() && t.len() <= MAX_TYPE_LEN && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
-}
 
 #[cfg(test)]
 mod tests {

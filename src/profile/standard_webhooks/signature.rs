@@ -5,7 +5,6 @@ use crate::signing::{self, HmacSha256};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::Mac;
-use std::fmt;
 
 /// Bytes of an HMAC-SHA256 signature.
 pub const SIGNATURE_BYTES: usize = 32;
@@ -17,13 +16,8 @@ const SECRET_BYTES: std::ops::RangeInclusive<usize> = 24..=64;
 pub const MAX_ID_LEN: usize = 256;
 
 /// An HMAC key, decoded from its `whsec_` form. `Debug` never prints it.
-pub struct Key(Vec<u8>);
-
-impl fmt::Debug for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Key(<redacted>)")
-    }
-}
+#[derive(Debug)]
+pub struct Key(signing::Key);
 
 impl Key {
     /// A secret as the sender shows it: `whsec_` and the base64 of the key (the prefix
@@ -37,7 +31,7 @@ impl Key {
         if !SECRET_BYTES.contains(&key.len()) {
             return Err("must decode to 24 to 64 bytes");
         }
-        Ok(Key(key))
+        Ok(Key(signing::Key::new(key)))
     }
 }
 
@@ -57,11 +51,8 @@ pub fn parse(header: &str) -> Result<Vec<[u8; SIGNATURE_BYTES]>, &'static str> {
         if version != "v1" {
             continue;
         }
-        let mut signature = [0u8; SIGNATURE_BYTES];
-        match STANDARD.decode_slice(encoded, &mut signature) {
-            Ok(SIGNATURE_BYTES) => signatures.push(signature),
-            _ => return Err("holds a v1 signature that is not the base64 of 32 bytes"),
-        }
+        let signature = signing::base64::<SIGNATURE_BYTES>(encoded).ok_or("holds a v1 signature that is not the base64 of 32 bytes")?;
+        signatures.push(signature);
     }
     if signatures.is_empty() {
         return Err("holds no v1 signature (v1a, ed25519, is not supported yet)");
@@ -72,13 +63,13 @@ pub fn parse(header: &str) -> Result<Vec<[u8; SIGNATURE_BYTES]>, &'static str> {
 /// Whether one of `signatures` is the HMAC of `{id}.{timestamp}.{body}` under one of
 /// `keys` (every key and signature tried, each in constant time).
 pub fn verify(keys: &[Key], id: &str, timestamp: &str, body: &[u8], signatures: &[[u8; SIGNATURE_BYTES]]) -> bool {
-    let keys: Vec<&[u8]> = keys.iter().map(|k| k.0.as_slice()).collect();
+    let keys: Vec<&signing::Key> = keys.iter().map(|k| &k.0).collect();
     signing::any_matches::<HmacSha256, _, _>(&keys, &signed(id, timestamp, body), signatures)
 }
 
 /// The `v1,<base64>` signature of a message, as a sender writes it (tests and tools).
 pub fn sign(key: &Key, id: &str, timestamp: &str, body: &[u8]) -> String {
-    let tag = signing::mac::<HmacSha256>(&key.0, &signed(id, timestamp, body)).map(|mac| mac.finalize().into_bytes());
+    let tag = signing::mac::<HmacSha256>(key.0.bytes(), &signed(id, timestamp, body)).map(|mac| mac.finalize().into_bytes());
     tag.map(|tag| format!("v1,{}", STANDARD.encode(tag))).unwrap_or_default()
 }
 
