@@ -13,7 +13,9 @@ upstream=$!
 envoy=
 trap 'kill $upstream $envoy 2>/dev/null || true' EXIT INT TERM
 
-"$ENVOY" -c "$CONFIG" --concurrency 2 --log-level warn --component-log-level wasm:info &
+# A dynamic base id: another Envoy on this machine (a sidecar, a test) holds base id 0's
+# shared-memory socket, and Envoy would refuse to start.
+"$ENVOY" -c "$CONFIG" --concurrency 2 --use-dynamic-base-id --log-level warn --component-log-level wasm:info &
 envoy=$!
 until curl -fs -o /dev/null http://127.0.0.1:9901/ready; do
   # Envoy exited: it refused the configuration and has printed why.
