@@ -169,6 +169,14 @@ pub trait Profile: fmt::Debug {
         None
     }
 
+    /// The answer to a handshake that has no body (CloudEvents' abuse-protection
+    /// `OPTIONS`), given by the filter on the head of a request authenticated by its query
+    /// secret, before the method is checked: `headers` are [`Profile::signed_headers`]'s.
+    /// Never asked of a signed profile, whose signature covers a body.
+    fn head_answer(&self, _method: &str, _headers: &SignedHeaders) -> Option<LocalAnswer> {
+        None
+    }
+
     /// What the sender is told for the upstream's final `status`, by its retry rules
     /// (src/upstream.rs): by default a 2xx is delivered as it is and anything the sender
     /// would not retry becomes 502.
