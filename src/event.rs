@@ -59,6 +59,15 @@ pub fn name_based_id(name: &str) -> String {
     out
 }
 
+/// Longest sender's type carried into an event type (a header value too).
+const MAX_TYPE_LEN: usize = 128;
+
+/// A sender's own type (a body's `type`, `eventType`) that can go into the event type
+/// and its `x-webhook-event-type` header as is.
+pub fn usable_type(t: &str) -> bool {
+    !t.is_empty() && t.len() <= MAX_TYPE_LEN && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+}
+
 fn push_hex(out: &mut String, byte: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(char::from(HEX[usize::from(byte >> 4)]));
@@ -130,6 +139,14 @@ pub(crate) fn push_string(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_plain_bounded_type_is_carried() {
+        assert!(usable_type("Microsoft.Storage.BlobCreated") && usable_type("invoice.paid") && usable_type(&"a".repeat(128)));
+        for t in ["", "a b", "a\r\nx: y", "ü", &"a".repeat(129)] {
+            assert!(!usable_type(t), "{t:?}");
+        }
+    }
 
     #[test]
     fn id_is_a_version_3_uuid_and_deterministic() {

@@ -11,7 +11,7 @@
 
 pub mod signature;
 
-use crate::event::{name_based_id, Event, RateKeys};
+use crate::event::{name_based_id, usable_type, Event, RateKeys};
 use crate::media::Media;
 use crate::problem::{Reason, Rejection};
 use crate::profile::{Authentication, Profile, Registration, Section, SignedHeaders};
@@ -34,8 +34,6 @@ const MAX_TOLERANCE: u64 = 3600;
 pub const KIND_PREFIX: &str = "webhookguard.standard_webhooks.";
 /// The event `type` of a body without a usable `type`.
 const DEFAULT_KIND: &str = "webhookguard.standard_webhooks.message";
-/// Longest body `type` carried into the event type (a header value too).
-const MAX_TYPE_LEN: usize = 128;
 
 #[derive(Debug)]
 struct StandardWebhooks {
@@ -170,11 +168,6 @@ struct Payload {
     #[serde(rename = "type")]
     kind: Option<String>,
     timestamp: Option<String>,
-}
-
-/// A body `type` that can go into the event type and its header as is.
-fn usable_type(t: &str) -> bool {
-    !t.is_empty() && t.len() <= MAX_TYPE_LEN && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
 }
 
 #[cfg(test)]
