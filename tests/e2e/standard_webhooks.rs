@@ -2,7 +2,7 @@
 //! (allow_on_headers_stop_iteration) and `stream` (without it). Deliveries are signed here
 //! with RustCrypto's HMAC, as a sender would, independently of the filter's code.
 
-use crate::harness::{send, Behaviour, Envoy, Options, Response, Upstream};
+use crate::harness::{send, Behaviour, Form, Response, Setup, FORMS};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -16,34 +16,13 @@ const OTHER_SECRET: &str = "whsec_dGhpcyBpcyBub3QgdGhlIGVuZHBvaW50J3Mga2V5";
 const BODY: &str = r#"{"type":"invoice.paid","timestamp":"2024-05-01T10:00:00Z","data":{"invoice":"in_1","amount":1200}}"#;
 const PATH: &str = "/hooks/sw";
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Form {
-    /// `"header_mode": "hold"` with allow_on_headers_stop_iteration.
-    Hold,
-    /// `"header_mode": "stream"` without it (Istio's WasmPlugin, Envoy Gateway).
-    Stream,
-}
-
-const FORMS: [Form; 2] = [Form::Hold, Form::Stream];
-
-struct Setup {
-    upstream: Upstream,
-    envoy: Envoy,
-}
-
 fn start(form: Form, extra: &str, access_log: Option<&str>) -> Setup {
-    let mode = if form == Form::Hold { "hold" } else { "stream" };
     let plugin = format!(
-        r#"{{"header_mode": "{mode}", "endpoints": [{{"name": "sw", "path": "{PATH}", "profile": "standard_webhooks",
-  "secret": {{"values": ["{SECRET}"], "env_optional": ["SW_NEXT_SECRET"]}}{extra}}}]}}"#
+        r#"{{"header_mode": "{}", "endpoints": [{{"name": "sw", "path": "{PATH}", "profile": "standard_webhooks",
+  "secret": {{"values": ["{SECRET}"], "env_optional": ["SW_NEXT_SECRET"]}}{extra}}}]}}"#,
+        form.header_mode()
     );
-    let upstream = Upstream::start();
-    let mut opts = Options::new(&plugin, upstream.port);
-    opts.stop_iteration = form == Form::Hold;
-    opts.env = vec![("SW_NEXT_SECRET".into(), NEXT_SECRET.into())];
-    opts.access_log = access_log.map(String::from);
-    let envoy = Envoy::start_with(opts);
-    Setup { upstream, envoy }
+    Setup::start(form, &plugin, &[("SW_NEXT_SECRET", NEXT_SECRET)], access_log)
 }
 
 fn now() -> i64 {
