@@ -200,6 +200,12 @@ pub trait Profile: fmt::Debug {
         None
     }
 
+    /// The largest delivery its sender documents, when the sender drops a 413: the
+    /// endpoint's `max_body_bytes` defaults to it and may not be smaller.
+    fn min_body_bytes(&self) -> Option<u64> {
+        None
+    }
+
     /// The profile's own counters, besides the pipeline's.
     fn counters(&self) -> Vec<Counter> {
         Vec::new()
