@@ -86,6 +86,7 @@ mod tests {
             "azure_managed_app" => status == 404 || status == 429 || status >= 500,
             "md5_envelope" => status != 200,
             "standard_webhooks" => !(200..300).contains(&status),
+            "azure_event_grid" => !(200..=204).contains(&status) && !matches!(status, 400 | 401 | 403 | 413),
             other => panic!("no retry rule for {other}: add the sender's here"),
         }
     }

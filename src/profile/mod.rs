@@ -8,6 +8,7 @@
 //! indirect call each, which is nothing next to reading the body; every profile's code is
 //! linked either way; and a trait keeps a new sender out of every `match` in the pipeline.
 
+pub mod azure_event_grid;
 pub mod azure_managed_app;
 pub mod md5_envelope;
 pub mod standard_webhooks;
@@ -28,6 +29,7 @@ pub const REGISTRY: &[Registration] = &[
     azure_managed_app::REGISTRATION,
     md5_envelope::REGISTRATION,
     standard_webhooks::REGISTRATION,
+    azure_event_grid::REGISTRATION,
 ];
 
 /// How a profile is found and configured.
