@@ -88,3 +88,17 @@ for i, p in enumerate(["/api/resource", "/API/Resource/", "/api/resource;x=1", "
 for i, q in enumerate(["sig=demo-secret", "a=1&sig=a%2Bb%3D&b=2", "s%69g=x&a", "sig=a&sig=b",
                        "sig=%zz", "x=1&&=&sig&y=%20+", "b=2&a=1&SIG=k&sig=", "s%6=x&sig=k"]):
     write("query", f"q{i}", q)
+
+# --- azure_event_grid_delivery: Azure's documented samples (src/profile/azure_event_grid/samples),
+# a batch of two, a CloudEvents batch, and variants of what is flagged or refused
+EG = os.path.join(ROOT, "src", "profile", "azure_event_grid", "samples")
+eg = {name: open(os.path.join(EG, name)).read().strip() for name in sorted(os.listdir(EG))}
+for name, body in eg.items():
+    write("azure_event_grid_delivery", "spec-" + name, body)
+blob = eg["blob_created.json"]
+write("azure_event_grid_delivery", "batch-two.json", "[%s,%s]" % (blob[1:-1], blob[1:-1].replace("069631", "069632")))
+write("azure_event_grid_delivery", "cloudevents-batch.json", "[%s]" % eg["cloudevent_blob_created.json"])
+write("azure_event_grid_delivery", "batch-one-bad.json", '[%s,{"topic":"/t","eventType":"X"},7]' % blob[1:-1])
+write("azure_event_grid_delivery", "unbatched.json", blob[1:-1])
+write("azure_event_grid_delivery", "empty.json", "[]")
+write("azure_event_grid_delivery", "pretty.json", json.dumps(json.loads(blob), indent=2))

@@ -6,7 +6,7 @@ use crate::config::Endpoint;
 use crate::event::Event;
 use crate::media::Media;
 use crate::problem::{clip, Reason, Rejection};
-use crate::profile::{Authentication, SignedHeaders};
+use crate::profile::{Authentication, LocalAnswer, SignedHeaders};
 use crate::query::{self, Found};
 
 /// The request head, as the checks need it.
@@ -18,14 +18,28 @@ pub struct Head<'a> {
     pub content_encoding: Option<&'a str>,
 }
 
+/// What an accepted head leads to.
+#[derive(Debug, PartialEq)]
+pub enum Next {
+    /// The body, of this syntax, is read and validated.
+    Body(Media),
+    /// A bodiless handshake the filter answers itself ([`crate::profile::Profile::head_answer`]).
+    Answer(LocalAnswer),
+}
+
 /// Checks everything the head can tell. Authentication runs first, so an unauthenticated
 /// caller learns nothing about the endpoint (not even its methods); for a signed sender
 /// that is its cheap part (headers present and well formed, timestamp within tolerance),
-/// as the signature covers the body.
-pub fn head(endpoint: &Endpoint, head: &Head, signed: &SignedHeaders, now_secs: u64) -> Result<Media, Rejection> {
+/// as the signature covers the body. Only then may the profile answer a handshake.
+pub fn head(endpoint: &Endpoint, head: &Head, signed: &SignedHeaders, now_secs: u64) -> Result<Next, Rejection> {
     let profile = endpoint.profile.as_ref();
     match profile.authentication() {
-        Authentication::QuerySecret => authenticate(endpoint, head.query)?,
+        Authentication::QuerySecret => {
+            authenticate(endpoint, head.query)?;
+            if let Some(answer) = profile.head_answer(head.method, signed) {
+                return Ok(Next::Answer(answer));
+            }
+        }
         Authentication::Signature => profile.check_signed_head(signed, now_secs)?,
     }
     if !profile.allows(head.method) {
@@ -50,7 +64,7 @@ pub fn head(endpoint: &Endpoint, head: &Head, signed: &SignedHeaders, now_secs: 
         ));
     }
     match Media::classify(head.content_type) {
-        Some(media) if profile.accepts(media) => Ok(media),
+        Some(media) if profile.accepts(media) => Ok(Next::Body(media)),
         _ => Err(Rejection::new(
             Reason::MediaType,
             format!("content type '{}' is not accepted; send {}", clip(head.content_type.unwrap_or("")), profile.accepted()),
@@ -109,7 +123,10 @@ mod tests {
 
     fn checked(endpoint: &Endpoint, content_type: Option<&str>, content_length: Option<&str>) -> Result<Media, Rejection> {
         let request = Head { method: "POST", query: Some("sig=k"), content_type, content_length, content_encoding: None };
-        head(endpoint, &request, &crate::profile::SignedHeaders::default(), 0)
+        match head(endpoint, &request, &crate::profile::SignedHeaders::default(), 0)? {
+            Next::Body(media) => Ok(media),
+            Next::Answer(answer) => panic!("no handshake here: {answer:?}"),
+        }
     }
 
     #[test]

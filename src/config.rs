@@ -349,8 +349,7 @@ impl Endpoint {
             let names: Vec<&str> = profile::REGISTRY.iter().map(|r| r.name).collect();
             return Err(unknown("profile", "profile", &raw.profile, &names));
         };
-        let max_body = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
-        if max_body == 0 || max_body > MAX_BODY_LIMIT {
+        if raw.max_body_bytes.is_some_and(|n| n == 0 || n > MAX_BODY_LIMIT) {
             return Err(format!("max_body_bytes: must be between 1 and {MAX_BODY_LIMIT}"));
         }
         let forwards = [("cloudevent", Forward::CloudEvent), ("original", Forward::Original)];
@@ -364,6 +363,7 @@ impl Endpoint {
         }
         let secret = Secret::validate(&raw.secret, env)?;
         let profile = (registration.configure)(&Section { json, part, at, name: &raw.name, secret: &secret, env })?;
+        let max_body = body_limit(profile.min_body_bytes(), raw.max_body_bytes)?;
         let rate_limit = raw.rate_limit.as_ref().map(|r| RateLimit::validate(r, profile.as_ref(), &raw.name)).transpose()?;
         // A replay the signature still accepts must meet the duplicate mark.
         let dedupe_seconds = match (profile.replay_window(), raw.dedupe_seconds) {
@@ -386,6 +386,17 @@ impl Endpoint {
             forward,
             upstream_4xx,
         })
+    }
+}
+
+/// The endpoint's `max_body_bytes`: as `given`, else the default, and never below the
+/// largest delivery a sender that drops a 413 documents (`floor`), which is then the default.
+fn body_limit(floor: Option<u64>, given: Option<u64>) -> Result<u64, String> {
+    match (floor, given) {
+        (Some(floor), Some(given)) if given < floor => {
+            Err(format!("max_body_bytes: must be at least {floor}: the sender delivers bodies that large and does not retry a 413"))
+        }
+        (floor, given) => Ok(given.or(floor).unwrap_or(DEFAULT_MAX_BODY)),
     }
 }
 
@@ -486,6 +497,17 @@ mod tests {
     }
 
     const MINIMAL: &str = r#"{"endpoints":[{"name":"azure","path":"/api/resource","profile":"azure_managed_app","secret":{"values":["s3cret"]}}]}"#;
+
+    #[test]
+    fn a_sender_that_drops_a_413_raises_the_body_limit_and_refuses_a_smaller_one() {
+        assert_eq!(body_limit(None, None), Ok(DEFAULT_MAX_BODY));
+        assert_eq!(body_limit(None, Some(10)), Ok(10));
+        assert_eq!(body_limit(Some(2_000_000), None), Ok(2_000_000));
+        assert_eq!(body_limit(Some(2_000_000), Some(3_000_000)), Ok(3_000_000));
+        assert_eq!(body_limit(Some(2_000_000), Some(2_000_000)), Ok(2_000_000));
+        let err = body_limit(Some(2_000_000), Some(1_999_999)).unwrap_err();
+        assert!(err.starts_with("max_body_bytes: must be at least 2000000"), "{err}");
+    }
 
     #[test]
     fn minimal_config_gets_defaults() {

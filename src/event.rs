@@ -141,6 +141,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_a_plain_bounded_type_is_carried() {
+        assert!(usable_type("Microsoft.Storage.BlobCreated") && usable_type("invoice.paid") && usable_type(&"a".repeat(128)));
+        for t in ["", "a b", "a\r\nx: y", "ü", &"a".repeat(129)] {
+            assert!(!usable_type(t), "{t:?}");
+        }
+    }
+
+    #[test]
     fn id_is_a_version_3_uuid_and_deterministic() {
         let a = name_based_id("x");
         assert_eq!(a, name_based_id("x"));

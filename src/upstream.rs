@@ -87,6 +87,7 @@ mod tests {
             "md5_envelope" => status != 200,
             // Svix, Stripe and Shopify: anything but a 2xx (or no answer) is retried.
             "standard_webhooks" | "stripe" | "shopify" => !(200..300).contains(&status),
+            "azure_event_grid" => !(200..=204).contains(&status) && !matches!(status, 400 | 401 | 403 | 413),
             other => panic!("no retry rule for {other}: add the sender's here"),
         }
     }

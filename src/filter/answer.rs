@@ -10,6 +10,7 @@ use crate::config::{Endpoint, Mode};
 use crate::dedupe;
 use crate::metrics::Counter;
 use crate::problem::{Reason, Rejection};
+use crate::profile::LocalAnswer;
 use crate::upstream::{Mapped, Told};
 use proxy_wasm::types::Action;
 
@@ -87,6 +88,26 @@ impl<H: HttpHost> Guard<H> {
         self.answer(&rejection);
         // Envoy must not continue the stream after a local reply.
         self.finish(None, Action::Pause)
+    }
+
+    /// Answers a ping or handshake ([`LocalAnswer`]); in shadow mode the request goes on,
+    /// reported accepted, as any accepted request does there.
+    pub(super) fn local_answer(&mut self, endpoint: &Endpoint, answer: LocalAnswer) -> Action {
+        if endpoint.mode == Mode::Shadow {
+            return self.shadow_accept();
+        }
+        let headers: Vec<(&str, &str)> = answer.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.host.send_response(answer.status, &headers, &answer.body);
+        self.finish(Some(answer.counter), Action::Pause)
+    }
+
+    /// Shadow mode's verdict on an accepted request: it goes on, reported accepted (a
+    /// streamed head has gone: then only counted).
+    pub(super) fn shadow_accept(&mut self) -> Action {
+        if !self.head_sent {
+            self.host.set_request_header(VERDICT_HEADER, Some("accept"));
+        }
+        self.finish(Some(Counter::Forwarded), Action::Continue)
     }
 
     /// Answers the sender with the rejection's problem+json.

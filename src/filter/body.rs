@@ -4,7 +4,7 @@
 //! ping, and duplicate suppression. What passes goes to the verify stage when the
 //! endpoint confirms notifications with ARM, else straight to the forward stage.
 
-use super::{Guard, HttpHost, Stage, VERDICT_HEADER};
+use super::{Guard, HttpHost, Stage};
 use crate::config::{Endpoint, Mode};
 use crate::dedupe::{self, Begin};
 use crate::event::Event;
@@ -51,15 +51,10 @@ impl<H: HttpHost> Guard<H> {
             Err(rejection) => return self.reject(endpoint, rejection),
         };
         if endpoint.mode == Mode::Shadow {
-            if !self.head_sent {
-                self.host.set_request_header(VERDICT_HEADER, Some("accept"));
-            }
-            return self.finish(Some(Counter::Forwarded), Action::Continue);
+            return self.shadow_accept();
         }
         if let Some(answer) = endpoint.profile.local_answer(&event) {
-            let headers: Vec<(&str, &str)> = answer.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            self.host.send_response(answer.status, &headers, &answer.body);
-            return self.finish(Some(answer.counter), Action::Pause);
+            return self.local_answer(endpoint, answer);
         }
         if let Some(seconds) = endpoint.dedupe_seconds {
             let key = dedupe::slot_key(&endpoint.name, &event.id);

@@ -5,7 +5,7 @@
 //! never came.
 
 use super::{answer::log_line, Guard, Headers, HttpHost, Stage, VERDICT_HEADER};
-use crate::check;
+use crate::check::{self, Next};
 use crate::config::{Endpoint, Forward, HeaderMode, Mode, Route, Unguarded};
 use crate::metrics::{Counter, ListenerCounter};
 use crate::problem::{Reason, Rejection};
@@ -69,8 +69,9 @@ impl<H: HttpHost> Guard<H> {
         // The clock is a host call: read only when a signature's timestamp needs it.
         let now_secs = if signed { self.host.now_nanos() / 1_000_000_000 } else { 0 };
         let checked = check::head(endpoint, &head, &self.signed, now_secs);
-        let media = match checked.and_then(|media| if signed { Ok(media) } else { self.limit(endpoint, None).map(|()| media) }) {
-            Ok(media) => media,
+        let media = match checked.and_then(|next| if signed { Ok(next) } else { self.limit(endpoint, None).map(|()| next) }) {
+            Ok(Next::Body(media)) => media,
+            Ok(Next::Answer(answer)) => return self.local_answer(endpoint, answer),
             Err(rejection) => return self.reject(endpoint, rejection),
         };
         if end_of_stream {
@@ -379,6 +380,66 @@ mod tests {
         g.on_body_missing();
         assert_eq!(g.on_request_body(5, true), Action::Continue);
         assert!(mock.sent.borrow().is_none(), "answered once; a late body changes nothing");
+    }
+
+    /// A profile answering `OPTIONS` carrying `x-hello` on its head.
+    #[derive(Debug)]
+    struct Handshake;
+
+    const HANDSHAKE: crate::metrics::ProfileCounter = crate::metrics::ProfileCounter { family: "handshakes_total", labels: &[], verdict: true };
+
+    impl crate::profile::Profile for Handshake {
+        fn name(&self) -> &'static str {
+            "handshake"
+        }
+        fn allow(&self) -> &'static str {
+            "POST"
+        }
+        fn signed_headers(&self) -> &'static [&'static str] {
+            &["x-hello"]
+        }
+        fn validate(&self, _: crate::media::Media, _: &[u8], _: &SignedHeaders) -> Result<crate::event::Event, Rejection> {
+            Err(Rejection::new(Reason::Invalid, "not here"))
+        }
+        fn head_answer(&self, method: &str, headers: &SignedHeaders) -> Option<crate::profile::LocalAnswer> {
+            let hello = headers.text(0).filter(|_| method == "OPTIONS")?;
+            Some(crate::profile::LocalAnswer { status: 200, headers: vec![("x-hi", hello.to_string())], body: Vec::new(), counter: Counter::Profile(HANDSHAKE) })
+        }
+    }
+
+    fn handshaking(mode: &str, path: &str, extra: &[(&str, &str)]) -> (Rc<crate::filter::mock::Mock>, Guard<Rc<crate::filter::mock::Mock>>) {
+        let (mock, mut g) = guard("OPTIONS", path, extra);
+        let mut config = Config::parse(CONFIG.replacen(r#""header_mode":"hold""#, &format!(r#""header_mode":"{mode}""#), 1).as_bytes(), |_| None).unwrap();
+        config.endpoints[0].profile = Box::new(Handshake);
+        g.config = Rc::new(config);
+        (mock, g)
+    }
+
+    #[test]
+    fn a_bodiless_handshake_is_answered_on_the_head_only_when_authenticated() {
+        for mode in ["hold", "stream"] {
+            let (mock, mut g) = handshaking(mode, "/az?sig=k", &[("x-hello", "origin.example")]);
+            assert_eq!(g.on_request_headers(true), Action::Pause, "{mode}: not forwarded");
+            assert_eq!(mock.sent_status(), Some(200));
+            assert_eq!(*mock.sent_headers.borrow(), [("x-hi".to_string(), "origin.example".to_string())]);
+            assert!(mock.counts.borrow().contains(&(0, Counter::Profile(HANDSHAKE))));
+            assert!(!g.holds_head());
+            for (path, extra, status) in [("/az?sig=wrong", &[("x-hello", "o")][..], 403), ("/az", &[("x-hello", "o")], 401), ("/az?sig=k", &[], 405)] {
+                let (mock, mut g) = handshaking(mode, path, extra);
+                assert_eq!(g.on_request_headers(true), Action::Pause);
+                assert_eq!(mock.sent_status(), Some(status), "{mode} {path}");
+                assert!(!mock.counts.borrow().contains(&(0, Counter::Profile(HANDSHAKE))));
+            }
+        }
+        // Shadow mode answers nothing itself: the request goes on, reported accepted.
+        let (mock, mut g) = handshaking("hold", "/az?sig=k", &[("x-hello", "o")]);
+        let mut config = Config::parse(CONFIG.as_bytes(), |_| None).unwrap();
+        config.endpoints[0].profile = Box::new(Handshake);
+        config.endpoints[0].mode = Mode::Shadow;
+        g.config = Rc::new(config);
+        assert_eq!(g.on_request_headers(true), Action::Continue);
+        assert!(mock.sent.borrow().is_none());
+        assert_eq!(mock.header(VERDICT_HEADER).as_deref(), Some("accept"));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! indirect call each, which is nothing next to reading the body; every profile's code is
 //! linked either way; and a trait keeps a new sender out of every `match` in the pipeline.
 
+pub mod azure_event_grid;
 pub mod azure_managed_app;
 pub mod md5_envelope;
 pub mod standard_webhooks;
@@ -30,6 +31,7 @@ pub const REGISTRY: &[Registration] = &[
     md5_envelope::REGISTRATION,
     standard_webhooks::REGISTRATION,
     stripe::REGISTRATION,
+    azure_event_grid::REGISTRATION,
 ];
 
 /// How a profile is found and configured.
@@ -212,6 +214,14 @@ pub trait Profile: fmt::Debug {
         None
     }
 
+    /// The answer to a handshake that has no body (CloudEvents' abuse-protection
+    /// `OPTIONS`), given by the filter on the head of a request authenticated by its query
+    /// secret, before the method is checked: `headers` are [`Profile::signed_headers`]'s.
+    /// Never asked of a signed profile, whose signature covers a body.
+    fn head_answer(&self, _method: &str, _headers: &SignedHeaders) -> Option<LocalAnswer> {
+        None
+    }
+
     /// What the sender is told for the upstream's final `status`, by its retry rules
     /// (src/upstream.rs): by default a 2xx is delivered as it is and anything the sender
     /// would not retry becomes 502.
@@ -232,6 +242,12 @@ pub trait Profile: fmt::Debug {
     /// The seconds within which a replay of a signed delivery is accepted by the
     /// signature: duplicate suppression must cover at least this.
     fn replay_window(&self) -> Option<u64> {
+        None
+    }
+
+    /// The largest delivery its sender documents, when the sender drops a 413: the
+    /// endpoint's `max_body_bytes` defaults to it and may not be smaller.
+    fn min_body_bytes(&self) -> Option<u64> {
         None
     }
 

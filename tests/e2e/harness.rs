@@ -80,6 +80,47 @@ impl Options {
     }
 }
 
+/// The two deployment forms of a guarded endpoint, which every sender's tests run in.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Form {
+    /// `"header_mode": "hold"` with allow_on_headers_stop_iteration.
+    Hold,
+    /// `"header_mode": "stream"` without it (Istio's WasmPlugin, Envoy Gateway).
+    Stream,
+}
+
+pub const FORMS: [Form; 2] = [Form::Hold, Form::Stream];
+
+impl Form {
+    /// The plugin's `header_mode`.
+    pub fn header_mode(self) -> &'static str {
+        match self {
+            Form::Hold => "hold",
+            Form::Stream => "stream",
+        }
+    }
+}
+
+/// A recording upstream behind an Envoy running one plugin configuration.
+pub struct Setup {
+    pub upstream: Upstream,
+    pub envoy: Envoy,
+}
+
+impl Setup {
+    /// Envoy in `form` with `plugin` (whose `header_mode` must be the form's), the
+    /// environment `env` and an access log of `access_log`'s format.
+    pub fn start(form: Form, plugin: &str, env: &[(&str, &str)], access_log: Option<&str>) -> Setup {
+        let upstream = Upstream::start();
+        let mut opts = Options::new(plugin, upstream.port);
+        opts.stop_iteration = form == Form::Hold;
+        opts.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        opts.access_log = access_log.map(String::from);
+        let envoy = Envoy::start_with(opts);
+        Setup { upstream, envoy }
+    }
+}
+
 pub struct Envoy {
     child: Child,
     pub port: u16,

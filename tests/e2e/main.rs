@@ -5,6 +5,7 @@ mod harness;
 
 mod arm;
 mod auth;
+mod azure_event_grid;
 mod azure;
 mod bypass;
 mod command;

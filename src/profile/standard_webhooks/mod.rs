@@ -117,7 +117,6 @@ struct Payload {
     timestamp: Option<String>,
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
