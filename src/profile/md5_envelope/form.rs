@@ -76,7 +76,7 @@ fn hex(b: u8) -> Option<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{assert_short, md5_hex};
+    use super::super::tests::{md5_hex, refusal_detail};
     use super::*;
     use serde_json::Value;
 
@@ -102,23 +102,11 @@ mod tests {
     }
 
     fn invalid_detail(body: &str) -> String {
-        match parse(body.as_bytes()) {
-            Err(r @ Rejected::Invalid(_)) => {
-                assert_short(&r);
-                r.detail().to_string()
-            }
-            other => panic!("expected Invalid for {body:.200}, got {other:?}"),
-        }
+        refusal_detail(parse, body, false)
     }
 
     fn digest_detail(body: &str) -> String {
-        match parse(body.as_bytes()) {
-            Err(r @ Rejected::Digest(_)) => {
-                assert_short(&r);
-                r.detail().to_string()
-            }
-            other => panic!("expected Digest for {body:.200}, got {other:?}"),
-        }
+        refusal_detail(parse, body, true)
     }
 
     const PING: &str = r#"{"type": "ping", "epoch_timestamp": 1466526410}"#;

@@ -127,7 +127,7 @@ pub(super) fn describe(what: &str, e: &serde_json::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{assert_short, md5_hex};
+    use super::super::tests::{md5_hex, refusal_detail};
     use super::*;
     use serde_json::Value;
 
@@ -140,23 +140,11 @@ mod tests {
     }
 
     fn invalid_detail(body: &str) -> String {
-        match parse(body.as_bytes()) {
-            Err(r @ Rejected::Invalid(_)) => {
-                assert_short(&r);
-                r.detail().to_string()
-            }
-            other => panic!("expected Invalid for {body}, got {other:?}"),
-        }
+        refusal_detail(parse, body, false)
     }
 
     fn digest_detail(body: &str) -> String {
-        match parse(body.as_bytes()) {
-            Err(r @ Rejected::Digest(_)) => {
-                assert_short(&r);
-                r.detail().to_string()
-            }
-            other => panic!("expected Digest for {body}, got {other:?}"),
-        }
+        refusal_detail(parse, body, true)
     }
 
     const PING: &str = r#"{ "type": "ping", "epoch_timestamp": 1466526410 }"#;

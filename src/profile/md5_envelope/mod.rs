@@ -293,6 +293,18 @@ pub(crate) mod tests {
         assert!(d.chars().count() <= 120, "detail too long: {d}");
     }
 
+    /// The detail of `parse`'s refusal of `body`, which must be a digest mismatch when
+    /// `digest`, else an invalid document, and short.
+    pub(crate) fn refusal_detail(parse: fn(&[u8]) -> Result<Event, Rejected>, body: &str, digest: bool) -> String {
+        match parse(body.as_bytes()) {
+            Err(r) if matches!(r, Rejected::Digest(_)) == digest => {
+                assert_short(&r);
+                r.detail().to_string()
+            }
+            other => panic!("expected a {} refusal of {body:.200}, got {other:?}", if digest { "digest" } else { "invalid" }),
+        }
+    }
+
     #[test]
     fn md5_rules() {
         let good = md5_hex(b"abc");

@@ -513,7 +513,7 @@ fn syntax(e: &XmlError, reader: &Reader<&[u8]>) -> Rejected {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{assert_short, md5_hex};
+    use super::super::tests::{md5_hex, refusal_detail};
     use super::*;
     use serde_json::Value;
     use std::time::{Duration, Instant};
@@ -529,23 +529,11 @@ mod tests {
     }
 
     fn invalid_detail(body: &str) -> String {
-        match parse(body.as_bytes()) {
-            Err(r @ Rejected::Invalid(_)) => {
-                assert_short(&r);
-                r.detail().to_string()
-            }
-            other => panic!("expected Invalid for {body:.200}, got {other:?}"),
-        }
+        refusal_detail(parse, body, false)
     }
 
     fn digest_detail(body: &str) -> String {
-        match parse(body.as_bytes()) {
-            Err(r @ Rejected::Digest(_)) => {
-                assert_short(&r);
-                r.detail().to_string()
-            }
-            other => panic!("expected Digest for {body:.200}, got {other:?}"),
-        }
+        refusal_detail(parse, body, true)
     }
 
     #[test]

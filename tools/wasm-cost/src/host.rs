@@ -398,25 +398,13 @@ pub fn link(linker: &mut Linker<Host>, module: &Module) -> Result<(), Error> {
     })?;
     linker.func_wrap("env", "proxy_increment_metric", |mut c: Caller<'_, Host>, id: i32, offset: i64| -> i32 {
         tally(&mut c, "proxy_increment_metric");
-        match (id as usize).checked_sub(1).and_then(|i| c.data_mut().metrics.get_mut(i)) {
-            Some((_, value)) => {
-                *value += offset;
-                OK
-            }
-            None => NOT_FOUND,
-        }
+        add_to_metric(&mut c, id, offset)
     })?;
     // A histogram sample: counted in the metric's value like an increment of one, so a
     // scenario sees it was recorded.
     linker.func_wrap("env", "proxy_record_metric", |mut c: Caller<'_, Host>, id: i32, _value: i64| -> i32 {
         tally(&mut c, "proxy_record_metric");
-        match (id as usize).checked_sub(1).and_then(|i| c.data_mut().metrics.get_mut(i)) {
-            Some((_, samples)) => {
-                *samples += 1;
-                OK
-            }
-            None => NOT_FOUND,
-        }
+        add_to_metric(&mut c, id, 1)
     })?;
     // WASI: an empty environment; stdout and stderr (a panic message) go to the log.
     linker.func_wrap("wasi_snapshot_preview1", "fd_write", |mut c: Caller<'_, Host>, _fd: i32, iovs: i32, count: i32, ret: i32| -> Result<i32, Error> {
@@ -450,4 +438,15 @@ pub fn link(linker: &mut Linker<Host>, module: &Module) -> Result<(), Error> {
         let _ = linker.func_new(import.module(), import.name(), ty, move |_: Caller<'_, Host>, _: &[Val], _: &mut [Val]| Err(trap(message.clone())));
     }
     Ok(())
+}
+
+/// Adds `by` to metric `id` (1-based, as defined); NOT_FOUND for an id never defined.
+fn add_to_metric(c: &mut Caller<'_, Host>, id: i32, by: i64) -> i32 {
+    match (id as usize).checked_sub(1).and_then(|i| c.data_mut().metrics.get_mut(i)) {
+        Some((_, value)) => {
+            *value += by;
+            OK
+        }
+        None => NOT_FOUND,
+    }
 }
