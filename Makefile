@@ -226,6 +226,7 @@ mutants-small: cargo-mutants
 	$(call run-mutants,$(MUTANTS_SMALL),target/mutants-small)
 
 lint: wasm-target
+	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) --lib -- -D warnings
 	cargo clippy --target $(WASM_TARGET) --lib --features test-trap -- -D warnings
