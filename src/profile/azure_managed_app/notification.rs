@@ -1,5 +1,5 @@
 //! The `azure_managed_app` profile: Azure managed application notifications
-//! (format: `azure-managed-app-notifications.md` in the shared spec).
+//! (format: docs/profiles/azure_managed_app.md).
 //!
 //! A 400 is final (Azure retries only 404, 429 and 5xx), so this refuses only what can
 //! never be a notification: a body that is not strict JSON, or an identifying field

@@ -1,5 +1,5 @@
 //! Vendor webhooks with an md5 payload digest (app-store style purchase, cancellation and
-//! `ping` notifications; see `shared/spec/md5-signed-vendor-webhooks.md`).
+//! `ping` notifications; see docs/profiles/md5_envelope.md).
 //!
 //! Every notification is an envelope of two parameters, `payload` and `md5`, sent as JSON,
 //! XML or a form. The vendor does not say which bytes its md5 covers, so the digest is
