@@ -3,8 +3,7 @@
 
 Sources: the Azure documentation's two samples (examples/requests/), the vendor's XML
 sample (its support article, placeholder digest included), the plugin configuration
-in ../envoy.yaml,
-and a few hand-written variants. A vendor seed starting with a NUL byte is a payload
+in ../envoy.yaml, and a few hand-written variants. A vendor seed starting with a NUL byte is a payload
 that the target wraps in an envelope with a correct md5 (see src/lib.rs)."""
 import hashlib, json, os, re, sys, urllib.parse
 
