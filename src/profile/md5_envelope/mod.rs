@@ -274,7 +274,7 @@ pub(crate) mod tests {
     fn the_documented_purchase_sample_keeps_its_id() {
         let sample = include_bytes!("../../../examples/requests/vendor-purchase.xml");
         let event = parse(Media::Xml, sample.trim_ascii_end()).unwrap();
-        // The README's documented id, as a literal: the namespace and the name are pinned.
+        // The documented id (docs/request-flow.md, "Event ids"), as a literal: the namespace and the name are pinned.
         assert_eq!(event.id, "d6117064-58b6-3de0-b8fe-8b5637340679");
     }
 
