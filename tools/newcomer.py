@@ -4,8 +4,8 @@
 A clean clone of HEAD; the tour's commands (its ```sh blocks, in order); and every output
 block it shows (```text after a command: what that command prints; ```text first-terminal:
 what `make run` prints in its own terminal) must be found in what the command really
-printed, line by line, in order (other lines may come between; a `…` line is only for the
-reader). `make run` runs in the background as in its own terminal until the tour ends.
+printed, line by line, in order (other lines may come between; a printed line may start
+with more, such as Envoy's log prefix; a `…` line is only for the reader). `make run` runs in the background as in its own terminal until the tour ends.
 
 The tour uses fixed ports (10000, 9901, 18080): where the kernel allows it, the whole tour
 runs in a network namespace of its own, so another Envoy on the machine cannot meet it.
@@ -49,7 +49,8 @@ def missing(expected, output):
     lines = [l.rstrip() for l in output.splitlines()]
     at = 0
     for want in expected:
-        while at < len(lines) and lines[at] != want:
+        # A line ends as shown: a log line comes after Envoy's prefix (time, thread, source).
+        while at < len(lines) and not lines[at].endswith(want):
             at += 1
         if at == len(lines):
             return want
