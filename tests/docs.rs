@@ -378,7 +378,10 @@ fn repository_path(span: &str) -> Option<&str> {
 fn every_repository_path_the_docs_name_exists() {
     let mut checked = 0;
     for path in pages() {
-        for span in spans(&parse(&read(&path)).prose) {
+        let page = parse(&read(&path));
+        // Code spans, and the first word of each line of a plain block (a source tree).
+        let trees = page.blocks.iter().filter(|(info, _)| info.is_empty()).flat_map(|(_, body)| body.lines().filter_map(|l| l.split_whitespace().next()));
+        for span in spans(&page.prose).into_iter().chain(trees.map(str::to_string)) {
             if let Some(file) = repository_path(&span) {
                 let file = file.trim_end_matches(['.', ',', ':']);
                 assert!(root().join(file).exists(), "{path}: `{file}` does not exist");
