@@ -29,7 +29,7 @@ SOAK_MODE    ?= stream
 FUZZ_SECONDS ?= 300
 FUZZ_RUNS    ?= 200000
 
-.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-check bench test lint unit e2e e2e-older wasm-target envoy size clean fleet-deps ratelimit-service fill-examples examples-check cargo-mutants mutants mutants-small build-trap prometheus cost budget soak-check bench-check
+.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-check bench test lint unit e2e e2e-older wasm-target envoy size clean fleet-deps ratelimit-service fill-examples examples-check cargo-mutants mutants mutants-small build-trap prometheus cost budget soak-check bench-check newcomer
 
 all: build
 
@@ -228,12 +228,13 @@ mutants-small: cargo-mutants
 	$(call run-mutants,$(MUTANTS_SMALL),target/mutants-small)
 
 lint: wasm-target
+	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) --lib -- -D warnings
 	cargo clippy --target $(WASM_TARGET) --lib --features test-trap -- -D warnings
 
 unit: toolchain
-	cargo test --lib --test examples --test properties
+	cargo test --lib --test examples --test properties --test docs
 
 # The release tests push dist/'s image through a local registry and pull it back (skopeo);
 # the fleet tests run the rate limit service against a real Redis.
@@ -255,7 +256,14 @@ e2e-older: build build-trap prometheus $(foreach v,$(ENVOY_OLDER),$(TOOLS)/envoy
 	    cargo test --test e2e -- smoke:: failure_policy:: monitoring::prometheus --test-threads=2 || exit 1; \
 	done
 
-test: lint unit examples-check cost mutants-small e2e e2e-older fuzz-check bench-check soak-check
+# The README's tour as a newcomer follows it: a clean clone of HEAD, the tour's commands in
+# order, every output the README shows checked (tools/newcomer.py; its own network
+# namespace where the kernel allows, so the tour's fixed ports meet no other Envoy).
+newcomer: $(ENVOY)
+	@./tools/need.sh curl curl
+	$(PYTHON) tools/newcomer.py --envoy $(abspath $(ENVOY))
+
+test: lint unit examples-check cost mutants-small e2e e2e-older fuzz-check bench-check soak-check newcomer
 
 clean:
 	cargo clean

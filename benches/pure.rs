@@ -18,7 +18,7 @@ use webhook_guard::profile::azure_managed_app::notification as azure;
 use webhook_guard::profile::md5_envelope as vendor;
 
 /// The Marketplace failure sample of the public documentation
-/// (`shared/spec/azure-managed-app-notifications.md`).
+/// (`examples/requests/azure-marketplace-failed.json`).
 const MARKETPLACE: &str = include_str!("../examples/requests/azure-marketplace-failed.json");
 
 /// The service catalog success sample of the same documentation.

@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Writes the seed corpora under corpus/<target>/ (run from anywhere; idempotent).
 
-Sources: the samples in shared/spec/*.md, the plugin configuration in ../envoy.yaml,
-and a few hand-written variants. A vendor seed starting with a NUL byte is a payload
+Sources: the Azure documentation's two samples (examples/requests/), the vendor's XML
+sample (its support article, placeholder digest included), the plugin configuration
+in ../envoy.yaml, and a few hand-written variants. A vendor seed starting with a NUL byte is a payload
 that the target wraps in an envelope with a correct md5 (see src/lib.rs)."""
 import hashlib, json, os, re, sys, urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-SPEC = os.environ.get("SPEC_DIR", os.path.join(ROOT, "..", "shared", "spec"))
 
 def write(target, name, data):
     d = os.path.join(HERE, "corpus", target)
@@ -22,9 +22,7 @@ def md5(b):
     return hashlib.md5(b if isinstance(b, bytes) else b.encode()).hexdigest()
 
 # --- azure: both documented samples, verbatim, and real-looking variants
-azure_md = open(os.path.join(SPEC, "azure-managed-app-notifications.md")).read()
-samples = re.findall(r"```json\n(.*?)```", azure_md, re.S)
-assert len(samples) == 2, "expected the two Azure samples in the spec"
+samples = [open(os.path.join(ROOT, "examples", "requests", f"azure-{name}.json")).read() for name in ["service-catalog", "marketplace-failed"]]
 write("azure", "spec-service-catalog.json", samples[0])
 write("azure", "spec-marketplace-failed.json", samples[1])
 real = samples[0].replace("subscriptions/<subId>", "/subscriptions/0b88dfdb-55b3-4fb0-b474-5b6dcbe6b2ef") \
@@ -55,8 +53,7 @@ for name, p in [("ping", ping_xml), ("purchase", purchase_xml)]:
     write("vendor_xml", f"{name}.payload", b"\0" + p.encode())
 write("vendor_xml", "declaration-bom-comments.xml",
       "\ufeff<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- hi -->\n<notification xmlns=\"urn:x\">\n <payload>%s</payload>\n <md5>\n  %s\n </md5>\n <extra/>\n</notification>\n" % (ping_xml, md5(ping_xml).upper()))
-vendor_md = open(os.path.join(SPEC, "md5-signed-vendor-webhooks.md")).read()
-xml_sample = re.search(r"`(<notification>.*?</notification>)`", vendor_md).group(1)
+xml_sample = "<notification><payload><type>ping</type><epoch_timestamp>1466526410</epoch_timestamp></payload><md5>...</md5></notification>"
 write("vendor_xml", "spec-sample-placeholder.xml", xml_sample)
 write("vendor_xml", "spec-malformed-timestamp.xml",
       "<notification><payload><type>ping</type><epoch_timestamp>1466526410</timestamp></payload><md5>d41d8cd98f00b204e9800998ecf8427e</md5></notification>")

@@ -7,7 +7,7 @@ use crate::event::push_string;
 macro_rules! reasons {
     ($($(#[$doc:meta])* $reason:ident,)*) => {
         /// Why a request was refused. Each reason has one status, one problem type and one
-        /// metric; the table in the README lists them with what each sender does next.
+        /// metric; the table in docs/statuses.md lists them with what each sender does next.
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum Reason {
             $($(#[$doc])* $reason,)*

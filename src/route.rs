@@ -2,7 +2,7 @@
 //!
 //! Backends route loosely: ASP.NET Core and Express ignore case and a trailing slash,
 //! Spring and Tomcat drop `;` path parameters, Rails accepts a format suffix, most decode
-//! `%XX` and resolve dot segments (README, "Which paths are guarded"). A guard that matched
+//! `%XX` and resolve dot segments (docs/paths.md). A guard that matched
 //! paths byte for byte could be walked around, so a path is reduced to what any of them
 //! could route it to, and an endpoint guards every request whose canonical form equals
 //! its own. Guarding too much is harmless: a guarded request goes upstream with exactly

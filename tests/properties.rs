@@ -21,9 +21,7 @@ use webhook_guard::query;
 use webhook_guard::timestamp::{days_in_month, rfc3339_from_unix};
 use webhook_guard::profile::md5_envelope::{self as vendor, Rejected};
 
-#[path = "support/drift.rs"]
-mod drift;
-use drift::{drifting_doc, name, permutation, recase, render, whitespace, Drifting};
+use webhook_guard_drift::{drifting_doc, name, permutation, recase, render, whitespace, Drifting};
 
 fn cases(n: u32) -> ProptestConfig {
     ProptestConfig {
@@ -697,7 +695,7 @@ proptest! {
     /// (`check::body`, then `nonconforming::refusal` with the default `on_nonconforming`):
     /// nothing in between can answer a 4xx but the rate limit (429).
     #[test]
-    fn usable_identifying_fields_are_never_refused_by_default(doc in drifting_doc()) {
+    fn usable_identifying_fields_are_never_refused_by_default(doc in drifting_doc(days_in_month)) {
         let config = Config::parse(br#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["k"]}}]}"#, |_| None).unwrap();
         let endpoint = &config.endpoints[0];
         let Drifting { body, identifying } = doc;

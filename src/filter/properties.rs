@@ -5,16 +5,13 @@
 //! streamed head before it), the sender is told success only after a 2xx, and otherwise a
 //! status its profile's sender retries.
 
-#[path = "../../tests/support/drift.rs"]
-mod drift;
-
 use super::mock::{feed, guard, DOC};
 use super::Guard;
 use crate::profile::azure_managed_app::notification as azure;
 use crate::config::Config;
 use crate::metrics::Counter;
 use crate::timestamp::days_in_month;
-use drift::{drifting_doc, Drifting};
+use webhook_guard_drift::{drifting_doc, Drifting};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use std::rc::Rc;
@@ -38,7 +35,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, failure_persistence: Some(Box::new(FileFailurePersistence::Off)), ..ProptestConfig::default() })]
 
     #[test]
-    fn a_usable_notification_is_forwarded_and_never_dropped(doc in drifting_doc(), mode in prop::sample::select(vec!["hold", "stream"])) {
+    fn a_usable_notification_is_forwarded_and_never_dropped(doc in drifting_doc(days_in_month), mode in prop::sample::select(vec!["hold", "stream"])) {
         let Drifting { body, identifying } = doc;
         let config = Rc::new(Config::parse(CONFIG.replace("MODE", mode).as_bytes(), |_| None).unwrap());
         let length = body.len().to_string();

@@ -9,9 +9,10 @@
 //! the harness's `normalize_path: true` / `merge_slashes: true`):
 //! - query keys are percent-decoded, then compared without regard to ASCII case: `s%69g` and
 //!   `SIG` are `sig`; values of other parameters are never decoded or checked;
-//! - the path is matched exactly after Envoy's normalisation, so `/api//resource` and
-//!   `/api/./resource` are guarded while `/API/resource`, `/api/resource/` and
-//!   `/api/resource;sig=x` are other paths and pass through untouched;
+//! - an endpoint guards every path with its path's canonical form (docs/paths.md), so
+//!   `/api//resource`, `/api/./resource`, `/API/resource`, `/api/resource/` and
+//!   `/api/resource;sig=x` are all guarded (bypass.rs tries every spelling, with Envoy's
+//!   normalisation on and off); a path with no single reading is refused as ambiguous;
 //! - authentication runs first: without the secret, nothing else about the request is judged.
 
 use crate::harness::{post_json, send, send_paced, try_raw, Envoy, Response, Upstream};

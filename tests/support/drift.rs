@@ -1,9 +1,8 @@
 //! Generators of Azure notifications as a drifting sender might write them, shared by
 //! the property tests of the pure API (tests/properties.rs) and of the whole flow over
-//! the mock host (src/filter/properties.rs), which include this file as a module.
+//! the mock host (src/filter/properties.rs): a dev-dependency crate of its own.
+#![allow(clippy::unwrap_used)]
 
-// The includer imports `days_in_month` (the library's, from `timestamp`).
-use super::days_in_month;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -16,12 +15,14 @@ pub struct Drifting {
     pub identifying: String,
 }
 
-pub fn drifting_doc() -> impl Strategy<Value = Drifting> {
+/// `days_in_month(year, month)` is the library's (`timestamp::days_in_month`): this crate
+/// cannot depend on the library whose tests use it.
+pub fn drifting_doc(days_in_month: fn(u32, u32) -> u32) -> impl Strategy<Value = Drifting> {
     (
         any_name(&["PUT", "PATCH", "DELETE"]),
         any_name(&["Accepted", "Succeeded", "Failed", "Deleting", "Deleted", "Running", "Canceled"]),
         any_application_id(),
-        any_event_time(),
+        any_event_time(days_in_month),
         prop::collection::vec(
             (prop::sample::select(vec!["applicationDefinitionId", "plan", "billingDetails", "error", "x"]), any_json()),
             0..5,
@@ -133,7 +134,7 @@ fn any_application_id() -> impl Strategy<Value = String> {
 }
 
 /// A usable eventTime: any fraction, any offset or none, `T`, `t` or a space.
-fn any_event_time() -> impl Strategy<Value = String> {
+fn any_event_time(days_in_month: fn(u32, u32) -> u32) -> impl Strategy<Value = String> {
     (
         (1000u32..=8999, 1u32..=12, 1u32..=31, 0u32..24, 0u32..60, 0u32..60),
         "([.,][0-9]{1,12})?",
@@ -147,7 +148,7 @@ fn any_event_time() -> impl Strategy<Value = String> {
             }),
         ],
     )
-        .prop_map(|((y, mo, d, h, mi, s), frac, t, zone)| {
+        .prop_map(move |((y, mo, d, h, mi, s), frac, t, zone)| {
             format!("{y:04}-{mo:02}-{:02}{t}{h:02}:{mi:02}:{s:02}{frac}{zone}", d.min(days_in_month(y, mo)))
         })
 }

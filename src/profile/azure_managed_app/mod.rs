@@ -1,5 +1,5 @@
 //! `azure_managed_app`: Azure managed application notifications, authenticated by a
-//! query secret (format: `azure-managed-app-notifications.md` in the shared spec).
+//! query secret (format: docs/profiles/azure_managed_app.md).
 //! - [`notification`]: validation into the normalised event;
 //! - [`resource_id`]: the resource ids it names;
 //! - [`conformance`]: the rules of Azure's documented table;

@@ -1,5 +1,5 @@
 //! The `azure_managed_app` profile: Azure managed application notifications
-//! (format: `azure-managed-app-notifications.md` in the shared spec).
+//! (format: docs/profiles/azure_managed_app.md).
 //!
 //! A 400 is final (Azure retries only 404, 429 and 5xx), so this refuses only what can
 //! never be a notification: a body that is not strict JSON, or an identifying field
@@ -472,7 +472,7 @@ mod tests {
                 "azure_managed_app\n{lower}\nPUT\nSucceeded\n2019-08-14T19:20:08.1707163Z"
             ))
         );
-        // The README's documented id, as a literal: the namespace and the name are pinned.
+        // The documented id (docs/request-flow.md, "Event ids"), as a literal: the namespace and the name are pinned.
         assert_eq!(ev.id, "0be475e4-bdcc-326c-aeb7-e3138dd8b3ea");
         assert_eq!(ev.kind, "webhookguard.azure.managedapp.put.succeeded");
         assert_eq!(ev.subject.as_deref(), Some(app));

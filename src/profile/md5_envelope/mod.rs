@@ -1,5 +1,5 @@
 //! Vendor webhooks with an md5 payload digest (app-store style purchase, cancellation and
-//! `ping` notifications; see `shared/spec/md5-signed-vendor-webhooks.md`).
+//! `ping` notifications; see docs/profiles/md5_envelope.md).
 //!
 //! Every notification is an envelope of two parameters, `payload` and `md5`, sent as JSON,
 //! XML or a form. The vendor does not say which bytes its md5 covers, so the digest is
@@ -274,7 +274,7 @@ pub(crate) mod tests {
     fn the_documented_purchase_sample_keeps_its_id() {
         let sample = include_bytes!("../../../examples/requests/vendor-purchase.xml");
         let event = parse(Media::Xml, sample.trim_ascii_end()).unwrap();
-        // The README's documented id, as a literal: the namespace and the name are pinned.
+        // The documented id (docs/request-flow.md, "Event ids"), as a literal: the namespace and the name are pinned.
         assert_eq!(event.id, "d6117064-58b6-3de0-b8fe-8b5637340679");
     }
 

@@ -11,7 +11,7 @@ const AZURE_CLOUDEVENT: &str =
     r#"{"name": "azure", "path": "/api/resource", "profile": "azure_managed_app", "secret": {"values": ["s3cret"]}, "forward": "cloudevent"}"#;
 const AZURE_ORIGINAL: &str =
     r#"{"name": "azure", "path": "/api/resource", "profile": "azure_managed_app", "secret": {"values": ["s3cret"]}, "forward": "original"}"#;
-/// The README's production endpoint: a global rate limit and duplicate suppression.
+/// The configuration reference's example endpoint (docs/configuration.md): a global rate limit and duplicate suppression.
 const AZURE_PRODUCTION: &str = r#"{"name": "azure", "path": "/api/resource", "profile": "azure_managed_app", "secret": {"values": ["s3cret"]},
     "rate_limit": {"per_second": 1000000, "burst": 1000000, "key": "global"}, "dedupe_seconds": 43200}"#;
 /// One token, refilled after a thousand seconds: the second request is over the limit.

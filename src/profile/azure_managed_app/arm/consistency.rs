@@ -1,5 +1,5 @@
 //! Is a notification consistent with what Azure Resource Manager says about the
-//! application now? The table is documented in the README ("The consistency table").
+//! application now? The table is documented in docs/arm-check.md ("The consistency table").
 //!
 //! A notification describes a moment; ARM describes now. Two things make them differ
 //! legitimately: the state may have **moved on** (a `PUT/Accepted` notification while the
@@ -91,7 +91,7 @@ mod tests {
     use super::*;
     use Consistency::{Consistent as C, Inconsistent as I, NotYet as N};
 
-    /// The README's table, row by row: ARM's answer across, the notification down.
+    /// The documented table, row by row: ARM's answer across, the notification down.
     #[test]
     fn the_documented_table() {
         let arm = [Arm::State("Accepted"), Arm::State("Running"), Arm::State("Succeeded"), Arm::State("Failed"), Arm::State("Canceled"), Arm::State("Deleting"), Arm::State("Deleted"), Arm::Absent];
