@@ -256,6 +256,20 @@ fn every_key_the_parser_accepts_is_documented_and_every_documented_key_is_accept
     }
 }
 
+#[test]
+fn every_registered_profile_has_its_senders_row_its_page_and_its_configuration_value() {
+    let readme = read("README.md");
+    let configuration = read("docs/configuration.md");
+    let values = row(&configuration, "endpoints[].profile").map(spans).unwrap_or_default();
+    for registration in REGISTRY {
+        let name = registration.name;
+        let page = format!("docs/profiles/{name}.md");
+        assert!(row(&readme, name).is_some_and(|r| r.contains(&format!("({page})"))), "README.md: no senders row for {name} linking {page}");
+        assert!(root().join(&page).exists(), "{page} is missing");
+        assert!(values.iter().any(|v| v == name), "docs/configuration.md: endpoints[].profile does not name {name}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Metrics
 
