@@ -295,9 +295,11 @@ fn unknown_key(json: &str, part: &str, registration: Option<&profile::Registrati
     let value_at = (value.get().as_ptr() as usize).saturating_sub(json.as_ptr() as usize);
     let key_end = json.get(..value_at).and_then(|before| before.rfind('"')).map_or(value_at, |quote| quote + 1);
     let place = json_path::place(json, key_end);
-    let owner = profile::REGISTRY.iter().find(|r| r.keys.contains(&key.as_str()));
-    let message = match owner {
-        Some(owner) => format!("only applies to the {} profile", owner.name),
+    // A key several signed senders read (`tolerance_seconds`) names all of them.
+    let owners: Vec<&str> = profile::REGISTRY.iter().filter(|r| r.keys.contains(&key.as_str())).map(|r| r.name).collect();
+    let message = match owners.split_last() {
+        Some((last, [])) => format!("only applies to the {last} profile"),
+        Some((last, rest)) => format!("only applies to the {} and {last} profiles", rest.join(", ")),
         None => format!("unknown field `{}`", clip(key)),
     };
     Err(format!("{}: {message} at line {} column {} of the plugin configuration", place.path, place.line, place.column))

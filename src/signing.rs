@@ -4,6 +4,7 @@
 
 use hmac::digest::KeyInit;
 use hmac::Mac;
+use std::fmt;
 
 /// HMAC-SHA256 (Standard Webhooks, GitHub's `X-Hub-Signature-256`, Stripe, Slack, Shopify).
 pub type HmacSha256 = hmac::Hmac<sha2::Sha256>;
@@ -47,6 +48,49 @@ pub fn hex<const N: usize>(hex: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
+/// An HMAC key used as the sender shows it (GitHub's webhook secret, Slack's signing
+/// secret: the text's bytes). `Debug` never prints it.
+pub struct Key(Vec<u8>);
+
+impl Key {
+    pub fn new(secret: &[u8]) -> Key {
+        Key(secret.to_vec())
+    }
+
+    /// The keys of an endpoint's secrets, in order (several = rotation).
+    pub fn all(secrets: &[Vec<u8>]) -> Vec<Key> {
+        secrets.iter().map(|s| Key::new(s)).collect()
+    }
+}
+
+impl AsRef<[u8]> for Key {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(<redacted>)")
+    }
+}
+
+/// A signed timestamp header (Unix seconds, canonical decimal: the signed text is the
+/// header as sent) within `tolerance` seconds of `now_secs`, in either direction; `Err`
+/// completes a detail that starts with the header's name.
+pub fn timestamp_within(text: &str, now_secs: u64, tolerance: u64) -> Result<u64, String> {
+    let canonical = text.len() <= 12 && text.bytes().all(|b| b.is_ascii_digit()) && (text == "0" || !text.starts_with('0'));
+    let sent: u64 = match text.parse() {
+        Ok(secs) if canonical => secs,
+        _ => return Err("must be Unix seconds".into()),
+    };
+    if sent.abs_diff(now_secs) > tolerance {
+        let when = if sent < now_secs { "older" } else { "later" };
+        return Err(format!("is {when} than the {tolerance} s tolerance allows"));
+    }
+    Ok(sent)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +113,23 @@ mod tests {
         for bad in ["0aF", "0aFf0", "0g00", "+1ff", " 0aF"] {
             assert_eq!(hex::<2>(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn timestamps_are_canonical_and_within_tolerance_both_ways() {
+        assert_eq!(timestamp_within("1000", 1060, 60), Ok(1000));
+        assert_eq!(timestamp_within("1060", 1000, 60), Ok(1060));
+        assert!(timestamp_within("999", 1060, 60).unwrap_err().contains("older"));
+        assert!(timestamp_within("1061", 1000, 60).unwrap_err().contains("later"));
+        for bad in ["", "01000", "1000.0", "+1000", " 1000", "1e3", "1234567890123"] {
+            assert_eq!(timestamp_within(bad, 1000, 60).unwrap_err(), "must be Unix seconds", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn keys_never_show_in_debug() {
+        let keys = Key::all(&[b"It's a Secret".to_vec()]);
+        assert_eq!(format!("{keys:?}"), "[Key(<redacted>)]");
+        assert_eq!(keys[0].as_ref(), b"It's a Secret");
     }
 }

@@ -15,7 +15,7 @@ use crate::event::{name_based_id, Event, RateKeys};
 use crate::media::Media;
 use crate::problem::{Reason, Rejection};
 use crate::profile::{Authentication, Profile, Registration, Section, SignedHeaders};
-use crate::timestamp;
+use crate::{signing, timestamp};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use signature::Key;
@@ -82,16 +82,7 @@ impl StandardWebhooks {
             return Err(unauthorized(format!("the webhook-id header must be 1-{} visible ASCII characters", signature::MAX_ID_LEN)));
         }
         let timestamp = header(TIMESTAMP)?;
-        // Canonical decimal only: the signed text is the header as sent.
-        let canonical = timestamp.len() <= 12 && timestamp.bytes().all(|b| b.is_ascii_digit()) && (timestamp == "0" || !timestamp.starts_with('0'));
-        let sent: u64 = match timestamp.parse() {
-            Ok(secs) if canonical => secs,
-            _ => return Err(unauthorized("the webhook-timestamp header must be Unix seconds".into())),
-        };
-        if sent.abs_diff(now_secs) > self.tolerance {
-            let when = if sent < now_secs { "older" } else { "later" };
-            return Err(unauthorized(format!("the webhook-timestamp is {when} than the {} s tolerance allows", self.tolerance)));
-        }
+        signing::timestamp_within(timestamp, now_secs, self.tolerance).map_err(|rule| unauthorized(format!("the webhook-timestamp {rule}")))?;
         let signatures = signature::parse(header(SIGNATURE)?).map_err(|rule| unauthorized(format!("the webhook-signature header {rule}")))?;
         Ok(Delivery { id, timestamp, signatures })
     }
