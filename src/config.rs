@@ -368,7 +368,7 @@ impl Endpoint {
         // A replay the signature still accepts must meet the duplicate mark.
         let dedupe_seconds = match (profile.replay_window(), raw.dedupe_seconds) {
             (Some(window), Some(seconds)) if seconds < window => {
-                return Err(format!("dedupe_seconds: must be at least {window} (twice the timestamp tolerance), so that a replayed delivery is answered as a duplicate"));
+                return Err(format!("dedupe_seconds: must be at least {window} (as long as the signature accepts a replay), so that a replayed delivery is answered as a duplicate"));
             }
             (window, seconds) => seconds.or(window),
         };
