@@ -30,29 +30,12 @@ pub fn only<'a>(fields: &'a [(String, String)], name: &str) -> Result<Option<&'a
     Ok(first)
 }
 
-/// Percent-decodes one name or value, with `+` as a space; `Err` completes a detail.
+/// Percent-decodes one name or value, with `+` as a space (before the escapes, so `%2B`
+/// stays a `+`); `Err` completes a detail.
 fn decode(raw: &[u8]) -> Result<String, &'static str> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut bytes = raw.iter();
-    while let Some(&b) = bytes.next() {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = bytes.next().and_then(|h| hex(*h));
-                let lo = bytes.next().and_then(|l| hex(*l));
-                match (hi, lo) {
-                    (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
-                    _ => return Err("has a '%' not followed by two hexadecimal digits"),
-                }
-            }
-            _ => out.push(b),
-        }
-    }
-    String::from_utf8(out).map_err(|_| "is not UTF-8 once percent-decoded")
-}
-
-fn hex(b: u8) -> Option<u8> {
-    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    let spaced: Vec<u8> = raw.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+    let bytes = crate::query::decode(&spaced).ok_or("has a '%' not followed by two hexadecimal digits")?;
+    String::from_utf8(bytes).map_err(|_| "is not UTF-8 once percent-decoded")
 }
 
 #[cfg(test)]

@@ -34,6 +34,11 @@ pub fn any_matches<M: Mac + KeyInit + Clone, K: AsRef<[u8]>, S: AsRef<[u8]>>(key
     any
 }
 
+/// `bytes` as lowercase hex, as the hex-signing senders write signatures (tests and tools).
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The bytes of `hex` (either case), exactly `N` of them; `None` otherwise.
 pub fn hex<const N: usize>(hex: &str) -> Option<[u8; N]> {
     let digits = hex.as_bytes();
@@ -110,6 +115,7 @@ mod tests {
     #[test]
     fn hex_needs_exactly_n_bytes_of_digits() {
         assert_eq!(hex::<2>("0aFf"), Some([0x0a, 0xff]));
+        assert_eq!(to_hex(&[0x0a, 0xff]), "0aff");
         for bad in ["0aF", "0aFf0", "0g00", "+1ff", " 0aF"] {
             assert_eq!(hex::<2>(bad), None, "{bad}");
         }

@@ -86,6 +86,9 @@ mod tests {
             "azure_managed_app" => status == 404 || status == 429 || status >= 500,
             "md5_envelope" => status != 200,
             "standard_webhooks" => !(200..300).contains(&status),
+            // GitHub never retries by itself: a non-2xx is recorded as a failed delivery,
+            // which is what can be redelivered (docs/profiles/github.md).
+            "github" => !(200..300).contains(&status),
             other => panic!("no retry rule for {other}: add the sender's here"),
         }
     }

@@ -9,6 +9,7 @@
 //! linked either way; and a trait keeps a new sender out of every `match` in the pipeline.
 
 pub mod azure_managed_app;
+pub mod github;
 pub mod md5_envelope;
 pub mod standard_webhooks;
 
@@ -28,6 +29,7 @@ pub const REGISTRY: &[Registration] = &[
     azure_managed_app::REGISTRATION,
     md5_envelope::REGISTRATION,
     standard_webhooks::REGISTRATION,
+    github::REGISTRATION,
 ];
 
 /// How a profile is found and configured.
@@ -92,6 +94,16 @@ impl SignedHeaders {
     /// The value of the `i`th named header as text; `None` when absent or not UTF-8.
     pub fn text(&self, i: usize) -> Option<&str> {
         std::str::from_utf8(self.0.get(i)?.as_deref()?).ok()
+    }
+}
+
+/// The signature `headers` a signed profile removes before forwarding, none when the
+/// endpoint keeps them (`keep_signature`) for the backend to verify again.
+pub fn removed_unless_kept(keep: bool, headers: &'static [&'static str]) -> &'static [&'static str] {
+    if keep {
+        &[]
+    } else {
+        headers
     }
 }
 

@@ -2,12 +2,12 @@
 //! (allow_on_headers_stop_iteration) and `stream` (without it). Deliveries are signed here
 //! with RustCrypto's HMAC, as a sender would, independently of the filter's code.
 
-use crate::harness::{send, Behaviour, Envoy, Options, Response, Upstream};
+use crate::harness::{send, Behaviour, Response};
+use crate::signed::{assert_nothing_delivered, assert_no_leak, now, start as start_in, Form, Setup, FORMS};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The reference libraries' test secret, and a second one for rotation (from the environment).
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -16,38 +16,12 @@ const OTHER_SECRET: &str = "whsec_dGhpcyBpcyBub3QgdGhlIGVuZHBvaW50J3Mga2V5";
 const BODY: &str = r#"{"type":"invoice.paid","timestamp":"2024-05-01T10:00:00Z","data":{"invoice":"in_1","amount":1200}}"#;
 const PATH: &str = "/hooks/sw";
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Form {
-    /// `"header_mode": "hold"` with allow_on_headers_stop_iteration.
-    Hold,
-    /// `"header_mode": "stream"` without it (Istio's WasmPlugin, Envoy Gateway).
-    Stream,
-}
-
-const FORMS: [Form; 2] = [Form::Hold, Form::Stream];
-
-struct Setup {
-    upstream: Upstream,
-    envoy: Envoy,
-}
-
 fn start(form: Form, extra: &str, access_log: Option<&str>) -> Setup {
-    let mode = if form == Form::Hold { "hold" } else { "stream" };
-    let plugin = format!(
-        r#"{{"header_mode": "{mode}", "endpoints": [{{"name": "sw", "path": "{PATH}", "profile": "standard_webhooks",
-  "secret": {{"values": ["{SECRET}"], "env_optional": ["SW_NEXT_SECRET"]}}{extra}}}]}}"#
+    let endpoint = format!(
+        r#"{{"name": "sw", "path": "{PATH}", "profile": "standard_webhooks",
+  "secret": {{"values": ["{SECRET}"], "env_optional": ["SW_NEXT_SECRET"]}}{extra}}}"#
     );
-    let upstream = Upstream::start();
-    let mut opts = Options::new(&plugin, upstream.port);
-    opts.stop_iteration = form == Form::Hold;
-    opts.env = vec![("SW_NEXT_SECRET".into(), NEXT_SECRET.into())];
-    opts.access_log = access_log.map(String::from);
-    let envoy = Envoy::start_with(opts);
-    Setup { upstream, envoy }
-}
-
-fn now() -> i64 {
-    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap()
+    start_in(form, &endpoint, &[("SW_NEXT_SECRET", NEXT_SECRET)], access_log)
 }
 
 /// `v1,<base64>` of `{id}.{timestamp}.{body}` under `secret`.
@@ -89,19 +63,6 @@ impl Delivery {
         headers.retain(|(_, v)| !v.is_empty());
         headers.extend_from_slice(extra);
         send(s.envoy.port, "POST", PATH, &headers, &self.body)
-    }
-}
-
-/// In `hold` nothing reached the upstream; in `stream` at most the cleaned head did
-/// (its request reset before any body): never a complete request, never a signature.
-fn assert_nothing_delivered(s: &Setup, form: Form, signature: &str) {
-    assert!(s.upstream.requests().is_empty(), "{form:?}: a request reached the upstream: {:?}", s.upstream.requests());
-    let heads = s.upstream.heads();
-    if form == Form::Hold {
-        assert!(heads.is_empty(), "hold: a head reached the upstream: {heads:?}");
-    }
-    for head in heads {
-        assert!(head.header("webhook-signature").is_none() && !format!("{head:?}").contains(&signature[3..]), "{head:?}");
     }
 }
 
@@ -187,7 +148,7 @@ fn forged_stale_future_and_incomplete_deliveries_are_refused() {
             let answer = delivery.send(&s);
             let problem = answer.assert_problem(status, slug);
             assert!(!problem.to_string().contains(&good.signature[3..]), "{what}: {problem}");
-            assert_nothing_delivered(&s, form, &good.signature);
+            assert_nothing_delivered(&s, form, "webhook-signature", &good.signature[3..]);
         }
         // The genuine delivery still goes through afterwards.
         assert_eq!(good.send(&s).status, 200, "{form:?}");
@@ -243,14 +204,7 @@ fn no_secret_or_signature_reaches_the_access_log_or_the_upstream() {
         let forged = Delivery::new("msg_forged", OTHER_SECRET, 0);
         assert_eq!(good.send(&s).status, 200);
         assert_eq!(forged.send(&s).status, 403);
-        let log = s.envoy.access_log(2);
-        for leak in [&good.signature[3..], &forged.signature[3..], &SECRET[6..], &NEXT_SECRET[6..]] {
-            assert!(!log.contains(leak), "{form:?}: {log}");
-            for seen in s.upstream.heads() {
-                assert!(!format!("{seen:?}").contains(leak), "{form:?}: {seen:?}");
-            }
-            assert!(!s.envoy.log().contains(leak), "{form:?}: Envoy's log");
-        }
+        let log = assert_no_leak(&s, form, 2, &[&good.signature[3..], &forged.signature[3..], &SECRET[6..], &NEXT_SECRET[6..]]);
         assert!(log.contains("msg_logged"), "{log}");
     }
 }

@@ -14,7 +14,7 @@ pub mod signature;
 use crate::event::{name_based_id, Event, RateKeys};
 use crate::media::Media;
 use crate::problem::{Reason, Rejection};
-use crate::profile::{Authentication, Profile, Registration, Section, SignedHeaders};
+use crate::profile::{removed_unless_kept, Authentication, Profile, Registration, Section, SignedHeaders};
 use crate::{signing, timestamp};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -106,11 +106,7 @@ impl Profile for StandardWebhooks {
     }
 
     fn removed_headers(&self) -> &'static [&'static str] {
-        if self.keep_signature {
-            &[]
-        } else {
-            &SIGNED[SIGNATURE..]
-        }
+        removed_unless_kept(self.keep_signature, &SIGNED[SIGNATURE..])
     }
 
     fn check_signed_head(&self, headers: &SignedHeaders, now_secs: u64) -> Result<(), Rejection> {
