@@ -137,9 +137,14 @@ pub trait Profile: fmt::Debug {
         media == Media::Json
     }
 
-    /// The accepted content types, for the 415's detail.
+    /// The accepted content types, for the 415's detail (from [`Profile::accepts`]).
     fn accepted(&self) -> &'static str {
-        "application/json"
+        match (self.accepts(Media::Xml), self.accepts(Media::Form)) {
+            (true, true) => "application/json, application/xml or application/x-www-form-urlencoded",
+            (true, false) => "application/json or application/xml",
+            (false, true) => "application/json or application/x-www-form-urlencoded",
+            (false, false) => "application/json",
+        }
     }
 
     fn authentication(&self) -> Authentication {

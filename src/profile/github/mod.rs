@@ -95,10 +95,6 @@ impl Profile for Github {
         matches!(media, Media::Json | Media::Form)
     }
 
-    fn accepted(&self) -> &'static str {
-        "application/json or application/x-www-form-urlencoded"
-    }
-
     fn authentication(&self) -> Authentication {
         Authentication::Signature
     }
@@ -296,7 +292,7 @@ mod tests {
         assert!(profile(r#","keep_signature":true"#).unwrap().removed_headers().is_empty());
         assert_eq!(profile(r#","ping":"drop""#).unwrap_err(), "endpoints[0].ping: must be forward or answer");
         let err = profile(r#","tolerance_seconds":300"#).unwrap_err();
-        assert!(err.starts_with("endpoints[0].tolerance_seconds: only applies to the standard_webhooks profile"), "{err}");
+        assert!(err.starts_with("endpoints[0].tolerance_seconds: only applies to the standard_webhooks"), "{err}");
         let err = profile(r#","dedupe_seconds":3600"#).unwrap_err();
         assert!(err.starts_with("endpoints[0].dedupe_seconds: must be at least 604800"), "{err}");
         let json = r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"keep_signature":true}]}"#;
