@@ -11,6 +11,7 @@
 pub mod azure_managed_app;
 pub mod github;
 pub mod md5_envelope;
+pub mod slack;
 pub mod standard_webhooks;
 
 use crate::config::{deserialize, Secret, Upstream4xx};
@@ -30,6 +31,7 @@ pub const REGISTRY: &[Registration] = &[
     md5_envelope::REGISTRATION,
     standard_webhooks::REGISTRATION,
     github::REGISTRATION,
+    slack::REGISTRATION,
 ];
 
 /// How a profile is found and configured.

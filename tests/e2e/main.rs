@@ -24,6 +24,7 @@ mod release;
 mod scripts;
 mod smoke;
 mod signed;
+mod slack;
 mod standard_webhooks;
 mod tls;
 mod vendor;
