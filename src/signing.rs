@@ -80,6 +80,26 @@ impl fmt::Debug for Key {
     }
 }
 
+/// The endpoint keys of a sender that signs a timestamp (`standard_webhooks`, `slack`).
+#[derive(serde::Deserialize)]
+pub struct TimedKeys {
+    pub tolerance_seconds: Option<u64>,
+    pub keep_signature: Option<bool>,
+}
+
+impl TimedKeys {
+    /// Longest accepted tolerance: an hour either way.
+    pub const MAX_TOLERANCE: u64 = 3600;
+
+    /// `tolerance_seconds`, the sender's documented `default` when unset.
+    pub fn tolerance(&self, default: u64) -> Result<u64, String> {
+        match self.tolerance_seconds.unwrap_or(default) {
+            t @ 1..=Self::MAX_TOLERANCE => Ok(t),
+            _ => Err(format!("tolerance_seconds: must be between 1 and {}", Self::MAX_TOLERANCE)),
+        }
+    }
+}
+
 /// A signed timestamp header (Unix seconds, canonical decimal: the signed text is the
 /// header as sent) within `tolerance` seconds of `now_secs`, in either direction; `Err`
 /// completes a detail that starts with the header's name.

@@ -99,13 +99,20 @@ impl SignedHeaders {
     }
 }
 
-/// The signature `headers` a signed profile removes before forwarding, none when the
-/// endpoint keeps them (`keep_signature`) for the backend to verify again.
-pub fn removed_unless_kept(keep: bool, headers: &'static [&'static str]) -> &'static [&'static str] {
-    if keep {
-        &[]
-    } else {
-        headers
+/// A signed sender's headers ([`Profile::signed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signed {
+    /// Every header the signature covers or the checks read (lowercase), captured from
+    /// the head before it is cleaned, in this order (`SignedHeaders::text(i)`).
+    pub headers: &'static [&'static str],
+    /// Those removed before forwarding: the signature headers, unless the endpoint keeps
+    /// them (`keep_signature`) for the backend to verify again.
+    pub removed: &'static [&'static str],
+}
+
+impl Signed {
+    pub fn new(headers: &'static [&'static str], signatures: &'static [&'static str], keep_signature: bool) -> Signed {
+        Signed { headers, removed: if keep_signature { &[] } else { signatures } }
     }
 }
 
@@ -126,7 +133,9 @@ pub trait Profile: fmt::Debug {
     fn name(&self) -> &'static str;
 
     /// The `Allow` header value: the methods the sender uses.
-    fn allow(&self) -> &'static str;
+    fn allow(&self) -> &'static str {
+        "POST"
+    }
 
     /// Whether `method` is one of [`Profile::allow`]'s.
     fn allows(&self, method: &str) -> bool {
@@ -149,19 +158,28 @@ pub trait Profile: fmt::Debug {
         }
     }
 
+    /// A signed sender's headers; `None` (the default) for a query-secret sender.
+    fn signed(&self) -> Option<Signed> {
+        None
+    }
+
+    /// A signature ([`Profile::signed`]) or the query secret.
     fn authentication(&self) -> Authentication {
-        Authentication::QuerySecret
+        if self.signed().is_some() {
+            Authentication::Signature
+        } else {
+            Authentication::QuerySecret
+        }
     }
 
     /// The request headers a signature covers or needs, read from the head.
     fn signed_headers(&self) -> &'static [&'static str] {
-        &[]
+        self.signed().map_or(&[], |s| s.headers)
     }
 
-    /// Of [`Profile::signed_headers`], those removed before forwarding (the signature
-    /// itself, unless the endpoint keeps it).
+    /// Of [`Profile::signed_headers`], those removed before forwarding.
     fn removed_headers(&self) -> &'static [&'static str] {
-        &[]
+        self.signed().map_or(&[], |s| s.removed)
     }
 
     /// The head's cheap checks of a signed request: the headers present and well formed,

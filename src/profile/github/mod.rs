@@ -17,7 +17,7 @@ use crate::form;
 use crate::media::Media;
 use crate::metrics::{Counter, ProfileCounter};
 use crate::problem::{Reason, Rejection};
-use crate::profile::{removed_unless_kept, Authentication, LocalAnswer, Profile, Registration, Section, SignedHeaders};
+use crate::profile::{LocalAnswer, Profile, Registration, Section, Signed, SignedHeaders};
 use crate::signing::Key;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -46,7 +46,8 @@ const PING_ANSWERED: ProfileCounter = ProfileCounter { family: "pings_answered_t
 #[derive(Debug)]
 struct Github {
     keys: Vec<Key>,
-    keep_signature: bool,
+    /// The headers read, and the signatures removed unless `keep_signature`.
+    signed: Signed,
     answer_ping: bool,
 }
 
@@ -63,7 +64,8 @@ fn configure(section: &Section) -> Result<Box<dyn Profile>, String> {
         Some("answer") => true,
         Some(_) => return Err("ping: must be forward or answer".into()),
     };
-    Ok(Box::new(Github { keys: Key::all(&section.secret.values), keep_signature: raw.keep_signature.unwrap_or(false), answer_ping }))
+    let signed = Signed::new(&SIGNED, &SIGNATURES, raw.keep_signature.unwrap_or(false));
+    Ok(Box::new(Github { keys: Key::all(&section.secret.values), signed, answer_ping }))
 }
 
 impl Github {
@@ -87,24 +89,12 @@ impl Profile for Github {
         REGISTRATION.name
     }
 
-    fn allow(&self) -> &'static str {
-        "POST"
-    }
-
     fn accepts(&self, media: Media) -> bool {
         matches!(media, Media::Json | Media::Form)
     }
 
-    fn authentication(&self) -> Authentication {
-        Authentication::Signature
-    }
-
-    fn signed_headers(&self) -> &'static [&'static str] {
-        &SIGNED
-    }
-
-    fn removed_headers(&self) -> &'static [&'static str] {
-        removed_unless_kept(self.keep_signature, &SIGNATURES)
+    fn signed(&self) -> Option<Signed> {
+        Some(self.signed)
     }
 
     fn check_signed_head(&self, headers: &SignedHeaders, _now_secs: u64) -> Result<(), Rejection> {

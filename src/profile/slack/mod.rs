@@ -18,8 +18,8 @@ use crate::form;
 use crate::media::Media;
 use crate::metrics::{Counter, ProfileCounter};
 use crate::problem::{Reason, Rejection};
-use crate::profile::{removed_unless_kept, Authentication, LocalAnswer, Profile, Registration, Section, SignedHeaders};
-use crate::signing::{self, Key};
+use crate::profile::{LocalAnswer, Profile, Registration, Section, Signed, SignedHeaders};
+use crate::signing::{self, Key, TimedKeys};
 use crate::timestamp;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -32,7 +32,6 @@ const TIMESTAMP: usize = 0;
 const SIGNATURE: usize = 1;
 /// Slack's five minutes, both directions.
 const DEFAULT_TOLERANCE: u64 = 300;
-const MAX_TOLERANCE: u64 = 3600;
 pub const KIND_PREFIX: &str = "webhookguard.slack.";
 const HANDSHAKE: &str = "webhookguard.slack.url_verification";
 /// Longest body `type`, `event.type` or `event_id` carried over.
@@ -45,22 +44,15 @@ const HANDSHAKE_ANSWERED: ProfileCounter = ProfileCounter { family: "handshakes_
 struct Slack {
     keys: Vec<Key>,
     tolerance: u64,
-    keep_signature: bool,
-}
-
-#[derive(Deserialize)]
-struct Keys {
-    tolerance_seconds: Option<u64>,
-    keep_signature: Option<bool>,
+    /// The headers read, and the signature removed unless `keep_signature`.
+    signed: Signed,
 }
 
 fn configure(section: &Section) -> Result<Box<dyn Profile>, String> {
-    let raw: Keys = section.parse()?;
-    let tolerance = raw.tolerance_seconds.unwrap_or(DEFAULT_TOLERANCE);
-    if !(1..=MAX_TOLERANCE).contains(&tolerance) {
-        return Err(format!("tolerance_seconds: must be between 1 and {MAX_TOLERANCE}"));
-    }
-    Ok(Box::new(Slack { keys: Key::all(&section.secret.values), tolerance, keep_signature: raw.keep_signature.unwrap_or(false) }))
+    let raw: TimedKeys = section.parse()?;
+    let tolerance = raw.tolerance(DEFAULT_TOLERANCE)?;
+    let signed = Signed::new(&SIGNED, &SIGNED[SIGNATURE..], raw.keep_signature.unwrap_or(false));
+    Ok(Box::new(Slack { keys: Key::all(&section.secret.values), tolerance, signed }))
 }
 
 impl Slack {
@@ -81,24 +73,12 @@ impl Profile for Slack {
         REGISTRATION.name
     }
 
-    fn allow(&self) -> &'static str {
-        "POST"
-    }
-
     fn accepts(&self, media: Media) -> bool {
         matches!(media, Media::Json | Media::Form)
     }
 
-    fn authentication(&self) -> Authentication {
-        Authentication::Signature
-    }
-
-    fn signed_headers(&self) -> &'static [&'static str] {
-        &SIGNED
-    }
-
-    fn removed_headers(&self) -> &'static [&'static str] {
-        removed_unless_kept(self.keep_signature, &SIGNED[SIGNATURE..])
+    fn signed(&self) -> Option<Signed> {
+        Some(self.signed)
     }
 
     fn check_signed_head(&self, headers: &SignedHeaders, now_secs: u64) -> Result<(), Rejection> {

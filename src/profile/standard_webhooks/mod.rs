@@ -14,8 +14,9 @@ pub mod signature;
 use crate::event::{name_based_id, Event, RateKeys};
 use crate::media::Media;
 use crate::problem::{Reason, Rejection};
-use crate::profile::{removed_unless_kept, Authentication, Profile, Registration, Section, SignedHeaders};
-use crate::{signing, timestamp};
+use crate::profile::{Profile, Registration, Section, Signed, SignedHeaders};
+use crate::signing::{self, TimedKeys};
+use crate::timestamp;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use signature::Key;
@@ -29,7 +30,6 @@ const TIMESTAMP: usize = 1;
 const SIGNATURE: usize = 2;
 /// The reference libraries' tolerance, both directions.
 const DEFAULT_TOLERANCE: u64 = 300;
-const MAX_TOLERANCE: u64 = 3600;
 /// The prefix of the event `type`; the rest is the body's `type`.
 pub const KIND_PREFIX: &str = "webhookguard.standard_webhooks.";
 /// The event `type` of a body without a usable `type`.
@@ -44,18 +44,9 @@ struct StandardWebhooks {
     keep_signature: bool,
 }
 
-#[derive(Deserialize)]
-struct Keys {
-    tolerance_seconds: Option<u64>,
-    keep_signature: Option<bool>,
-}
-
 fn configure(section: &Section) -> Result<Box<dyn Profile>, String> {
-    let raw: Keys = section.parse()?;
-    let tolerance = raw.tolerance_seconds.unwrap_or(DEFAULT_TOLERANCE);
-    if !(1..=MAX_TOLERANCE).contains(&tolerance) {
-        return Err(format!("tolerance_seconds: must be between 1 and {MAX_TOLERANCE}"));
-    }
+    let raw: TimedKeys = section.parse()?;
+    let tolerance = raw.tolerance(DEFAULT_TOLERANCE)?;
     let count = section.secret.values.len();
     let keys = section.secret.values.iter().enumerate().map(|(i, value)| {
         // Secrets come from values and the environment alike: named by position only.
@@ -93,20 +84,8 @@ impl Profile for StandardWebhooks {
         REGISTRATION.name
     }
 
-    fn allow(&self) -> &'static str {
-        "POST"
-    }
-
-    fn authentication(&self) -> Authentication {
-        Authentication::Signature
-    }
-
-    fn signed_headers(&self) -> &'static [&'static str] {
-        &SIGNED
-    }
-
-    fn removed_headers(&self) -> &'static [&'static str] {
-        removed_unless_kept(self.keep_signature, &SIGNED[SIGNATURE..])
+    fn signed(&self) -> Option<Signed> {
+        Some(Signed::new(&SIGNED, &SIGNED[SIGNATURE..], self.keep_signature))
     }
 
     fn check_signed_head(&self, headers: &SignedHeaders, now_secs: u64) -> Result<(), Rejection> {
