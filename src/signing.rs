@@ -28,10 +28,6 @@ impl Key {
         Key(bytes)
     }
 
-    pub fn bytes(&self) -> &[u8] {
-        &self.0
-    }
-
     /// A secret used as the key as the sender shows it, its text's bytes (GitHub's
     /// webhook secret, Slack's signing secret): the `decode` of [`Signed::configure`].
     pub fn raw(secret: &[u8]) -> Result<Key, &'static str> {

@@ -13,7 +13,7 @@
 
 pub mod signature;
 
-use crate::event::{name_based_id, push_string, Event, RateKeys};
+use crate::event::{name_based_id, push_string, usable_type, Event, RateKeys};
 use crate::form;
 use crate::media::Media;
 use crate::metrics::{Counter, ProfileCounter};
@@ -34,8 +34,8 @@ const SIGNATURE: usize = 1;
 const DEFAULT_TOLERANCE: u64 = 300;
 pub const KIND_PREFIX: &str = "webhookguard.slack.";
 const HANDSHAKE: &str = "webhookguard.slack.url_verification";
-/// Longest body `type`, `event.type` or `event_id` carried over.
-const MAX_NAME_LEN: usize = 128;
+/// Longest `challenge` echoed.
+const MAX_CHALLENGE_LEN: usize = 256;
 
 /// `handshakes_answered_total`: a `url_verification` the filter answered, its verdict.
 const HANDSHAKE_ANSWERED: ProfileCounter = ProfileCounter { family: "handshakes_answered_total", labels: &[], verdict: true };
@@ -95,15 +95,15 @@ impl Profile for Slack {
             }
         };
         let payload: Payload = serde_json::from_str(data.get()).unwrap_or_default();
-        let text = |member: Option<&RawValue>| member.and_then(|v| serde_json::from_str::<String>(v.get()).ok()).filter(|t| usable(t));
+        let text = |member: Option<&RawValue>| member.and_then(|v| serde_json::from_str::<String>(v.get()).ok()).filter(|t| usable_type(t));
         let inner = payload.event.and_then(|e| serde_json::from_str::<Payload>(e.get()).ok()).unwrap_or_default();
         let kind = match (text(payload.kind), text(inner.kind)) {
             (Some(outer), Some(event)) if outer == "event_callback" => format!("{KIND_PREFIX}event.{event}"),
             (Some(kind), _) => format!("{KIND_PREFIX}{kind}"),
             (None, _) => format!("{KIND_PREFIX}{fallback}"),
         };
-        if kind == HANDSHAKE && !challenge(payload.challenge).is_some_and(|c| !c.is_empty() && c.len() <= 2 * MAX_NAME_LEN) {
-            return Err(invalid(format!("a url_verification needs a challenge of 1 to {} characters", 2 * MAX_NAME_LEN)));
+        if kind == HANDSHAKE && !challenge(payload.challenge).is_some_and(|c| !c.is_empty() && c.len() <= MAX_CHALLENGE_LEN) {
+            return Err(invalid(format!("a url_verification needs a challenge of 1 to {MAX_CHALLENGE_LEN} characters")));
         }
         // A retry of an event keeps its event_id; any other request is keyed on its
         // signature, which a replay repeats byte for byte.
@@ -199,11 +199,6 @@ struct Payload<'a> {
 /// The `challenge` of a `url_verification`, when it is a string.
 fn challenge(member: Option<&RawValue>) -> Option<String> {
     member.and_then(|v| serde_json::from_str(v.get()).ok())
-}
-
-/// A type or id that can go into the event type or id as is.
-fn usable(name: &str) -> bool {
-    !name.is_empty() && name.len() <= MAX_NAME_LEN && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
 }
 
 #[cfg(test)]
