@@ -17,6 +17,7 @@
 //! - [`strict_json`]: strict JSON (no duplicate key, finite numbers, valid Unicode).
 //! - [`profile`]: the senders, one folder each, behind the `Profile` trait.
 //! - [`signing`]: what signed senders share: HMAC under every secret, constant time.
+//! - [`form`]: strict `application/x-www-form-urlencoded` decoding.
 //! - [`nonconforming`]: departures from a sender's documented table and what to do.
 //! - [`timestamp`]: RFC 3339 date-times, parsed and normalised to UTC.
 //! - [`event`]: the normalised event, its name-based id and its CloudEvent rendering.
@@ -40,6 +41,7 @@ pub mod dedupe;
 pub mod event;
 pub mod json_path;
 pub mod filter;
+pub mod form;
 pub mod held;
 pub mod media;
 pub mod metrics;

@@ -3,7 +3,7 @@
 //! keys that never print; the tolerance key and the timestamp check. Each profile parses
 //! its own headers and decides what the parts are.
 
-use crate::profile::Section;
+use crate::profile::{Section, SignatureHeaders};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::digest::KeyInit;
@@ -28,8 +28,10 @@ impl Key {
         Key(bytes)
     }
 
-    pub fn bytes(&self) -> &[u8] {
-        &self.0
+    /// A secret used as the key as the sender shows it, its text's bytes (GitHub's
+    /// webhook secret, Slack's signing secret): the `decode` of [`Signed::configure`].
+    pub fn raw(secret: &[u8]) -> Result<Key, &'static str> {
+        Ok(Key(secret.to_vec()))
     }
 }
 
@@ -73,6 +75,12 @@ impl<K> Signed<K> {
         let tolerance = tolerance.map_or(Ok(0), |default| self::tolerance(raw.tolerance_seconds, default))?;
         let keys = keys(&section.secret.values, decode)?;
         Ok(Signed { keys, tolerance, keep_signature: raw.keep_signature.unwrap_or(false) })
+    }
+
+    /// The profile's [`crate::profile::Profile::signed`]: the `headers` it reads, of which
+    /// `signatures` are removed before forwarding unless the endpoint keeps them.
+    pub fn headers(&self, headers: &'static [&'static str], signatures: &'static [&'static str]) -> SignatureHeaders {
+        SignatureHeaders::new(headers, signatures, self.keep_signature)
     }
 }
 
@@ -144,6 +152,11 @@ pub fn hex<const N: usize>(hex: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
+/// `bytes` as lowercase hex, as the hex-signing senders write signatures (tests and tools).
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The bytes of standard (padded) `base64`, exactly `N` of them; `None` otherwise.
 pub fn base64<const N: usize>(base64: &str) -> Option<[u8; N]> {
     let mut out = [0u8; N];
@@ -201,6 +214,7 @@ mod tests {
     #[test]
     fn hex_needs_exactly_n_bytes_of_digits() {
         assert_eq!(hex::<2>("0aFf"), Some([0x0a, 0xff]));
+        assert_eq!(to_hex(&[0x0a, 0xff]), "0aff");
         for bad in ["0aF", "0aFf0", "0g00", "+1ff", " 0aF"] {
             assert_eq!(hex::<2>(bad), None, "{bad}");
         }

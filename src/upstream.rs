@@ -85,8 +85,11 @@ mod tests {
         match profile {
             "azure_managed_app" => status == 404 || status == 429 || status >= 500,
             "md5_envelope" => status != 200,
-            // Svix, Stripe and Shopify: anything but a 2xx (or no answer) is retried.
-            "standard_webhooks" | "stripe" | "shopify" => !(200..300).contains(&status),
+            // Svix, Stripe and Shopify: anything but a 2xx (or no answer) is retried. Slack
+            // retries anything but a 2xx within 3 s, three times (Events API). GitHub never
+            // retries by itself: a non-2xx is recorded as a failed delivery, which is what
+            // can be redelivered (docs/profiles/github.md).
+            "standard_webhooks" | "stripe" | "shopify" | "slack" | "github" => !(200..300).contains(&status),
             "azure_event_grid" => !(200..=204).contains(&status) && !matches!(status, 400 | 401 | 403 | 413),
             other => panic!("no retry rule for {other}: add the sender's here"),
         }

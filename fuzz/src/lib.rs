@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use webhook_guard::event::{name_based_id, Event};
 use webhook_guard::media::Media;
 use webhook_guard::profile::md5_envelope::{self as vendor, Rejected};
+use webhook_guard::signing::to_hex;
 
 /// The CloudEvent `source` every target renders with.
 pub const SOURCE: &str = "/webhook-guard/x";
@@ -195,6 +196,32 @@ fn check_vendor_event(ev: &Event, signed_md5: Option<&str>) {
         }
         Some(other) => panic!("data.epochTimestamp is not a number: {other:?}"),
     }
+}
+
+/// The properties of a `<prefix><64 hex digits>` signature header parser (GitHub's
+/// `sha256=`, Slack's `v0=`) over any `data`: never panics; on Ok, the header is the
+/// prefix and the hex of the 32 bytes returned (written back in lowercase they parse the
+/// same), and `verify` accepts them exactly when they are `sign`'s genuine signature of
+/// `data` (used as the signed body). Non-UTF-8 inputs are skipped.
+pub fn fuzz_hex_signature(
+    data: &[u8],
+    prefix: &str,
+    parse: fn(&str) -> Result<[u8; 32], &'static str>,
+    sign: impl Fn(&[u8]) -> String,
+    verify: impl Fn(&[u8], &[u8; 32]) -> bool,
+) {
+    let Ok(header) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(signature) = parse(header) else {
+        return;
+    };
+    assert!(header.len() == prefix.len() + 64 && header.starts_with(prefix), "{header:?}");
+    assert_eq!(to_hex(&signature), header[prefix.len()..].to_ascii_lowercase());
+    assert_eq!(parse(&format!("{prefix}{}", to_hex(&signature))).unwrap(), signature);
+    let genuine = parse(&sign(data)).unwrap();
+    assert!(verify(data, &genuine));
+    assert_eq!(verify(data, &signature), signature == genuine);
 }
 
 #[cfg(test)]

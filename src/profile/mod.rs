@@ -10,7 +10,9 @@
 
 pub mod azure_event_grid;
 pub mod azure_managed_app;
+pub mod github;
 pub mod md5_envelope;
+pub mod slack;
 pub mod standard_webhooks;
 pub mod stripe;
 
@@ -30,6 +32,8 @@ pub const REGISTRY: &[Registration] = &[
     azure_managed_app::REGISTRATION,
     md5_envelope::REGISTRATION,
     standard_webhooks::REGISTRATION,
+    github::REGISTRATION,
+    slack::REGISTRATION,
     stripe::REGISTRATION,
     azure_event_grid::REGISTRATION,
 ];
@@ -105,6 +109,24 @@ impl SignedHeaders {
     }
 }
 
+/// A signed sender's headers ([`Profile::signed`]); its keys, tolerance and
+/// `keep_signature` are a [`crate::signing::Signed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignatureHeaders {
+    /// Every header the signature covers or the checks read (lowercase), captured from
+    /// the head before it is cleaned, in this order (`SignedHeaders::text(i)`).
+    pub headers: &'static [&'static str],
+    /// Those removed before forwarding: the signature headers, unless the endpoint keeps
+    /// them (`keep_signature`) for the backend to verify again.
+    pub removed: &'static [&'static str],
+}
+
+impl SignatureHeaders {
+    pub fn new(headers: &'static [&'static str], signatures: &'static [&'static str], keep_signature: bool) -> SignatureHeaders {
+        SignatureHeaders { headers, removed: if keep_signature { &[] } else { signatures } }
+    }
+}
+
 /// An answer the filter gives itself, once the request is authenticated and valid (a
 /// sender's ping or handshake): the upstream is not called.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,47 +138,15 @@ pub struct LocalAnswer {
     pub counter: Counter,
 }
 
-/// The [`Profile`] methods every signed sender writes alike, inside its `impl Profile`:
-/// its registered name (`REGISTRATION` in scope), `POST`, authentication by signature,
-/// the headers it reads (`$signed`), and those of them removed before forwarding
-/// (`$removed`, its signature headers) unless the endpoint keeps them (the profile is a
-/// newtype around [`crate::signing::Signed`]).
-macro_rules! signed_sender {
-    ($signed:expr, $removed:expr) => {
-        fn name(&self) -> &'static str {
-            REGISTRATION.name
-        }
-
-        fn allow(&self) -> &'static str {
-            "POST"
-        }
-
-        fn authentication(&self) -> $crate::profile::Authentication {
-            $crate::profile::Authentication::Signature
-        }
-
-        fn signed_headers(&self) -> &'static [&'static str] {
-            &$signed
-        }
-
-        fn removed_headers(&self) -> &'static [&'static str] {
-            if self.0.keep_signature {
-                &[]
-            } else {
-                &$removed
-            }
-        }
-    };
-}
-pub(crate) use signed_sender;
-
 /// Everything the pipeline asks of a sender, for one configured endpoint.
 pub trait Profile: fmt::Debug {
     /// The registered name (`x-webhook-profile`).
     fn name(&self) -> &'static str;
 
     /// The `Allow` header value: the methods the sender uses.
-    fn allow(&self) -> &'static str;
+    fn allow(&self) -> &'static str {
+        "POST"
+    }
 
     /// Whether `method` is one of [`Profile::allow`]'s.
     fn allows(&self, method: &str) -> bool {
@@ -169,24 +159,38 @@ pub trait Profile: fmt::Debug {
         media == Media::Json
     }
 
-    /// The accepted content types, for the 415's detail.
+    /// The accepted content types, for the 415's detail (from [`Profile::accepts`]).
     fn accepted(&self) -> &'static str {
-        "application/json"
+        match (self.accepts(Media::Xml), self.accepts(Media::Form)) {
+            (true, true) => "application/json, application/xml or application/x-www-form-urlencoded",
+            (true, false) => "application/json or application/xml",
+            (false, true) => "application/json or application/x-www-form-urlencoded",
+            (false, false) => "application/json",
+        }
     }
 
+    /// A signed sender's headers; `None` (the default) for a query-secret sender.
+    fn signed(&self) -> Option<SignatureHeaders> {
+        None
+    }
+
+    /// A signature ([`Profile::signed`]) or the query secret.
     fn authentication(&self) -> Authentication {
-        Authentication::QuerySecret
+        if self.signed().is_some() {
+            Authentication::Signature
+        } else {
+            Authentication::QuerySecret
+        }
     }
 
     /// The request headers a signature covers or needs, read from the head.
     fn signed_headers(&self) -> &'static [&'static str] {
-        &[]
+        self.signed().map_or(&[], |s| s.headers)
     }
 
-    /// Of [`Profile::signed_headers`], those removed before forwarding (the signature
-    /// itself, unless the endpoint keeps it).
+    /// Of [`Profile::signed_headers`], those removed before forwarding.
     fn removed_headers(&self) -> &'static [&'static str] {
-        &[]
+        self.signed().map_or(&[], |s| s.removed)
     }
 
     /// The head's cheap checks of a signed request: the headers present and well formed,

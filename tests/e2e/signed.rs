@@ -41,6 +41,11 @@ pub fn now() -> i64 {
     i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap()
 }
 
+/// Lowercase hex, as the hex-signing senders write their signatures.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// In `hold` nothing reached the upstream; in `stream` at most the cleaned head did (its
 /// request reset before any body): never a complete request, never the `signature_header`
 /// nor its value `signature`.

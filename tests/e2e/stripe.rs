@@ -2,7 +2,7 @@
 //! signed here with RustCrypto's HMAC, as Stripe does, independently of the filter's code.
 
 use crate::harness::Response;
-use crate::signed::{self, now, Form, Sender, Setup, FORMS, SPOOFED};
+use crate::signed::{self, hex, now, Form, Sender, Setup, FORMS, SPOOFED};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -26,7 +26,7 @@ fn v1(secret: &str, t: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("{t}.").as_bytes());
     mac.update(body);
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    hex(&mac.finalize().into_bytes())
 }
 
 /// A delivery as Stripe makes it.

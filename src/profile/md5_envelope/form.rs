@@ -1,77 +1,25 @@
 //! The form envelope (`application/x-www-form-urlencoded`): fields `payload` and `md5`.
 //!
-//! Decoding is strict, unlike browsers': `+` is a space, `%` must be followed by two hex
-//! digits, and every decoded name and value must be UTF-8; anything else is refused.
-//! `payload` and `md5` must each appear exactly once; other fields are ignored. The
-//! decoded `payload` must be the text of a JSON object, and the md5 covers that decoded
-//! text exactly (surrounding whitespace included).
+//! Decoding is strict (`crate::form`). `payload` and `md5` must each appear exactly once;
+//! other fields are ignored. The decoded `payload` must be the text of a JSON object, and
+//! the md5 covers that decoded text exactly (surrounding whitespace included).
 
 use super::compact::compact;
 use super::json::{describe, finish};
-use super::{invalid, quote, verify_md5, Rejected};
+use super::{invalid, verify_md5, Rejected};
 use crate::event::Event;
 
 pub(super) fn parse(body: &[u8]) -> Result<Event, Rejected> {
-    let mut payload: Option<String> = None;
-    let mut md5: Option<String> = None;
-    for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
-        let (raw_name, raw_value) = match pair.iter().position(|b| *b == b'=') {
-            Some(eq) => (pair.get(..eq), pair.get(eq + 1..)),
-            None => (Some(pair), Some(&b""[..])),
-        };
-        let (Some(raw_name), Some(raw_value)) = (raw_name, raw_value) else {
-            return Err(invalid("malformed form body"));
-        };
-        let name = decode(raw_name).map_err(|e| invalid(format!("form field name {e}")))?;
-        let value =
-            decode(raw_value).map_err(|e| invalid(format!("form field {} {e}", quote(&name))))?;
-        let slot = match name.as_str() {
-            "payload" => &mut payload,
-            "md5" => &mut md5,
-            _ => continue,
-        };
-        if slot.is_some() {
-            return Err(invalid(format!("form field {name} appears more than once")));
-        }
-        *slot = Some(value);
-    }
+    let fields = crate::form::fields(body).map_err(invalid)?;
+    let payload = crate::form::only(&fields, "payload").map_err(invalid)?;
+    let md5 = crate::form::only(&fields, "md5").map_err(invalid)?;
     let payload = payload.ok_or_else(|| invalid("form field payload is missing"))?;
-    let json = compact(&payload);
-    let md5 = verify_md5(md5.as_deref(), payload.as_bytes(), json.as_deref())?;
+    let json = compact(payload);
+    let md5 = verify_md5(md5, payload.as_bytes(), json.as_deref())?;
 
     // One strict value, nothing after it: `compact` alone would keep a second one.
-    crate::strict_json::check(&payload).map_err(|e| invalid(describe("payload", &e)))?;
+    crate::strict_json::check(payload).map_err(|e| invalid(describe("payload", &e)))?;
     finish(&md5, json)
-}
-
-/// Percent-decodes one name or value, with `+` as a space; `Err` completes a detail.
-fn decode(raw: &[u8]) -> Result<String, &'static str> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut bytes = raw.iter();
-    while let Some(&b) = bytes.next() {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = bytes.next().and_then(|h| hex(*h));
-                let lo = bytes.next().and_then(|l| hex(*l));
-                match (hi, lo) {
-                    (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
-                    _ => return Err("has a '%' not followed by two hexadecimal digits"),
-                }
-            }
-            _ => out.push(b),
-        }
-    }
-    String::from_utf8(out).map_err(|_| "is not UTF-8 once percent-decoded")
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -265,14 +213,5 @@ mod tests {
         // Percent-encoded UTF-8 is fine.
         let p = r#"{"type":"ping","name":"é"}"#;
         parse(signed(p).as_bytes()).unwrap();
-    }
-
-    #[test]
-    fn decode_rules() {
-        assert_eq!(decode(b"a+b%20c%2B%41").unwrap(), "a b c+A");
-        assert_eq!(decode(b"").unwrap(), "");
-        assert!(decode(b"%").is_err());
-        assert!(decode(b"%a").is_err());
-        assert!(decode(b"%fe").is_err());
     }
 }

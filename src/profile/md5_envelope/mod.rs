@@ -87,10 +87,6 @@ impl Profile for Md5Envelope {
         true
     }
 
-    fn accepted(&self) -> &'static str {
-        "application/json, application/xml or application/x-www-form-urlencoded"
-    }
-
     fn validate(&self, media: Media, body: &[u8], _headers: &SignedHeaders) -> Result<Event, Rejection> {
         parse(media, body).map_err(|rejected| match rejected {
             Rejected::Invalid(detail) => Rejection::new(Reason::Invalid, detail),

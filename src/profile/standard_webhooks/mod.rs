@@ -14,7 +14,7 @@ pub mod signature;
 use crate::event::{name_based_id, usable_type, Event, RateKeys};
 use crate::media::Media;
 use crate::problem::{Reason, Rejection};
-use crate::profile::{signed_sender, Profile, Registration, Section, SignedHeaders};
+use crate::profile::{Profile, Registration, Section, SignatureHeaders, SignedHeaders};
 use crate::signing::{self, Signed};
 use crate::timestamp;
 use serde::Deserialize;
@@ -65,7 +65,13 @@ impl StandardWebhooks {
 }
 
 impl Profile for StandardWebhooks {
-    signed_sender!(SIGNED, SIGNED[SIGNATURE..]);
+    fn name(&self) -> &'static str {
+        REGISTRATION.name
+    }
+
+    fn signed(&self) -> Option<SignatureHeaders> {
+        Some(self.0.headers(&SIGNED, &SIGNED[SIGNATURE..]))
+    }
 
     fn check_signed_head(&self, headers: &SignedHeaders, now_secs: u64) -> Result<(), Rejection> {
         self.delivery(headers, now_secs).map(|_| ())

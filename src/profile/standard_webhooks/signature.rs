@@ -69,7 +69,7 @@ pub fn verify(keys: &[Key], id: &str, timestamp: &str, body: &[u8], signatures: 
 
 /// The `v1,<base64>` signature of a message, as a sender writes it (tests and tools).
 pub fn sign(key: &Key, id: &str, timestamp: &str, body: &[u8]) -> String {
-    let tag = signing::mac::<HmacSha256>(key.0.bytes(), &signed(id, timestamp, body)).map(|mac| mac.finalize().into_bytes());
+    let tag = signing::mac::<HmacSha256>(key.0.as_ref(), &signed(id, timestamp, body)).map(|mac| mac.finalize().into_bytes());
     tag.map(|tag| format!("v1,{}", STANDARD.encode(tag))).unwrap_or_default()
 }
 

@@ -14,7 +14,7 @@ pub mod signature;
 use crate::event::{name_based_id, usable_type, Event, RateKeys};
 use crate::media::Media;
 use crate::problem::{Reason, Rejection};
-use crate::profile::{signed_sender, Profile, Registration, Section, SignedHeaders};
+use crate::profile::{Profile, Registration, Section, SignatureHeaders, SignedHeaders};
 use crate::signing::{self, Key, Signed};
 use crate::timestamp;
 use serde::Deserialize;
@@ -52,7 +52,13 @@ impl Stripe {
 }
 
 impl Profile for Stripe {
-    signed_sender!(SIGNED, SIGNED);
+    fn name(&self) -> &'static str {
+        REGISTRATION.name
+    }
+
+    fn signed(&self) -> Option<SignatureHeaders> {
+        Some(self.0.headers(&SIGNED, &SIGNED))
+    }
 
     fn check_signed_head(&self, headers: &SignedHeaders, now_secs: u64) -> Result<(), Rejection> {
         self.header(headers, now_secs).map(|_| ())
@@ -186,7 +192,7 @@ mod tests {
         // A key the signed senders share names them all.
         let json = r#"{"endpoints":[{"name":"v","path":"/v","profile":"md5_envelope","secret":{"values":["s"]},"tolerance_seconds":60}]}"#;
         let err = Config::parse(json.as_bytes(), |_| None).unwrap_err();
-        assert!(err.starts_with("endpoints[0].tolerance_seconds: only applies to the standard_webhooks and stripe profiles"), "{err}");
+        assert!(err.starts_with("endpoints[0].tolerance_seconds: only applies to the standard_webhooks, slack and stripe profiles"), "{err}");
     }
 
     #[test]

@@ -68,9 +68,8 @@ pub fn verify(keys: &[Key], timestamp: &str, body: &[u8], signatures: &[[u8; SIG
 
 /// The `t=...,v1=...` header of a body, as Stripe writes it (tests and tools).
 pub fn sign(key: &Key, timestamp: &str, body: &[u8]) -> String {
-    let tag = signing::mac::<HmacSha256>(key.bytes(), &signed(timestamp, body)).map(|mac| mac.finalize().into_bytes());
-    let hex: String = tag.iter().flatten().map(|b| format!("{b:02x}")).collect();
-    format!("t={timestamp},v1={hex}")
+    let tag = signing::mac::<HmacSha256>(key.as_ref(), &signed(timestamp, body)).map(|mac| mac.finalize().into_bytes());
+    format!("t={timestamp},v1={}", tag.map(|tag| signing::to_hex(&tag)).unwrap_or_default())
 }
 
 /// The signed content, `{timestamp}.{body}`, in parts.
