@@ -13,6 +13,7 @@ pub mod azure_managed_app;
 pub mod github;
 pub mod md5_envelope;
 pub mod slack;
+pub mod shopify;
 pub mod standard_webhooks;
 pub mod stripe;
 
@@ -36,6 +37,7 @@ pub const REGISTRY: &[Registration] = &[
     slack::REGISTRATION,
     stripe::REGISTRATION,
     azure_event_grid::REGISTRATION,
+    shopify::REGISTRATION,
 ];
 
 /// How a profile is found and configured.

@@ -23,6 +23,7 @@ mod ratelimit;
 mod redirects;
 mod release;
 mod scripts;
+mod shopify;
 mod signed;
 mod smoke;
 mod slack;
