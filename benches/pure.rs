@@ -12,10 +12,10 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use md5::{Digest, Md5};
 use webhook_guard::media::Media;
-use webhook_guard::ratelimit::{self, Acquire, Limit, State, MAX_CAS_ATTEMPTS};
-use webhook_guard::shared::{SharedStore, StoreError};
 use webhook_guard::profile::azure_managed_app::notification as azure;
 use webhook_guard::profile::md5_envelope as vendor;
+use webhook_guard::ratelimit::{self, Acquire, Limit, State, MAX_CAS_ATTEMPTS};
+use webhook_guard::shared::{SharedStore, StoreError};
 
 /// The Marketplace failure sample of the public documentation
 /// (`examples/requests/azure-marketplace-failed.json`).
@@ -31,10 +31,7 @@ const SOURCE: &str = "/webhook-guard/azure";
 const PING: &str = r#"{"type":"ping","epoch_timestamp":1466526410}"#;
 
 fn md5_hex(bytes: &[u8]) -> String {
-    Md5::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.
@@ -42,9 +39,7 @@ fn form_encode(value: &str) -> String {
     let mut out = String::new();
     for b in value.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
-                out.push(char::from(b))
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => out.push(char::from(b)),
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -54,28 +49,16 @@ fn form_encode(value: &str) -> String {
 
 fn bench_azure(c: &mut Criterion) {
     let mut g = c.benchmark_group("azure");
-    for (name, body) in [
-        ("marketplace", MARKETPLACE),
-        ("service_catalog", SERVICE_CATALOG),
-    ] {
+    for (name, body) in [("marketplace", MARKETPLACE), ("service_catalog", SERVICE_CATALOG)] {
         let body = body.as_bytes();
         let event = azure::validate(body).unwrap();
         assert!(!event.to_cloudevent(SOURCE).unwrap().is_empty());
         g.throughput(Throughput::Bytes(body.len() as u64));
-        g.bench_function(format!("validate/{name}"), |b| {
-            b.iter(|| azure::validate(black_box(body)).unwrap())
-        });
+        g.bench_function(format!("validate/{name}"), |b| b.iter(|| azure::validate(black_box(body)).unwrap()));
         g.bench_function(format!("validate+to_cloudevent/{name}"), |b| {
-            b.iter(|| {
-                azure::validate(black_box(body))
-                    .unwrap()
-                    .to_cloudevent(black_box(SOURCE))
-                    .unwrap()
-            })
+            b.iter(|| azure::validate(black_box(body)).unwrap().to_cloudevent(black_box(SOURCE)).unwrap())
         });
-        g.bench_function(format!("to_cloudevent/{name}"), |b| {
-            b.iter(|| black_box(&event).to_cloudevent(SOURCE).unwrap())
-        });
+        g.bench_function(format!("to_cloudevent/{name}"), |b| b.iter(|| black_box(&event).to_cloudevent(SOURCE).unwrap()));
     }
     g.finish();
 }
@@ -85,25 +68,15 @@ fn bench_vendor(c: &mut Criterion) {
     let json = format!(r#"{{"payload": {PING}, "md5": "{md5}"}}"#);
     // The digest covers the bytes between <payload> and </payload>.
     let inner = "<type>ping</type><epoch_timestamp>1466526410</epoch_timestamp>";
-    let xml = format!(
-        "<notification><payload>{inner}</payload><md5>{}</md5></notification>",
-        md5_hex(inner.as_bytes())
-    );
+    let xml = format!("<notification><payload>{inner}</payload><md5>{}</md5></notification>", md5_hex(inner.as_bytes()));
     let form = format!("payload={}&md5={md5}", form_encode(PING));
 
     let mut g = c.benchmark_group("vendor");
-    for (name, media, body) in [
-        ("json", Media::Json, json),
-        ("xml", Media::Xml, xml),
-        ("form", Media::Form, form),
-    ] {
-        let event = vendor::parse(media, body.as_bytes())
-            .unwrap_or_else(|e| panic!("{name}: {}", e.detail()));
+    for (name, media, body) in [("json", Media::Json, json), ("xml", Media::Xml, xml), ("form", Media::Form, form)] {
+        let event = vendor::parse(media, body.as_bytes()).unwrap_or_else(|e| panic!("{name}: {}", e.detail()));
         assert_eq!(event.kind, "webhookguard.vendor.ping", "{name}");
         g.throughput(Throughput::Bytes(body.len() as u64));
-        g.bench_function(format!("parse/{name}_ping"), |b| {
-            b.iter(|| vendor::parse(media, black_box(body.as_bytes())).unwrap())
-        });
+        g.bench_function(format!("parse/{name}_ping"), |b| b.iter(|| vendor::parse(media, black_box(body.as_bytes())).unwrap()));
     }
     g.finish();
 }
@@ -128,9 +101,7 @@ impl SharedStore for MemoryStore {
         let mut entries = self.entries.borrow_mut();
         let next = self.last_cas.get().wrapping_add(1).max(1);
         match entries.get_mut(key) {
-            Some((_, current)) if cas.is_some_and(|c| c != *current) => {
-                Err(StoreError::CasMismatch)
-            }
+            Some((_, current)) if cas.is_some_and(|c| c != *current) => Err(StoreError::CasMismatch),
             Some((stored, current)) => {
                 stored.clear();
                 stored.extend_from_slice(value);
@@ -154,93 +125,38 @@ fn bench_ratelimit(c: &mut Criterion) {
     // A limit that never trips (what benches/run.sh configures) and one that always refuses.
     let open = Limit::new(1_000_000.0, 1_000_000).unwrap();
     let tight = Limit::new(1.0, 1).unwrap();
-    let half_full = State {
-        tokens_micro: 500_000_000_000,
-        updated_nanos: T0,
-    };
+    let half_full = State { tokens_micro: 500_000_000_000, updated_nanos: T0 };
     let (_, d) = ratelimit::take(&open, Some(half_full), T0 + 1_000);
     assert_eq!(d, ratelimit::Take::Allowed);
-    g.bench_function("take/allowed", |b| {
-        b.iter(|| {
-            ratelimit::take(
-                black_box(&open),
-                black_box(Some(half_full)),
-                black_box(T0 + 1_000),
-            )
-        })
-    });
-    let empty = State {
-        tokens_micro: 0,
-        updated_nanos: T0,
-    };
-    assert!(matches!(
-        ratelimit::take(&tight, Some(empty), T0 + 1_000).1,
-        ratelimit::Take::Limited { .. }
-    ));
-    g.bench_function("take/limited", |b| {
-        b.iter(|| {
-            ratelimit::take(
-                black_box(&tight),
-                black_box(Some(empty)),
-                black_box(T0 + 1_000),
-            )
-        })
-    });
+    g.bench_function("take/allowed", |b| b.iter(|| ratelimit::take(black_box(&open), black_box(Some(half_full)), black_box(T0 + 1_000))));
+    let empty = State { tokens_micro: 0, updated_nanos: T0 };
+    assert!(matches!(ratelimit::take(&tight, Some(empty), T0 + 1_000).1, ratelimit::Take::Limited { .. }));
+    g.bench_function("take/limited", |b| b.iter(|| ratelimit::take(black_box(&tight), black_box(Some(empty)), black_box(T0 + 1_000))));
 
     // acquire: get + take + CAS set on an existing key, the clock moving 1 µs per request.
     let store = MemoryStore::default();
     let key = ratelimit::slot_key("azure", "", 1);
-    assert_eq!(
-        ratelimit::acquire(&store, &key, &open, T0, MAX_CAS_ATTEMPTS),
-        Acquire::Allowed
-    );
+    assert_eq!(ratelimit::acquire(&store, &key, &open, T0, MAX_CAS_ATTEMPTS), Acquire::Allowed);
     let now = Cell::new(T0);
     g.bench_function("acquire/allowed", |b| {
         b.iter(|| {
             now.set(now.get() + 1_000);
-            let outcome =
-                ratelimit::acquire(&store, black_box(&key), &open, now.get(), MAX_CAS_ATTEMPTS);
+            let outcome = ratelimit::acquire(&store, black_box(&key), &open, now.get(), MAX_CAS_ATTEMPTS);
             debug_assert_eq!(outcome, Acquire::Allowed);
             outcome
         })
     });
     // A refused request reads but does not write back.
     let store = MemoryStore::default();
-    assert_eq!(
-        ratelimit::acquire(&store, &key, &tight, T0, MAX_CAS_ATTEMPTS),
-        Acquire::Allowed
-    );
-    assert!(matches!(
-        ratelimit::acquire(&store, &key, &tight, T0, MAX_CAS_ATTEMPTS),
-        Acquire::Limited { .. }
-    ));
-    g.bench_function("acquire/limited", |b| {
-        b.iter(|| {
-            ratelimit::acquire(
-                &store,
-                black_box(&key),
-                &tight,
-                T0 + 1_000,
-                MAX_CAS_ATTEMPTS,
-            )
-        })
-    });
-    g.bench_function("slot_key", |b| {
-        b.iter(|| {
-            ratelimit::slot_key(
-                black_box("azure"),
-                black_box("subscriptions/0000/resourcegroups/rg"),
-                1024,
-            )
-        })
-    });
+    assert_eq!(ratelimit::acquire(&store, &key, &tight, T0, MAX_CAS_ATTEMPTS), Acquire::Allowed);
+    assert!(matches!(ratelimit::acquire(&store, &key, &tight, T0, MAX_CAS_ATTEMPTS), Acquire::Limited { .. }));
+    g.bench_function("acquire/limited", |b| b.iter(|| ratelimit::acquire(&store, black_box(&key), &tight, T0 + 1_000, MAX_CAS_ATTEMPTS)));
+    g.bench_function("slot_key", |b| b.iter(|| ratelimit::slot_key(black_box("azure"), black_box("subscriptions/0000/resourcegroups/rg"), 1024)));
     g.finish();
 }
 
 fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
+    Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2))
 }
 
 criterion_group! {

@@ -43,10 +43,7 @@ pub fn head(endpoint: &Endpoint, head: &Head, signed: &SignedHeaders, now_secs: 
         Authentication::Signature => profile.check_signed_head(signed, now_secs)?,
     }
     if !profile.allows(head.method) {
-        let mut rejection = Rejection::new(
-            Reason::Method,
-            format!("method {} is not allowed; use {}", clip(head.method), profile.allow()),
-        );
+        let mut rejection = Rejection::new(Reason::Method, format!("method {} is not allowed; use {}", clip(head.method), profile.allow()));
         rejection.allow = Some(profile.allow());
         return Err(rejection);
     }
@@ -58,10 +55,7 @@ pub fn head(endpoint: &Endpoint, head: &Head, signed: &SignedHeaders, now_secs: 
     // The filter never decodes a body (neither sender encodes one): an encoded body
     // could be neither validated nor forwarded as what it claims to be.
     if let Some(encoding) = head.content_encoding.filter(|e| !is_identity(e)) {
-        return Err(Rejection::new(
-            Reason::MediaType,
-            format!("content encoding '{}' is not accepted; send the body unencoded", clip(encoding.trim())),
-        ));
+        return Err(Rejection::new(Reason::MediaType, format!("content encoding '{}' is not accepted; send the body unencoded", clip(encoding.trim()))));
     }
     match Media::classify(head.content_type) {
         Some(media) if profile.accepts(media) => Ok(Next::Body(media)),
@@ -81,22 +75,10 @@ fn authenticate(endpoint: &Endpoint, query: Option<&str>) -> Result<(), Rejectio
     let param = &endpoint.secret.param;
     match query::find(query, param) {
         Found::Value(candidate) if auth::matches_any(&candidate, &endpoint.secret.values) => Ok(()),
-        Found::Value(_) => Err(Rejection::new(
-            Reason::Forbidden,
-            format!("the '{param}' query parameter does not match a configured secret"),
-        )),
-        Found::Missing => Err(Rejection::new(
-            Reason::Unauthorized,
-            format!("the '{param}' query parameter is missing or empty"),
-        )),
-        Found::Repeated => Err(Rejection::new(
-            Reason::AmbiguousSecret,
-            format!("the '{param}' query parameter is given more than once"),
-        )),
-        Found::Malformed => Err(Rejection::new(
-            Reason::Invalid,
-            "the query string holds a malformed percent-escape".to_string(),
-        )),
+        Found::Value(_) => Err(Rejection::new(Reason::Forbidden, format!("the '{param}' query parameter does not match a configured secret"))),
+        Found::Missing => Err(Rejection::new(Reason::Unauthorized, format!("the '{param}' query parameter is missing or empty"))),
+        Found::Repeated => Err(Rejection::new(Reason::AmbiguousSecret, format!("the '{param}' query parameter is given more than once"))),
+        Found::Malformed => Err(Rejection::new(Reason::Invalid, "the query string holds a malformed percent-escape".to_string())),
     }
 }
 
@@ -150,9 +132,6 @@ mod tests {
         assert_eq!(refused.reason, Reason::MediaType);
         assert_eq!(refused.detail, "content type 'application/xml' is not accepted; send application/json");
         let refused = checked(store, Some("text/plain"), None).unwrap_err();
-        assert_eq!(
-            refused.detail,
-            "content type 'text/plain' is not accepted; send application/json, application/xml or application/x-www-form-urlencoded"
-        );
+        assert_eq!(refused.detail, "content type 'text/plain' is not accepted; send application/json, application/xml or application/x-www-form-urlencoded");
     }
 }

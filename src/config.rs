@@ -162,8 +162,7 @@ struct RawConfig<'a> {
 
 /// The keys every endpoint has, whatever its profile; a profile reads its own
 /// ([`profile::Registration::keys`]) from the same object.
-pub const COMMON_KEYS: [&str; 10] =
-    ["name", "path", "profile", "secret", "max_body_bytes", "forward", "upstream_4xx", "rate_limit", "mode", "dedupe_seconds"];
+pub const COMMON_KEYS: [&str; 10] = ["name", "path", "profile", "secret", "max_body_bytes", "forward", "upstream_4xx", "rate_limit", "mode", "dedupe_seconds"];
 
 /// The common keys (`deny_unknown_fields` is done by [`unknown_key`], which knows the
 /// profiles' keys too).
@@ -228,7 +227,13 @@ impl Config {
             }
             endpoints.push(endpoint);
         }
-        let levels = [("off", None), ("debug", Some(log::Level::Debug)), ("info", Some(log::Level::Info)), ("warn", Some(log::Level::Warn)), ("error", Some(log::Level::Error))];
+        let levels = [
+            ("off", None),
+            ("debug", Some(log::Level::Debug)),
+            ("info", Some(log::Level::Info)),
+            ("warn", Some(log::Level::Warn)),
+            ("error", Some(log::Level::Error)),
+        ];
         let log_level = pick("log_level", "level", raw.log_level.as_deref().unwrap_or("info"), &levels)?;
         let header_modes = [("stream", HeaderMode::Stream), ("hold", HeaderMode::Hold)];
         let header_mode = pick("header_mode", "mode", raw.header_mode.as_deref().unwrap_or("stream"), &header_modes)?;
@@ -331,10 +336,14 @@ impl<'de> Deserialize<'de> for Members<'de> {
 impl Endpoint {
     /// `(json, part, at)`: the whole configuration, this endpoint's object in it, and its
     /// place (`endpoints[i]`), for the profile's own keys.
-    fn validate(raw: &RawEndpoint, registration: Option<&profile::Registration>, (json, part, at): (&str, &str, &str), env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let name_ok = !raw.name.is_empty()
-            && raw.name.len() <= 64
-            && raw.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    fn validate(
+        raw: &RawEndpoint,
+        registration: Option<&profile::Registration>,
+        (json, part, at): (&str, &str, &str),
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        let name_ok =
+            !raw.name.is_empty() && raw.name.len() <= 64 && raw.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
         if !name_ok {
             return Err("name: must be 1-64 characters of a-z, 0-9, '_' or '-'".into());
         }
@@ -368,7 +377,9 @@ impl Endpoint {
         // A replay the signature still accepts must meet the duplicate mark.
         let dedupe_seconds = match (profile.replay_window(), raw.dedupe_seconds) {
             (Some(window), Some(seconds)) if seconds < window => {
-                return Err(format!("dedupe_seconds: must be at least {window} (the profile's replay window), so that a replayed delivery is answered as a duplicate"));
+                return Err(format!(
+                    "dedupe_seconds: must be at least {window} (the profile's replay window), so that a replayed delivery is answered as a duplicate"
+                ));
             }
             (window, seconds) => seconds.or(window),
         };
@@ -417,9 +428,7 @@ impl RateLimit {
 impl Secret {
     fn validate(raw: &RawSecret, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
         let param = raw.param.clone().unwrap_or_else(|| "sig".to_string());
-        let param_ok = !param.is_empty()
-            && param.len() <= 64
-            && param.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'~'));
+        let param_ok = !param.is_empty() && param.len() <= 64 && param.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'~'));
         if !param_ok {
             return Err("secret.param: must be 1-64 URL-safe characters (A-Z a-z 0-9 _ - . ~)".into());
         }
@@ -565,37 +574,109 @@ mod tests {
         let cases = [
             (r#"{"endpoints":[]}"#, "endpoints:"),
             (r#"{"endpoints":[],"extra":1}"#, "unknown field `extra`"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"max_body":1}]}"#, "endpoints[0].max_body: unknown field `max_body`"),
+            (
+                r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"max_body":1}]}"#,
+                "endpoints[0].max_body: unknown field `max_body`",
+            ),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"nope","secret":{"values":["s"]}}]}"#, "endpoints[0].profile: unknown profile 'nope'"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{}}]}"#, "endpoints[0].secret: no usable secret"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["  "]}}]}"#, "endpoints[0].secret.values[0]: secret is empty"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"env":["MISSING"]}}]}"#, "endpoints[0].secret.env: environment variable 'MISSING' is not set"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"],"oops":1}}]}"#, "endpoints[0].secret.oops: unknown field `oops`"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"max_body_bytes":0}]}"#, "endpoints[0].max_body_bytes"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"max_body_bytes":99999999999}]}"#, "endpoints[0].max_body_bytes"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}},{"name":"a","path":"/b","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[1].name: duplicate"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}},{"name":"b","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[1].path: '/a' is the same path as '/a'"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}},{"name":"b","path":"/A/","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[1].path: '/A/' is the same path as '/a'"),
-            (r#"{"endpoints":[{"name":"a","path":"/a%2Fb","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[0].path: the path holds a '\\' or an encoded '/'"),
-            (r#"{"unguarded":"drop","endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "unguarded: unknown value 'drop' (expected pass or reject)"),
+            (
+                r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["  "]}}]}"#,
+                "endpoints[0].secret.values[0]: secret is empty",
+            ),
+            (
+                r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"env":["MISSING"]}}]}"#,
+                "endpoints[0].secret.env: environment variable 'MISSING' is not set",
+            ),
+            (
+                r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"],"oops":1}}]}"#,
+                "endpoints[0].secret.oops: unknown field `oops`",
+            ),
+            (
+                r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"max_body_bytes":0}]}"#,
+                "endpoints[0].max_body_bytes",
+            ),
+            (
+                r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"max_body_bytes":99999999999}]}"#,
+                "endpoints[0].max_body_bytes",
+            ),
+            (
+                r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}},{"name":"a","path":"/b","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#,
+                "endpoints[1].name: duplicate",
+            ),
+            (
+                r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}},{"name":"b","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#,
+                "endpoints[1].path: '/a' is the same path as '/a'",
+            ),
+            (
+                r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}},{"name":"b","path":"/A/","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#,
+                "endpoints[1].path: '/A/' is the same path as '/a'",
+            ),
+            (
+                r#"{"endpoints":[{"name":"a","path":"/a%2Fb","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#,
+                "endpoints[0].path: the path holds a '\\' or an encoded '/'",
+            ),
+            (
+                r#"{"unguarded":"drop","endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#,
+                "unguarded: unknown value 'drop' (expected pass or reject)",
+            ),
             (r#"{"endpoints":[{"name":"A b","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[0].name"),
             (r#"{"endpoints":[{"name":"a","path":"a?x","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "endpoints[0].path"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"param":"s&g","values":["s"]}}]}"#, "endpoints[0].secret.param"),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"forward":"x"}]}"#, "endpoints[0].forward"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"upstream_4xx":"x"}]}"#, "endpoints[0].upstream_4xx"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"answer_ping":true}]}"#, "endpoints[0].answer_ping"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"on_nonconforming":"drop"}]}"#, "endpoints[0].on_nonconforming: unknown value 'drop' (expected forward, hold or reject)"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"md5_envelope","secret":{"values":["s"]},"on_nonconforming":"hold"}]}"#, "endpoints[0].on_nonconforming: only applies to the azure_managed_app profile"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"md5_envelope","secret":{"values":["s"]},"arm_check":{}}]}"#, "endpoints[0].arm_check: only applies to the azure_managed_app profile"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"arm_check":{"arm_cluster":"a","token_cluster":"t","managed_identity":{},"timeout_ms":"x"}}]}"#, "endpoints[0].arm_check.timeout_ms: invalid type"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":0,"burst":1}}]}"#, "endpoints[0].rate_limit.per_second"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":0}}]}"#, "endpoints[0].rate_limit.burst"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":1,"key":"ip"}}]}"#, "endpoints[0].rate_limit.key"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"md5_envelope","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":1,"key":"application"}}]}"#, "endpoints[0].rate_limit.key"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":1,"on_contention":"maybe"}}]}"#, "endpoints[0].rate_limit.on_contention"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":1,"per_minute":3}}]}"#, "unknown field `per_minute`"),
+            (
+                r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"upstream_4xx":"x"}]}"#,
+                "endpoints[0].upstream_4xx",
+            ),
+            (
+                r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"answer_ping":true}]}"#,
+                "endpoints[0].answer_ping",
+            ),
+            (
+                r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"on_nonconforming":"drop"}]}"#,
+                "endpoints[0].on_nonconforming: unknown value 'drop' (expected forward, hold or reject)",
+            ),
+            (
+                r#"{"endpoints":[{"name":"a","path":"/a","profile":"md5_envelope","secret":{"values":["s"]},"on_nonconforming":"hold"}]}"#,
+                "endpoints[0].on_nonconforming: only applies to the azure_managed_app profile",
+            ),
+            (
+                r#"{"endpoints":[{"name":"a","path":"/a","profile":"md5_envelope","secret":{"values":["s"]},"arm_check":{}}]}"#,
+                "endpoints[0].arm_check: only applies to the azure_managed_app profile",
+            ),
+            (
+                r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"arm_check":{"arm_cluster":"a","token_cluster":"t","managed_identity":{},"timeout_ms":"x"}}]}"#,
+                "endpoints[0].arm_check.timeout_ms: invalid type",
+            ),
+            (
+                r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":0,"burst":1}}]}"#,
+                "endpoints[0].rate_limit.per_second",
+            ),
+            (
+                r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":0}}]}"#,
+                "endpoints[0].rate_limit.burst",
+            ),
+            (
+                r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":1,"key":"ip"}}]}"#,
+                "endpoints[0].rate_limit.key",
+            ),
+            (
+                r#"{"endpoints":[{"name":"a","path":"/a","profile":"md5_envelope","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":1,"key":"application"}}]}"#,
+                "endpoints[0].rate_limit.key",
+            ),
+            (
+                r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":1,"on_contention":"maybe"}}]}"#,
+                "endpoints[0].rate_limit.on_contention",
+            ),
+            (
+                r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"rate_limit":{"per_second":1,"burst":1,"per_minute":3}}]}"#,
+                "unknown field `per_minute`",
+            ),
             ("not json", "configuration:"),
-            (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"dedupe_seconds":0}]}"#, "endpoints[0].dedupe_seconds"),
+            (
+                r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"dedupe_seconds":0}]}"#,
+                "endpoints[0].dedupe_seconds",
+            ),
             (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"mode":"watch"}]}"#, "endpoints[0].mode"),
             (r#"{"log_level":"loud","endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]}}]}"#, "log_level"),
         ];

@@ -10,9 +10,7 @@ use crate::nonconforming::{self, Finding};
 use serde_json::value::RawValue;
 
 /// Namespace of every webhook-guard event id (a fixed, random UUID).
-pub const ID_NAMESPACE: [u8; 16] = [
-    0x6f, 0x1c, 0x0e, 0x5a, 0x3b, 0x7d, 0x4e, 0x21, 0x9a, 0x52, 0xc4, 0x8d, 0x17, 0xe3, 0x0b, 0x96,
-];
+pub const ID_NAMESPACE: [u8; 16] = [0x6f, 0x1c, 0x0e, 0x5a, 0x3b, 0x7d, 0x4e, 0x21, 0x9a, 0x52, 0xc4, 0x8d, 0x17, 0xe3, 0x0b, 0x96];
 
 /// A validated notification, ready to forward.
 #[derive(Debug, Clone)]
@@ -223,8 +221,7 @@ mod tests {
             data: RawValue::from_string(r#"{"a":1}"#.into()).unwrap(),
             nonconforming: Vec::new(),
         };
-        let v: serde_json::Value =
-            serde_json::from_slice(&ev.to_cloudevent("/src").unwrap()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&ev.to_cloudevent("/src").unwrap()).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"specversion":"1.0","id":"i","source":"/src","type":"t",

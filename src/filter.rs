@@ -11,9 +11,9 @@ mod answer;
 mod body;
 mod forward;
 mod head;
+mod headers;
 #[cfg(test)]
 mod hygiene;
-mod headers;
 mod limit;
 #[cfg(test)]
 pub(crate) mod mock;
@@ -25,10 +25,10 @@ pub use answer::log_line;
 pub use head::HOLD_TIMEOUT_SECS;
 pub use headers::Headers;
 
-use crate::outbound::Outbound;
 use crate::config::{Config, Endpoint, HeaderMode};
 use crate::media::Media;
 use crate::metrics::{Counter, Histogram, ListenerCounter};
+use crate::outbound::Outbound;
 use crate::profile::SignedHeaders;
 use proxy_wasm::types::Action;
 use std::rc::Rc;

@@ -75,10 +75,7 @@ impl Context for Worker {
 
 impl RootContext for Worker {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).ok().flatten().unwrap_or_default();
         match Config::parse(&bytes, |name| std::env::var(name).ok()) {
             Ok(config) => {
                 log::info!("webhook-guard: configured {} endpoint(s)", config.endpoints.len());

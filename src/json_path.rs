@@ -24,8 +24,13 @@ pub fn offset(text: &str, line: usize, column: usize) -> usize {
 
 enum Frame<'a> {
     /// The key being read or last read, and whether the next string is a key.
-    Object { key: &'a str, want_key: bool },
-    Array { index: usize },
+    Object {
+        key: &'a str,
+        want_key: bool,
+    },
+    Array {
+        index: usize,
+    },
 }
 
 /// The place of byte `offset` in `text`, which is read up to there (it need not be valid

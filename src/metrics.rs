@@ -205,7 +205,9 @@ mod tests {
     use std::collections::HashSet;
 
     fn endpoint(profile: &str) -> Config {
-        let json = format!(r#"{{"endpoints":[{{"name":"azure","path":"/a","profile":"{profile}","secret":{{"values":["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]}}}}]}}"#);
+        let json = format!(
+            r#"{{"endpoints":[{{"name":"azure","path":"/a","profile":"{profile}","secret":{{"values":["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]}}}}]}}"#
+        );
         Config::parse(json.as_bytes(), |_| None).unwrap()
     }
 

@@ -36,9 +36,7 @@ impl Limit {
     pub fn new(per_second: f64, burst: u32) -> Result<Limit, String> {
         // Written so that NaN fails the test too.
         if !(per_second.is_finite() && per_second > 0.0 && per_second <= MAX_RATE) {
-            return Err(
-                "rate_limit.per_second must be a positive number no greater than 1000000".into()
-            );
+            return Err("rate_limit.per_second must be a positive number no greater than 1000000".into());
         }
         if burst == 0 || burst > MAX_BURST {
             return Err("rate_limit.burst must be an integer from 1 to 1000000".into());
@@ -93,10 +91,7 @@ impl State {
     pub fn decode(bytes: &[u8]) -> Option<State> {
         let record: &[u8; State::LEN] = bytes.try_into().ok()?;
         let (tokens, updated) = record.split_at(8);
-        Some(State {
-            tokens_micro: u64::from_le_bytes(tokens.try_into().ok()?),
-            updated_nanos: u64::from_le_bytes(updated.try_into().ok()?),
-        })
+        Some(State { tokens_micro: u64::from_le_bytes(tokens.try_into().ok()?), updated_nanos: u64::from_le_bytes(updated.try_into().ok()?) })
     }
 }
 
@@ -125,9 +120,7 @@ pub fn take(limit: &Limit, state: Option<State>, now_nanos: u64) -> (State, Take
     let capacity = limit.capacity();
     let state = match state {
         // Clamped because the limit may have shrunk since the record was written.
-        Some(s) => {
-            State { tokens_micro: s.tokens_micro.min(capacity), updated_nanos: s.updated_nanos }
-        }
+        Some(s) => State { tokens_micro: s.tokens_micro.min(capacity), updated_nanos: s.updated_nanos },
         None => State { tokens_micro: capacity, updated_nanos: now_nanos },
     };
     let mut state = refill(limit, state, now_nanos);
@@ -144,11 +137,7 @@ fn refill(limit: &Limit, state: State, now: u64) -> State {
     let capacity = limit.capacity();
     let Some(elapsed) = now.checked_sub(state.updated_nanos) else {
         // The clock went back: never refill for it.
-        let updated_nanos = if state.updated_nanos.saturating_sub(now) > MAX_CLOCK_REWIND_NANOS {
-            now
-        } else {
-            state.updated_nanos
-        };
+        let updated_nanos = if state.updated_nanos.saturating_sub(now) > MAX_CLOCK_REWIND_NANOS { now } else { state.updated_nanos };
         return State { updated_nanos, ..state };
     };
     let missing = capacity.saturating_sub(state.tokens_micro);
@@ -168,10 +157,7 @@ fn refill(limit: &Limit, state: State, now: u64) -> State {
     // fraction left over carries to the next request and no interval is credited twice.
     // `credited ≥ 1` so this is never 0/0; a subnormal rate gives +inf, which `as` saturates.
     let spent = (credited as f64 / limit.micro_per_nano()).ceil() as u64;
-    State {
-        tokens_micro: state.tokens_micro.saturating_add(credited).min(capacity),
-        updated_nanos: state.updated_nanos.saturating_add(spent.min(elapsed)),
-    }
+    State { tokens_micro: state.tokens_micro.saturating_add(credited).min(capacity), updated_nanos: state.updated_nanos.saturating_add(spent.min(elapsed)) }
 }
 
 /// Whole seconds until one token is available, at least 1 (a `Retry-After: 0` would invite
@@ -190,21 +176,13 @@ fn retry_after(limit: &Limit, tokens_micro: u64) -> u64 {
 /// would be refill bookkeeping that the next request recomputes from the same record, and
 /// skipping it keeps a flood of rejected requests from contending with admissions (and
 /// from turning into `Contended`, which a fail-open caller would admit).
-pub fn acquire<S: SharedStore + ?Sized>(
-    store: &S,
-    key: &str,
-    limit: &Limit,
-    now_nanos: u64,
-    max_attempts: u32,
-) -> Acquire {
+pub fn acquire<S: SharedStore + ?Sized>(store: &S, key: &str, limit: &Limit, now_nanos: u64, max_attempts: u32) -> Acquire {
     let result = shared::update(store, key, max_attempts, |current| {
         let previous = current.and_then(State::decode);
         let (next, decision) = take(limit, previous, now_nanos);
         let persist = match (decision, previous) {
             (Take::Allowed, _) | (_, None) => true,
-            (Take::Limited { .. }, Some(p)) => {
-                next.tokens_micro < p.tokens_micro || next.updated_nanos < p.updated_nanos
-            }
+            (Take::Limited { .. }, Some(p)) => next.tokens_micro < p.tokens_micro || next.updated_nanos < p.updated_nanos,
         };
         (persist.then(|| next.encode().to_vec()), decision)
     });
@@ -478,10 +456,7 @@ mod tests {
         let l = limit(1.0, 2);
         assert_eq!(acquire(&s, "k", &l, T0, MAX_CAS_ATTEMPTS), Acquire::Allowed);
         assert_eq!(acquire(&s, "k", &l, T0, MAX_CAS_ATTEMPTS), Acquire::Allowed);
-        assert_eq!(
-            acquire(&s, "k", &l, T0, MAX_CAS_ATTEMPTS),
-            Acquire::Limited { retry_after_secs: 1 }
-        );
+        assert_eq!(acquire(&s, "k", &l, T0, MAX_CAS_ATTEMPTS), Acquire::Limited { retry_after_secs: 1 });
         assert_eq!(acquire(&s, "other", &l, T0, MAX_CAS_ATTEMPTS), Acquire::Allowed);
         assert_eq!(acquire(&s, "k", &l, T0 + SEC, MAX_CAS_ATTEMPTS), Acquire::Allowed);
     }
@@ -532,15 +507,11 @@ mod tests {
     fn slot_key_is_stable_and_bounded() {
         // FNV-1a 64 reference values.
         assert_eq!(slot_key("ep", "a", DEFAULT_SLOTS), slot_key("ep", "a", DEFAULT_SLOTS));
-        assert_eq!(
-            slot_key("ep", "a", DEFAULT_SLOTS),
-            format!("wg.rl.ep.{}", 0xaf63_dc4c_8601_ec8c_u64 % 1024)
-        );
+        assert_eq!(slot_key("ep", "a", DEFAULT_SLOTS), format!("wg.rl.ep.{}", 0xaf63_dc4c_8601_ec8c_u64 % 1024));
         assert_eq!(slot_key("ep", "anything", 1), "wg.rl.ep.0");
         assert_eq!(slot_key("ep", "anything", 0), "wg.rl.ep.0");
 
-        let keys: HashSet<String> =
-            (0..100_000).map(|i| slot_key("ep", &format!("app-{i}"), DEFAULT_SLOTS)).collect();
+        let keys: HashSet<String> = (0..100_000).map(|i| slot_key("ep", &format!("app-{i}"), DEFAULT_SLOTS)).collect();
         // Bounded, and spread over (nearly) every slot.
         assert!(keys.len() <= DEFAULT_SLOTS as usize);
         assert!(keys.len() > DEFAULT_SLOTS as usize * 99 / 100, "{}", keys.len());
@@ -577,8 +548,7 @@ mod tests {
     #[test]
     fn two_workers_never_exceed_the_budget() {
         // (rate, burst, seed, worker B gets in before one in `b_every` of A's writes)
-        let cases =
-            [(10.0, 5, 1, 2), (0.5, 1, 2, 2), (250.0, 40, 3, 2), (3.3, 7, 4, 1), (1000.0, 1, 5, 1)];
+        let cases = [(10.0, 5, 1, 2), (0.5, 1, 2, 2), (250.0, 40, 3, 2), (3.3, 7, 4, 1), (1000.0, 1, 5, 1)];
         for (per_second, burst, seed, b_every) in cases {
             let l = limit(per_second, burst);
             // Worker A alone asks for about a hundred times the sustained rate, so that
@@ -593,15 +563,8 @@ mod tests {
             let store = MemoryStore::new();
             let rng = RefCell::new(Rng(seed));
             let now = Cell::new(T0);
-            let (allowed_a, allowed_b, contended) =
-                (Cell::new(0u64), Cell::new(0u64), Cell::new(0));
-            let run = |store: &dyn SharedStore, at: u64, counter: &Cell<u64>| match acquire(
-                store,
-                "wg.rl.ep.0",
-                &l,
-                at,
-                MAX_CAS_ATTEMPTS,
-            ) {
+            let (allowed_a, allowed_b, contended) = (Cell::new(0u64), Cell::new(0u64), Cell::new(0));
+            let run = |store: &dyn SharedStore, at: u64, counter: &Cell<u64>| match acquire(store, "wg.rl.ep.0", &l, at, MAX_CAS_ATTEMPTS) {
                 Acquire::Allowed => counter.set(counter.get() + 1),
                 Acquire::Limited { .. } => {}
                 Acquire::Contended => contended.set(contended.get() + 1),

@@ -168,7 +168,8 @@ fn shape(text: &str, separators: &[char], params: Params) -> String {
             segment => resolved.push(segment),
         }
     }
-    let mut segments: Vec<String> = resolved.iter().map(|s| trim_end(s.trim_start_matches(' '))).filter(|s| !s.is_empty()).map(|s| s.chars().map(fold).collect()).collect();
+    let mut segments: Vec<String> =
+        resolved.iter().map(|s| trim_end(s.trim_start_matches(' '))).filter(|s| !s.is_empty()).map(|s| s.chars().map(fold).collect()).collect();
     if let Some(last) = segments.last_mut() {
         let stem = last.split_once('.').map(|(stem, _)| trim_end(stem)).filter(|stem| !stem.is_empty());
         if let Some(stem) = stem {
@@ -209,12 +210,32 @@ mod tests {
     #[test]
     fn loose_spellings_reach_the_same_form() {
         let same = [
-            "/api/resource", "/api/resource/", "/API/resource", "/api/Resource", "/api/resource;x=1",
-            "/api;v=2/resource", "/api/resource/.", "/api/resource.json", "/api/resource.XML", "/api/resource%20",
-            "/api//resource", "/api/./resource", "/api/x/../resource", "/api/%72esource", "/api/resource;sig=k",
-            "/api/resource.", "/api/resource...", "/api/resource%2E", "/api/x/..;/resource",
-            "/api/%2e/resource", "/api/x/%2e%2e/resource", "/api/resource%3Bx", "/api/re\u{17f}ource",
-            "/api/RE\u{17f}OURCE%20.json", "//api///resource//", "/x/../../api/resource",
+            "/api/resource",
+            "/api/resource/",
+            "/API/resource",
+            "/api/Resource",
+            "/api/resource;x=1",
+            "/api;v=2/resource",
+            "/api/resource/.",
+            "/api/resource.json",
+            "/api/resource.XML",
+            "/api/resource%20",
+            "/api//resource",
+            "/api/./resource",
+            "/api/x/../resource",
+            "/api/%72esource",
+            "/api/resource;sig=k",
+            "/api/resource.",
+            "/api/resource...",
+            "/api/resource%2E",
+            "/api/x/..;/resource",
+            "/api/%2e/resource",
+            "/api/x/%2e%2e/resource",
+            "/api/resource%3Bx",
+            "/api/re\u{17f}ource",
+            "/api/RE\u{17f}OURCE%20.json",
+            "//api///resource//",
+            "/x/../../api/resource",
         ];
         for path in same {
             assert_eq!(canon(path).as_deref(), Ok("/api/resource"), "{path}");
@@ -292,9 +313,20 @@ mod tests {
     fn lenient_readings_of_ambiguous_paths() {
         let guarded = |path: &str| lenient(path.as_bytes()).contains(&"/api/resource".to_string());
         for path in [
-            "/api%2Fresource", "/api%5cresource", "\\api\\resource", "/api/resource;a\\x", "/api/%2572esource", "/api/resource%00", "/api/resource%00.png",
-            "/api/res%00ource", "/api/resource%ff", "/api/resource/x%zz/..", "/api%252Fresource", "/api/resource;a%2F%",
-            "/api/x;%2F..%2F/resource", "/api//resource/%3B%2F%2E%2E",
+            "/api%2Fresource",
+            "/api%5cresource",
+            "\\api\\resource",
+            "/api/resource;a\\x",
+            "/api/%2572esource",
+            "/api/resource%00",
+            "/api/resource%00.png",
+            "/api/res%00ource",
+            "/api/resource%ff",
+            "/api/resource/x%zz/..",
+            "/api%252Fresource",
+            "/api/resource;a%2F%",
+            "/api/x;%2F..%2F/resource",
+            "/api//resource/%3B%2F%2E%2E",
         ] {
             assert!(guarded(path), "{path}: {:?}", lenient(path.as_bytes()));
         }

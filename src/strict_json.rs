@@ -262,16 +262,11 @@ fn string_end(bytes: &[u8], i: usize) -> (usize, bool) {
 
 /// Whether string contents hold something like `\uD800`-`\uDFFF` (over-approximated).
 fn has_surrogate_escape(raw: &str) -> bool {
-    raw.as_bytes().windows(4).any(|w| {
-        matches!(w, [b'\\', b'u', b'd' | b'D', b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F'])
-    })
+    raw.as_bytes().windows(4).any(|w| matches!(w, [b'\\', b'u', b'd' | b'D', b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F']))
 }
 
 fn number_end(bytes: &[u8], mut i: usize) -> usize {
-    while bytes
-        .get(i)
-        .is_some_and(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-    {
+    while bytes.get(i).is_some_and(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')) {
         i += 1;
     }
     i
@@ -286,11 +281,7 @@ fn may_overflow(number: &str) -> bool {
     let whole = mantissa.split('.').next().unwrap_or(mantissa).trim_start_matches('-');
     let exponent = match exponent.strip_prefix('-') {
         Some(_) => 0,
-        None => exponent
-            .trim_start_matches('+')
-            .chars()
-            .filter_map(|d| d.to_digit(10))
-            .fold(0usize, |n, d| n.saturating_mul(10).saturating_add(d as usize)),
+        None => exponent.trim_start_matches('+').chars().filter_map(|d| d.to_digit(10)).fold(0usize, |n, d| n.saturating_mul(10).saturating_add(d as usize)),
     };
     whole.len().saturating_add(exponent) >= 300
 }
@@ -415,10 +406,7 @@ mod tests {
 
     #[test]
     fn walk_is_sure_only_of_strict_text() {
-        for strict in [
-            r#"{"a": [1, {"a": "\u00e9"}], "b": {"a": 1}, "c": -0.5e-3}"#,
-            r#"{"k": 1e298}"#,
-        ] {
+        for strict in [r#"{"a": [1, {"a": "\u00e9"}], "b": {"a": 1}, "c": -0.5e-3}"#, r#"{"k": 1e298}"#] {
             assert_eq!(walk(strict, 64, |_, _| {}), Walked::Strict, "{strict}");
         }
         // Refused by check, or only check can tell.
@@ -451,18 +439,9 @@ mod tests {
 
     /// Keys, common and odd (escaped, a lone and a paired surrogate, empty).
     const ODD_KEYS: [&str; 5] = ["a\\u0062", "\\ud800", "\\ud83d\\ude00", "c\\n", ""];
-    const LEAVES: [&str; 9] =
-        ["null", "true", "0", "-1.5e3", "-0", "\"\"", "\"x\"", "\"\\\"[{,:}]\"", "\"\\u00e9\""];
+    const LEAVES: [&str; 9] = ["null", "true", "0", "-1.5e3", "-0", "\"\"", "\"x\"", "\"\\\"[{,:}]\"", "\"\\u00e9\""];
     /// Numbers near or out of range, surrogate escapes.
-    const ODD_LEAVES: [&str; 7] = [
-        "1e308",
-        "1e309",
-        "2e299",
-        "123456789012345678901234567890",
-        "\"\\ud800\"",
-        "\"\\udc00x\"",
-        "\"\\ud83d\\ude00\"",
-    ];
+    const ODD_LEAVES: [&str; 7] = ["1e308", "1e309", "2e299", "123456789012345678901234567890", "\"\\ud800\"", "\"\\udc00x\"", "\"\\ud83d\\ude00\""];
 
     /// Valid JSON, with repeated and escaped keys, surrogate escapes, huge numbers and deep
     /// nesting often enough.
@@ -477,11 +456,9 @@ mod tests {
         ];
         let tree = leaf.prop_recursive(8, 200, 6, move |inner| {
             prop_oneof![
-                prop::collection::vec(inner.clone(), 0..5)
-                    .prop_map(|v| format!("[{}]", v.join(", "))),
+                prop::collection::vec(inner.clone(), 0..5).prop_map(|v| format!("[{}]", v.join(", "))),
                 prop::collection::vec((key.clone(), inner), 0..6).prop_map(|members| {
-                    let members: Vec<String> =
-                        members.iter().map(|(k, v)| format!("\"{k}\" :{v}")).collect();
+                    let members: Vec<String> = members.iter().map(|(k, v)| format!("\"{k}\" :{v}")).collect();
                     format!("{{ {} }}", members.join(",\n"))
                 }),
             ]

@@ -51,8 +51,7 @@ pub fn parse(s: &str) -> Result<Timestamp, String> {
     }
     let days = days_from_civil(i64::from(year), i64::from(month), i64::from(day));
     let local = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
-    let utc = rfc3339_from_unix(local - offset_minutes.unwrap_or(0) * 60)
-        .ok_or("is outside the years 0000 to 9999 in UTC")?;
+    let utc = rfc3339_from_unix(local - offset_minutes.unwrap_or(0) * 60).ok_or("is outside the years 0000 to 9999 in UTC")?;
     let utc = match fraction {
         "" => utc,
         // Offsets are whole minutes: the fraction carries over unchanged.
@@ -92,9 +91,7 @@ fn fields(s: &str, sep: char, widths: [usize; 3]) -> Option<[u32; 3]> {
         if !part.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        *slot = part
-            .bytes()
-            .fold(0u32, |n, b| n.saturating_mul(10).saturating_add(u32::from(b - b'0')));
+        *slot = part.bytes().fold(0u32, |n, b| n.saturating_mul(10).saturating_add(u32::from(b - b'0')));
         rest = tail;
     }
     rest.is_empty().then_some(out)
@@ -120,9 +117,7 @@ pub fn rfc3339_from_unix(secs: i64) -> Option<String> {
     }
     let sod = secs.rem_euclid(86_400);
     let (hour, minute, second) = (sod / 3600, sod / 60 % 60, sod % 60);
-    Some(format!(
-        "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z"
-    ))
+    Some(format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z"))
 }
 
 /// Proleptic Gregorian date of a day count since 1970-01-01: the inverse of Howard
@@ -276,8 +271,7 @@ mod tests {
     #[test]
     fn civil_dates_round_trip_through_the_parser() {
         // Every day of 1896..=2104 (leap and non-leap centuries) plus the extremes.
-        let days = (days_from_civil(1896, 1, 1)..=days_from_civil(2104, 12, 31))
-            .chain([days_from_civil(0, 1, 1), days_from_civil(9999, 12, 31)]);
+        let days = (days_from_civil(1896, 1, 1)..=days_from_civil(2104, 12, 31)).chain([days_from_civil(0, 1, 1), days_from_civil(9999, 12, 31)]);
         for day in days {
             let s = rfc3339_from_unix(day * 86_400 + 3_723).unwrap();
             assert_eq!(utc(&s).as_deref(), Ok(s.as_str()));

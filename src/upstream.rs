@@ -75,7 +75,11 @@ mod tests {
     /// Every registered profile, configured with defaults.
     fn profiles() -> Vec<Box<dyn Profile>> {
         let secret = r#"{"values":["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"]}"#;
-        let endpoints: Vec<String> = crate::profile::REGISTRY.iter().enumerate().map(|(i, r)| format!(r#"{{"name":"e{i}","path":"/e{i}","profile":"{}","secret":{secret}}}"#, r.name)).collect();
+        let endpoints: Vec<String> = crate::profile::REGISTRY
+            .iter()
+            .enumerate()
+            .map(|(i, r)| format!(r#"{{"name":"e{i}","path":"/e{i}","profile":"{}","secret":{secret}}}"#, r.name))
+            .collect();
         let config = Config::parse(format!(r#"{{"endpoints":[{}]}}"#, endpoints.join(",")).as_bytes(), |_| None).unwrap();
         config.endpoints.into_iter().map(|e| e.profile).collect()
     }

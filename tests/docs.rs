@@ -98,13 +98,7 @@ fn links(prose: &str) -> Vec<String> {
 /// GitHub's anchor of a heading: lowercased, punctuation but `-` and `_` dropped, spaces
 /// as `-`.
 fn anchor(heading: &str) -> String {
-    heading
-        .trim()
-        .to_lowercase()
-        .chars()
-        .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
-        .map(|c| if c == ' ' { '-' } else { c })
-        .collect()
+    heading.trim().to_lowercase().chars().filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' ')).map(|c| if c == ' ' { '-' } else { c }).collect()
 }
 
 fn anchors(path: &str) -> BTreeSet<String> {
@@ -217,13 +211,26 @@ fn every_key_the_parser_accepts_is_documented_and_every_documented_key_is_accept
     };
     let top: BTreeSet<String> = reference.iter().filter(|k| !k.contains('.') && !k.contains('[')).cloned().collect();
     // `endpoints[].secret.param` documents `secret` too.
-    let endpoint: BTreeSet<String> = reference.iter().filter_map(|k| k.strip_prefix("endpoints[].")).map(|k| k.split('.').next().unwrap().to_string()).collect();
+    let endpoint: BTreeSet<String> =
+        reference.iter().filter_map(|k| k.strip_prefix("endpoints[].")).map(|k| k.split('.').next().unwrap().to_string()).collect();
     let secret = under("endpoints[].secret.");
 
     // The top level and the secret object: serde lists what it accepts.
-    assert_eq!(accepted(|m| format!(r#"{{"endpoints": [{{"name": "a", "path": "/a", "profile": "md5_envelope", "secret": {{"values": ["k"]}}}}], {m}}}"#)), top, "{PAGE}: top-level keys");
-    assert_eq!(accepted(|m| format!(r#"{{"endpoints": [{{"name": "a", "path": "/a", "profile": "md5_envelope", "secret": {{"values": ["k"], {m}}}}}]}}"#)), secret, "{PAGE}: secret keys");
-    assert_eq!(accepted(|m| azure_with(&format!(r#""rate_limit": {{"per_second": 1, "burst": 1, {m}}}"#))), documented(PAGE, "Rate limiting"), "{PAGE}: rate_limit keys");
+    assert_eq!(
+        accepted(|m| format!(r#"{{"endpoints": [{{"name": "a", "path": "/a", "profile": "md5_envelope", "secret": {{"values": ["k"]}}}}], {m}}}"#)),
+        top,
+        "{PAGE}: top-level keys"
+    );
+    assert_eq!(
+        accepted(|m| format!(r#"{{"endpoints": [{{"name": "a", "path": "/a", "profile": "md5_envelope", "secret": {{"values": ["k"], {m}}}}}]}}"#)),
+        secret,
+        "{PAGE}: secret keys"
+    );
+    assert_eq!(
+        accepted(|m| azure_with(&format!(r#""rate_limit": {{"per_second": 1, "burst": 1, {m}}}"#))),
+        documented(PAGE, "Rate limiting"),
+        "{PAGE}: rate_limit keys"
+    );
     let arm = r#""arm_cluster": "a", "token_cluster": "t", "managed_identity": {}"#;
     assert_eq!(accepted(|m| azure_with(&format!(r#""arm_check": {{{arm}, {m}}}"#))), documented("docs/arm-check.md", ""), "docs/arm-check.md: arm_check keys");
     // The token sources' own keys are named in their rows.
@@ -252,7 +259,10 @@ fn every_key_the_parser_accepts_is_documented_and_every_documented_key_is_accept
         }
     }
     for key in &endpoint {
-        assert!(COMMON_KEYS.contains(&key.as_str()) || REGISTRY.iter().any(|r| r.keys.contains(&key.as_str())), "{PAGE}: endpoints[].{key} is no key of the parser");
+        assert!(
+            COMMON_KEYS.contains(&key.as_str()) || REGISTRY.iter().any(|r| r.keys.contains(&key.as_str())),
+            "{PAGE}: endpoints[].{key} is no key of the parser"
+        );
     }
 }
 
@@ -424,7 +434,10 @@ fn the_docs_hold_no_envoy_configuration_of_their_own() {
         for (info, body) in parse(&read(&path)).blocks {
             if info == "yaml" {
                 yaml += 1;
-                assert!(!body.contains("static_resources") && !body.contains("typed_config"), "{path}: an Envoy configuration belongs in examples/, where Envoy validates it");
+                assert!(
+                    !body.contains("static_resources") && !body.contains("typed_config"),
+                    "{path}: an Envoy configuration belongs in examples/, where Envoy validates it"
+                );
             }
         }
     }

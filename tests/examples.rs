@@ -2,10 +2,10 @@
 //! filter's own parser, so the examples cannot drift from the code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
 use std::cell::RefCell;
-use webhook_guard::profile::azure_managed_app::arm::config::TokenSource;
+use std::path::{Path, PathBuf};
 use webhook_guard::config::{Config, HeaderMode};
+use webhook_guard::profile::azure_managed_app::arm::config::TokenSource;
 
 /// YAML keys under which the files carry the plugin configuration as an indented JSON
 /// object: Envoy (`value: |`), Istio (`pluginConfig:`) and Envoy Gateway (`config:`).

@@ -10,25 +10,21 @@ use md5::{Digest, Md5};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde_json::{json, Map, Value};
-use webhook_guard::profile::azure_managed_app::notification::{self as azure, PAIRS};
 use webhook_guard::check;
 use webhook_guard::config::Config;
-use webhook_guard::nonconforming;
-use webhook_guard::profile::SignedHeaders;
 use webhook_guard::event::{name_based_id, Event};
 use webhook_guard::media::Media;
+use webhook_guard::nonconforming;
+use webhook_guard::profile::azure_managed_app::notification::{self as azure, PAIRS};
+use webhook_guard::profile::md5_envelope::{self as vendor, Rejected};
+use webhook_guard::profile::SignedHeaders;
 use webhook_guard::query;
 use webhook_guard::timestamp::{days_in_month, rfc3339_from_unix};
-use webhook_guard::profile::md5_envelope::{self as vendor, Rejected};
 
 use webhook_guard_drift::{drifting_doc, name, permutation, recase, render, whitespace, Drifting};
 
 fn cases(n: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases: n,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
-        ..ProptestConfig::default()
-    }
+    ProptestConfig { cases: n, failure_persistence: Some(Box::new(FileFailurePersistence::Off)), ..ProptestConfig::default() }
 }
 
 fn md5_hex(bytes: &[u8]) -> String {
@@ -109,10 +105,7 @@ fn apply(mut data: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
 
 /// Random bytes, or a valid sample of any parser with a few byte edits.
 fn any_input() -> impl Strategy<Value = Vec<u8>> {
-    let interesting = prop_oneof![
-        any::<u8>(),
-        prop::sample::select(b"{}[]<>\"\\:,&=%/ 0eE.-+".to_vec())
-    ];
+    let interesting = prop_oneof![any::<u8>(), prop::sample::select(b"{}[]<>\"\\:,&=%/ 0eE.-+".to_vec())];
     let edit = prop_oneof![
         (any::<usize>(), interesting.clone()).prop_map(|(a, b)| Edit::Insert(a, b)),
         any::<usize>().prop_map(Edit::Delete),
@@ -121,8 +114,7 @@ fn any_input() -> impl Strategy<Value = Vec<u8>> {
     ];
     prop_oneof![
         prop::collection::vec(any::<u8>(), 0..256),
-        (prop::sample::select(samples()), prop::collection::vec(edit, 0..6))
-            .prop_map(|(s, e)| apply(s, &e)),
+        (prop::sample::select(samples()), prop::collection::vec(edit, 0..6)).prop_map(|(s, e)| apply(s, &e)),
     ]
 }
 
@@ -216,13 +208,7 @@ fn event_time() -> impl Strategy<Value = (String, String)> {
             (text, if east { hh * 60 + mm } else { -(hh * 60 + mm) })
         }),
     ];
-    (
-        (prop_oneof![1u32..1970, 1970u32..=9998], 1u32..=12, 1u32..=31),
-        (0u32..24, 0u32..60, 0u32..60),
-        "[0-9]{0,7}",
-        prop::sample::select(vec!["T", "t"]),
-        zone,
-    )
+    ((prop_oneof![1u32..1970, 1970u32..=9998], 1u32..=12, 1u32..=31), (0u32..24, 0u32..60, 0u32..60), "[0-9]{0,7}", prop::sample::select(vec!["T", "t"]), zone)
         .prop_map(|((y, mo, d), (h, mi, s), frac, t, (zone, east_minutes))| {
             let d = d.min(days_in_month(y, mo));
             let dot = if frac.is_empty() { "" } else { "." };
@@ -272,37 +258,22 @@ fn azure_doc() -> impl Strategy<Value = AzureDoc> {
             if marketplace {
                 let (publisher, product, plan_name, version, usage) = plan;
                 fields.push(("billingDetails".into(), json!({"resourceUsageId": usage})));
-                fields.push((
-                    "plan".into(),
-                    json!({"publisher": publisher, "product": product, "name": plan_name, "version": version}),
-                ));
+                fields.push(("plan".into(), json!({"publisher": publisher, "product": product, "name": plan_name, "version": version})));
             } else {
-                fields.push((
-                    "applicationDefinitionId".into(),
-                    json!(format!("{ids}/applicationDefinitions/{def}")),
-                ));
+                fields.push(("applicationDefinitionId".into(), json!(format!("{ids}/applicationDefinitions/{def}"))));
             }
             if state == "Failed" {
                 let (code, message, details) = error;
                 let mut e = json!({"code": code, "message": message});
                 if let Some(details) = details {
-                    e["details"] = details
-                        .into_iter()
-                        .map(|(c, m)| json!({"code": c, "message": m}))
-                        .collect();
+                    e["details"] = details.into_iter().map(|(c, m)| json!({"code": c, "message": m})).collect();
                 }
                 fields.push(("error".into(), e));
             }
             if let Some(n) = extra {
                 fields.push(("futureField".into(), json!({"n": n, "list": [n, "x", null]})));
             }
-            AzureDoc {
-                fields,
-                event_type,
-                state,
-                application: format!("/{ids}/applications/{app}"),
-                time,
-            }
+            AzureDoc { fields, event_type, state, application: format!("/{ids}/applications/{app}"), time }
         })
 }
 
@@ -392,14 +363,7 @@ fn vendor_case() -> impl Strategy<Value = VendorCase> {
         prop::collection::vec(prop::sample::select(vec!["", " ", "\n", "\t", "\r\n"]), 1..4),
         any::<bool>(),
     )
-        .prop_map(|(media, kind, epoch, extras, ws, md5_first)| VendorCase {
-            media,
-            kind,
-            epoch,
-            extras: extras.into_iter().collect(),
-            ws,
-            md5_first,
-        })
+        .prop_map(|(media, kind, epoch, extras, ws, md5_first)| VendorCase { media, kind, epoch, extras: extras.into_iter().collect(), ws, md5_first })
 }
 
 fn xml_escape(s: &str) -> String {
@@ -633,16 +597,21 @@ mod backends {
 /// Path pieces that backends treat specially, joined at random, alone or around a
 /// spelling of the guarded path.
 fn path() -> impl Strategy<Value = String> {
-    let pieces = || prop::sample::select(vec![
-        "/", "//", "\\", "api", "API", "Api", "resource", "Resource", "RESOURCE", "re", "source", "s", ".", "..", ";x=1",
-        ";sig=k", "%72", "%2F", "%2f", "%5C", "%2e", "%2E%2E", "%20", " ", ".json", ".xml", ".", "%00", "%0A", "%25", "%2572",
-        "%ff", "%", "%zz", "-status", "\u{17f}", "\u{131}", "x", "%3B",
-    ]);
+    let pieces = || {
+        prop::sample::select(vec![
+            "/", "//", "\\", "api", "API", "Api", "resource", "Resource", "RESOURCE", "re", "source", "s", ".", "..", ";x=1", ";sig=k", "%72", "%2F", "%2f",
+            "%5C", "%2e", "%2E%2E", "%20", " ", ".json", ".xml", ".", "%00", "%0A", "%25", "%2572", "%ff", "%", "%zz", "-status", "\u{17f}", "\u{131}", "x",
+            "%3B",
+        ])
+    };
     let spellings = prop::sample::select(vec!["/api/resource", "/API/Resource", "/api//resource/", "/api/x/../resource", "/api/resource;a"]);
     prop_oneof![
         prop::collection::vec(pieces(), 1..10).prop_map(|p| format!("/{}", p.concat())),
-        (prop::collection::vec(pieces(), 0..3), spellings, prop::collection::vec(pieces(), 0..4))
-            .prop_map(|(before, at, after)| format!("{}{at}{}", before.concat(), after.concat())),
+        (prop::collection::vec(pieces(), 0..3), spellings, prop::collection::vec(pieces(), 0..4)).prop_map(|(before, at, after)| format!(
+            "{}{at}{}",
+            before.concat(),
+            after.concat()
+        )),
     ]
 }
 

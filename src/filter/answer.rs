@@ -131,19 +131,14 @@ impl<H: HttpHost> Guard<H> {
 /// application when a per-application limit refused it). Never the secret or the query.
 pub fn log_line(endpoint: &str, rejection: &Rejection, shadow: bool) -> String {
     let verb = if shadow { "shadow: would reject" } else { "rejected" };
-    format!(
-        "webhook-guard: {verb} endpoint={endpoint} status={} reason={} detail={}",
-        rejection.status(),
-        rejection.reason.slug(),
-        rejection.detail
-    )
+    format!("webhook-guard: {verb} endpoint={endpoint} status={} reason={} detail={}", rejection.status(), rejection.reason.slug(), rejection.detail)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::filter::mock::*;
     use crate::config::Config;
+    use crate::filter::mock::*;
     use crate::shared::memory::MemoryStore;
     use md5::Digest;
     use std::rc::Rc;
@@ -251,7 +246,11 @@ mod tests {
         for (path, status) in [301, 302, 303, 304, 307, 308, 100].into_iter().flat_map(|s| [("/az?sig=k", s), ("/store?sig=k", s)]) {
             let (mock, mut g) = guard("POST", path, &[("content-type", "application/json")]);
             g.on_request_headers(false);
-            let body = if path.starts_with("/az") { DOC.to_string() } else { r#"{"payload":{"type":"x"},"md5":"MD5"}"#.replace("MD5", &format!("{:x}", md5::Md5::digest(br#"{"type":"x"}"#))) };
+            let body = if path.starts_with("/az") {
+                DOC.to_string()
+            } else {
+                r#"{"payload":{"type":"x"},"md5":"MD5"}"#.replace("MD5", &format!("{:x}", md5::Md5::digest(br#"{"type":"x"}"#)))
+            };
             feed(&mock, &mut g, body.as_bytes());
             *mock.status.borrow_mut() = Some(status);
             assert_eq!(g.on_response_headers(), Action::Pause, "{path} {status}");
@@ -319,8 +318,11 @@ mod tests {
             assert!(mock.counts.borrow().contains(&(0, Counter::Rejected(Reason::UpstreamRejected))));
         }
         // `upstream_4xx: pass`: the upstream's 4xx goes to the sender as it is.
-        let config = CONFIG.replacen(r#""header_mode":"hold""#, r#""header_mode":"stream""#, 1)
-            .replacen(r#""max_body_bytes":2000"#, r#""max_body_bytes":2000,"upstream_4xx":"pass""#, 1);
+        let config = CONFIG.replacen(r#""header_mode":"hold""#, r#""header_mode":"stream""#, 1).replacen(
+            r#""max_body_bytes":2000"#,
+            r#""max_body_bytes":2000,"upstream_4xx":"pass""#,
+            1,
+        );
         let (mock, _) = streamed("POST", "/az?sig=k", &[]);
         let mut g = Guard::new(Rc::clone(&mock), Rc::new(Config::parse(config.as_bytes(), |_| None).unwrap()));
         g.on_request_headers(false);

@@ -5,9 +5,9 @@
 
 use super::{Guard, HttpHost, Stage};
 use crate::config::{Endpoint, Forward};
-use crate::nonconforming;
 use crate::event::Event;
 use crate::metrics::Counter;
+use crate::nonconforming;
 use crate::problem::{Reason, Rejection};
 use proxy_wasm::types::Action;
 

@@ -189,8 +189,8 @@ impl<H: HttpHost> Guard<H> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::filter::mock::*;
     use crate::config::Config;
+    use crate::filter::mock::*;
 
     #[test]
     fn other_paths_are_not_touched() {
@@ -226,7 +226,15 @@ mod tests {
 
     #[test]
     fn a_replaced_body_keeps_no_header_of_the_sent_one() {
-        let sent = [("content-md5", "x"), ("digest", "md5=x"), ("content-digest", "sha-256=:x:"), ("repr-digest", "sha-256=:x:"), ("content-language", "en"), ("content-encoding", "identity"), ("content-length", "300")];
+        let sent = [
+            ("content-md5", "x"),
+            ("digest", "md5=x"),
+            ("content-digest", "sha-256=:x:"),
+            ("repr-digest", "sha-256=:x:"),
+            ("content-language", "en"),
+            ("content-encoding", "identity"),
+            ("content-length", "300"),
+        ];
         for (path, replaced) in [("/az?sig=k", true), ("/orig?sig=k", false)] {
             let (mock, mut g) = guard("POST", path, &sent);
             assert_eq!(g.on_request_headers(false), Action::Pause);
@@ -252,14 +260,16 @@ mod tests {
             }
         }
         let (mock, mut g) = guard("POST", "/az?sig=k", &[("content-encoding", "gzip")]);
-        *mock.headers.borrow_mut() = vec![(":method".into(), b"POST".to_vec()), (":path".into(), b"/az?sig=wrong".to_vec()), ("content-encoding".into(), b"gzip".to_vec())];
+        *mock.headers.borrow_mut() =
+            vec![(":method".into(), b"POST".to_vec()), (":path".into(), b"/az?sig=wrong".to_vec()), ("content-encoding".into(), b"gzip".to_vec())];
         g.on_request_headers(false);
         assert_eq!(mock.sent_status(), Some(403), "authentication first");
     }
 
     #[test]
     fn loose_spellings_are_guarded_and_go_upstream_on_the_configured_path() {
-        let (mock, mut g) = guard("POST", "/AZ/;x=1?a=1&sig=k", &[("x-http-method-override", "DELETE"), ("x-method-override", "PUT"), ("x-http-method", "GET")]);
+        let (mock, mut g) =
+            guard("POST", "/AZ/;x=1?a=1&sig=k", &[("x-http-method-override", "DELETE"), ("x-method-override", "PUT"), ("x-http-method", "GET")]);
         assert_eq!(g.on_request_headers(false), Action::Pause);
         assert!(mock.sent.borrow().is_none());
         assert_eq!(mock.header(":path").as_deref(), Some("/az?a=1"));
@@ -271,7 +281,9 @@ mod tests {
 
     #[test]
     fn the_secret_leaves_the_path_whatever_the_outcome() {
-        for (method, path, status) in [("POST", "/az/?sig=wrong", 403), ("GET", "/az?sig=k", 405), ("POST", "/az?sig=k&sig=k", 400), ("POST", "/az%2f?sig=k", 400)] {
+        for (method, path, status) in
+            [("POST", "/az/?sig=wrong", 403), ("GET", "/az?sig=k", 405), ("POST", "/az?sig=k&sig=k", 400), ("POST", "/az%2f?sig=k", 400)]
+        {
             let (mock, mut g) = guard(method, path, &[(ORIGINAL_PATH, "/az?sig=k")]);
             assert_eq!(g.on_request_headers(false), Action::Pause);
             assert_eq!(mock.sent_status(), Some(status), "{path}");
@@ -403,7 +415,12 @@ mod tests {
         }
         fn head_answer(&self, method: &str, headers: &SignedHeaders) -> Option<crate::profile::LocalAnswer> {
             let hello = headers.text(0).filter(|_| method == "OPTIONS")?;
-            Some(crate::profile::LocalAnswer { status: 200, headers: vec![("x-hi", hello.to_string())], body: Vec::new(), counter: Counter::Profile(HANDSHAKE) })
+            Some(crate::profile::LocalAnswer {
+                status: 200,
+                headers: vec![("x-hi", hello.to_string())],
+                body: Vec::new(),
+                counter: Counter::Profile(HANDSHAKE),
+            })
         }
     }
 

@@ -57,43 +57,61 @@ fn no_refusal_tells_or_logs_the_secret_or_the_query() {
         ("too_large", Box::new(|s| request(s, "POST", &format!("/az?{OTHER}&sig={{s}}"), &[("content-length", "99999")]).0)),
         ("unsupported_media_type", Box::new(|s| request(s, "POST", &format!("/az?{OTHER}&sig={{s}}"), &[("content-type", "text/plain")]).0)),
         ("invalid", Box::new(|s| sent(s, "/az", "not json").0)),
-        ("digest_mismatch", Box::new(move |s| {
-            let (mock, mut g) = request(s, "POST", &format!("/store?{OTHER}&sig={{s}}"), &[json]);
-            feed(&mock, &mut g, br#"{"payload":{"type":"purchase"},"md5":"00000000000000000000000000000000"}"#);
-            mock
-        })),
-        ("rate_limited", Box::new(|s| {
-            (0..2).for_each(|_| drop(request(s, "POST", "/limited?sig={s}", &[])));
-            request(s, "POST", &format!("/limited?{OTHER}&sig={{s}}"), &[]).0
-        })),
-        ("in_flight", Box::new(|s| {
-            let first = sent(s, "/once", DOC);
-            let copy = sent(s, "/once", DOC).0;
-            drop(first);
-            copy
-        })),
+        (
+            "digest_mismatch",
+            Box::new(move |s| {
+                let (mock, mut g) = request(s, "POST", &format!("/store?{OTHER}&sig={{s}}"), &[json]);
+                feed(&mock, &mut g, br#"{"payload":{"type":"purchase"},"md5":"00000000000000000000000000000000"}"#);
+                mock
+            }),
+        ),
+        (
+            "rate_limited",
+            Box::new(|s| {
+                (0..2).for_each(|_| drop(request(s, "POST", "/limited?sig={s}", &[])));
+                request(s, "POST", &format!("/limited?{OTHER}&sig={{s}}"), &[]).0
+            }),
+        ),
+        (
+            "in_flight",
+            Box::new(|s| {
+                let first = sent(s, "/once", DOC);
+                let copy = sent(s, "/once", DOC).0;
+                drop(first);
+                copy
+            }),
+        ),
         ("upstream_rejected", Box::new(|s| with_answer(s, "/az", 404))),
-        ("head_not_held", Box::new(|s| {
-            let (mock, mut g) = request(s, "POST", &format!("/az?{OTHER}&sig={{s}}"), &[]);
-            g.on_body_missing();
-            mock
-        })),
+        (
+            "head_not_held",
+            Box::new(|s| {
+                let (mock, mut g) = request(s, "POST", &format!("/az?{OTHER}&sig={{s}}"), &[]);
+                g.on_body_missing();
+                mock
+            }),
+        ),
         ("ambiguous_path", Box::new(|s| request(s, "POST", &format!("/a%7A%2F?{OTHER}&sig={{s}}"), &[]).0)),
         ("not_found", Box::new(|s| request(s, "POST", &format!("/nowhere;sig={{s}}?{OTHER}&sig={{s}}"), &[]).0)),
         ("held", Box::new(move |s| sent(s, "/hold", &running).0)),
-        ("nonconforming", Box::new({
-            let running = DOC.replace("Succeeded", "Running");
-            move |s| sent(s, "/reject", &running).0
-        })),
-        ("unverified", Box::new(|s| {
-            let (mock, mut g) = sent(s, "/checked", DOC);
-            for body in [r#"{"access_token":"tok","expires_in":"3600"}"#, r#"{"properties":{"provisioningState":"Accepted"}}"#] {
-                *mock.answer.borrow_mut() = crate::outbound::Answer { status: Some(200), retry_after: None, body: body.as_bytes().to_vec() };
-                let call = u32::try_from(mock.calls.borrow().len()).unwrap();
-                g.on_call_response(call, body.len());
-            }
-            mock
-        })),
+        (
+            "nonconforming",
+            Box::new({
+                let running = DOC.replace("Succeeded", "Running");
+                move |s| sent(s, "/reject", &running).0
+            }),
+        ),
+        (
+            "unverified",
+            Box::new(|s| {
+                let (mock, mut g) = sent(s, "/checked", DOC);
+                for body in [r#"{"access_token":"tok","expires_in":"3600"}"#, r#"{"properties":{"provisioningState":"Accepted"}}"#] {
+                    *mock.answer.borrow_mut() = crate::outbound::Answer { status: Some(200), retry_after: None, body: body.as_bytes().to_vec() };
+                    let call = u32::try_from(mock.calls.borrow().len()).unwrap();
+                    g.on_call_response(call, body.len());
+                }
+                mock
+            }),
+        ),
     ];
     for (slug, refuse) in &refusals {
         let mock = refuse(&Rc::new(MemoryStore::new()));

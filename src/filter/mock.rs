@@ -3,9 +3,9 @@
 //! lines, outbound calls).
 
 use super::{Guard, Headers, HttpHost};
-use crate::outbound::{self, Outbound};
 use crate::config::Config;
 use crate::metrics::{Counter, Histogram, ListenerCounter};
+use crate::outbound::{self, Outbound};
 use crate::shared::memory::MemoryStore;
 use crate::shared::{SharedStore, StoreError};
 use proxy_wasm::types::Action;
@@ -173,4 +173,3 @@ pub(crate) fn feed(mock: &Mock, guard: &mut Guard<Rc<Mock>>, body: &[u8]) -> Act
     *mock.body.borrow_mut() = body.to_vec();
     guard.on_request_body(body.len(), true)
 }
-

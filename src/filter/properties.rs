@@ -7,14 +7,14 @@
 
 use super::mock::{feed, guard, DOC};
 use super::Guard;
-use crate::profile::azure_managed_app::notification as azure;
 use crate::config::Config;
 use crate::metrics::Counter;
+use crate::profile::azure_managed_app::notification as azure;
 use crate::timestamp::days_in_month;
-use webhook_guard_drift::{drifting_doc, Drifting};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use std::rc::Rc;
+use webhook_guard_drift::{drifting_doc, Drifting};
 
 /// Default settings but for the head mode, which is drawn.
 const CONFIG: &str = r#"{"header_mode":"MODE","endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["k"]}},

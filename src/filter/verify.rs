@@ -6,12 +6,12 @@
 
 use super::{Guard, HttpHost, Stage};
 use crate::config::Endpoint;
-use crate::profile::azure_managed_app::arm::config::ArmCheck;
-use crate::profile::azure_managed_app::arm::verify::{self, Awaiting, Step, Verdict};
-use crate::profile::azure_managed_app::arm::Outcome;
 use crate::event::Event;
 use crate::metrics::Histogram;
 use crate::problem::{Reason, Rejection};
+use crate::profile::azure_managed_app::arm::config::ArmCheck;
+use crate::profile::azure_managed_app::arm::verify::{self, Awaiting, Step, Verdict};
+use crate::profile::azure_managed_app::arm::Outcome;
 use proxy_wasm::types::Action;
 
 /// A request held by the verify stage: its event, body size and the check's state.

@@ -12,8 +12,8 @@ pub mod azure_event_grid;
 pub mod azure_managed_app;
 pub mod github;
 pub mod md5_envelope;
-pub mod slack;
 pub mod shopify;
+pub mod slack;
 pub mod standard_webhooks;
 pub mod stripe;
 

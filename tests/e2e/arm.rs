@@ -85,7 +85,9 @@ fn clusters(arm_port: u16, login_port: u16) -> String {
 }
 
 fn client_credentials(extra: &str) -> String {
-    format!(r#"{{"arm_cluster": "arm", "token_cluster": "login", "timeout_ms": 1000{extra}, "client_credentials": {{"tenant": "{TENANT}", "client_id": "{CLIENT_ID}", "client_secret_env": "ARM_CLIENT_SECRET"}}}}"#)
+    format!(
+        r#"{{"arm_cluster": "arm", "token_cluster": "login", "timeout_ms": 1000{extra}, "client_credentials": {{"tenant": "{TENANT}", "client_id": "{CLIENT_ID}", "client_secret_env": "ARM_CLIENT_SECRET"}}}}"#
+    )
 }
 
 /// The guarded endpoint `/api/resource` with `arm_check`, and `/api/plain` without.
@@ -170,7 +172,12 @@ fn a_confirmed_notification_is_forwarded_marked_verified_after_the_exact_arm_req
     assert_eq!(token["headers"]["host"], "login.microsoftonline.com");
     assert_eq!(token["headers"]["content-type"], "application/x-www-form-urlencoded");
     let form = token["body"].as_str().unwrap();
-    assert_eq!(form, format!("grant_type=client_credentials&client_id={CLIENT_ID}&client_secret=cs~Sup3r.Secret-Value_8Q&scope=https%3A%2F%2Fmanagement.azure.com%2F.default"));
+    assert_eq!(
+        form,
+        format!(
+            "grant_type=client_credentials&client_id={CLIENT_ID}&client_secret=cs~Sup3r.Secret-Value_8Q&scope=https%3A%2F%2Fmanagement.azure.com%2F.default"
+        )
+    );
     let arm = s.azure.arm_requests();
     assert_eq!(arm.len(), 1);
     assert_eq!(arm[0]["method"], "GET");
@@ -378,7 +385,9 @@ fn arm_slower_than_the_timeout_holds_the_notification() {
 #[test]
 fn arm_errors_hold_and_name_their_cause() {
     let s = setup("");
-    for (status, counter, retry_after) in [(401, "token_rejected", "30"), (403, "denied", "30"), (429, "throttled", "120"), (500, "unavailable", "30"), (503, "unavailable", "30")] {
+    for (status, counter, retry_after) in
+        [(401, "token_rejected", "30"), (403, "denied", "30"), (429, "throttled", "120"), (500, "unavailable", "30"), (503, "unavailable", "30")]
+    {
         s.azure.control(&format!(r#"{{"arm": [{{"status": {status}, "retry_after": 120}}]}}"#));
         let held = notify(&s, "PUT", "Succeeded");
         held.assert_problem(503, "unverified");
@@ -427,7 +436,10 @@ fn reports_the_added_latency() {
     };
     time(&signed("/api/resource"), 503); // warm-up; the first fetches the token
     let (without, with) = (time("/api/resource?sig=wrong", 403), time(&signed("/api/resource"), 503));
-    eprintln!("latency (ms): refused before the check median {:.2} p90 {:.2}; held after the ARM check median {:.2} p90 {:.2}", without.0, without.1, with.0, with.1);
+    eprintln!(
+        "latency (ms): refused before the check median {:.2} p90 {:.2}; held after the ARM check median {:.2} p90 {:.2}",
+        without.0, without.1, with.0, with.1
+    );
     assert_eq!(s.azure.arm_requests().len(), 80);
     s.upstream.assert_untouched();
 }
@@ -516,7 +528,10 @@ fn a_token_arm_refuses_is_replaced_once_for_both_workers() {
         let named = format!("event=PUT/Succeeded application='{APP}'");
         let replaced = log_lines(&s, "ARM had refused the first token (401)", 1);
         eprintln!("{mode}: {held} notifications held before the token was replaced");
-        assert!(replaced.len() == 1 && replaced[0].contains("[warning]") && replaced[0].contains(&format!("{named} outcome=verified forwarded verified=true")), "{mode}: {replaced:?}");
+        assert!(
+            replaced.len() == 1 && replaced[0].contains("[warning]") && replaced[0].contains(&format!("{named} outcome=verified forwarded verified=true")),
+            "{mode}: {replaced:?}"
+        );
         let refused = log_lines(&s, "outcome=token_rejected", held);
         assert_eq!(refused.len(), held, "{mode}");
         assert!(refused.iter().all(|l| l.contains(&named) && l.contains("fetched less than 5 s ago") && l.contains("audience")), "{mode}: {refused:?}");
@@ -552,7 +567,10 @@ fn arm_refusing_every_token_costs_one_token_request_and_one_error_per_back_off()
         let errors = log_lines(&s, "[error]", replaced);
         eprintln!("{mode}: {sent} notifications in {window} s: {replaced} tokens replaced (issuer requests after the first), {} error lines", errors.len());
         assert_eq!(errors.len(), replaced, "{mode}: {errors:?}");
-        assert!(errors.iter().all(|l| l.contains("outcome=token_rejected held status=503") && l.contains("ARM refused the new token too (401)")), "{mode}: {errors:?}");
+        assert!(
+            errors.iter().all(|l| l.contains("outcome=token_rejected held status=503") && l.contains("ARM refused the new token too (401)")),
+            "{mode}: {errors:?}"
+        );
         let lines = log_lines(&s, "outcome=token_rejected", sent);
         assert_eq!(lines.len(), sent, "{mode}: one line per notification");
         assert!(lines.iter().all(|l| l.contains(&format!("application='{APP}'")) && l.contains("event=PUT/Succeeded")), "{mode}");

@@ -104,7 +104,8 @@ fn other_paths_pass_through_byte_for_byte() {
 #[test]
 fn non_utf8_header_values_do_not_break_the_filter() {
     let (upstream, envoy) = setup();
-    let mut req = format!("POST {} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\nx-odd: ", target(&format!("sig={SECRET}"))).into_bytes();
+    let mut req =
+        format!("POST {} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\nx-odd: ", target(&format!("sig={SECRET}"))).into_bytes();
     req.extend_from_slice(b"\xff\xfe\r\n");
     req.extend_from_slice(format!("content-length: {}\r\n\r\n{CATALOG_SAMPLE}", CATALOG_SAMPLE.len()).as_bytes());
     assert_eq!(raw(envoy.port, &req).status, 200);

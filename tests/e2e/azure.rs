@@ -86,7 +86,15 @@ fn marketplace_sample_carries_plan_billing_and_error() {
 #[test]
 fn all_seven_documented_pairs_are_forwarded() {
     let (upstream, envoy) = setup("");
-    let pairs = [("PUT", "Accepted"), ("PUT", "Succeeded"), ("PUT", "Failed"), ("PATCH", "Succeeded"), ("DELETE", "Deleting"), ("DELETE", "Deleted"), ("DELETE", "Failed")];
+    let pairs = [
+        ("PUT", "Accepted"),
+        ("PUT", "Succeeded"),
+        ("PUT", "Failed"),
+        ("PATCH", "Succeeded"),
+        ("DELETE", "Deleting"),
+        ("DELETE", "Deleted"),
+        ("DELETE", "Failed"),
+    ];
     for (event_type, state) in pairs {
         let res = post_json(envoy.port, &signed(), notification(event_type, state).as_bytes());
         assert_eq!(res.status, 200, "{event_type}/{state}: {res:?}");
@@ -184,7 +192,13 @@ fn schema_drift_is_forwarded_flagged_not_refused() {
     let cases = [
         (notification("PATCH", "Deleted"), "pair_undocumented"),
         (notification("PUT", "Failed").replace(r#", "error": {"code": "E", "message": "m"}"#, ""), "error_missing"),
-        (MARKETPLACE_SAMPLE.replace("\"plan\"", "\"applicationDefinitionId\": \"subscriptions/s/resourceGroups/r/providers/Microsoft.Solutions/applicationDefinitions/d\", \"plan\""), "flavour_unknown"),
+        (
+            MARKETPLACE_SAMPLE.replace(
+                "\"plan\"",
+                "\"applicationDefinitionId\": \"subscriptions/s/resourceGroups/r/providers/Microsoft.Solutions/applicationDefinitions/d\", \"plan\"",
+            ),
+            "flavour_unknown",
+        ),
         (CATALOG_SAMPLE.replace(",\n  \"applicationDefinitionId\"", ",\n  \"x\""), "flavour_unknown"),
         (MARKETPLACE_SAMPLE.replace(r#""billingDetails": { "resourceUsageId": "<resourceUsageId>" },"#, ""), ""),
     ];
@@ -200,7 +214,14 @@ fn schema_drift_is_forwarded_flagged_not_refused() {
 #[test]
 fn client_cannot_forge_gateway_headers() {
     let (upstream, envoy) = setup("");
-    let headers = [("content-type", "application/json"), ("x-webhook-event-id", "forged"), ("x-webhook-verdict", "ok"), ("ce-id", "forged"), ("ce-type", "x"), ("x-other", "kept")];
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-webhook-event-id", "forged"),
+        ("x-webhook-verdict", "ok"),
+        ("ce-id", "forged"),
+        ("ce-type", "x"),
+        ("x-other", "kept"),
+    ];
     assert_eq!(send(envoy.port, "POST", &signed(), &headers, CATALOG_SAMPLE.as_bytes()).status, 200);
     let seen = upstream.only();
     assert_ne!(seen.header("x-webhook-event-id"), Some("forged"));
@@ -264,12 +285,15 @@ fn upstream_slower_than_the_route_timeout_is_504() {
 /// anything reaches the upstream, for either.
 fn content_headers(header_mode: &str, stop_iteration: bool) {
     let upstream = Upstream::start();
-    let original = format!(r#"{{"name": "orig", "path": "/orig", "profile": "azure_managed_app", "forward": "original", "secret": {{"values": ["{SECRET}"]}}}}"#);
-    let plugin = azure_plugin("").replacen(r#""header_mode": "hold""#, &format!(r#""header_mode": "{header_mode}""#), 1).replace("}]}", &format!("}}, {original}]}}"));
+    let original =
+        format!(r#"{{"name": "orig", "path": "/orig", "profile": "azure_managed_app", "forward": "original", "secret": {{"values": ["{SECRET}"]}}}}"#);
+    let plugin =
+        azure_plugin("").replacen(r#""header_mode": "hold""#, &format!(r#""header_mode": "{header_mode}""#), 1).replace("}]}", &format!("}}, {original}]}}"));
     let mut opts = Options::new(&plugin, upstream.port);
     opts.stop_iteration = stop_iteration;
     let envoy = Envoy::start_with(opts);
-    let describing = [("content-md5", "eA=="), ("digest", "md5=eA=="), ("content-digest", "sha-256=:eA==:"), ("repr-digest", "sha-256=:eA==:"), ("content-language", "en")];
+    let describing =
+        [("content-md5", "eA=="), ("digest", "md5=eA=="), ("content-digest", "sha-256=:eA==:"), ("repr-digest", "sha-256=:eA==:"), ("content-language", "en")];
     let mut headers = vec![("content-type", "application/json"), ("content-encoding", "identity")];
     headers.extend(describing);
     for (path, replaced) in ["/api/resource", "/orig"].into_iter().zip([true, false]) {
@@ -284,7 +308,13 @@ fn content_headers(header_mode: &str, stop_iteration: bool) {
         assert_eq!(seen.header("content-type"), Some(content_type), "{header_mode} {path}");
         for encoding in ["gzip", "br"] {
             let heads = upstream.heads().len();
-            let res = send(envoy.port, "POST", &format!("{path}?sig={SECRET}"), &[("content-type", "application/json"), ("content-encoding", encoding)], CATALOG_SAMPLE.as_bytes());
+            let res = send(
+                envoy.port,
+                "POST",
+                &format!("{path}?sig={SECRET}"),
+                &[("content-type", "application/json"), ("content-encoding", encoding)],
+                CATALOG_SAMPLE.as_bytes(),
+            );
             let problem = res.assert_problem(415, "unsupported_media_type");
             assert!(problem["detail"].as_str().unwrap().contains(&format!("'{encoding}'")), "{problem}");
             assert_eq!(upstream.heads().len(), heads, "{header_mode} {path} {encoding}: refused on the head, nothing went upstream");

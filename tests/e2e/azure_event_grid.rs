@@ -90,7 +90,11 @@ fn batches_and_cloudevents_are_forwarded_as_sent() {
     let cloud_batch = format!("[{}]", CLOUDEVENT.trim());
     for form in FORMS {
         let s = start(form, r#", "forward": "original""#, None);
-        for (content_type, body) in [(EVENT_GRID_JSON, batch.as_str()), ("application/cloudevents+json; charset=utf-8", CLOUDEVENT), ("application/cloudevents-batch+json; charset=utf-8", cloud_batch.as_str())] {
+        for (content_type, body) in [
+            (EVENT_GRID_JSON, batch.as_str()),
+            ("application/cloudevents+json; charset=utf-8", CLOUDEVENT),
+            ("application/cloudevents-batch+json; charset=utf-8", cloud_batch.as_str()),
+        ] {
             let answer = deliver(&s, &with_secret(SECRET), "Notification", content_type, body, &[]);
             assert_eq!(answer.status, 200, "{form:?} {content_type}: {answer:?}");
             let seen = s.upstream.requests().pop().unwrap();
@@ -163,7 +167,9 @@ fn the_abuse_protection_options_is_answered_only_when_authenticated() {
 fn a_wrong_or_missing_secret_is_refused_and_either_rotated_secret_accepted() {
     for form in FORMS {
         let s = start(form, "", None);
-        for (target, status, slug) in [(with_secret("wrong"), 403, "forbidden"), (PATH.to_string(), 401, "unauthorized"), (format!("{PATH}?sig={SECRET}"), 401, "unauthorized")] {
+        for (target, status, slug) in
+            [(with_secret("wrong"), 403, "forbidden"), (PATH.to_string(), 401, "unauthorized"), (format!("{PATH}?sig={SECRET}"), 401, "unauthorized")]
+        {
             deliver(&s, &target, "Notification", EVENT_GRID_JSON, BLOB_CREATED, &[]).assert_problem(status, slug);
             assert_nothing_delivered(&s, form);
         }

@@ -143,9 +143,7 @@ type Step<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
 #[test]
 fn no_secret_reaches_an_istio_access_log_whatever_the_outcome() {
     let upstream = Upstream::start();
-    let shadow = format!(
-        r#"{{"name": "shadow", "path": "/shadow", "profile": "azure_managed_app", "mode": "shadow", "secret": {{"values": ["{SECRET}"]}}}}"#
-    );
+    let shadow = format!(r#"{{"name": "shadow", "path": "/shadow", "profile": "azure_managed_app", "mode": "shadow", "secret": {{"values": ["{SECRET}"]}}}}"#);
     let plugin = azure_plugin(r#", "rate_limit": {"per_second": 0.001, "burst": 3}"#)
         .replacen('{', r#"{"unguarded": "reject", "#, 1)
         .replace("}]}", &format!("}}, {shadow}]}}"));

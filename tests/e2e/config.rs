@@ -15,8 +15,14 @@ fn envoy_refuses_a_bad_configuration_naming_the_field() {
     let upstream = Upstream::start();
     let cases = [
         (r#"{"endpoints":[{"name":"a","path":"/a","profile":"nope","secret":{"values":["TOPSECRET"]}}]}"#, "endpoints[0].profile"),
-        (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["TOPSECRET"]},"max_body_bytes":0}]}"#, "endpoints[0].max_body_bytes"),
-        (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["TOPSECRET"]},"colour":"red"}]}"#, "unknown field `colour`"),
+        (
+            r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["TOPSECRET"]},"max_body_bytes":0}]}"#,
+            "endpoints[0].max_body_bytes",
+        ),
+        (
+            r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["TOPSECRET"]},"colour":"red"}]}"#,
+            "unknown field `colour`",
+        ),
         (r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"env":["WG_UNSET_VARIABLE"]}}]}"#, "endpoints[0].secret.env"),
     ];
     for (plugin, field) in cases {

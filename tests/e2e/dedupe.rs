@@ -73,11 +73,7 @@ fn a_sender_that_hangs_up_before_the_answer_can_retry_at_once() {
     upstream.set(Behaviour::Delay(Duration::from_secs(5)));
     // The sender gives up while the upstream is slow: the stream ends without an answer.
     let mut conn = TcpStream::connect(("127.0.0.1", envoy.port)).unwrap();
-    let head = format!(
-        "POST {} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        signed(),
-        CATALOG_SAMPLE.len()
-    );
+    let head = format!("POST {} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", signed(), CATALOG_SAMPLE.len());
     conn.write_all(&[head.as_bytes(), CATALOG_SAMPLE.as_bytes()].concat()).unwrap();
     assert!(eventually(|| upstream.requests().len() == 1), "the event never reached the upstream");
     conn.shutdown(Shutdown::Both).unwrap();

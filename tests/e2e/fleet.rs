@@ -167,13 +167,7 @@ impl RateLimitService {
         let dir = TempDir::new("ratelimit");
         let file = dir.0.join("limits.yaml");
         std::fs::write(&file, limits()).unwrap();
-        let mut child = Command::new(binary)
-            .arg(&file)
-            .arg(redis.url())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let mut child = Command::new(binary).arg(&file).arg(redis.url()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let port = line.trim().rsplit(':').next().and_then(|p| p.parse().ok());
@@ -336,7 +330,8 @@ fn only_forwarded_notifications_use_quota_and_descriptors_cannot_be_spoofed() {
     // A client's own descriptor headers are removed: claiming to be app-c does not spend
     // app-c's quota for app-d, and claiming to be app-d does not free app-c.
     let spoof = |app: &str, claimed: &str, n: u32| {
-        let headers = [("content-type", "application/json"), ("x-webhook-endpoint", "azure"), ("x-webhook-application", claimed), ("x-webhook-subscription", "other")];
+        let headers =
+            [("content-type", "application/json"), ("x-webhook-endpoint", "azure"), ("x-webhook-application", claimed), ("x-webhook-subscription", "other")];
         send(two.port, "POST", &format!("/api/resource?sig={SIG}"), &headers, notification(app, n).as_bytes())
     };
     assert_eq!(spoof("app-d", &application_key("app-c"), 0).status, 200);
@@ -358,10 +353,7 @@ fn after_a_global_429_the_retry_is_forwarded_not_held_in_flight() {
     let fleet = Fleet::start();
     let one = &fleet.replicas[0];
     // The short window admits one event per 2 s: send new ones until one is refused.
-    let refused = (0..50)
-        .map(|n| notification(SHORT, n))
-        .find(|body| is_global_429(&deliver(one, body)))
-        .expect("the 2 s window refused nothing");
+    let refused = (0..50).map(|n| notification(SHORT, n)).find(|body| is_global_429(&deliver(one, body))).expect("the 2 s window refused nothing");
     // The sender retries the same event at the same replica (duplicate suppression is on):
     // never 429 in_flight; once the window allows it, it is forwarded and taken.
     let deadline = Instant::now() + Duration::from_secs(30);

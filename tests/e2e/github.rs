@@ -160,7 +160,12 @@ fn forged_and_incomplete_deliveries_are_refused() {
             ("wrong secret", Delivery::new("guid-refused", "issues", OTHER_SECRET, BODY), 403, "forbidden"),
             ("wrong signature", changed(|d| d.signature = sign(SECRET, b"{}")), 403, "forbidden"),
             ("body changed by one byte", changed(|d| d.body[12] ^= 1), 403, "forbidden"),
-            ("signature header changed after signing", changed(|d| d.signature.replace_range(7..8, if d.signature.as_bytes()[7] == b'0' { "1" } else { "0" })), 403, "forbidden"),
+            (
+                "signature header changed after signing",
+                changed(|d| d.signature.replace_range(7..8, if d.signature.as_bytes()[7] == b'0' { "1" } else { "0" })),
+                403,
+                "forbidden",
+            ),
             ("no x-hub-signature-256", changed(|d| d.signature.clear()), 401, "unauthorized"),
             ("no x-github-delivery", changed(|d| d.guid.clear()), 401, "unauthorized"),
             ("no x-github-event", changed(|d| d.event.clear()), 401, "unauthorized"),

@@ -13,14 +13,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub fn required_file(var: &str, default: &str) -> PathBuf {
-    let path = std::env::var(var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(default));
-    assert!(
-        path.is_file(),
-        "{} not found (set {var} or run `make e2e`, which builds the module and installs Envoy)",
-        path.display()
-    );
+    let path = std::env::var(var).map(PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(default));
+    assert!(path.is_file(), "{} not found (set {var} or run `make e2e`, which builds the module and installs Envoy)", path.display());
     path
 }
 
@@ -35,11 +29,7 @@ pub fn envoy_path() -> PathBuf {
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 pub fn scratch_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "webhook-guard-e2e-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    ));
+    let dir = std::env::temp_dir().join(format!("webhook-guard-e2e-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst)));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -576,8 +566,7 @@ impl Response {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     /// Asserts a problem+json answer with this status and problem type suffix.
@@ -646,9 +635,7 @@ pub fn post_json(port: u16, target: &str, body: &[u8]) -> Response {
 pub fn send_chunked(port: u16, target: &str, content_type: &str, chunks: &[&[u8]]) -> Response {
     let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let head = format!(
-        "POST {target} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n"
-    );
+    let head = format!("POST {target} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n");
     conn.write_all(head.as_bytes()).unwrap();
     for chunk in chunks {
         conn.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).unwrap();

@@ -135,7 +135,9 @@ fn raw_head(head: &[u8], body: &[u8]) -> Vec<u8> {
 }
 
 fn chunked(target: &str, content_type: &str, chunks: &[&[u8]]) -> Vec<u8> {
-    let mut bytes = format!("POST {target} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n").into_bytes();
+    let mut bytes =
+        format!("POST {target} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n")
+            .into_bytes();
     for chunk in chunks {
         bytes.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
         bytes.extend_from_slice(chunk);
@@ -262,10 +264,20 @@ fn secrets_and_query(rows: &mut Vec<Row>) {
     row(rows, "secret with a dangling %", az(&format!("?sig={s}%")), Problem(400, "invalid"));
     row(rows, "undecodable other key before the secret", az(&format!("?%zz=1&sig={s}")), Problem(400, "invalid"));
     row(rows, "undecodable other key after the secret", az(&format!("?sig={s}&a%=1")), Problem(400, "invalid"));
-    row(rows, "secret only in a header", request("POST", AZURE, &[("content-type", JSON), ("x-sig", s), ("sig", s)], doc.as_bytes()), Problem(401, "unauthorized"));
+    row(
+        rows,
+        "secret only in a header",
+        request("POST", AZURE, &[("content-type", JSON), ("x-sig", s), ("sig", s)], doc.as_bytes()),
+        Problem(401, "unauthorized"),
+    );
     row(rows, "secret only in a fragment", az(&format!("#sig={s}")), ByEnvoy(400));
     row(rows, "secret in a fragment after a query", az(&format!("?a=1#sig={s}")), ByEnvoy(400));
-    row(rows, "raw non-UTF-8 byte in the secret", raw_head(format!("POST {AZURE}?sig=").as_bytes(), &[&b"\xff HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 2\r\n\r\n{}"[..]].concat()), ByEnvoy(400));
+    row(
+        rows,
+        "raw non-UTF-8 byte in the secret",
+        raw_head(format!("POST {AZURE}?sig=").as_bytes(), &[&b"\xff HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 2\r\n\r\n{}"[..]].concat()),
+        ByEnvoy(400),
+    );
     let many: Vec<String> = (0..500).map(|i| format!("p{i}=v{i}")).collect();
     let many = many.join("&");
     row(rows, "500 parameters, no secret", az(&format!("?{many}")), Problem(401, "unauthorized"));
@@ -299,71 +311,226 @@ fn headers_and_framing(rows: &mut Vec<Row>) {
     // Keep-alive requests refused on their head whose declared body is itself a request for an
     // unguarded path: Envoy must not parse it as a second request (the upstream stays untouched).
     let smuggled = "POST /smuggled HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n";
-    let keep_alive = |query: &str, extra: &str, length: usize| format!("POST {AZURE}{query} HTTP/1.1\r\nhost: x\r\n{extra}content-length: {length}\r\n\r\n{smuggled}").into_bytes();
+    let keep_alive = |query: &str, extra: &str, length: usize| {
+        format!("POST {AZURE}{query} HTTP/1.1\r\nhost: x\r\n{extra}content-length: {length}\r\n\r\n{smuggled}").into_bytes()
+    };
     row(rows, "smuggled request in the body of a 403", keep_alive("?sig=wrong", "", smuggled.len()), Problem(403, "forbidden"));
-    row(rows, "smuggled request in the body of a 415", keep_alive(&format!("?sig={SECRET}"), "content-type: text/plain\r\n", smuggled.len()), Problem(415, "unsupported_media_type"));
+    row(
+        rows,
+        "smuggled request in the body of a 415",
+        keep_alive(&format!("?sig={SECRET}"), "content-type: text/plain\r\n", smuggled.len()),
+        Problem(415, "unsupported_media_type"),
+    );
     row(rows, "smuggled request in the body of a declared 413", keep_alive(&format!("?sig={SECRET}"), "", LIMIT + 1), Problem(413, "too_large"));
-    row(rows, "spoofed x-webhook-* and ce-* headers, wrong secret", request("POST", &format!("{AZURE}?sig=wrong"), &[("content-type", JSON), ("x-webhook-event-id", "forged"), ("x-webhook-shadow-verdict", "accept"), ("ce-id", "forged")], body), Problem(403, "forbidden"));
-    row(rows, "spoofed x-webhook-* headers, no secret", request("POST", AZURE, &[("content-type", JSON), ("x-webhook-endpoint", "store"), ("ce-type", "x")], body), Problem(401, "unauthorized"));
-    row(rows, "duplicate content-type json then text/plain", request("POST", t, &[("content-type", JSON), ("content-type", "text/plain")], body), Problem(415, "unsupported_media_type"));
-    row(rows, "duplicate content-type text/plain then json", request("POST", t, &[("content-type", "text/plain"), ("content-type", JSON)], body), Problem(415, "unsupported_media_type"));
+    row(
+        rows,
+        "spoofed x-webhook-* and ce-* headers, wrong secret",
+        request(
+            "POST",
+            &format!("{AZURE}?sig=wrong"),
+            &[("content-type", JSON), ("x-webhook-event-id", "forged"), ("x-webhook-shadow-verdict", "accept"), ("ce-id", "forged")],
+            body,
+        ),
+        Problem(403, "forbidden"),
+    );
+    row(
+        rows,
+        "spoofed x-webhook-* headers, no secret",
+        request("POST", AZURE, &[("content-type", JSON), ("x-webhook-endpoint", "store"), ("ce-type", "x")], body),
+        Problem(401, "unauthorized"),
+    );
+    row(
+        rows,
+        "duplicate content-type json then text/plain",
+        request("POST", t, &[("content-type", JSON), ("content-type", "text/plain")], body),
+        Problem(415, "unsupported_media_type"),
+    );
+    row(
+        rows,
+        "duplicate content-type text/plain then json",
+        request("POST", t, &[("content-type", "text/plain"), ("content-type", JSON)], body),
+        Problem(415, "unsupported_media_type"),
+    );
     row(rows, "content-type application/jsonp", request("POST", t, &[("content-type", "application/jsonp")], body), Problem(415, "unsupported_media_type"));
-    row(rows, "content-type application/json+xml", request("POST", t, &[("content-type", "application/json+xml")], body), Problem(415, "unsupported_media_type"));
+    row(
+        rows,
+        "content-type application/json+xml",
+        request("POST", t, &[("content-type", "application/json+xml")], body),
+        Problem(415, "unsupported_media_type"),
+    );
     row(rows, "content-type application/+json", request("POST", t, &[("content-type", "application/+json")], body), Problem(415, "unsupported_media_type"));
     row(rows, "content-type with a space after /", request("POST", t, &[("content-type", "application/ json")], body), Problem(415, "unsupported_media_type"));
-    row(rows, "content-type multipart", request("POST", t, &[("content-type", "multipart/form-data; boundary=x")], body), Problem(415, "unsupported_media_type"));
+    row(
+        rows,
+        "content-type multipart",
+        request("POST", t, &[("content-type", "multipart/form-data; boundary=x")], body),
+        Problem(415, "unsupported_media_type"),
+    );
     row(rows, "content-type xml on azure", request("POST", t, &[("content-type", XML)], body), Problem(415, "unsupported_media_type"));
     row(rows, "content-type form on azure", request("POST", t, &[("content-type", FORM)], body), Problem(415, "unsupported_media_type"));
-    row(rows, "content-type with a non-UTF-8 byte", raw_head(format!("POST {t} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n").as_bytes(), b"content-type: application/json\xff\r\ncontent-length: 2\r\n\r\n{}"), Problem(415, "unsupported_media_type"));
+    row(
+        rows,
+        "content-type with a non-UTF-8 byte",
+        raw_head(
+            format!("POST {t} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n").as_bytes(),
+            b"content-type: application/json\xff\r\ncontent-length: 2\r\n\r\n{}",
+        ),
+        Problem(415, "unsupported_media_type"),
+    );
     let utf16: Vec<u8> = doc.encode_utf16().flat_map(u16::to_le_bytes).collect();
-    row(rows, "json; charset=utf-16 with a UTF-16 body", request("POST", t, &[("content-type", "application/json; charset=utf-16")], &utf16), Problem(400, "invalid"));
-    row(rows, "content-type text/plain on vendor", request("POST", &signed(STORE), &[("content-type", "text/plain")], json_envelope(PING).as_bytes()), Problem(415, "unsupported_media_type"));
+    row(
+        rows,
+        "json; charset=utf-16 with a UTF-16 body",
+        request("POST", t, &[("content-type", "application/json; charset=utf-16")], &utf16),
+        Problem(400, "invalid"),
+    );
+    row(
+        rows,
+        "content-type text/plain on vendor",
+        request("POST", &signed(STORE), &[("content-type", "text/plain")], json_envelope(PING).as_bytes()),
+        Problem(415, "unsupported_media_type"),
+    );
     row(rows, "text/xml content-type with a JSON vendor body", vendor("text/xml", json_envelope(PING)), Problem(400, "invalid"));
     row(rows, "form content-type with a JSON vendor body", vendor(FORM, json_envelope(PING)), Problem(400, "invalid"));
     let big = "a".repeat(50 * 1024);
     row(rows, "50 KiB header value, no secret", request("POST", AZURE, &[("content-type", JSON), ("x-big", &big)], body), Problem(401, "unauthorized"));
     let huge = "a".repeat(100 * 1024);
-    row(rows, "Envoy: 100 KiB header value (over max_request_headers_kb)", request("POST", t, &[("content-type", JSON), ("x-huge", &huge)], body), ByEnvoy(431));
+    row(
+        rows,
+        "Envoy: 100 KiB header value (over max_request_headers_kb)",
+        request("POST", t, &[("content-type", JSON), ("x-huge", &huge)], body),
+        ByEnvoy(431),
+    );
     let mut odd = format!("POST {AZURE}?sig=wrong HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\nx-odd: ").into_bytes();
     odd.extend_from_slice(b"\xff\xfe\xc0\xaf\r\ncontent-length: 2\r\n\r\n{}");
     row(rows, "non-UTF-8 header value, wrong secret", odd, Problem(403, "forbidden"));
     let cl = body.len();
-    row(rows, "Envoy: transfer-encoding and content-length together", raw_head(&head(&format!("content-type: application/json\r\ncontent-length: {cl}\r\ntransfer-encoding: chunked\r\n")), &[format!("{cl:x}\r\n").as_bytes(), body, b"\r\n0\r\n\r\n"].concat()), ByEnvoy(400));
-    row(rows, "Envoy: two different content-lengths", raw_head(&head(&format!("content-type: application/json\r\ncontent-length: {cl}\r\ncontent-length: {}\r\n", cl + 1)), body), ByEnvoy(400));
+    row(
+        rows,
+        "Envoy: transfer-encoding and content-length together",
+        raw_head(
+            &head(&format!("content-type: application/json\r\ncontent-length: {cl}\r\ntransfer-encoding: chunked\r\n")),
+            &[format!("{cl:x}\r\n").as_bytes(), body, b"\r\n0\r\n\r\n"].concat(),
+        ),
+        ByEnvoy(400),
+    );
+    row(
+        rows,
+        "Envoy: two different content-lengths",
+        raw_head(&head(&format!("content-type: application/json\r\ncontent-length: {cl}\r\ncontent-length: {}\r\n", cl + 1)), body),
+        ByEnvoy(400),
+    );
     row(rows, "Envoy: negative content-length", raw_head(&head("content-type: application/json\r\ncontent-length: -1\r\n"), body), ByEnvoy(400));
-    row(rows, "Envoy: content-length beyond 2^64", raw_head(&head("content-type: application/json\r\ncontent-length: 18446744073709551616\r\n"), body), ByEnvoy(400));
+    row(
+        rows,
+        "Envoy: content-length beyond 2^64",
+        raw_head(&head("content-type: application/json\r\ncontent-length: 18446744073709551616\r\n"), body),
+        ByEnvoy(400),
+    );
     row(rows, "Envoy: transfer-encoding gzip", raw_head(&head("content-type: application/json\r\ntransfer-encoding: gzip\r\n"), body), ByEnvoy(501));
-    row(rows, "Envoy: invalid chunk size", raw_head(&head("content-type: application/json\r\ntransfer-encoding: chunked\r\n"), b"zz\r\n{}\r\n0\r\n\r\n"), ByEnvoy(400));
-    row(rows, "obsolete header line folding (Envoy unfolds it; the body {} is invalid)", raw_head(&head("content-type: application/json\r\nx-fold: a\r\n b\r\ncontent-length: 2\r\n"), b"{}"), Problem(400, "invalid"));
-    row(rows, "Envoy: space in a header name", raw_head(&head("content-type: application/json\r\nbad header: x\r\ncontent-length: 2\r\n"), b"{}"), ByEnvoy(400));
+    row(
+        rows,
+        "Envoy: invalid chunk size",
+        raw_head(&head("content-type: application/json\r\ntransfer-encoding: chunked\r\n"), b"zz\r\n{}\r\n0\r\n\r\n"),
+        ByEnvoy(400),
+    );
+    row(
+        rows,
+        "obsolete header line folding (Envoy unfolds it; the body {} is invalid)",
+        raw_head(&head("content-type: application/json\r\nx-fold: a\r\n b\r\ncontent-length: 2\r\n"), b"{}"),
+        Problem(400, "invalid"),
+    );
+    row(
+        rows,
+        "Envoy: space in a header name",
+        raw_head(&head("content-type: application/json\r\nbad header: x\r\ncontent-length: 2\r\n"), b"{}"),
+        ByEnvoy(400),
+    );
     row(rows, "Envoy: NUL in a header value", raw_head(&head("content-type: application/json\r\nx-nul: a\0b\r\ncontent-length: 2\r\n"), b"{}"), ByEnvoy(400));
     row(rows, "Envoy: garbage request line", b"\x16\x03\x01\x02\x00garbage\r\n\r\n".to_vec(), ByEnvoy(400));
-    row(rows, "Envoy: HTTP/1.0 request", format!("POST {t} HTTP/1.0\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{{}}").into_bytes(), ByEnvoy(426));
-    row(rows, "absolute-form target, no secret", request("POST", &format!("http://localhost{AZURE}"), &[("content-type", JSON)], body), Problem(401, "unauthorized"));
-    row(rows, "absolute-form target, wrong secret", request("POST", &format!("http://evil.example:1234{AZURE}?sig=wrong"), &[("content-type", JSON)], body), Problem(403, "forbidden"));
-    row(rows, "content-length shorter than the body (truncated)", raw_head(&head("content-type: application/json\r\ncontent-length: 10\r\n"), body), Problem(400, "invalid"));
+    row(
+        rows,
+        "Envoy: HTTP/1.0 request",
+        format!("POST {t} HTTP/1.0\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{{}}").into_bytes(),
+        ByEnvoy(426),
+    );
+    row(
+        rows,
+        "absolute-form target, no secret",
+        request("POST", &format!("http://localhost{AZURE}"), &[("content-type", JSON)], body),
+        Problem(401, "unauthorized"),
+    );
+    row(
+        rows,
+        "absolute-form target, wrong secret",
+        request("POST", &format!("http://evil.example:1234{AZURE}?sig=wrong"), &[("content-type", JSON)], body),
+        Problem(403, "forbidden"),
+    );
+    row(
+        rows,
+        "content-length shorter than the body (truncated)",
+        raw_head(&head("content-type: application/json\r\ncontent-length: 10\r\n"), body),
+        Problem(400, "invalid"),
+    );
 }
 
 fn paths(rows: &mut Vec<Row>) {
     let doc = catalog();
     let unsigned = |path: &str| request("POST", path, &[("content-type", JSON)], doc.as_bytes());
     // Envoy normalises these to the guarded path before the filter runs: authentication applies.
-    for path in ["/api//resource", "//api/resource", "/api/./resource", "/api/x/../resource", "/api/resource/../resource", "/api/%2e/resource", "/api/resourc%65", "/./api/resource", "/api/resource?"] {
+    for path in [
+        "/api//resource",
+        "//api/resource",
+        "/api/./resource",
+        "/api/x/../resource",
+        "/api/resource/../resource",
+        "/api/%2e/resource",
+        "/api/resourc%65",
+        "/./api/resource",
+        "/api/resource?",
+    ] {
         row(rows, format!("guarded after normalisation: {path}"), unsigned(path), Problem(401, "unauthorized"));
     }
-    row(rows, "guarded after normalisation: /hooks//store", request("POST", "/hooks//store", &[("content-type", JSON)], json_envelope(PING).as_bytes()), Problem(401, "unauthorized"));
+    row(
+        rows,
+        "guarded after normalisation: /hooks//store",
+        request("POST", "/hooks//store", &[("content-type", JSON)], json_envelope(PING).as_bytes()),
+        Problem(401, "unauthorized"),
+    );
     row(rows, "guarded after normalisation, wrong secret: /api//resource", unsigned("/api//resource?sig=wrong"), Problem(403, "forbidden"));
-    row(rows, "Envoy: path with a raw NUL", raw_head(b"POST /api/resource\0?sig=x HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 2\r\n\r\n", b"{}"), ByEnvoy(400));
+    row(
+        rows,
+        "Envoy: path with a raw NUL",
+        raw_head(b"POST /api/resource\0?sig=x HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 2\r\n\r\n", b"{}"),
+        ByEnvoy(400),
+    );
     row(rows, "guarded after normalisation: /../../api/resource (above the root)", unsigned("/../../api/resource"), Problem(401, "unauthorized"));
 }
 
 fn oversized(rows: &mut Vec<Row>) {
     let pad = format!(r#"{{"pad": "{}"}}"#, "x".repeat(LIMIT));
     row(rows, "azure declared body one byte over", azure(&pad.as_bytes()[..LIMIT + 1]), Problem(413, "too_large"));
-    row(rows, "azure declared 1 TB body, none sent", raw_head(format!("POST {} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: 1000000000000\r\n\r\n", signed(AZURE)).as_bytes(), b""), Problem(413, "too_large"));
+    row(
+        rows,
+        "azure declared 1 TB body, none sent",
+        raw_head(
+            format!(
+                "POST {} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: 1000000000000\r\n\r\n",
+                signed(AZURE)
+            )
+            .as_bytes(),
+            b"",
+        ),
+        Problem(413, "too_large"),
+    );
     let chunks: Vec<&[u8]> = pad.as_bytes().chunks(700).collect();
     row(rows, "azure chunked body over the limit", chunked(&signed(AZURE), JSON, &chunks), Problem(413, "too_large"));
-    row(rows, "azure oversized without a secret (authentication first)", request("POST", AZURE, &[("content-type", JSON)], pad.as_bytes()), Problem(401, "unauthorized"));
+    row(
+        rows,
+        "azure oversized without a secret (authentication first)",
+        request("POST", AZURE, &[("content-type", JSON)], pad.as_bytes()),
+        Problem(401, "unauthorized"),
+    );
     let env = json_envelope(&format!(r#"{{"type": "purchase", "pad": "{}"}}"#, "x".repeat(LIMIT)));
     row(rows, "vendor declared body over the limit", vendor(JSON, &env), Problem(413, "too_large"));
     let chunks: Vec<&[u8]> = env.as_bytes().chunks(512).collect();
@@ -443,16 +610,31 @@ fn azure_fields(rows: &mut Vec<Row>) {
     flagged(rows, "error.message array", marketplace_with("error", r#"{"code": "C", "message": ["M"]}"#), "error_shape");
     flagged(rows, "error.details object", marketplace_with("error", r#"{"code": "C", "message": "M", "details": {"code": "D"}}"#), "error_shape");
     flagged(rows, "error.details[0] string", marketplace_with("error", r#"{"code": "C", "message": "M", "details": ["D"]}"#), "error_shape");
-    flagged(rows, "error.details[0].message null", marketplace_with("error", r#"{"code": "C", "message": "M", "details": [{"code": "D", "message": null}]}"#), "error_shape");
+    flagged(
+        rows,
+        "error.details[0].message null",
+        marketplace_with("error", r#"{"code": "C", "message": "M", "details": [{"code": "D", "message": null}]}"#),
+        "error_shape",
+    );
     flagged(rows, "billingDetails.resourceUsageId number", marketplace_with("billingDetails", r#"{"resourceUsageId": 5}"#), "billing_shape");
-    flagged(rows, "error.details[0].code number", marketplace_with("error", r#"{"code": "C", "message": "M", "details": [{"code": 1, "message": "m"}]}"#), "error_shape");
+    flagged(
+        rows,
+        "error.details[0].code number",
+        marketplace_with("error", r#"{"code": "C", "message": "M", "details": [{"code": 1, "message": "m"}]}"#),
+        "error_shape",
+    );
     // Overlong strings in the fields with a grammar.
     let long = "x".repeat(3000);
     bad(rows, "3000-char eventType", catalog_with("eventType", &q(&long)));
     bad(rows, "3000-char provisioningState", catalog_with("provisioningState", &q(&long)));
     bad(rows, "3000-char applicationId name", catalog_with("applicationId", &q(&APP.replace("app-1", &long))));
     bad(rows, "3000-char applicationId", catalog_with("applicationId", &q(&long)));
-    flagged(rows, "3000-char subscription in applicationDefinitionId", catalog_with("applicationDefinitionId", &q(&DEF.replace("0b5b2e1c-7f3a-4d5e-9c1b-2a3b4c5d6e7f", &long))), "definition_shape");
+    flagged(
+        rows,
+        "3000-char subscription in applicationDefinitionId",
+        catalog_with("applicationDefinitionId", &q(&DEF.replace("0b5b2e1c-7f3a-4d5e-9c1b-2a3b4c5d6e7f", &long))),
+        "definition_shape",
+    );
     bad(rows, "3000-char eventTime", catalog_with("eventTime", &q(&format!("{TIME}{long}"))));
     bad(rows, "applicationId with a ? in the name", catalog_with("applicationId", &q(&APP.replace("app-1", "app?sig=x"))));
     bad(rows, "applicationId with a NUL escape", catalog_with("applicationId", &q(&APP.replace("app-1", "app\\u0000"))));
@@ -460,7 +642,8 @@ fn azure_fields(rows: &mut Vec<Row>) {
 
 fn vendor_bodies(rows: &mut Vec<Row>) {
     let invalid = |rows: &mut Vec<Row>, name: &str, ct: &str, body: Vec<u8>| row(rows, format!("vendor: {name}"), vendor(ct, body), Problem(400, "invalid"));
-    let digest = |rows: &mut Vec<Row>, name: &str, ct: &str, body: String| row(rows, format!("vendor: {name}"), vendor(ct, body), Problem(400, "digest_mismatch"));
+    let digest =
+        |rows: &mut Vec<Row>, name: &str, ct: &str, body: String| row(rows, format!("vendor: {name}"), vendor(ct, body), Problem(400, "digest_mismatch"));
     let env = json_envelope(PING);
     let good_md5 = md5_hex(PING.as_bytes());
     // JSON envelopes.
@@ -471,7 +654,12 @@ fn vendor_bodies(rows: &mut Vec<Row>) {
     invalid(rows, "JSON duplicate key in the payload", JSON, json_envelope(r#"{"type": "ping", "type": "purchase"}"#).into_bytes());
     invalid(rows, "JSON duplicate key deep in the payload", JSON, json_envelope(r#"{"type": "ping", "a": {"b": {"c": 1, "c": 2}}}"#).into_bytes());
     invalid(rows, "JSON byte-order mark", JSON, [&b"\xef\xbb\xbf"[..], env.as_bytes()].concat());
-    invalid(rows, "JSON 200 levels of nesting", JSON, json_envelope(&format!(r#"{{"type": "ping", "a": {}{}}}"#, "[".repeat(200), "]".repeat(200))).into_bytes());
+    invalid(
+        rows,
+        "JSON 200 levels of nesting",
+        JSON,
+        json_envelope(&format!(r#"{{"type": "ping", "a": {}{}}}"#, "[".repeat(200), "]".repeat(200))).into_bytes(),
+    );
     invalid(rows, "JSON huge number in the payload", JSON, json_envelope(r#"{"type": "ping", "amount": 1e999999}"#).into_bytes());
     invalid(rows, "JSON lone surrogate in the payload", JSON, json_envelope(r#"{"type": "ping", "note": "\ud800"}"#).into_bytes());
     invalid(rows, "JSON payload is a string", JSON, json_envelope(r#""ping""#).into_bytes());
@@ -502,7 +690,12 @@ fn vendor_bodies(rows: &mut Vec<Row>) {
     // Changed on purpose (issue 13): this row hashed the compact re-serialisation, which is
     // now a documented digest basis (what a Ruby or JavaScript `to_json` writes). A
     // re-serialisation that is no basis (keys sorted) is still refused.
-    digest(rows, "md5 of a re-serialisation with sorted keys", JSON, format!(r#"{{"payload": {PING}, "md5": "{}"}}"#, md5_hex(br#"{"epoch_timestamp":1466526410,"type":"ping"}"#)));
+    digest(
+        rows,
+        "md5 of a re-serialisation with sorted keys",
+        JSON,
+        format!(r#"{{"payload": {PING}, "md5": "{}"}}"#, md5_hex(br#"{"epoch_timestamp":1466526410,"type":"ping"}"#)),
+    );
     // XML envelopes.
     let laughs = r#"<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]><notification><payload><type>&c;</type></payload><md5>00000000000000000000000000000000</md5></notification>"#;
     invalid(rows, "XML billion laughs", XML, laughs.as_bytes().to_vec());
@@ -520,11 +713,26 @@ fn vendor_bodies(rows: &mut Vec<Row>) {
     invalid(rows, "XML text beside the elements of the root", XML, xml_envelope(XML_PING).replace("<payload>", "hello<payload>").into_bytes());
     invalid(rows, "XML wrong root", XML, xml_envelope(XML_PING).replace("notification>", "note>").into_bytes());
     invalid(rows, "XML declaration not first", XML, format!(" <?xml version=\"1.0\"?>{}", xml_envelope(XML_PING)).into_bytes());
-    invalid(rows, "XML declaring UTF-16 with non-ASCII text", XML, format!("<?xml version=\"1.0\" encoding=\"UTF-16\"?>{}", xml_envelope("<type>ping</type><note>é</note>")).into_bytes());
+    invalid(
+        rows,
+        "XML declaring UTF-16 with non-ASCII text",
+        XML,
+        format!("<?xml version=\"1.0\" encoding=\"UTF-16\"?>{}", xml_envelope("<type>ping</type><note>é</note>")).into_bytes(),
+    );
     invalid(rows, "XML non-UTF-8 byte", XML, b"<notification><payload><type>p\xe9</type></payload><md5>0</md5></notification>".to_vec());
     invalid(rows, "XML 17 levels of nesting", XML, xml_envelope(&format!("<type>ping</type>{}{}", "<a>".repeat(15), "</a>".repeat(15))).into_bytes());
-    invalid(rows, "XML 300 elements", XML, xml_envelope(&format!("<type>ping</type><list>{}</list>", (0..300).map(|i| format!("<e{i}/>")).collect::<String>())).into_bytes());
-    invalid(rows, "XML 40 attributes", XML, xml_envelope(&format!("<type {}>ping</type>", (0..40).map(|i| format!("a{i}=\"\"")).collect::<Vec<_>>().join(" "))).into_bytes());
+    invalid(
+        rows,
+        "XML 300 elements",
+        XML,
+        xml_envelope(&format!("<type>ping</type><list>{}</list>", (0..300).map(|i| format!("<e{i}/>")).collect::<String>())).into_bytes(),
+    );
+    invalid(
+        rows,
+        "XML 40 attributes",
+        XML,
+        xml_envelope(&format!("<type {}>ping</type>", (0..40).map(|i| format!("a{i}=\"\"")).collect::<Vec<_>>().join(" "))).into_bytes(),
+    );
     invalid(rows, "XML duplicate attribute", XML, xml_envelope("<type a=\"1\" a=\"2\">ping</type>").into_bytes());
     invalid(rows, "XML unquoted attribute", XML, xml_envelope("<type a=1>ping</type>").into_bytes());
     invalid(rows, "XML two payload elements", XML, xml_envelope(XML_PING).replace("<md5>", &format!("<payload>{XML_PING}</payload><md5>")).into_bytes());
@@ -535,9 +743,19 @@ fn vendor_bodies(rows: &mut Vec<Row>) {
     invalid(rows, "XML comment only", XML, b"<!-- nothing -->".to_vec());
     invalid(rows, "XML bad element name", XML, xml_envelope("<1type>ping</1type>").into_bytes());
     invalid(rows, "XML bad character reference", XML, xml_envelope("<type>&#0;</type>").into_bytes());
-    digest(rows, "XML md5 made of child elements", XML, xml_envelope(XML_PING).replace(&format!("<md5>{}</md5>", md5_hex(XML_PING.as_bytes())), "<md5><x/><y/></md5>"));
+    digest(
+        rows,
+        "XML md5 made of child elements",
+        XML,
+        xml_envelope(XML_PING).replace(&format!("<md5>{}</md5>", md5_hex(XML_PING.as_bytes())), "<md5><x/><y/></md5>"),
+    );
     invalid(rows, "XML md5 mixing text and child elements", XML, xml_envelope(XML_PING).replace("<md5>", "<md5><x/>").into_bytes());
-    digest(rows, "XML md5 of the unescaped payload", XML, format!("<notification><payload><type>p&#105;ng</type></payload><md5>{}</md5></notification>", md5_hex(b"<type>ping</type>")));
+    digest(
+        rows,
+        "XML md5 of the unescaped payload",
+        XML,
+        format!("<notification><payload><type>p&#105;ng</type></payload><md5>{}</md5></notification>", md5_hex(b"<type>ping</type>")),
+    );
     invalid(rows, "XML two md5 elements", XML, xml_envelope(XML_PING).replace("</notification>", "<md5>0</md5></notification>").into_bytes());
     // Form envelopes.
     let form = form_envelope(PING);
@@ -554,12 +772,22 @@ fn vendor_bodies(rows: &mut Vec<Row>) {
     invalid(rows, "form payload not UTF-8 once decoded", FORM, format!("payload=%FF&md5={}", md5_hex(b"\xff")).into_bytes());
     invalid(rows, "form only separators", FORM, b"&&&=&".to_vec());
     digest(rows, "form md5 31 digits", FORM, format!("payload={}&md5={}", form_encode(PING), &good_md5[1..]));
-    digest(rows, "form md5 of the + decoded differently", FORM, format!("payload={}&md5={}", form_encode(PING).replace("%20", "+"), md5_hex(PING.replace(' ', "+").as_bytes())));
+    digest(
+        rows,
+        "form md5 of the + decoded differently",
+        FORM,
+        format!("payload={}&md5={}", form_encode(PING).replace("%20", "+"), md5_hex(PING.replace(' ', "+").as_bytes())),
+    );
     // 10 000 attributes, under the endpoint's limit: refused at the 33rd, the VM unharmed.
     let attributes: String = (0..10_000).map(|i| format!(" a{i}=\"\"")).collect();
     let xl = xml_envelope(&format!("<type{attributes}>ping</type>"));
     assert!(xl.len() < 262_144);
-    row(rows, "vendor: XML 10 000 attributes (under the limit)", request("POST", &signed(STORE_XL), &[("content-type", XML)], xl.as_bytes()), Problem(400, "invalid"));
+    row(
+        rows,
+        "vendor: XML 10 000 attributes (under the limit)",
+        request("POST", &signed(STORE_XL), &[("content-type", XML)], xl.as_bytes()),
+        Problem(400, "invalid"),
+    );
 }
 
 fn table() -> Vec<Row> {
@@ -647,23 +875,109 @@ fn odd_but_valid_requests_reach_the_upstream_cleaned() {
     let big = "a".repeat(50 * 1024);
     // (name, request, the path the upstream must see)
     let cases: Vec<(&str, Vec<u8>, String)> = vec![
-        ("spoofed gateway headers are stripped", request("POST", &signed(AZURE), &[("content-type", JSON), ("x-webhook-event-id", "forged"), ("x-webhook-shadow-verdict", "accept"), ("X-Webhook-Profile", "forged"), ("ce-id", "forged"), ("CE-Type", "forged")], doc.as_bytes()), AZURE.into()),
+        (
+            "spoofed gateway headers are stripped",
+            request(
+                "POST",
+                &signed(AZURE),
+                &[
+                    ("content-type", JSON),
+                    ("x-webhook-event-id", "forged"),
+                    ("x-webhook-shadow-verdict", "accept"),
+                    ("X-Webhook-Profile", "forged"),
+                    ("ce-id", "forged"),
+                    ("CE-Type", "forged"),
+                ],
+                doc.as_bytes(),
+            ),
+            AZURE.into(),
+        ),
         ("percent-encoded key s%69g", request("POST", &format!("{AZURE}?s%69g={s}"), &[("content-type", JSON)], doc.as_bytes()), AZURE.into()),
-        ("key SIG authenticates and is removed", request("POST", &format!("{AZURE}?SIG={s}&a=1"), &[("content-type", JSON)], doc.as_bytes()), format!("{AZURE}?a=1")),
-        ("invalid escape in another parameter's value", request("POST", &format!("{AZURE}?a=%zz&sig={s}&b=%"), &[("content-type", JSON)], doc.as_bytes()), format!("{AZURE}?a=%zz&b=%")),
-        ("500 other parameters", request("POST", &format!("{AZURE}?{many}sig={s}"), &[("content-type", JSON)], doc.as_bytes()), format!("{AZURE}?{}", many.trim_end_matches('&'))),
+        (
+            "key SIG authenticates and is removed",
+            request("POST", &format!("{AZURE}?SIG={s}&a=1"), &[("content-type", JSON)], doc.as_bytes()),
+            format!("{AZURE}?a=1"),
+        ),
+        (
+            "invalid escape in another parameter's value",
+            request("POST", &format!("{AZURE}?a=%zz&sig={s}&b=%"), &[("content-type", JSON)], doc.as_bytes()),
+            format!("{AZURE}?a=%zz&b=%"),
+        ),
+        (
+            "500 other parameters",
+            request("POST", &format!("{AZURE}?{many}sig={s}"), &[("content-type", JSON)], doc.as_bytes()),
+            format!("{AZURE}?{}", many.trim_end_matches('&')),
+        ),
         ("absolute-form target", request("POST", &format!("http://localhost{}", signed(AZURE)), &[("content-type", JSON)], doc.as_bytes()), AZURE.into()),
-        ("merged slashes are guarded and forwarded normalised", request("POST", &format!("/api//resource?sig={s}"), &[("content-type", JSON)], doc.as_bytes()), AZURE.into()),
-        ("content-type with odd parameters", request("POST", &signed(AZURE), &[("content-type", "APPLICATION/JSON ;; charset=\"a;b\"; q")], doc.as_bytes()), AZURE.into()),
+        (
+            "merged slashes are guarded and forwarded normalised",
+            request("POST", &format!("/api//resource?sig={s}"), &[("content-type", JSON)], doc.as_bytes()),
+            AZURE.into(),
+        ),
+        (
+            "content-type with odd parameters",
+            request("POST", &signed(AZURE), &[("content-type", "APPLICATION/JSON ;; charset=\"a;b\"; q")], doc.as_bytes()),
+            AZURE.into(),
+        ),
         ("no content-type at all", request("POST", &signed(AZURE), &[], doc.as_bytes()), AZURE.into()),
         ("50 KiB header value", request("POST", &signed(AZURE), &[("content-type", JSON), ("x-big", &big)], doc.as_bytes()), AZURE.into()),
         ("body of exactly max_body_bytes", request("POST", &signed(AZURE), &[("content-type", JSON)], padded.as_bytes()), AZURE.into()),
-        ("3000-char plan.publisher (no grammar)", request("POST", &signed(AZURE), &[("content-type", JSON)], marketplace_with("plan", &format!(r#"{{"publisher": "{long}", "product": "o", "name": "s", "version": "1"}}"#)).as_bytes()), AZURE.into()),
-        ("3000-char error.message (no grammar)", request("POST", &signed(AZURE), &[("content-type", JSON)], marketplace_with("error", &format!(r#"{{"code": "C", "message": "{long}"}}"#)).as_bytes()), AZURE.into()),
-        ("3000-char billingDetails.resourceUsageId (no grammar)", request("POST", &signed(AZURE), &[("content-type", JSON)], marketplace_with("billingDetails", &format!(r#"{{"resourceUsageId": "{long}"}}"#)).as_bytes()), AZURE.into()),
-        ("3000-char error.code (no grammar)", request("POST", &signed(AZURE), &[("content-type", JSON)], marketplace_with("error", &format!(r#"{{"code": "{long}", "message": "M"}}"#)).as_bytes()), AZURE.into()),
-        ("forged gateway headers in chunked trailers", with_trailers(chunked(&signed(AZURE), JSON, &[doc.as_bytes()]), "x-webhook-event-id: forged\r\nce-id: forged\r\n"), AZURE.into()),
-        ("XML CDATA and surrounding md5 whitespace", vendor(XML, format!("<notification><payload><type><![CDATA[pi]]>ng</type></payload><md5>\n {} \n</md5></notification>", md5_hex(b"<type><![CDATA[pi]]>ng</type>").to_uppercase())), STORE.into()),
+        (
+            "3000-char plan.publisher (no grammar)",
+            request(
+                "POST",
+                &signed(AZURE),
+                &[("content-type", JSON)],
+                marketplace_with("plan", &format!(r#"{{"publisher": "{long}", "product": "o", "name": "s", "version": "1"}}"#)).as_bytes(),
+            ),
+            AZURE.into(),
+        ),
+        (
+            "3000-char error.message (no grammar)",
+            request(
+                "POST",
+                &signed(AZURE),
+                &[("content-type", JSON)],
+                marketplace_with("error", &format!(r#"{{"code": "C", "message": "{long}"}}"#)).as_bytes(),
+            ),
+            AZURE.into(),
+        ),
+        (
+            "3000-char billingDetails.resourceUsageId (no grammar)",
+            request(
+                "POST",
+                &signed(AZURE),
+                &[("content-type", JSON)],
+                marketplace_with("billingDetails", &format!(r#"{{"resourceUsageId": "{long}"}}"#)).as_bytes(),
+            ),
+            AZURE.into(),
+        ),
+        (
+            "3000-char error.code (no grammar)",
+            request(
+                "POST",
+                &signed(AZURE),
+                &[("content-type", JSON)],
+                marketplace_with("error", &format!(r#"{{"code": "{long}", "message": "M"}}"#)).as_bytes(),
+            ),
+            AZURE.into(),
+        ),
+        (
+            "forged gateway headers in chunked trailers",
+            with_trailers(chunked(&signed(AZURE), JSON, &[doc.as_bytes()]), "x-webhook-event-id: forged\r\nce-id: forged\r\n"),
+            AZURE.into(),
+        ),
+        (
+            "XML CDATA and surrounding md5 whitespace",
+            vendor(
+                XML,
+                format!(
+                    "<notification><payload><type><![CDATA[pi]]>ng</type></payload><md5>\n {} \n</md5></notification>",
+                    md5_hex(b"<type><![CDATA[pi]]>ng</type>").to_uppercase()
+                ),
+            ),
+            STORE.into(),
+        ),
         ("form with extra fields", vendor(FORM, format!("a=1&{}&z", form_envelope(PING))), STORE.into()),
     ];
     let mut failures = Vec::new();

@@ -124,7 +124,9 @@ fn now_secs() -> f64 {
 /// other paths are refused.
 fn plugin() -> String {
     let azure = |name: &str, path: &str, extra: &str| {
-        format!(r#"{{"name": "{name}", "path": "{path}", "profile": "azure_managed_app", "secret": {{"values": ["{SECRET}"]}}, "max_body_bytes": 4096{extra}}}"#)
+        format!(
+            r#"{{"name": "{name}", "path": "{path}", "profile": "azure_managed_app", "secret": {{"values": ["{SECRET}"]}}, "max_body_bytes": 4096{extra}}}"#
+        )
     };
     let arm = r#", "arm_check": {"arm_cluster": "arm", "token_cluster": "login", "timeout_ms": 500, "client_credentials": {"tenant": "contoso.onmicrosoft.com", "client_id": "7d1b6a52-3c1e-4b4e-9a55-0c2f1e6b9d10", "client_secret_env": "ARM_CLIENT_SECRET"}}"#;
     format!(
@@ -161,7 +163,8 @@ fn run_mix(envoy: &Envoy, upstream: &Upstream) -> Vec<u16> {
         post_json(envoy.port, &signed("/api/resource"), patch_deleted.as_bytes()).status,
         {
             upstream.set(Behaviour::Status(500));
-            post_json(envoy.port, &signed("/api/resource"), CATALOG_SAMPLE.replace("\"PUT\"", "\"DELETE\"").replace("\"Succeeded\"", "\"Deleted\"").as_bytes()).status
+            post_json(envoy.port, &signed("/api/resource"), CATALOG_SAMPLE.replace("\"PUT\"", "\"DELETE\"").replace("\"Succeeded\"", "\"Deleted\"").as_bytes())
+                .status
         },
         {
             upstream.set(Behaviour::Status(200));
@@ -295,20 +298,32 @@ fn scrape_a_mix() {
     let mut seen = BTreeSet::new();
     for series in data.as_array().unwrap() {
         let name = series["__name__"].as_str().unwrap();
-        let labels: BTreeSet<&str> = series.as_object().unwrap().keys().map(String::as_str).filter(|k| !["__name__", "job", "instance", "le"].contains(k)).collect();
-        let family = FAMILIES.iter().find(|(f, _)| name == *f || name.strip_suffix("_bucket").or(name.strip_suffix("_sum")).is_some_and(|n| format!("{n}_count") == *f));
+        let labels: BTreeSet<&str> =
+            series.as_object().unwrap().keys().map(String::as_str).filter(|k| !["__name__", "job", "instance", "le"].contains(k)).collect();
+        let family =
+            FAMILIES.iter().find(|(f, _)| name == *f || name.strip_suffix("_bucket").or(name.strip_suffix("_sum")).is_some_and(|n| format!("{n}_count") == *f));
         let (family, expected) = family.unwrap_or_else(|| panic!("unexpected series {series}"));
         assert_eq!(labels, expected.iter().copied().collect(), "{series}");
         seen.insert(*family);
     }
     assert_eq!(seen.len(), FAMILIES.len(), "families seen: {seen:?}");
-    let endpoints: BTreeSet<String> = prometheus.query("group by (endpoint, profile) (webhook_guard_requests_total)").into_iter().map(|(l, _)| format!("{}/{}", l["endpoint"], l["profile"])).collect();
-    assert_eq!(endpoints, ["azure/azure_managed_app", "checked/azure_managed_app", "holding/azure_managed_app", "limited/azure_managed_app", "store/md5_envelope"].map(String::from).into());
+    let endpoints: BTreeSet<String> = prometheus
+        .query("group by (endpoint, profile) (webhook_guard_requests_total)")
+        .into_iter()
+        .map(|(l, _)| format!("{}/{}", l["endpoint"], l["profile"]))
+        .collect();
+    assert_eq!(
+        endpoints,
+        ["azure/azure_managed_app", "checked/azure_managed_app", "holding/azure_managed_app", "limited/azure_managed_app", "store/md5_envelope"]
+            .map(String::from)
+            .into()
+    );
 
     // The histograms reach Prometheus at Envoy's stats flush: one held time per request,
     // one ARM check time for the checked notification.
     prometheus.wait_for("histograms", || {
-        prometheus.value("sum(webhook_guard_held_milliseconds_count)") == Some(33.0) && prometheus.value("sum(webhook_guard_arm_check_milliseconds_count)") == Some(1.0)
+        prometheus.value("sum(webhook_guard_held_milliseconds_count)") == Some(33.0)
+            && prometheus.value("sum(webhook_guard_arm_check_milliseconds_count)") == Some(1.0)
     });
     let per_endpoint = prometheus.query("sum by (endpoint) (webhook_guard_held_milliseconds_count) != sum by (endpoint) (webhook_guard_requests_total)");
     assert!(per_endpoint.is_empty(), "held times per endpoint differ from requests: {per_endpoint:?}");
@@ -340,7 +355,8 @@ fn scrape_a_mix() {
     }
     prometheus.wait_for("firing alerts", || {
         let alerts = prometheus.api("/api/v1/alerts");
-        let firing: BTreeSet<&str> = alerts["alerts"].as_array().unwrap().iter().filter(|a| a["state"] == "firing").filter_map(|a| a["labels"]["alertname"].as_str()).collect();
+        let firing: BTreeSet<&str> =
+            alerts["alerts"].as_array().unwrap().iter().filter(|a| a["state"] == "firing").filter_map(|a| a["labels"]["alertname"].as_str()).collect();
         ["WebhookGuardNotificationsDropped", "WebhookGuardSchemaDrift", "WebhookGuardAuthFailureBurst"].iter().all(|a| firing.contains(a))
     });
     for rule in &rules {

@@ -53,7 +53,11 @@ fn corpus(name: &str) -> String {
 fn plugin() -> String {
     let endpoints: Vec<String> = SETTINGS
         .iter()
-        .map(|s| format!(r#"{{"name": "azure-{s}", "path": "/{s}", "profile": "azure_managed_app", "secret": {{"values": ["{SECRET}"]}}, "on_nonconforming": "{s}"}}"#))
+        .map(|s| {
+            format!(
+                r#"{{"name": "azure-{s}", "path": "/{s}", "profile": "azure_managed_app", "secret": {{"values": ["{SECRET}"]}}, "on_nonconforming": "{s}"}}"#
+            )
+        })
         .collect();
     // Body-derived headers (x-webhook-nonconforming) need the held head.
     format!(r#"{{"header_mode": "hold", "endpoints": [{}]}}"#, endpoints.join(",\n"))
@@ -98,7 +102,12 @@ fn corpus_is_played_through_every_setting() {
                     // The documented id derivation, from the canonical facts forwarded.
                     let app = data["applicationId"].as_str().unwrap();
                     assert!(app.starts_with("/subscriptions/") && app.contains("/providers/Microsoft.Solutions/applications/") && !app.ends_with('/'), "{app}");
-                    let id_name = format!("azure_managed_app\n{}\n{}\n{}\n{time}", app.to_ascii_lowercase(), data["eventType"].as_str().unwrap(), data["provisioningState"].as_str().unwrap());
+                    let id_name = format!(
+                        "azure_managed_app\n{}\n{}\n{}\n{time}",
+                        app.to_ascii_lowercase(),
+                        data["eventType"].as_str().unwrap(),
+                        data["provisioningState"].as_str().unwrap()
+                    );
                     assert_eq!(event["id"], name_based_id(&id_name), "{name}");
                     // The same notification gets the same id at every endpoint, flagged or not.
                     let id = got.header("x-webhook-event-id").unwrap().to_string();
@@ -118,8 +127,21 @@ fn corpus_is_played_through_every_setting() {
     let conforming = CORPUS.len() as u64 - flagged;
     for setting in SETTINGS {
         let endpoint = format!("azure-{setting}");
-        let counter = |family: &str, label: Option<(&str, &str)>| envoy.counter(family, &[("endpoint", endpoint.as_str())].into_iter().chain(label).collect::<Vec<_>>());
-        for rule in ["pair_undocumented", "state_undocumented", "error_missing", "error_shape", "error_unexpected", "time_no_offset", "flavour_unknown", "plan_shape", "billing_shape", "definition_shape", "type_undocumented"] {
+        let counter =
+            |family: &str, label: Option<(&str, &str)>| envoy.counter(family, &[("endpoint", endpoint.as_str())].into_iter().chain(label).collect::<Vec<_>>());
+        for rule in [
+            "pair_undocumented",
+            "state_undocumented",
+            "error_missing",
+            "error_shape",
+            "error_unexpected",
+            "time_no_offset",
+            "flavour_unknown",
+            "plan_shape",
+            "billing_shape",
+            "definition_shape",
+            "type_undocumented",
+        ] {
             let want = CORPUS.iter().filter(|c| c.1 == rule).count() as u64;
             assert_eq!(counter("nonconforming_total", Some(("rule", rule))), want, "{setting} {rule}");
         }

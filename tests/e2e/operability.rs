@@ -96,7 +96,10 @@ fn counters_match_a_scripted_mix_exactly() {
     }
     assert_eq!(envoy.counters(), want);
     let prometheus = String::from_utf8(crate::harness::get(envoy.admin, "/stats/prometheus").body).unwrap();
-    assert!(prometheus.contains(r#"webhook_guard_requests_total{endpoint="azure",profile="azure_managed_app"} 13"#), "Prometheus exposes the labelled counters");
+    assert!(
+        prometheus.contains(r#"webhook_guard_requests_total{endpoint="azure",profile="azure_managed_app"} 13"#),
+        "Prometheus exposes the labelled counters"
+    );
 }
 
 #[test]
@@ -112,7 +115,11 @@ fn one_log_line_per_rejection_without_secret_or_query() {
     assert_eq!(lines.len(), 2, "{lines:#?}");
     assert!(lines[0].contains("endpoint=azure status=403 reason=forbidden"), "{}", lines[0]);
     assert!(lines[1].contains("endpoint=azure status=429 reason=rate_limited"), "{}", lines[1]);
-    assert!(lines[1].contains("/subscriptions/<subId>/resourceGroups/<rgName>/providers/Microsoft.Solutions/applications/<applicationName>"), "names the application: {}", lines[1]);
+    assert!(
+        lines[1].contains("/subscriptions/<subId>/resourceGroups/<rgName>/providers/Microsoft.Solutions/applications/<applicationName>"),
+        "names the application: {}",
+        lines[1]
+    );
     for secret in [SECRET, "guess-1", "t-42"] {
         assert!(!log.contains(secret), "{secret} must not appear in the log");
     }

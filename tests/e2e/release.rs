@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 
 /// dist/ as `make release` wrote it (or `WEBHOOK_GUARD_DIST`).
 fn dist() -> PathBuf {
-    let dir = std::env::var("WEBHOOK_GUARD_DIST")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("dist"));
+    let dir = std::env::var("WEBHOOK_GUARD_DIST").map(PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("dist"));
     assert!(dir.join("oci/index.json").is_file(), "{} holds no release (run `make release`, or `make e2e`)", dir.display());
     dir
 }

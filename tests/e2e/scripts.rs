@@ -30,11 +30,7 @@ fn run_prints_only_the_error_when_envoy_refuses_the_configuration() {
     let bad = text.replacen(r#""profile": "azure_managed_app""#, r#""profile": "azure""#, 1);
     assert_ne!(bad, text);
     std::fs::write(dir.join("envoy.yaml"), bad).unwrap();
-    let (ok, out) = output(
-        Command::new(root().join("examples/run.sh"))
-            .env("CONFIG", dir.join("envoy.yaml"))
-            .env("ENVOY", crate::harness::envoy_path()),
-    );
+    let (ok, out) = output(Command::new(root().join("examples/run.sh")).env("CONFIG", dir.join("envoy.yaml")).env("ENVOY", crate::harness::envoy_path()));
     assert!(!ok, "{out}");
     assert!(out.contains("invalid configuration: endpoints[0].profile: unknown profile 'azure'"), "{out}");
     assert!(!out.contains("ready on") && !out.contains("curl"), "the banner was printed:\n{out}");

@@ -16,7 +16,9 @@ const PATH: &str = "/hooks/shopify";
 const BODY: &str = r##"{"id":820982911946154508,"email":"jon@example.com","name":"#9999","created_at":"2024-05-01T10:00:00-04:00","total_price":"12.00"}"##;
 
 fn start(form: Form, extra: &str, access_log: Option<&str>) -> Setup {
-    let endpoint = format!(r#"{{"name": "shop", "path": "{PATH}", "profile": "shopify", "secret": {{"values": ["{SECRET}"], "env_optional": ["SHOPIFY_NEXT_SECRET"]}}{extra}}}"#);
+    let endpoint = format!(
+        r#"{{"name": "shop", "path": "{PATH}", "profile": "shopify", "secret": {{"values": ["{SECRET}"], "env_optional": ["SHOPIFY_NEXT_SECRET"]}}{extra}}}"#
+    );
     signed::start(form, &endpoint, &[("SHOPIFY_NEXT_SECRET", NEXT_SECRET)], access_log)
 }
 
@@ -48,7 +50,6 @@ impl Delivery {
         ];
         Delivery { headers, body: BODY.into() }
     }
-
 
     fn set(&mut self, name: &'static str, value: &str) {
         self.headers.retain(|(n, _)| *n != name);
@@ -111,7 +112,8 @@ fn the_events_spelling_forwarded_original_and_keep_signature() {
         let s = start(form, r#", "forward": "original""#, None);
         // Newer events deliveries: lowercase `shopify-*` names, an event id, no webhook id.
         let sig = hmac(SECRET, BODY.as_bytes());
-        let headers = [("content-type", "application/json"), ("shopify-hmac-sha256", sig.as_str()), ("shopify-topic", "orders/create"), ("shopify-event-id", "e-1")];
+        let headers =
+            [("content-type", "application/json"), ("shopify-hmac-sha256", sig.as_str()), ("shopify-topic", "orders/create"), ("shopify-event-id", "e-1")];
         assert_eq!(send(s.envoy.port, "POST", PATH, &headers, BODY.as_bytes()).status, 200, "{form:?}");
         let seen = s.upstream.only();
         assert_eq!(seen.body, BODY.as_bytes());
@@ -138,12 +140,17 @@ fn forged_incomplete_and_empty_deliveries_are_refused() {
             ("wrong secret", Delivery::new("refused", OTHER_SECRET), 403, "forbidden"),
             ("wrong signature", with(|d| d.set("x-shopify-hmac-sha256", "R3PTzyfHASBKHH98a7yexTwaJ4yNIcGhFQc1yuN+BPU=")), 403, "forbidden"),
             ("body changed by one byte", with(|d| d.body[10] ^= 1), 403, "forbidden"),
-            ("signature header changed after signing", with(|d| {
-                let sig = d.signature();
-                let first = if sig.starts_with('A') { "B" } else { "A" };
-                let flipped = format!("{first}{}", &sig[1..]);
-                d.set("x-shopify-hmac-sha256", &flipped);
-            }), 403, "forbidden"),
+            (
+                "signature header changed after signing",
+                with(|d| {
+                    let sig = d.signature();
+                    let first = if sig.starts_with('A') { "B" } else { "A" };
+                    let flipped = format!("{first}{}", &sig[1..]);
+                    d.set("x-shopify-hmac-sha256", &flipped);
+                }),
+                403,
+                "forbidden",
+            ),
             ("the signature of another body", with(|d| d.set("x-shopify-hmac-sha256", &hmac(SECRET, b"{}"))), 403, "forbidden"),
             ("no signature header", with(|d| d.set("x-shopify-hmac-sha256", "")), 401, "unauthorized"),
             ("a signature that is not base64 of 32 bytes", with(|d| d.set("x-shopify-hmac-sha256", "sha256=abc")), 401, "unauthorized"),

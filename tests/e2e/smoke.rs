@@ -5,8 +5,8 @@
 //! `EnvoyFilter`), `stream` without it (Istio `WasmPlugin`, Envoy Gateway), `stream` with
 //! it, and `hold` without it (a misconfiguration: answered 503, never a hang).
 
-use crate::harness::{eventually, post_json, send, send_paced, Behaviour, Envoy, Options, Response, Upstream};
 use crate::config::{assert_envoy_accepts, with_envoyfilter};
+use crate::harness::{eventually, post_json, send, send_paced, Behaviour, Envoy, Options, Response, Upstream};
 use crate::{target, CATALOG_SAMPLE, SECRET};
 use std::time::Duration;
 

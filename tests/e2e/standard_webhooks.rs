@@ -17,7 +17,9 @@ const BODY: &str = r#"{"type":"invoice.paid","timestamp":"2024-05-01T10:00:00Z",
 const PATH: &str = "/hooks/sw";
 
 fn start(form: Form, extra: &str, access_log: Option<&str>) -> Setup {
-    let endpoint = format!(r#"{{"name": "sw", "path": "{PATH}", "profile": "standard_webhooks", "secret": {{"values": ["{SECRET}"], "env_optional": ["SW_NEXT_SECRET"]}}{extra}}}"#);
+    let endpoint = format!(
+        r#"{{"name": "sw", "path": "{PATH}", "profile": "standard_webhooks", "secret": {{"values": ["{SECRET}"], "env_optional": ["SW_NEXT_SECRET"]}}{extra}}}"#
+    );
     signed::start(form, &endpoint, &[("SW_NEXT_SECRET", NEXT_SECRET)], access_log)
 }
 
@@ -68,7 +70,8 @@ impl Delivery {
     }
 
     fn send_with(&self, s: &Setup, extra: &[(&str, &str)]) -> Response {
-        let headers = [("content-type", "application/json"), ("webhook-id", &self.id), ("webhook-timestamp", &self.timestamp), ("webhook-signature", &self.signature)];
+        let headers =
+            [("content-type", "application/json"), ("webhook-id", &self.id), ("webhook-timestamp", &self.timestamp), ("webhook-signature", &self.signature)];
         signed::post(s, PATH, &headers, extra, &self.body)
     }
 }
@@ -152,7 +155,14 @@ fn forged_stale_future_and_incomplete_deliveries_are_refused() {
         // The genuine delivery still goes through afterwards.
         assert_eq!(good.send(&s).status, 200, "{form:?}");
         assert_eq!(s.upstream.requests().len(), 1);
-        assert_eq!((s.envoy.counter("rejected_total", &[("endpoint", "sw"), ("reason", "forbidden")]), s.envoy.counter("rejected_total", &[("endpoint", "sw"), ("reason", "unauthorized")])), (5, 6), "{form:?}");
+        assert_eq!(
+            (
+                s.envoy.counter("rejected_total", &[("endpoint", "sw"), ("reason", "forbidden")]),
+                s.envoy.counter("rejected_total", &[("endpoint", "sw"), ("reason", "unauthorized")])
+            ),
+            (5, 6),
+            "{form:?}"
+        );
     }
 }
 

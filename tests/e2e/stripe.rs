@@ -17,7 +17,9 @@ fn body(id: &str) -> Vec<u8> {
 }
 
 fn start(form: Form, extra: &str, access_log: Option<&str>) -> Setup {
-    let endpoint = format!(r#"{{"name": "stripe", "path": "{PATH}", "profile": "stripe", "secret": {{"values": ["{SECRET}"], "env_optional": ["STRIPE_NEXT_SECRET"]}}{extra}}}"#);
+    let endpoint = format!(
+        r#"{{"name": "stripe", "path": "{PATH}", "profile": "stripe", "secret": {{"values": ["{SECRET}"], "env_optional": ["STRIPE_NEXT_SECRET"]}}{extra}}}"#
+    );
     signed::start(form, &endpoint, &[("STRIPE_NEXT_SECRET", NEXT_SECRET)], access_log)
 }
 

@@ -94,7 +94,20 @@ fn served_serial(port: u16) -> String {
 
 fn ca(dir: &Path) {
     run(Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=webhook-guard test CA", "-keyout"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=webhook-guard test CA",
+            "-keyout",
+        ])
         .arg(dir.join("ca.key"))
         .arg("-out")
         .arg(dir.join("ca.crt")));
@@ -109,9 +122,7 @@ fn the_production_config_serves_https_reloads_its_certificate_and_refuses_plain_
     let upstream = Upstream::start();
     let mut opts = Options::new("", upstream.port);
     // One secret outside a rotation: the optional second one is set, but empty.
-    opts.env = [("AZURE_SIG", "azure-secret"), ("AZURE_SIG_NEXT", ""), ("STORE_SIG", "store-secret")]
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .to_vec();
+    opts.env = [("AZURE_SIG", "azure-secret"), ("AZURE_SIG_NEXT", ""), ("STORE_SIG", "store-secret")].map(|(k, v)| (k.to_string(), v.to_string())).to_vec();
     let envoy = Envoy::launch_bootstrap(&production(&dir, &upstream), &opts).unwrap_or_else(|log| panic!("Envoy did not start:\n{log}"));
 
     assert_eq!(served_serial(envoy.port), first);

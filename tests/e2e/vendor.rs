@@ -38,10 +38,7 @@ fn xml_envelope(inner: &str) -> String {
 }
 
 fn form_envelope(payload: &str) -> String {
-    let encoded: String = payload
-        .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { char::from(b).to_string() } else { format!("%{b:02X}") })
-        .collect();
+    let encoded: String = payload.bytes().map(|b| if b.is_ascii_alphanumeric() { char::from(b).to_string() } else { format!("%{b:02X}") }).collect();
     format!("payload={encoded}&md5={}", md5_hex(payload.as_bytes()))
 }
 
@@ -104,7 +101,13 @@ fn digest_problems_are_400_and_never_forwarded() {
     let reserialised = format!(r#"{{"payload": {PING}, "md5": "{}"}}"#, md5_hex(b"{\n  \"type\": \"ping\",\n  \"epoch_timestamp\": 1466526410\n}"));
     let xml_wrong = xml_envelope(XML_PING).replace("1466526410</epoch", "1466526419</epoch");
     let form_wrong = form_envelope(PING).replace("md5=", "md5=0");
-    for (ct, body) in [("application/json", tampered), ("application/json", missing), ("application/json", reserialised), ("text/xml", xml_wrong), ("application/x-www-form-urlencoded", form_wrong)] {
+    for (ct, body) in [
+        ("application/json", tampered),
+        ("application/json", missing),
+        ("application/json", reserialised),
+        ("text/xml", xml_wrong),
+        ("application/x-www-form-urlencoded", form_wrong),
+    ] {
         let res = send(envoy.port, "POST", &target(), &[("content-type", ct)], body.as_bytes());
         res.assert_problem(400, "digest_mismatch");
     }

@@ -223,7 +223,12 @@ mod tests {
     fn only_one_validation_event_with_a_code_is_a_handshake() {
         let event = |t: &str, code: &str| format!(r#"{{"id":"1","eventType":"{t}","data":{{"validationCode":"{code}"}}}}"#);
         assert_eq!(validation_code(&format!("[{}]", event(VALIDATION_EVENT, "C0DE"))).as_deref(), Some("C0DE"));
-        for body in [event(VALIDATION_EVENT, "C0DE"), format!("[{}]", event(VALIDATION_EVENT, "")), format!("[{}]", event("X", "C")), format!("[{0},{0}]", event(VALIDATION_EVENT, "C"))] {
+        for body in [
+            event(VALIDATION_EVENT, "C0DE"),
+            format!("[{}]", event(VALIDATION_EVENT, "")),
+            format!("[{}]", event("X", "C")),
+            format!("[{0},{0}]", event(VALIDATION_EVENT, "C")),
+        ] {
             assert_eq!(validation_code(&body), None, "{body}");
         }
     }

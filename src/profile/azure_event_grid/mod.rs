@@ -126,7 +126,9 @@ impl Profile for AzureEventGrid {
         let validation = single.as_ref().is_some_and(|s| s.event_grid && s.kind.as_deref() == Some(delivery::VALIDATION_EVENT));
         // Event Grid sends the one with the other, always: a mismatch is no delivery.
         if handshake != validation || (validation && single.as_ref().is_some_and(|s| s.validation_code.is_none())) {
-            return Err(invalid("aeg-event-type: SubscriptionValidation comes with exactly one validation event carrying its validationCode, and only with it"));
+            return Err(invalid(
+                "aeg-event-type: SubscriptionValidation comes with exactly one validation event carrying its validationCode, and only with it",
+            ));
         }
         let (kind, subject, time) = match single {
             Some(one) => {

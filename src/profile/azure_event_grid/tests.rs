@@ -29,8 +29,13 @@ fn the_documented_blob_created_event_is_one_event_with_its_type_subject_and_time
     assert_eq!(event.subject.as_deref(), Some("/blobServices/default/containers/oc2d2817345i200097container/blobs/oc2d2817345i20002296blob"));
     assert_eq!(event.time.as_deref(), Some("2017-06-26T18:41:00.9584103Z"));
     let topic = "/subscriptions/{subscription-id}/resourceGroups/Storage/providers/Microsoft.Storage/storageAccounts/xstoretestaccount";
-    assert_eq!(event.id, name_based_id(&format!(r#"azure_event_grid
-[["{topic}","831e1650-001e-001b-66ab-eeb76e069631"]]"#)));
+    assert_eq!(
+        event.id,
+        name_based_id(&format!(
+            r#"azure_event_grid
+[["{topic}","831e1650-001e-001b-66ab-eeb76e069631"]]"#
+        ))
+    );
     assert_eq!(event.data.get(), BLOB_CREATED.trim_end(), "data is the body as sent");
     assert!(event.nonconforming.is_empty());
     assert!(p.local_answer(&event).is_none());

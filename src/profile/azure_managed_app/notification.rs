@@ -17,22 +17,15 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::conformance::Rule;
-use crate::event::{name_based_id, Event, RateKeys};
 use super::resource_id::{Kind, ResourceId};
-use crate::strict_json::{self, Walked};
+use crate::event::{name_based_id, Event, RateKeys};
 use crate::problem::clip;
+use crate::strict_json::{self, Walked};
 use crate::timestamp;
 
 /// The documented (eventType, provisioningState) pairs, in canonical spelling.
-pub const PAIRS: [(&str, &str); 7] = [
-    ("PUT", "Accepted"),
-    ("PUT", "Succeeded"),
-    ("PUT", "Failed"),
-    ("PATCH", "Succeeded"),
-    ("DELETE", "Deleting"),
-    ("DELETE", "Deleted"),
-    ("DELETE", "Failed"),
-];
+pub const PAIRS: [(&str, &str); 7] =
+    [("PUT", "Accepted"), ("PUT", "Succeeded"), ("PUT", "Failed"), ("PATCH", "Succeeded"), ("DELETE", "Deleting"), ("DELETE", "Deleted"), ("DELETE", "Failed")];
 
 /// Prefix of every Azure event `type`; the rest is `{eventtype}.{state}` (see [`type_name`]).
 pub const KIND_PREFIX: &str = "webhookguard.azure.managedapp.";
@@ -127,8 +120,7 @@ pub fn validate(body: &[u8]) -> Result<Event, String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("body is not valid UTF-8: {e}"))?;
     // serde_json reads the syntax (its messages are the ones senders get) and yields the
     // original for `data`; everything else is one walk of `strict_json::walk` below.
-    let original: &RawValue =
-        serde_json::from_str(text).map_err(|e| format!("body is not valid JSON: {e}"))?;
+    let original: &RawValue = serde_json::from_str(text).map_err(|e| format!("body is not valid JSON: {e}"))?;
     // Checked here because the walk would also read members of a JSON array.
     if !original.get().starts_with('{') {
         return Err("body must be a JSON object".into());
@@ -143,9 +135,7 @@ pub fn validate(body: &[u8]) -> Result<Event, String> {
     let (walked, [event_type, application_id, event_time, state, error, definition_id, plan, billing]) = members(text, names);
     match walked {
         Walked::Strict => {}
-        Walked::Unsure => {
-            strict_json::check(text).map_err(|e| format!("body is not strict JSON: {e}"))?
-        }
+        Walked::Unsure => strict_json::check(text).map_err(|e| format!("body is not strict JSON: {e}"))?,
         Walked::TooDeep => return Err(format!("body nests deeper than {MAX_DEPTH} levels")),
     }
 
@@ -154,11 +144,9 @@ pub fn validate(body: &[u8]) -> Result<Event, String> {
     let (state, state_documented) = name("provisioningState", &STATES, DOCUMENTED_STATES, state)?;
     let given = required("applicationId", application_id)?;
     let kind = Kind::Application;
-    let app = ResourceId::parse(&given, kind)
-        .map_err(|e| format!("applicationId must be {}: {e}", kind.describe()))?;
+    let app = ResourceId::parse(&given, kind).map_err(|e| format!("applicationId must be {}: {e}", kind.describe()))?;
     let given = required("eventTime", event_time)?;
-    let time =
-        timestamp::parse(&given).map_err(|e| format!("eventTime '{}' {e}", clip(&given)))?;
+    let time = timestamp::parse(&given).map_err(|e| format!("eventTime '{}' {e}", clip(&given)))?;
 
     // The identifying fields are usable: from here on, departures are findings, found in
     // the order of `conformance::RULES`.
@@ -210,16 +198,7 @@ pub fn validate(body: &[u8]) -> Result<Event, String> {
         original,
     })
     .map_err(|e| format!("cannot serialise the event: {e}"))?;
-    let name = [
-        "azure_managed_app\n",
-        &application_key,
-        "\n",
-        &event_type,
-        "\n",
-        &state,
-        "\n",
-        &time.utc,
-    ];
+    let name = ["azure_managed_app\n", &application_key, "\n", &event_type, "\n", &state, "\n", &time.utc];
     let mut kind = String::from(KIND_PREFIX);
     type_name(&event_type, &mut kind);
     kind.push('.');
@@ -229,10 +208,7 @@ pub fn validate(body: &[u8]) -> Result<Event, String> {
         kind,
         subject: Some(application),
         time: Some(time.utc),
-        keys: RateKeys {
-            application: Some(application_key),
-            subscription: Some(app.subscription.to_ascii_lowercase()),
-        },
+        keys: RateKeys { application: Some(application_key), subscription: Some(app.subscription.to_ascii_lowercase()) },
         data,
         nonconforming: findings,
     })
@@ -262,11 +238,7 @@ pub fn type_name(value: &str, out: &mut String) {
 
 /// The members `names` of a nested JSON object, which the walk of the body has already
 /// judged, as raw text (`null` as `None`).
-fn object<'a, const N: usize>(
-    field: &(impl Display + ?Sized),
-    raw: &'a str,
-    names: [&str; N],
-) -> Result<[Option<&'a str>; N], String> {
+fn object<'a, const N: usize>(field: &(impl Display + ?Sized), raw: &'a str, names: [&str; N]) -> Result<[Option<&'a str>; N], String> {
     if !raw.starts_with('{') {
         return Err(format!("{field} must be an object"));
     }
@@ -287,17 +259,11 @@ fn members<'a, const N: usize>(raw: &'a str, names: [&str; N]) -> (Walked, [Opti
 
 /// Service catalog (`applicationDefinitionId`) or Marketplace (`plan`; `billingDetails`
 /// is optional), each member kept when well-formed and reported to `found` otherwise.
-fn flavour<'a>(
-    definition_id: Option<&'a str>,
-    plan: Option<&'a str>,
-    billing: Option<&'a str>,
-    found: &mut impl FnMut(Rule, String),
-) -> Flavour<'a> {
+fn flavour<'a>(definition_id: Option<&'a str>, plan: Option<&'a str>, billing: Option<&'a str>, found: &mut impl FnMut(Rule, String)) -> Flavour<'a> {
     let kind = Kind::ApplicationDefinition;
     let definition = definition_id.and_then(|raw| {
         let parsed = required("applicationDefinitionId", Some(raw)).and_then(|given| {
-            let id = ResourceId::parse(&given, kind)
-                .map_err(|e| format!("applicationDefinitionId must be {}: {e}", kind.describe()))?;
+            let id = ResourceId::parse(&given, kind).map_err(|e| format!("applicationDefinitionId must be {}: {e}", kind.describe()))?;
             Ok(id.canonical())
         });
         parsed.map_err(|detail| found(Rule::DefinitionShape, detail)).ok()
@@ -346,8 +312,7 @@ fn error_info(raw: &str) -> Result<ErrorInfo<'_>, String> {
             let mut items = Vec::new();
             strict_json::walk(list, MAX_DEPTH, |_, item| items.push(item));
             let details = items.into_iter().enumerate().map(|(i, item)| {
-                let [code, message] =
-                    object(&format_args!("error.details[{i}]"), item, ["code", "message"])?;
+                let [code, message] = object(&format_args!("error.details[{i}]"), item, ["code", "message"])?;
                 Ok(Detail {
                     code: required(&format_args!("error.details[{i}].code"), code)?,
                     message: required(&format_args!("error.details[{i}].message"), message)?,
@@ -356,11 +321,7 @@ fn error_info(raw: &str) -> Result<ErrorInfo<'_>, String> {
             Some(details.collect::<Result<_, String>>()?)
         }
     };
-    Ok(ErrorInfo {
-        code,
-        message,
-        details,
-    })
+    Ok(ErrorInfo { code, message, details })
 }
 
 /// A non-empty string field, borrowed from the body unless it contains escapes; missing
@@ -373,9 +334,7 @@ where
     let value = match raw.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
         // A fold rather than `contains`: the compiler vectorises it, and these are short.
         Some(s) if !s.bytes().fold(false, |found, b| found | (b == b'\\')) => Cow::Borrowed(s),
-        Some(_) => Cow::Owned(
-            serde_json::from_str::<String>(raw).map_err(|_| format!("{field} must be a string"))?,
-        ),
+        Some(_) => Cow::Owned(serde_json::from_str::<String>(raw).map_err(|_| format!("{field} must be a string"))?),
         None => return Err(format!("{field} must be a string")),
     };
     if value.is_empty() {
@@ -387,12 +346,7 @@ where
 /// An eventType or provisioningState: a string of 1 to 64 characters, in the canonical
 /// spelling when it is one of `options` (ignoring ASCII case), else as given; and whether
 /// it is one of the first `documented` options.
-fn name<'a>(
-    field: &str,
-    options: &[&'static str],
-    documented: usize,
-    raw: Option<&'a str>,
-) -> Result<(Cow<'a, str>, bool), String> {
+fn name<'a>(field: &str, options: &[&'static str], documented: usize, raw: Option<&'a str>) -> Result<(Cow<'a, str>, bool), String> {
     let given = required(field, raw)?;
     if given.chars().count() > MAX_NAME_CHARS {
         return Err(format!("{field} '{}' is longer than {MAX_NAME_CHARS} characters", clip(&given)));
@@ -417,7 +371,8 @@ mod tests {
     const APP: &str = "/subscriptions/0B88DFDB-55B3-4FB0-B474-5B6DCBE6B2EF/resourceGroups/Shop-RG/providers/Microsoft.Solutions/applications/Shop";
     const DEF: &str = "/subscriptions/0B88DFDB-55B3-4FB0-B474-5B6DCBE6B2EF/resourceGroups/Defs/providers/Microsoft.Solutions/applicationDefinitions/ShopDef";
     const TIME: &str = "2019-08-14T19:20:08.1707163Z";
-    const APP_MESSAGE: &str = "applicationId must be a managed application resource ID (subscriptions/{id}/resourceGroups/{rg}/providers/Microsoft.Solutions/applications/{name})";
+    const APP_MESSAGE: &str =
+        "applicationId must be a managed application resource ID (subscriptions/{id}/resourceGroups/{rg}/providers/Microsoft.Solutions/applications/{name})";
 
     fn catalog(event_type: &str, state: &str) -> Value {
         let mut v = json!({"eventType": event_type, "applicationId": APP, "eventTime": TIME,
@@ -462,28 +417,18 @@ mod tests {
         let ev = validate(CATALOG_SAMPLE.as_bytes()).unwrap();
         let app = "/subscriptions/<subId>/resourceGroups/<rgName>/providers/Microsoft.Solutions/applications/<applicationName>";
         let want = format!(
-            r#"{{"eventType":"PUT","provisioningState":"Succeeded","applicationId":"{app}","subscriptionId":"<subId>","resourceGroup":"<rgName>","applicationName":"<applicationName>","eventTime":"2019-08-14T19:20:08.1707163Z","flavour":"service_catalog","applicationDefinitionId":"/subscriptions/<subId>/resourceGroups/<rgName>/providers/Microsoft.Solutions/applicationDefinitions/<appDefName>","original":{}}}"#, CATALOG_SAMPLE.trim_end()
+            r#"{{"eventType":"PUT","provisioningState":"Succeeded","applicationId":"{app}","subscriptionId":"<subId>","resourceGroup":"<rgName>","applicationName":"<applicationName>","eventTime":"2019-08-14T19:20:08.1707163Z","flavour":"service_catalog","applicationDefinitionId":"/subscriptions/<subId>/resourceGroups/<rgName>/providers/Microsoft.Solutions/applicationDefinitions/<appDefName>","original":{}}}"#,
+            CATALOG_SAMPLE.trim_end()
         );
         assert_eq!(ev.data.get(), want);
         let lower = app.to_ascii_lowercase();
-        assert_eq!(
-            ev.id,
-            name_based_id(&format!(
-                "azure_managed_app\n{lower}\nPUT\nSucceeded\n2019-08-14T19:20:08.1707163Z"
-            ))
-        );
+        assert_eq!(ev.id, name_based_id(&format!("azure_managed_app\n{lower}\nPUT\nSucceeded\n2019-08-14T19:20:08.1707163Z")));
         // The documented id (docs/request-flow.md, "Event ids"), as a literal: the namespace and the name are pinned.
         assert_eq!(ev.id, "0be475e4-bdcc-326c-aeb7-e3138dd8b3ea");
         assert_eq!(ev.kind, "webhookguard.azure.managedapp.put.succeeded");
         assert_eq!(ev.subject.as_deref(), Some(app));
         assert_eq!(ev.time.as_deref(), Some(TIME));
-        assert_eq!(
-            ev.keys,
-            RateKeys {
-                application: Some(lower),
-                subscription: Some("<subid>".into())
-            }
-        );
+        assert_eq!(ev.keys, RateKeys { application: Some(lower), subscription: Some("<subid>".into()) });
     }
 
     #[test]
@@ -491,7 +436,8 @@ mod tests {
         let ev = validate(MARKETPLACE_SAMPLE.as_bytes()).unwrap();
         let app = "/subscriptions/<subId>/resourceGroups/<rgName>/providers/Microsoft.Solutions/applications/<applicationName>";
         let want = format!(
-            r#"{{"eventType":"PUT","provisioningState":"Failed","applicationId":"{app}","subscriptionId":"<subId>","resourceGroup":"<rgName>","applicationName":"<applicationName>","eventTime":"2019-08-14T19:20:08.1707163Z","flavour":"marketplace","plan":{{"publisher":"publisherId","product":"offer","name":"skuName","version":"1.0.1"}},"billing":{{"resourceUsageId":"<resourceUsageId>"}},"error":{{"code":"ErrorCode","message":"error message","details":[{{"code":"DetailedErrorCode","message":"error message"}}]}},"original":{}}}"#, MARKETPLACE_SAMPLE.trim_end()
+            r#"{{"eventType":"PUT","provisioningState":"Failed","applicationId":"{app}","subscriptionId":"<subId>","resourceGroup":"<rgName>","applicationName":"<applicationName>","eventTime":"2019-08-14T19:20:08.1707163Z","flavour":"marketplace","plan":{{"publisher":"publisherId","product":"offer","name":"skuName","version":"1.0.1"}},"billing":{{"resourceUsageId":"<resourceUsageId>"}},"error":{{"code":"ErrorCode","message":"error message","details":[{{"code":"DetailedErrorCode","message":"error message"}}]}},"original":{}}}"#,
+            MARKETPLACE_SAMPLE.trim_end()
         );
         assert_eq!(ev.data.get(), want);
         assert_eq!(ev.kind, "webhookguard.azure.managedapp.put.failed");
@@ -501,17 +447,10 @@ mod tests {
     #[test]
     fn every_valid_pair_in_both_flavours() {
         for (event_type, state) in PAIRS {
-            for (doc, flavour) in [
-                (catalog(event_type, state), "service_catalog"),
-                (marketplace(event_type, state), "marketplace"),
-            ] {
+            for (doc, flavour) in [(catalog(event_type, state), "service_catalog"), (marketplace(event_type, state), "marketplace")] {
                 let ev = check(&doc).unwrap();
                 assert_eq!(ev.nonconforming, vec![], "{doc}");
-                let kind = format!(
-                    "webhookguard.azure.managedapp.{}.{}",
-                    event_type.to_lowercase(),
-                    state.to_lowercase()
-                );
+                let kind = format!("webhookguard.azure.managedapp.{}.{}", event_type.to_lowercase(), state.to_lowercase());
                 assert_eq!(ev.kind, kind);
                 let d = data(&ev);
                 assert_eq!(d["eventType"], event_type);
@@ -557,7 +496,14 @@ mod tests {
     #[test]
     fn undocumented_types_and_states_keep_their_values() {
         // ARM's other states get their canonical spelling; unknown values stay as given.
-        for (state, canonical, name) in [("RUNNING", "Running", "running"), ("notspecified", "NotSpecified", "notspecified"), ("Canceled", "Canceled", "canceled"), ("Provisioning", "Provisioning", "provisioning"), ("Not Specified!", "Not Specified!", "not_specified_"), ("é", "é", "_")] {
+        for (state, canonical, name) in [
+            ("RUNNING", "Running", "running"),
+            ("notspecified", "NotSpecified", "notspecified"),
+            ("Canceled", "Canceled", "canceled"),
+            ("Provisioning", "Provisioning", "provisioning"),
+            ("Not Specified!", "Not Specified!", "not_specified_"),
+            ("é", "é", "_"),
+        ] {
             let doc = catalog("PUT", state);
             let ev = check(&doc).unwrap();
             assert_eq!(rules(&doc), ["state_undocumented"], "{state}");
@@ -585,11 +531,7 @@ mod tests {
     #[test]
     fn case_variants_are_forwarded_canonically() {
         let reference = check(&catalog("PUT", "Succeeded")).unwrap();
-        for (event_type, state) in [
-            ("put", "succeeded"),
-            ("Put", "SUCCEEDED"),
-            ("pUt", "sUcCeEdEd"),
-        ] {
+        for (event_type, state) in [("put", "succeeded"), ("Put", "SUCCEEDED"), ("pUt", "sUcCeEdEd")] {
             let ev = check(&catalog(event_type, state)).unwrap();
             assert_eq!(ev.id, reference.id);
             assert_eq!(ev.kind, "webhookguard.azure.managedapp.put.succeeded");
@@ -604,10 +546,7 @@ mod tests {
     fn leading_slash_and_segment_case_are_optional() {
         let mut doc = catalog("PUT", "Succeeded");
         doc["applicationId"] = json!(APP.strip_prefix('/').unwrap());
-        doc["applicationDefinitionId"] = json!(DEF
-            .strip_prefix('/')
-            .unwrap()
-            .replace("resourceGroups", "RESOURCEGROUPS"));
+        doc["applicationDefinitionId"] = json!(DEF.strip_prefix('/').unwrap().replace("resourceGroups", "RESOURCEGROUPS"));
         let ev = check(&doc).unwrap();
         assert_eq!(ev.subject.as_deref(), Some(APP));
         let d = data(&ev);
@@ -621,13 +560,7 @@ mod tests {
     #[test]
     fn rate_keys_are_lowercase() {
         let ev = check(&catalog("PUT", "Succeeded")).unwrap();
-        assert_eq!(
-            ev.keys,
-            RateKeys {
-                application: Some(APP.to_ascii_lowercase()),
-                subscription: Some("0b88dfdb-55b3-4fb0-b474-5b6dcbe6b2ef".into()),
-            }
-        );
+        assert_eq!(ev.keys, RateKeys { application: Some(APP.to_ascii_lowercase()), subscription: Some("0b88dfdb-55b3-4fb0-b474-5b6dcbe6b2ef".into()) });
     }
 
     #[test]
@@ -647,27 +580,17 @@ mod tests {
             compact.replace('{', r#"{"unknown":[1,{"a":null}],"#),
             compact.replace(DEF, "/subscriptions/x/resourceGroups/y/providers/Microsoft.Solutions/applicationDefinitions/z"),
             r#"{"applicationDefinitionId":"DEF","provisioningState":"Succeeded","eventTime":"TIME","applicationId":"APP","eventType":"PUT"}"#
-                .replace("DEF", DEF).replace("TIME", TIME).replace("APP", APP),
+                .replace("DEF", DEF)
+                .replace("TIME", TIME)
+                .replace("APP", APP),
         ];
         for variant in &variants {
-            assert_eq!(
-                validate(variant.as_bytes()).unwrap().id,
-                reference,
-                "{variant}"
-            );
+            assert_eq!(validate(variant.as_bytes()).unwrap().id, reference, "{variant}");
         }
         // Facts that make it a different notification change the id.
-        let different = [
-            compact.replace(TIME, "2019-08-14T19:20:08.170716Z"),
-            compact.replace("Shop\"", "Shop2\""),
-            compact.replace("0B88DFDB", "1B88DFDB"),
-        ];
+        let different = [compact.replace(TIME, "2019-08-14T19:20:08.170716Z"), compact.replace("Shop\"", "Shop2\""), compact.replace("0B88DFDB", "1B88DFDB")];
         for variant in &different {
-            assert_ne!(
-                validate(variant.as_bytes()).unwrap().id,
-                reference,
-                "{variant}"
-            );
+            assert_ne!(validate(variant.as_bytes()).unwrap().id, reference, "{variant}");
         }
         assert_ne!(check(&catalog("PUT", "Accepted")).unwrap().id, reference);
         assert_ne!(check(&catalog("PATCH", "Succeeded")).unwrap().id, reference);
@@ -675,25 +598,13 @@ mod tests {
 
     #[test]
     fn required_fields_are_named() {
-        for field in [
-            "eventType",
-            "applicationId",
-            "eventTime",
-            "provisioningState",
-        ] {
+        for field in ["eventType", "applicationId", "eventTime", "provisioningState"] {
             let mut doc = catalog("PUT", "Succeeded");
             remove(&mut doc, field);
             assert_eq!(err(&doc), format!("{field} is required"));
             doc[field] = Value::Null;
             assert_eq!(err(&doc), format!("{field} is required"));
-            for wrong in [
-                json!(1),
-                json!(1.5),
-                json!(true),
-                json!({}),
-                json!([]),
-                json!(["PUT"]),
-            ] {
+            for wrong in [json!(1), json!(1.5), json!(true), json!({}), json!([]), json!(["PUT"])] {
                 doc[field] = wrong;
                 assert_eq!(err(&doc), format!("{field} must be a string"));
             }
@@ -706,16 +617,8 @@ mod tests {
     fn application_id_must_be_an_application() {
         let mut doc = catalog("PUT", "Succeeded");
         doc["applicationId"] = json!(DEF);
-        assert_eq!(
-            err(&doc),
-            format!("{APP_MESSAGE}: segment 7 must be 'applications'")
-        );
-        for bad in [
-            format!("{APP}//"),
-            format!("{APP}?x=1"),
-            "Shop".into(),
-            format!("{APP}/extra"),
-        ] {
+        assert_eq!(err(&doc), format!("{APP_MESSAGE}: segment 7 must be 'applications'"));
+        for bad in [format!("{APP}//"), format!("{APP}?x=1"), "Shop".into(), format!("{APP}/extra")] {
             doc["applicationId"] = json!(bad);
             assert!(err(&doc).starts_with(APP_MESSAGE), "{bad}");
         }
@@ -730,15 +633,9 @@ mod tests {
     fn event_time_is_validated_and_normalised() {
         let mut doc = catalog("PUT", "Succeeded");
         doc["eventTime"] = json!("14/08/2019");
-        assert_eq!(
-            err(&doc),
-            "eventTime '14/08/2019' must be an ISO 8601 date-time such as 2019-08-14T19:20:08.1707163Z"
-        );
+        assert_eq!(err(&doc), "eventTime '14/08/2019' must be an ISO 8601 date-time such as 2019-08-14T19:20:08.1707163Z");
         doc["eventTime"] = json!("2019-02-29T00:00:00Z");
-        assert_eq!(
-            err(&doc),
-            "eventTime '2019-02-29T00:00:00Z' is not a valid calendar date"
-        );
+        assert_eq!(err(&doc), "eventTime '2019-02-29T00:00:00Z' is not a valid calendar date");
         doc["eventTime"] = json!("2019-08-14t19:20:08.17+00:00");
         let ev = check(&doc).unwrap();
         assert_eq!(ev.time.as_deref(), Some("2019-08-14T19:20:08.17Z"));
@@ -753,7 +650,10 @@ mod tests {
         doc["eventTime"] = json!("2019-08-14T19:20:08.1707163");
         let ev = check(&doc).unwrap();
         assert_eq!(ev.id, reference.id);
-        assert_eq!(ev.nonconforming, vec![Finding { rule: Rule::TimeNoOffset.slug(), detail: "eventTime '2019-08-14T19:20:08.1707163' has no UTC offset; read as UTC".into() }]);
+        assert_eq!(
+            ev.nonconforming,
+            vec![Finding { rule: Rule::TimeNoOffset.slug(), detail: "eventTime '2019-08-14T19:20:08.1707163' has no UTC offset; read as UTC".into() }]
+        );
     }
 
     #[test]
@@ -775,7 +675,11 @@ mod tests {
             (json!({"code": "C", "message": "M", "details": {}}), "error_shape", "error.details must be an array"),
             (json!({"code": "C", "message": "M", "details": [1]}), "error_shape", "error.details[0] must be an object"),
             (json!({"code": "C", "message": "M", "details": [[]]}), "error_shape", "error.details[0] must be an object"),
-            (json!({"code": "C", "message": "M", "details": [{"code": "a", "message": "b"}, {"message": "b"}]}), "error_shape", "error.details[1].code is required"),
+            (
+                json!({"code": "C", "message": "M", "details": [{"code": "a", "message": "b"}, {"message": "b"}]}),
+                "error_shape",
+                "error.details[1].code is required",
+            ),
             (json!({"code": "C", "message": "M", "details": [{"code": "a", "message": false}]}), "error_shape", "error.details[0].message must be a string"),
         ];
         for (error, rule, detail) in cases {
@@ -795,10 +699,7 @@ mod tests {
         assert_eq!(d["error"], json!({"code": "C", "message": "M"}));
         doc["error"]["details"] = json!([]);
         let d = data(&check(&doc).unwrap());
-        assert_eq!(
-            d["error"],
-            json!({"code": "C", "message": "M", "details": []})
-        );
+        assert_eq!(d["error"], json!({"code": "C", "message": "M", "details": []}));
     }
 
     #[test]
@@ -806,7 +707,10 @@ mod tests {
         let mut doc = marketplace("PUT", "Succeeded");
         doc["error"] = json!({"code": "C", "message": "M"});
         let ev = check(&doc).unwrap();
-        assert_eq!(ev.nonconforming, vec![Finding { rule: Rule::ErrorUnexpected.slug(), detail: "error is present with provisioningState 'Succeeded'".into() }]);
+        assert_eq!(
+            ev.nonconforming,
+            vec![Finding { rule: Rule::ErrorUnexpected.slug(), detail: "error is present with provisioningState 'Succeeded'".into() }]
+        );
         assert_eq!(data(&ev)["error"], json!({"code": "C", "message": "M"}));
         doc["error"] = json!({"code": 1});
         assert_eq!(rules(&doc), ["error_unexpected", "error_shape"]);
@@ -911,9 +815,7 @@ mod tests {
 
     #[test]
     fn escaped_strings_are_decoded() {
-        let body = marketplace("PUT", "Succeeded")
-            .to_string()
-            .replace(r#""publisher":"p""#, r#""publisher":"a\"b\u00e9\n""#);
+        let body = marketplace("PUT", "Succeeded").to_string().replace(r#""publisher":"p""#, r#""publisher":"a\"b\u00e9\n""#);
         let d = data(&validate(body.as_bytes()).unwrap());
         assert_eq!(d["plan"]["publisher"], "a\"bé\n");
     }
@@ -951,7 +853,11 @@ mod tests {
         // Findings come in the order of `conformance::RULES`.
         let all = minimal.replacen('{', r#"{"applicationDefinitionId":1,"plan":"p","billingDetails":[],"error":7,"#, 1);
         let found: Vec<&str> = validate(all.as_bytes()).unwrap().nonconforming.iter().map(|f| f.rule).collect();
-        let want: Vec<&str> = crate::profile::azure_managed_app::conformance::RULES.into_iter().filter(|r| !matches!(r, Rule::PairUndocumented | Rule::ErrorMissing)).map(Rule::slug).collect();
+        let want: Vec<&str> = crate::profile::azure_managed_app::conformance::RULES
+            .into_iter()
+            .filter(|r| !matches!(r, Rule::PairUndocumented | Rule::ErrorMissing))
+            .map(Rule::slug)
+            .collect();
         assert_eq!(found, want);
     }
 
@@ -965,10 +871,7 @@ mod tests {
             format!("{open}{close}"),
             format!("{{\"a\":{open}"),
             format!("{{\"a\":{open}{close}}}"),
-            format!(
-                "{{\"a\":{}}}",
-                "{\"b\":".repeat(50_000) + &"}".repeat(50_000)
-            ),
+            format!("{{\"a\":{}}}", "{\"b\":".repeat(50_000) + &"}".repeat(50_000)),
         ];
         for body in &bodies {
             assert!(validate(body.as_bytes()).is_err());
@@ -988,15 +891,10 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_rejected() {
-        let body =
-            catalog("PUT", "Succeeded")
-                .to_string()
-                .replacen('{', r#"{"eventType":"DELETE","#, 1);
+        let body = catalog("PUT", "Succeeded").to_string().replacen('{', r#"{"eventType":"DELETE","#, 1);
         let e = validate(body.as_bytes()).unwrap_err();
         assert!(e.starts_with("body is not strict JSON: duplicate key \"eventType\""), "{e}");
-        let body = marketplace("PUT", "Succeeded")
-            .to_string()
-            .replace(r#""publisher":"p""#, r#""publisher":"p","publisher":"q""#);
+        let body = marketplace("PUT", "Succeeded").to_string().replace(r#""publisher":"p""#, r#""publisher":"p","publisher":"q""#);
         let e = validate(body.as_bytes()).unwrap_err();
         assert!(e.starts_with("body is not strict JSON: duplicate key \"publisher\""), "{e}");
     }
@@ -1009,10 +907,7 @@ mod tests {
             let e = validate(body.as_bytes()).unwrap_err();
             assert!(e.starts_with("body is not strict JSON"), "{extra}: {e}");
         }
-        let body = catalog("PUT", "Failed").to_string().replace(
-            r#""code":"C""#,
-            r#""code":"C","details":[{"code":"a","code":"b","message":"m"}]"#,
-        );
+        let body = catalog("PUT", "Failed").to_string().replace(r#""code":"C""#, r#""code":"C","details":[{"code":"a","code":"b","message":"m"}]"#);
         let e = validate(body.as_bytes()).unwrap_err();
         assert!(e.starts_with("body is not strict JSON: duplicate key \"code\""), "{e}");
     }
@@ -1021,11 +916,7 @@ mod tests {
     fn unknown_fields_reach_the_backend_verbatim() {
         let body = marketplace("PUT", "Succeeded")
             .to_string()
-            .replacen(
-                '{',
-                "  {\"future\": {\"x\": [1, 2.50, \"\\u00e9\"]}, \"n\": 1e3,\n",
-                1,
-            )
+            .replacen('{', "  {\"future\": {\"x\": [1, 2.50, \"\\u00e9\"]}, \"n\": 1e3,\n", 1)
             .replace(r#""version":"1""#, r#""version":"1","tier":"gold""#)
             + "\n";
         let ev = validate(body.as_bytes()).unwrap();
@@ -1033,10 +924,7 @@ mod tests {
         assert_eq!(only.original.get(), body.trim());
         let d = data(&ev);
         assert!(d.get("future").is_none());
-        assert_eq!(
-            d["plan"],
-            json!({"publisher": "p", "product": "o", "name": "s", "version": "1"})
-        );
+        assert_eq!(d["plan"], json!({"publisher": "p", "product": "o", "name": "s", "version": "1"}));
     }
 
     #[derive(Deserialize)]

@@ -27,7 +27,9 @@ impl Kind {
     pub fn describe(self) -> &'static str {
         match self {
             Kind::Application => "a managed application resource ID (subscriptions/{id}/resourceGroups/{rg}/providers/Microsoft.Solutions/applications/{name})",
-            Kind::ApplicationDefinition => "an application definition resource ID (subscriptions/{id}/resourceGroups/{rg}/providers/Microsoft.Solutions/applicationDefinitions/{name})",
+            Kind::ApplicationDefinition => {
+                "an application definition resource ID (subscriptions/{id}/resourceGroups/{rg}/providers/Microsoft.Solutions/applicationDefinitions/{name})"
+            }
         }
     }
 }
@@ -77,36 +79,18 @@ impl<'a> ResourceId<'a> {
                 return Err(format!("segment {position} must be '{want}'"));
             }
         }
-        for (label, value) in [
-            ("subscription", subscription),
-            ("resource group", resource_group),
-            ("name", name),
-        ] {
+        for (label, value) in [("subscription", subscription), ("resource group", resource_group), ("name", name)] {
             check_value(label, value)?;
         }
-        Ok(ResourceId {
-            kind,
-            subscription,
-            resource_group,
-            name,
-        })
+        Ok(ResourceId { kind, subscription, resource_group, name })
     }
 
     /// `/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Solutions/{kind}/{name}`
     /// with canonical segment names and the values as given.
     pub fn canonical(&self) -> String {
         // concat sizes the string once; format! grows it piece by piece.
-        [
-            "/subscriptions/",
-            self.subscription,
-            "/resourceGroups/",
-            self.resource_group,
-            "/providers/Microsoft.Solutions/",
-            self.kind.segment(),
-            "/",
-            self.name,
-        ]
-        .concat()
+        ["/subscriptions/", self.subscription, "/resourceGroups/", self.resource_group, "/providers/Microsoft.Solutions/", self.kind.segment(), "/", self.name]
+            .concat()
     }
 }
 
@@ -126,9 +110,7 @@ fn segments(s: &str) -> impl Iterator<Item = &str> {
 fn check_value(label: &str, value: &str) -> Result<(), String> {
     // A character is at least one byte: count them only when the bytes could be too many.
     if value.len() > MAX_VALUE_CHARS && value.chars().count() > MAX_VALUE_CHARS {
-        return Err(format!(
-            "{label} is longer than {MAX_VALUE_CHARS} characters"
-        ));
+        return Err(format!("{label} is longer than {MAX_VALUE_CHARS} characters"));
     }
     // ASCII (the usual case) is checked byte by byte, without decoding characters.
     let refused = if value.is_ascii() {
@@ -137,9 +119,7 @@ fn check_value(label: &str, value: &str) -> Result<(), String> {
         value.chars().any(|c| c.is_control() || c.is_whitespace() || c == '?' || c == '#')
     };
     if refused {
-        return Err(format!(
-            "{label} contains whitespace, a control character, '?' or '#'"
-        ));
+        return Err(format!("{label} contains whitespace, a control character, '?' or '#'"));
     }
     Ok(())
 }
@@ -148,23 +128,14 @@ fn check_value(label: &str, value: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    const APP: &str =
-        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Solutions/applications/app";
+    const APP: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Solutions/applications/app";
 
     #[test]
     fn parses_both_kinds_with_and_without_leading_slash() {
         let trailing = format!("{APP}/");
         for input in [APP, APP.strip_prefix('/').unwrap(), &trailing, &trailing[1..]] {
             let id = ResourceId::parse(input, Kind::Application).unwrap();
-            assert_eq!(
-                id,
-                ResourceId {
-                    kind: Kind::Application,
-                    subscription: "s",
-                    resource_group: "rg",
-                    name: "app"
-                }
-            );
+            assert_eq!(id, ResourceId { kind: Kind::Application, subscription: "s", resource_group: "rg", name: "app" });
             assert_eq!(id.canonical(), APP);
         }
         let def = "subscriptions/<subId>/resourceGroups/<rgName>/providers/Microsoft.Solutions/applicationDefinitions/<appDefName>";
@@ -212,43 +183,16 @@ mod tests {
             (APP.replace("/rg/", "//"), "empty segment"),
             (p.into(), "too few segments"),
             (format!("{APP}/x"), "too many segments"),
-            (
-                APP.replace("subscriptions", "subscription"),
-                "segment 1 must be 'subscriptions'",
-            ),
-            (
-                APP.replace("resourceGroups", "resourceGroup"),
-                "segment 3 must be 'resourceGroups'",
-            ),
-            (
-                APP.replace("providers", "provider"),
-                "segment 5 must be 'providers'",
-            ),
-            (
-                APP.replace("Microsoft.Solutions", "Microsoft.Web"),
-                "segment 6 must be 'Microsoft.Solutions'",
-            ),
-            (
-                APP.replace("applications", "applicationDefinitions"),
-                "segment 7 must be 'applications'",
-            ),
-            (
-                APP.replace("/s/", &format!("/{long}/")),
-                "subscription is longer than 256",
-            ),
-            (
-                APP.replace("/rg/", &format!("/{long}/")),
-                "resource group is longer than 256",
-            ),
+            (APP.replace("subscriptions", "subscription"), "segment 1 must be 'subscriptions'"),
+            (APP.replace("resourceGroups", "resourceGroup"), "segment 3 must be 'resourceGroups'"),
+            (APP.replace("providers", "provider"), "segment 5 must be 'providers'"),
+            (APP.replace("Microsoft.Solutions", "Microsoft.Web"), "segment 6 must be 'Microsoft.Solutions'"),
+            (APP.replace("applications", "applicationDefinitions"), "segment 7 must be 'applications'"),
+            (APP.replace("/s/", &format!("/{long}/")), "subscription is longer than 256"),
+            (APP.replace("/rg/", &format!("/{long}/")), "resource group is longer than 256"),
             (format!("{p}/{long}"), "name is longer than 256"),
-            (
-                APP.replace("/s/", "/a b/"),
-                "subscription contains whitespace",
-            ),
-            (
-                APP.replace("/rg/", "/r\tg/"),
-                "resource group contains whitespace",
-            ),
+            (APP.replace("/s/", "/a b/"), "subscription contains whitespace"),
+            (APP.replace("/rg/", "/r\tg/"), "resource group contains whitespace"),
             (format!("{p}/a?b=c"), "name contains"),
             (format!("{p}/a#b"), "name contains"),
             (format!("{p}/a\u{0}"), "name contains"),

@@ -176,9 +176,10 @@ fn usable_name(name: &str) -> bool {
 
 /// `owner/name` as GitHub spells repositories, safe as the event's subject.
 fn usable_repository(name: &str) -> bool {
-    name.len() <= 2 * MAX_NAME_LEN && name.split_once('/').is_some_and(|(owner, repo)| {
-        [owner, repo].iter().all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')))
-    })
+    name.len() <= 2 * MAX_NAME_LEN
+        && name.split_once('/').is_some_and(|(owner, repo)| {
+            [owner, repo].iter().all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')))
+        })
 }
 
 #[cfg(test)]
@@ -228,7 +229,11 @@ mod tests {
         let event = p.validate(Media::Form, form.as_bytes(), &h).unwrap();
         assert_eq!(event.data.get(), r#"{"zen":"Keep it logically awesome.","hook_id":1}"#);
         assert_eq!((event.kind.as_str(), event.subject), (PING_KIND, None));
-        for (bad, detail) in [("zen=1", "form field payload is missing"), ("payload=%7B&payload=1", "form field payload appears more than once"), ("payload=%7B", "the payload is not JSON")] {
+        for (bad, detail) in [
+            ("zen=1", "form field payload is missing"),
+            ("payload=%7B&payload=1", "form field payload appears more than once"),
+            ("payload=%7B", "the payload is not JSON"),
+        ] {
             assert_eq!(p.validate(Media::Form, bad.as_bytes(), &h).unwrap_err().detail, detail);
         }
     }
@@ -237,7 +242,15 @@ mod tests {
     fn missing_or_malformed_headers_are_401_and_a_wrong_signature_403() {
         let p = profile("").unwrap();
         let sig = signature::sign(&Key::new(SECRET.as_bytes().to_vec()), BODY);
-        for h in [["", "issues", &sig], [GUID, "", &sig], [GUID, "issues", ""], ["a b", "issues", &sig], [GUID, "Issues", &sig], [GUID, "issues", &sig[1..]], [GUID, "issues", "sha1=757107ea0eb2509fc211221cce984b8a37570b6d"]] {
+        for h in [
+            ["", "issues", &sig],
+            [GUID, "", &sig],
+            [GUID, "issues", ""],
+            ["a b", "issues", &sig],
+            [GUID, "Issues", &sig],
+            [GUID, "issues", &sig[1..]],
+            [GUID, "issues", "sha1=757107ea0eb2509fc211221cce984b8a37570b6d"],
+        ] {
             let r = p.check_signed_head(&headers(h), 0).unwrap_err();
             assert_eq!((r.status(), r.reason), (401, Reason::Unauthorized), "{h:?}");
             assert_eq!(p.verify_signature(&headers(h), BODY, 0).unwrap_err().status(), 401, "{h:?}");
@@ -285,7 +298,10 @@ mod tests {
         let json = r#"{"endpoints":[{"name":"a","path":"/a","profile":"azure_managed_app","secret":{"values":["s"]},"keep_signature":true}]}"#;
         let err = Config::parse(json.as_bytes(), |_| None).unwrap_err();
         // A key several signed senders read names every one of them.
-        assert!(err.starts_with("endpoints[0].keep_signature: only applies to the standard_webhooks") && err.contains("github") && err.contains(" profiles at "), "{err}");
+        assert!(
+            err.starts_with("endpoints[0].keep_signature: only applies to the standard_webhooks") && err.contains("github") && err.contains(" profiles at "),
+            "{err}"
+        );
         assert!(!format!("{:?}", profile("").unwrap()).contains("Secret to"));
     }
 }

@@ -32,9 +32,7 @@ mod tests {
     fn enc(s: &str) -> String {
         s.bytes()
             .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                    char::from(b).to_string()
-                }
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
                 b' ' => "+".to_string(),
                 _ => format!("%{b:02X}"),
             })
@@ -42,11 +40,7 @@ mod tests {
     }
 
     fn signed(payload: &str) -> String {
-        format!(
-            "payload={}&md5={}",
-            enc(payload),
-            md5_hex(payload.as_bytes())
-        )
+        format!("payload={}&md5={}", enc(payload), md5_hex(payload.as_bytes()))
     }
 
     fn invalid_detail(body: &str) -> String {
@@ -64,10 +58,7 @@ mod tests {
         let md5 = md5_hex(PING.as_bytes());
         let ev = parse(signed(PING).as_bytes()).unwrap();
         assert_eq!(ev.kind, "webhookguard.vendor.ping");
-        assert_eq!(
-            ev.id,
-            crate::event::name_based_id(&format!("md5_envelope\nping\n{md5}"))
-        );
+        assert_eq!(ev.id, crate::event::name_based_id(&format!("md5_envelope\nping\n{md5}")));
         assert_eq!(ev.time, crate::timestamp::rfc3339_from_unix(1_466_526_410));
         assert!(ev.time.is_some());
         assert_eq!(ev.subject, None);
@@ -79,20 +70,14 @@ mod tests {
         let ev = parse(signed(PING).as_bytes()).unwrap();
         assert_eq!(
             ev.data.get(),
-            format!(
-                r#"{{"payloadType":"ping","md5":"{md5}","epochTimestamp":1466526410,"payload":{{"type":"ping","epoch_timestamp":1466526410}}}}"#
-            )
+            format!(r#"{{"payloadType":"ping","md5":"{md5}","epochTimestamp":1466526410,"payload":{{"type":"ping","epoch_timestamp":1466526410}}}}"#)
         );
     }
 
     #[test]
     fn purchase_is_accepted_in_any_field_order_with_extra_fields() {
         let p = r#"{"type":"subscription.cancelled","plan":{"id":"p1"}}"#;
-        let body = format!(
-            "&x=1&&md5={}&payload={}&note=a+b%20c&flag",
-            md5_hex(p.as_bytes()),
-            enc(p)
-        );
+        let body = format!("&x=1&&md5={}&payload={}&note=a+b%20c&flag", md5_hex(p.as_bytes()), enc(p));
         let ev = parse(body.as_bytes()).unwrap();
         assert_eq!(ev.kind, "webhookguard.vendor.subscription.cancelled");
         let data: Value = serde_json::from_str(ev.data.get()).unwrap();
@@ -113,10 +98,7 @@ mod tests {
     fn wrong_missing_or_malformed_md5_is_a_digest_rejection() {
         let body = format!("payload={}&md5={}", enc(PING), md5_hex(b"x"));
         assert_eq!(digest_detail(&body), "md5 does not match the payload");
-        assert_eq!(
-            digest_detail(&format!("payload={}", enc(PING))),
-            "md5 is missing"
-        );
+        assert_eq!(digest_detail(&format!("payload={}", enc(PING))), "md5 is missing");
         digest_detail(&format!("payload={}&md5=", enc(PING)));
         digest_detail(&format!("payload={}&md5", enc(PING)));
         digest_detail(&format!("payload={}&md5=zz", enc(PING)));
@@ -128,17 +110,10 @@ mod tests {
         let ev = parse(signed(p).as_bytes()).unwrap();
         // data carries the payload as compact JSON.
         assert!(ev.data.get().ends_with(r#""payload":{"type":"ping","epoch_timestamp":1466526410}}"#));
-        digest_detail(&format!(
-            "payload={}&md5={}",
-            enc(p),
-            md5_hex(p.trim().as_bytes())
-        ));
+        digest_detail(&format!("payload={}&md5={}", enc(p), md5_hex(p.trim().as_bytes())));
         // The digest is over the decoded text, not the encoded one.
         let encoded = enc(p);
-        digest_detail(&format!(
-            "payload={encoded}&md5={}",
-            md5_hex(encoded.as_bytes())
-        ));
+        digest_detail(&format!("payload={encoded}&md5={}", md5_hex(encoded.as_bytes())));
         // `+` and `%20` both decode to a space.
         let with_plus = "payload=%7B%22type%22:+%22ping%22%7D";
         let p = r#"{"type": "ping"}"#;
@@ -151,42 +126,27 @@ mod tests {
             let d = invalid_detail(&signed(p));
             assert!(d.starts_with("payload"), "{p}: {d}");
         }
-        assert_eq!(
-            invalid_detail(&format!("md5={}", md5_hex(b""))),
-            "form field payload is missing"
-        );
+        assert_eq!(invalid_detail(&format!("md5={}", md5_hex(b""))), "form field payload is missing");
         assert!(invalid_detail(&signed(r#"{"type":"ping","type":"x"}"#)).contains("duplicate key"));
     }
 
     #[test]
     fn type_and_epoch_rules() {
         assert_eq!(invalid_detail(&signed("{}")), "payload.type is missing");
-        assert_eq!(
-            invalid_detail(&signed(r#"{"type":7}"#)),
-            "payload.type must be a string"
-        );
+        assert_eq!(invalid_detail(&signed(r#"{"type":7}"#)), "payload.type must be a string");
         assert!(invalid_detail(&signed(r#"{"type":"a b"}"#)).starts_with("payload.type"));
         for e in ["1.5", "\"1466526410\"", "true", "[1]"] {
             let p = format!(r#"{{"type":"ping","epoch_timestamp":{e}}}"#);
-            assert!(
-                invalid_detail(&signed(&p)).starts_with("payload.epoch_timestamp"),
-                "{e}"
-            );
+            assert!(invalid_detail(&signed(&p)).starts_with("payload.epoch_timestamp"), "{e}");
         }
     }
 
     #[test]
     fn repeated_fields_are_invalid() {
         let body = format!("{}&payload={}", signed(PING), enc(PING));
-        assert_eq!(
-            invalid_detail(&body),
-            "form field payload appears more than once"
-        );
+        assert_eq!(invalid_detail(&body), "form field payload appears more than once");
         let body = format!("{}&md5={}", signed(PING), md5_hex(PING.as_bytes()));
-        assert_eq!(
-            invalid_detail(&body),
-            "form field md5 appears more than once"
-        );
+        assert_eq!(invalid_detail(&body), "form field md5 appears more than once");
         // Also when spelled differently on the wire.
         let body = format!("{}&%70ayload=x", signed(PING));
         assert!(invalid_detail(&body).contains("more than once"));
@@ -206,10 +166,7 @@ mod tests {
             let d = invalid_detail(&format!("payload={bad}&md5={}", md5_hex(b"")));
             assert!(d.contains("UTF-8"), "{bad}: {d}");
         }
-        assert!(matches!(
-            parse(b"payload=\xff&md5=x"),
-            Err(Rejected::Invalid(_))
-        ));
+        assert!(matches!(parse(b"payload=\xff&md5=x"), Err(Rejected::Invalid(_))));
         // Percent-encoded UTF-8 is fine.
         let p = r#"{"type":"ping","name":"é"}"#;
         parse(signed(p).as_bytes()).unwrap();

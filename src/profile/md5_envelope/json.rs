@@ -48,20 +48,13 @@ pub(super) fn parse(body: &[u8]) -> Result<Event, Rejected> {
     strict_json::check(text).map_err(|e| invalid(describe("body", &e)))?;
     // A derived struct would also accept `[payload, md5]`: insist on an object.
     if !text.trim_start().starts_with('{') {
-        return Err(invalid(
-            "body must be a JSON object with members payload and md5",
-        ));
+        return Err(invalid("body must be a JSON object with members payload and md5"));
     }
-    let envelope: Envelope<'_> = serde_json::from_str(text)
-        .map_err(|_| invalid("body must be a JSON object with members payload and md5"))?;
-    let payload = envelope
-        .payload
-        .ok_or_else(|| invalid("payload is missing (or null)"))?;
+    let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|_| invalid("body must be a JSON object with members payload and md5"))?;
+    let payload = envelope.payload.ok_or_else(|| invalid("payload is missing (or null)"))?;
     let md5 = match envelope.md5 {
         None => None,
-        Some(raw) => Some(string(raw).ok_or_else(|| {
-            Rejected::Digest("md5 must be a string of 32 hexadecimal digits".into())
-        })?),
+        Some(raw) => Some(string(raw).ok_or_else(|| Rejected::Digest("md5 must be a string of 32 hexadecimal digits".into()))?),
     };
     let json = compact(payload.get());
     let md5 = verify_md5(md5.as_deref(), payload.get().as_bytes(), json.as_deref())?;
@@ -99,11 +92,7 @@ pub(super) fn finish(md5: &str, json: Option<String>) -> Result<Event, Rejected>
         Some(raw) => match serde_json::from_str::<Number>(raw.get()) {
             Ok(n) if n.is_i64() => n.as_i64(),
             Ok(n) if n.is_u64() => return Err(invalid("payload.epoch_timestamp is out of range")),
-            _ => {
-                return Err(invalid(
-                    "payload.epoch_timestamp must be an integer number of Unix seconds",
-                ))
-            }
+            _ => return Err(invalid("payload.epoch_timestamp must be an integer number of Unix seconds")),
         },
     };
     build_event(&kind, md5, epoch, payload)
@@ -166,10 +155,7 @@ mod tests {
         let md5 = md5_hex(PING.as_bytes());
         let ev = parse(signed(PING).as_bytes()).unwrap();
         assert_eq!(ev.kind, "webhookguard.vendor.ping");
-        assert_eq!(
-            ev.id,
-            crate::event::name_based_id(&format!("md5_envelope\nping\n{md5}"))
-        );
+        assert_eq!(ev.id, crate::event::name_based_id(&format!("md5_envelope\nping\n{md5}")));
         assert_eq!(ev.subject, None);
         assert_eq!(ev.time, crate::timestamp::rfc3339_from_unix(1_466_526_410));
         assert!(ev.time.is_some());
@@ -182,16 +168,13 @@ mod tests {
         let ev = parse(signed(PING).as_bytes()).unwrap();
         assert_eq!(
             ev.data.get(),
-            format!(
-                r#"{{"payloadType":"ping","md5":"{md5}","epochTimestamp":1466526410,"payload":{{"type":"ping","epoch_timestamp":1466526410}}}}"#
-            )
+            format!(r#"{{"payloadType":"ping","md5":"{md5}","epochTimestamp":1466526410,"payload":{{"type":"ping","epoch_timestamp":1466526410}}}}"#)
         );
     }
 
     #[test]
     fn purchase_is_accepted() {
-        let p =
-            r#"{"type":"App.Purchase","app_id":42,"sku":{"id":"gold","qty":3},"tags":["a","b"]}"#;
+        let p = r#"{"type":"App.Purchase","app_id":42,"sku":{"id":"gold","qty":3},"tags":["a","b"]}"#;
         let ev = parse(signed(p).as_bytes()).unwrap();
         assert_eq!(ev.kind, "webhookguard.vendor.app.purchase");
         assert_eq!(ev.time, None);
@@ -221,14 +204,8 @@ mod tests {
 
     #[test]
     fn missing_or_malformed_md5_is_a_digest_rejection() {
-        assert_eq!(
-            digest_detail(&format!(r#"{{"payload":{PING}}}"#)),
-            "md5 is missing"
-        );
-        assert_eq!(
-            digest_detail(&format!(r#"{{"payload":{PING},"md5":null}}"#)),
-            "md5 is missing"
-        );
+        assert_eq!(digest_detail(&format!(r#"{{"payload":{PING}}}"#)), "md5 is missing");
+        assert_eq!(digest_detail(&format!(r#"{{"payload":{PING},"md5":null}}"#)), "md5 is missing");
         digest_detail(&envelope(PING, "abc"));
         digest_detail(&envelope(PING, &"z".repeat(32)));
         digest_detail(&format!(r#"{{"payload":{PING},"md5":12}}"#));
@@ -247,10 +224,7 @@ mod tests {
         assert_ne!(sorted, compact);
         digest_detail(&envelope(p, &md5_hex(sorted.as_bytes())));
         // Whitespace around the value is not covered.
-        let body = format!(
-            "{{\"md5\":\"{}\",\"payload\":  \n{p}\n  }}",
-            md5_hex(p.as_bytes())
-        );
+        let body = format!("{{\"md5\":\"{}\",\"payload\":  \n{p}\n  }}", md5_hex(p.as_bytes()));
         parse(body.as_bytes()).unwrap();
     }
 
@@ -268,10 +242,7 @@ mod tests {
 
     #[test]
     fn extra_top_level_members_are_allowed() {
-        let body = format!(
-            r#"{{"id":7,"payload":{PING},"note":{{"a":[1]}},"md5":"{}"}}"#,
-            md5_hex(PING.as_bytes())
-        );
+        let body = format!(r#"{{"id":7,"payload":{PING},"note":{{"a":[1]}},"md5":"{}"}}"#, md5_hex(PING.as_bytes()));
         parse(body.as_bytes()).unwrap();
     }
 
@@ -280,31 +251,17 @@ mod tests {
         for p in [r#""ping""#, "[1,2]", "42", "true"] {
             assert_eq!(invalid_detail(&signed(p)), "payload must be a JSON object");
         }
-        assert!(invalid_detail(&format!(
-            r#"{{"payload":null,"md5":"{}"}}"#,
-            md5_hex(b"null")
-        ))
-        .starts_with("payload is missing"));
-        assert!(
-            invalid_detail(r#"{"md5":"00000000000000000000000000000000"}"#)
-                .starts_with("payload is missing")
-        );
+        assert!(invalid_detail(&format!(r#"{{"payload":null,"md5":"{}"}}"#, md5_hex(b"null"))).starts_with("payload is missing"));
+        assert!(invalid_detail(r#"{"md5":"00000000000000000000000000000000"}"#).starts_with("payload is missing"));
     }
 
     #[test]
     fn type_must_be_a_valid_string() {
-        assert_eq!(
-            invalid_detail(&signed(r#"{"epoch_timestamp":1}"#)),
-            "payload.type is missing"
-        );
+        assert_eq!(invalid_detail(&signed(r#"{"epoch_timestamp":1}"#)), "payload.type is missing");
         for p in [r#"{"type":1}"#, r#"{"type":null}"#, r#"{"type":{"a":"b"}}"#] {
             assert_eq!(invalid_detail(&signed(p)), "payload.type must be a string");
         }
-        for p in [
-            r#"{"type":""}"#,
-            r#"{"type":"a b"}"#,
-            &format!(r#"{{"type":"{}"}}"#, "x".repeat(65)),
-        ] {
+        for p in [r#"{"type":""}"#, r#"{"type":"a b"}"#, &format!(r#"{{"type":"{}"}}"#, "x".repeat(65))] {
             assert!(invalid_detail(&signed(p)).starts_with("payload.type"));
         }
     }
@@ -319,10 +276,7 @@ mod tests {
             r#"{"type":"ping","epoch_timestamp":18446744073709551615}"#,
             r#"{"type":"ping","epoch_timestamp":-99999999999999}"#,
         ] {
-            assert!(
-                invalid_detail(&signed(p)).starts_with("payload.epoch_timestamp"),
-                "{p}"
-            );
+            assert!(invalid_detail(&signed(p)).starts_with("payload.epoch_timestamp"), "{p}");
         }
         let ev = parse(signed(r#"{"type":"ping","epoch_timestamp":0}"#).as_bytes()).unwrap();
         assert_eq!(ev.time, crate::timestamp::rfc3339_from_unix(0));
@@ -330,18 +284,13 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_invalid_at_any_depth() {
-        let d = invalid_detail(&format!(
-            r#"{{"payload":{PING},"payload":{PING},"md5":"x"}}"#
-        ));
+        let d = invalid_detail(&format!(r#"{{"payload":{PING},"payload":{PING},"md5":"x"}}"#));
         assert!(d.contains("duplicate key \"payload\""), "{d}");
         let p = r#"{"type":"ping","type":"purchase"}"#;
         assert!(invalid_detail(&signed(p)).contains("duplicate key \"type\""));
         let p = r#"{"type":"ping","a":[{"b":1,"b":2}]}"#;
         assert!(invalid_detail(&signed(p)).contains("duplicate key \"b\""));
-        let d = invalid_detail(&format!(
-            r#"{{"x":1,"x":2,"payload":{PING},"md5":"{}"}}"#,
-            md5_hex(PING.as_bytes())
-        ));
+        let d = invalid_detail(&format!(r#"{{"x":1,"x":2,"payload":{PING},"md5":"{}"}}"#, md5_hex(PING.as_bytes())));
         assert!(d.contains("duplicate key"));
         // Escaped keys are compared decoded.
         let p = r#"{"type":"ping","\u0074ype":"x"}"#;
@@ -364,9 +313,6 @@ mod tests {
         ] {
             invalid_detail(body);
         }
-        assert!(matches!(
-            parse(b"{\"payload\":\"\xff\"}"),
-            Err(Rejected::Invalid(_))
-        ));
+        assert!(matches!(parse(b"{\"payload\":\"\xff\"}"), Err(Rejected::Invalid(_))));
     }
 }

@@ -44,11 +44,11 @@ use md5::{Digest, Md5};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::config::Upstream4xx;
 use crate::event::{name_based_id, Event, RateKeys};
 use crate::media::Media;
 use crate::metrics::{Counter, ProfileCounter};
 use crate::problem::{Reason, Rejection};
-use crate::config::Upstream4xx;
 use crate::profile::{LocalAnswer, Profile, Registration, Section, SignedHeaders};
 use crate::upstream::{self, Told};
 
@@ -199,17 +199,10 @@ fn check_type(kind: &str) -> Result<(), Rejected> {
         return Err(invalid("payload.type must not be empty"));
     }
     if kind.len() > MAX_TYPE_LEN {
-        return Err(invalid(format!(
-            "payload.type must be at most {MAX_TYPE_LEN} characters"
-        )));
+        return Err(invalid(format!("payload.type must be at most {MAX_TYPE_LEN} characters")));
     }
-    if !kind
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-    {
-        return Err(invalid(
-            "payload.type may contain only letters, digits, '_', '.' and '-'",
-        ));
+    if !kind.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
+        return Err(invalid("payload.type may contain only letters, digits, '_', '.' and '-'"));
     }
     Ok(())
 }
@@ -231,26 +224,13 @@ struct Data<'a> {
 
 /// The event of a notification whose type, digest and payload fields have been checked;
 /// `payload` is its compact JSON.
-fn build_event(
-    payload_type: &str,
-    md5: &str,
-    epoch_timestamp: Option<i64>,
-    payload: &RawValue,
-) -> Result<Event, Rejected> {
+fn build_event(payload_type: &str, md5: &str, epoch_timestamp: Option<i64>, payload: &RawValue) -> Result<Event, Rejected> {
     let time = match epoch_timestamp {
         None => None,
-        Some(secs) => Some(
-            crate::timestamp::rfc3339_from_unix(secs)
-                .ok_or_else(|| invalid("payload.epoch_timestamp is out of range"))?,
-        ),
+        Some(secs) => Some(crate::timestamp::rfc3339_from_unix(secs).ok_or_else(|| invalid("payload.epoch_timestamp is out of range"))?),
     };
-    let data = serde_json::value::to_raw_value(&Data {
-        payload_type,
-        md5,
-        epoch_timestamp,
-        payload,
-    })
-    .map_err(|_| invalid("payload could not be re-encoded as JSON"))?;
+    let data = serde_json::value::to_raw_value(&Data { payload_type, md5, epoch_timestamp, payload })
+        .map_err(|_| invalid("payload could not be re-encoded as JSON"))?;
     Ok(Event {
         id: name_based_id(&format!("md5_envelope\n{payload_type}\n{md5}")),
         kind: format!("{KIND_PREFIX}{}", payload_type.to_ascii_lowercase()),
@@ -276,10 +256,7 @@ pub(crate) mod tests {
 
     /// Lowercase hex md5, computed independently of `verify_md5`.
     pub(crate) fn md5_hex(bytes: &[u8]) -> String {
-        Md5::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Every rejection's detail is short and never echoes a digest.
@@ -305,18 +282,9 @@ pub(crate) mod tests {
     fn md5_rules() {
         let good = md5_hex(b"abc");
         assert_eq!(verify_md5(Some(&good), b"abc", None).unwrap(), good);
-        assert_eq!(
-            verify_md5(Some(&good.to_ascii_uppercase()), b"abc", None).unwrap(),
-            good
-        );
-        assert_eq!(
-            verify_md5(None, b"abc", None),
-            Err(Rejected::Digest("md5 is missing".into()))
-        );
-        assert_eq!(
-            verify_md5(Some(&md5_hex(b"abd")), b"abc", Some("abc")),
-            Err(Rejected::Digest("md5 does not match the payload".into()))
-        );
+        assert_eq!(verify_md5(Some(&good.to_ascii_uppercase()), b"abc", None).unwrap(), good);
+        assert_eq!(verify_md5(None, b"abc", None), Err(Rejected::Digest("md5 is missing".into())));
+        assert_eq!(verify_md5(Some(&md5_hex(b"abd")), b"abc", Some("abc")), Err(Rejected::Digest("md5 does not match the payload".into())));
         // Any documented basis matches: the exact text, compact JSON, its Rails spelling.
         let json = r#"{"n":"<&>"}"#;
         let rails = r#"{"n":"\u003c\u0026\u003e"}"#;
@@ -348,10 +316,7 @@ pub(crate) mod tests {
         }
         for bad in ["", "a b", "ping\n", "é", "a/b", &"a".repeat(65)] {
             let r = check_type(bad).unwrap_err();
-            assert!(
-                matches!(&r, Rejected::Invalid(d) if d.contains("payload.type")),
-                "{bad}"
-            );
+            assert!(matches!(&r, Rejected::Invalid(d) if d.contains("payload.type")), "{bad}");
         }
     }
 
@@ -362,14 +327,8 @@ pub(crate) mod tests {
         let json = format!(r#"{{"payload":{payload},"md5":"{md5}"}}"#);
         let ev = parse(Media::Json, json.as_bytes()).unwrap();
         assert_eq!(ev.kind, "webhookguard.vendor.ping");
-        assert!(matches!(
-            parse(Media::Xml, json.as_bytes()),
-            Err(Rejected::Invalid(_))
-        ));
-        assert!(matches!(
-            parse(Media::Form, json.as_bytes()),
-            Err(Rejected::Invalid(_))
-        ));
+        assert!(matches!(parse(Media::Xml, json.as_bytes()), Err(Rejected::Invalid(_))));
+        assert!(matches!(parse(Media::Form, json.as_bytes()), Err(Rejected::Invalid(_))));
     }
 
     #[test]

@@ -165,7 +165,12 @@ mod tests {
     fn a_signed_delivery_is_verified_and_normalised() {
         let p = profile("").unwrap();
         let sig = hmac(BODY);
-        let h = headers(&[("x-shopify-hmac-sha256", &sig), ("x-shopify-webhook-id", WEBHOOK), ("x-shopify-topic", "orders/create"), ("x-shopify-triggered-at", "2024-05-01T10:00:00.123456789Z")]);
+        let h = headers(&[
+            ("x-shopify-hmac-sha256", &sig),
+            ("x-shopify-webhook-id", WEBHOOK),
+            ("x-shopify-topic", "orders/create"),
+            ("x-shopify-triggered-at", "2024-05-01T10:00:00.123456789Z"),
+        ]);
         p.check_signed_head(&h, 0).unwrap();
         p.verify_signature(&h, BODY, 0).unwrap();
         let event = p.validate(Media::Json, BODY, &h).unwrap();
@@ -185,7 +190,13 @@ mod tests {
     fn missing_or_malformed_signatures_are_401_a_wrong_one_403_an_empty_body_400() {
         let p = profile("").unwrap();
         let sig = hmac(BODY);
-        for h in [headers(&[]), headers(&[("x-shopify-webhook-id", WEBHOOK)]), headers(&[("x-shopify-hmac-sha256", "")]), headers(&[("x-shopify-hmac-sha256", "AAAA")]), headers(&[("x-shopify-hmac-sha256", &sig), ("shopify-hmac-sha256", "x")])] {
+        for h in [
+            headers(&[]),
+            headers(&[("x-shopify-webhook-id", WEBHOOK)]),
+            headers(&[("x-shopify-hmac-sha256", "")]),
+            headers(&[("x-shopify-hmac-sha256", "AAAA")]),
+            headers(&[("x-shopify-hmac-sha256", &sig), ("shopify-hmac-sha256", "x")]),
+        ] {
             assert_eq!(p.check_signed_head(&h, 0).unwrap_err().status(), 401, "{h:?}");
         }
         let h = headers(&[("x-shopify-hmac-sha256", &sig)]);
@@ -217,7 +228,11 @@ mod tests {
         assert!(err.starts_with("endpoints[0].dedupe_seconds: must be at least 86400"), "{err}");
         let err = profile(r#","tolerance_seconds":60"#).unwrap_err();
         assert!(err.starts_with("endpoints[0].tolerance_seconds: only applies to the"), "{err}");
-        let c = Config::parse(format!(r#"{{"endpoints":[{{"name":"sh","path":"/sh","profile":"shopify","secret":{{"values":["{SECRET}"]}}}}]}}"#).as_bytes(), |_| None).unwrap();
+        let c = Config::parse(
+            format!(r#"{{"endpoints":[{{"name":"sh","path":"/sh","profile":"shopify","secret":{{"values":["{SECRET}"]}}}}]}}"#).as_bytes(),
+            |_| None,
+        )
+        .unwrap();
         assert_eq!(c.endpoints[0].dedupe_seconds, Some(86_400), "duplicate suppression on by default");
         assert!(!format!("{:?}", c.endpoints[0].profile).contains(SECRET));
     }

@@ -63,7 +63,13 @@ mod tests {
 
     #[test]
     fn a_signature_is_the_base64_of_32_bytes() {
-        for bad in ["", "GHRA62rRonufCGcinoJEGFXXDPAEMt9WRVI1Q51xtjw", "GHRA62rRonufCGcinoJEGFXXDPAEMt9WRVI1Q51xtjw==", "sha256=GHRA62rRonufCGcinoJEGFXXDPAEMt9WRVI1Q51xtjw=", &"ab".repeat(32)] {
+        for bad in [
+            "",
+            "GHRA62rRonufCGcinoJEGFXXDPAEMt9WRVI1Q51xtjw",
+            "GHRA62rRonufCGcinoJEGFXXDPAEMt9WRVI1Q51xtjw==",
+            "sha256=GHRA62rRonufCGcinoJEGFXXDPAEMt9WRVI1Q51xtjw=",
+            &"ab".repeat(32),
+        ] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
         assert!(!format!("{:?}", key()).contains("hush"));

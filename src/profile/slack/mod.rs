@@ -112,15 +112,7 @@ impl Profile for Slack {
             None => format!("slack\nsignature\n{}", headers.text(SIGNATURE).map(str::trim).unwrap_or_default().to_ascii_lowercase()),
         };
         let time = payload.event_time.and_then(|t| serde_json::from_str::<i64>(t.get()).ok()).and_then(timestamp::rfc3339_from_unix);
-        Ok(Event {
-            id: name_based_id(&key),
-            kind,
-            subject: None,
-            time,
-            keys: RateKeys::default(),
-            data,
-            nonconforming: Vec::new(),
-        })
+        Ok(Event { id: name_based_id(&key), kind, subject: None, time, keys: RateKeys::default(), data, nonconforming: Vec::new() })
     }
 
     fn local_answer(&self, event: &Event) -> Option<LocalAnswer> {
@@ -208,7 +200,8 @@ mod tests {
 
     const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
     const NOW: u64 = 1_531_420_618;
-    const EVENT: &[u8] = br#"{"token":"x","team_id":"T1","type":"event_callback","event":{"type":"app_mention","text":"hi"},"event_id":"Ev08MFMKH6","event_time":1531420618}"#;
+    const EVENT: &[u8] =
+        br#"{"token":"x","team_id":"T1","type":"event_callback","event":{"type":"app_mention","text":"hi"},"event_id":"Ev08MFMKH6","event_time":1531420618}"#;
 
     fn profile(extra: &str) -> Result<Box<dyn Profile>, String> {
         let json = format!(r#"{{"endpoints":[{{"name":"sl","path":"/sl","profile":"slack","secret":{{"values":["{SECRET}","next"]}}{extra}}}]}}"#);
@@ -285,7 +278,14 @@ mod tests {
         let good = signed("1531420618", EVENT);
         let sig = good.text(SIGNATURE).unwrap().to_string();
         let headers = |ts: &str, sig: &str| SignedHeaders([ts, sig].iter().map(|v| (!v.is_empty()).then(|| v.as_bytes().to_vec())).collect());
-        for h in [headers("", &sig), headers("1531420618", ""), headers("01531420618", &sig), headers("1531420618.5", &sig), headers("1531420618", &sig[1..]), headers("1531420618", "v1=00")] {
+        for h in [
+            headers("", &sig),
+            headers("1531420618", ""),
+            headers("01531420618", &sig),
+            headers("1531420618.5", &sig),
+            headers("1531420618", &sig[1..]),
+            headers("1531420618", "v1=00"),
+        ] {
             let r = p.check_signed_head(&h, NOW).unwrap_err();
             assert_eq!((r.status(), r.reason), (401, Reason::Unauthorized), "{h:?}");
         }

@@ -59,7 +59,8 @@ impl StandardWebhooks {
         }
         let timestamp = headers.required(TIMESTAMP, &SIGNED)?;
         signing::fresh("the webhook-timestamp header", timestamp, now_secs, self.0.tolerance).map_err(unauthorized)?;
-        let signatures = signature::parse(headers.required(SIGNATURE, &SIGNED)?).map_err(|rule| unauthorized(format!("the webhook-signature header {rule}")))?;
+        let signatures =
+            signature::parse(headers.required(SIGNATURE, &SIGNED)?).map_err(|rule| unauthorized(format!("the webhook-signature header {rule}")))?;
         Ok(Delivery { id, timestamp, signatures })
     }
 }
@@ -213,7 +214,11 @@ mod tests {
         assert!(!err.contains("s3cret"));
         let err = profile(r#","answer_ping":true"#).unwrap_err();
         assert!(err.starts_with("endpoints[0].answer_ping: only applies to the md5_envelope profile"), "{err}");
-        let c = Config::parse(format!(r#"{{"endpoints":[{{"name":"sw","path":"/sw","profile":"standard_webhooks","secret":{{"values":["{SECRET}"]}}}}]}}"#).as_bytes(), |_| None).unwrap();
+        let c = Config::parse(
+            format!(r#"{{"endpoints":[{{"name":"sw","path":"/sw","profile":"standard_webhooks","secret":{{"values":["{SECRET}"]}}}}]}}"#).as_bytes(),
+            |_| None,
+        )
+        .unwrap();
         assert_eq!(c.endpoints[0].dedupe_seconds, Some(600), "duplicate suppression on by default");
     }
 

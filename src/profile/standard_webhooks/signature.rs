@@ -140,7 +140,9 @@ mod tests {
 
     #[test]
     fn malformed_headers_are_refused() {
-        for header in ["", " ", "v1", "v1,", "v1,abc", "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw", "v1a,AAAA", "x v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw="] {
+        for header in
+            ["", " ", "v1", "v1,", "v1,abc", "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw", "v1a,AAAA", "x v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw="]
+        {
             assert!(parse(header).is_err(), "{header:?}");
         }
         let many = vec![SIGNATURE; MAX_SIGNATURES + 1].join(" ");

@@ -164,7 +164,13 @@ mod tests {
         let good = signed("1700000000", BODY);
         let sig = good.text(SIGNATURE).unwrap().to_string();
         let v1 = sig.split_once(",v1=").unwrap().1.to_string();
-        for h in [headers(""), headers(&format!("v1={v1}")), headers("t=1700000000"), headers(&format!("t=01700000000,v1={v1}")), headers(&format!("t=1700000000.5,v1={v1}"))] {
+        for h in [
+            headers(""),
+            headers(&format!("v1={v1}")),
+            headers("t=1700000000"),
+            headers(&format!("t=01700000000,v1={v1}")),
+            headers(&format!("t=1700000000.5,v1={v1}")),
+        ] {
             assert_eq!(p.check_signed_head(&h, NOW).unwrap_err().status(), 401, "{h:?}");
         }
         // t changed after signing; the body changed.
@@ -187,7 +193,11 @@ mod tests {
         let json = r#"{"endpoints":[{"name":"st","path":"/st","profile":"stripe","secret":{"values":["whsec_a","sk_live_nope"]}}]}"#;
         let err = Config::parse(json.as_bytes(), |_| None).unwrap_err();
         assert_eq!(err, "endpoints[0].secret: secret 2 of 2 must be the endpoint's signing secret, whsec_...");
-        let c = Config::parse(format!(r#"{{"endpoints":[{{"name":"st","path":"/st","profile":"stripe","secret":{{"values":["{SECRET}"]}}}}]}}"#).as_bytes(), |_| None).unwrap();
+        let c = Config::parse(
+            format!(r#"{{"endpoints":[{{"name":"st","path":"/st","profile":"stripe","secret":{{"values":["{SECRET}"]}}}}]}}"#).as_bytes(),
+            |_| None,
+        )
+        .unwrap();
         assert_eq!(c.endpoints[0].dedupe_seconds, Some(600), "duplicate suppression on by default");
         // A key the signed senders share names them all.
         let json = r#"{"endpoints":[{"name":"v","path":"/v","profile":"md5_envelope","secret":{"values":["s"]},"tolerance_seconds":60}]}"#;

@@ -60,8 +60,8 @@ fn phase(arm: Arm<'_>) -> Option<Phase> {
 /// The verdict for a notification `(event_type, state)` (canonical spelling, one of
 /// `azure::PAIRS`) given ARM's answer.
 pub fn judge(event_type: &str, state: &str, arm: Arm<'_>) -> Consistency {
-    use Phase::{Deleting, Failed, Gone, Succeeded, Working};
     use Consistency::{Consistent, Inconsistent, NotYet};
+    use Phase::{Deleting, Failed, Gone, Succeeded, Working};
     let Some(now) = phase(arm) else {
         return NotYet;
     };
@@ -94,7 +94,16 @@ mod tests {
     /// The documented table, row by row: ARM's answer across, the notification down.
     #[test]
     fn the_documented_table() {
-        let arm = [Arm::State("Accepted"), Arm::State("Running"), Arm::State("Succeeded"), Arm::State("Failed"), Arm::State("Canceled"), Arm::State("Deleting"), Arm::State("Deleted"), Arm::Absent];
+        let arm = [
+            Arm::State("Accepted"),
+            Arm::State("Running"),
+            Arm::State("Succeeded"),
+            Arm::State("Failed"),
+            Arm::State("Canceled"),
+            Arm::State("Deleting"),
+            Arm::State("Deleted"),
+            Arm::Absent,
+        ];
         let table = [
             ("PUT", "Accepted", [C, C, C, C, C, C, N, N]),
             ("PUT", "Succeeded", [N, N, C, I, I, C, I, I]),

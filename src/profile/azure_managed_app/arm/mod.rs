@@ -15,8 +15,8 @@ pub mod request;
 pub mod token;
 pub mod verify;
 
-pub use crate::outbound::{Answer, Call, Outbound};
 use crate::metrics::{Counter, ProfileCounter};
+pub use crate::outbound::{Answer, Call, Outbound};
 
 /// Everything the check counts, per endpoint (`webhook_guard_arm_check_total{outcome="<slug>"}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

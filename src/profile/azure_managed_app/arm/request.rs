@@ -45,7 +45,8 @@ pub fn token(check: &ArmCheck) -> Call<'_> {
             ("GET", path, None)
         }
     };
-    let mut headers = vec![(":method", method.to_string()), (":path", path), (":authority", check.token_authority.clone()), ("accept", "application/json".to_string())];
+    let mut headers =
+        vec![(":method", method.to_string()), (":path", path), (":authority", check.token_authority.clone()), ("accept", "application/json".to_string())];
     if body.is_some() {
         headers.push(("content-type", "application/x-www-form-urlencoded".to_string()));
     } else {
@@ -93,7 +94,10 @@ mod tests {
         let call = application(&c, app, "tok").unwrap();
         assert_eq!(call.cluster, "arm");
         assert_eq!(header(&call, ":method"), Some("GET"));
-        assert_eq!(header(&call, ":path"), Some("/subscriptions/s-1/resourceGroups/rg%20(x)/providers/Microsoft.Solutions/applications/a%3Fb%23c?api-version=2021-07-01"));
+        assert_eq!(
+            header(&call, ":path"),
+            Some("/subscriptions/s-1/resourceGroups/rg%20(x)/providers/Microsoft.Solutions/applications/a%3Fb%23c?api-version=2021-07-01")
+        );
         assert_eq!(header(&call, ":authority"), Some("management.azure.com"));
         assert_eq!(header(&call, "authorization"), Some("Bearer tok"));
         assert!(call.body.is_none());
@@ -108,7 +112,10 @@ mod tests {
         assert_eq!(header(&call, ":authority"), Some("login.microsoftonline.com"));
         assert_eq!(header(&call, "content-type"), Some("application/x-www-form-urlencoded"));
         let body = String::from_utf8(call.body.unwrap()).unwrap();
-        assert_eq!(body, "grant_type=client_credentials&client_id=c-1&client_secret=a%26b%3Dc%20d%2B%C3%A9&scope=https%3A%2F%2Fmanagement.azure.com%2F.default");
+        assert_eq!(
+            body,
+            "grant_type=client_credentials&client_id=c-1&client_secret=a%26b%3Dc%20d%2B%C3%A9&scope=https%3A%2F%2Fmanagement.azure.com%2F.default"
+        );
     }
 
     #[test]
@@ -116,7 +123,10 @@ mod tests {
         let c = check(r#""managed_identity":{"client_id":"u-1"}"#);
         let call = token(&c);
         assert_eq!(header(&call, ":method"), Some("GET"));
-        assert_eq!(header(&call, ":path"), Some("/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fmanagement.azure.com%2F&client_id=u-1"));
+        assert_eq!(
+            header(&call, ":path"),
+            Some("/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fmanagement.azure.com%2F&client_id=u-1")
+        );
         assert_eq!((header(&call, ":authority"), header(&call, "metadata")), (Some("169.254.169.254"), Some("true")));
         assert!(call.body.is_none());
     }

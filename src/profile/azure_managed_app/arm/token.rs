@@ -74,7 +74,9 @@ pub enum Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Refused(status) => write!(f, "the token issuer refused the request ({status}): check the tenant, client id and secret, or the managed identity"),
+            Failure::Refused(status) => {
+                write!(f, "the token issuer refused the request ({status}): check the tenant, client id and secret, or the managed identity")
+            }
             Failure::Throttled => f.write_str("the token issuer is throttling (429)"),
             Failure::Unavailable(Some(status)) => write!(f, "the token issuer failed ({status})"),
             Failure::Unavailable(None) => f.write_str("the token issuer did not answer in time"),
@@ -253,7 +255,14 @@ mod tests {
         assert_eq!(parse(entra.as_bytes()), Ok(("eyJ0.a-b_c".to_string(), 3599)));
         let imds = r#"{"access_token":"eyJ0.x","client_id":"c","expires_in":"3599","expires_on":"1506484173","ext_expires_in":"3599","not_before":"1506480273","resource":"https://management.azure.com/","token_type":"Bearer"}"#;
         assert_eq!(parse(imds.as_bytes()), Ok(("eyJ0.x".to_string(), 3599)));
-        for bad in [r#"{"access_token":"a b","expires_in":1}"#, r#"{"access_token":"","expires_in":1}"#, r#"{"access_token":"a","expires_in":"soon"}"#, r#"{"access_token":"a","expires_in":0}"#, r#"{"expires_in":1}"#, "<html>"] {
+        for bad in [
+            r#"{"access_token":"a b","expires_in":1}"#,
+            r#"{"access_token":"","expires_in":1}"#,
+            r#"{"access_token":"a","expires_in":"soon"}"#,
+            r#"{"access_token":"a","expires_in":0}"#,
+            r#"{"expires_in":1}"#,
+            "<html>",
+        ] {
             assert!(parse(bad.as_bytes()).is_err(), "{bad}");
         }
     }
@@ -276,7 +285,10 @@ mod tests {
         let worker2 = host.sharing();
         assert_eq!(refresh(&*host, &check, NOW), Some(Ok(1)));
         assert_eq!(refresh(&*worker2, &check, NOW), None, "the lease is held");
-        assert_eq!(receive(&*host, &check, NOW, &ok(r#"{"access_token":"tok","expires_in":"3600"}"#)), Ok(Token { issued: NOW, expires: NOW + 3600 * SECOND, value: "tok".into() }));
+        assert_eq!(
+            receive(&*host, &check, NOW, &ok(r#"{"access_token":"tok","expires_in":"3600"}"#)),
+            Ok(Token { issued: NOW, expires: NOW + 3600 * SECOND, value: "tok".into() })
+        );
         let token = cached(&*worker2, &check).unwrap();
         assert_eq!((token.value.as_str(), token.expires), ("tok", NOW + 3600 * SECOND));
         assert_eq!(refresh(&*worker2, &check, NOW + 3000 * SECOND), None, "not due yet");

@@ -11,9 +11,9 @@ use super::config::{ArmCheck, OnError};
 use super::consistency::{self, Arm, Consistency};
 use super::token::{self, Failure, Token};
 use super::{request, Answer, Call, Outbound, Outcome};
-use crate::profile::azure_managed_app::notification as azure;
 use crate::event::Event;
 use crate::problem::{clip, echo};
+use crate::profile::azure_managed_app::notification as azure;
 use serde::Deserialize;
 
 /// A check waiting for the answer of call `call`, or for another's token fetch.
@@ -93,9 +93,13 @@ pub struct Decision {
 /// What the filter does with the notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    Forward { verified: bool },
+    Forward {
+        verified: bool,
+    },
     /// 503 with this `Retry-After`.
-    Hold { retry_after: u64 },
+    Hold {
+        retry_after: u64,
+    },
 }
 
 impl Decision {
@@ -315,8 +319,12 @@ mod tests {
     const CLIENT: &str = r#""client_credentials":{"tenant":"t","client_id":"c","client_secret_env":"S"}"#;
 
     fn event(kind: &str) -> Event {
-        let doc = format!(r#"{{"eventType":"{}","provisioningState":"{}","eventTime":"2019-08-14T19:20:08Z","applicationId":"{APP}",
-            "applicationDefinitionId":"subscriptions/s-1/resourceGroups/r/providers/Microsoft.Solutions/applicationDefinitions/d"}}"#, kind.split('/').next().unwrap(), kind.split('/').nth(1).unwrap());
+        let doc = format!(
+            r#"{{"eventType":"{}","provisioningState":"{}","eventTime":"2019-08-14T19:20:08Z","applicationId":"{APP}",
+            "applicationDefinitionId":"subscriptions/s-1/resourceGroups/r/providers/Microsoft.Solutions/applicationDefinitions/d"}}"#,
+            kind.split('/').next().unwrap(),
+            kind.split('/').nth(1).unwrap()
+        );
         azure::validate(doc.as_bytes()).unwrap()
     }
 
@@ -385,13 +393,25 @@ mod tests {
         let cases = [
             ("PUT/Succeeded", arm_state("Accepted"), Outcome::NotYet, Verdict::Hold { retry_after: 30 }, Verdict::Hold { retry_after: 30 }),
             ("PUT/Succeeded", answer(404, "{}"), Outcome::Inconsistent, Verdict::Hold { retry_after: 30 }, Verdict::Hold { retry_after: 30 }),
-            ("DELETE/Deleted", answer(404, r#"{"error":{"code":"ResourceNotFound"}}"#), Outcome::Verified, Verdict::Forward { verified: true }, Verdict::Forward { verified: true }),
+            (
+                "DELETE/Deleted",
+                answer(404, r#"{"error":{"code":"ResourceNotFound"}}"#),
+                Outcome::Verified,
+                Verdict::Forward { verified: true },
+                Verdict::Forward { verified: true },
+            ),
             ("PUT/Succeeded", answer(403, "{}"), Outcome::Denied, Verdict::Hold { retry_after: 30 }, Verdict::Forward { verified: false }),
             ("PUT/Succeeded", answer(401, "{}"), Outcome::TokenRejected, Verdict::Hold { retry_after: 30 }, Verdict::Forward { verified: false }),
             ("PUT/Succeeded", throttled, Outcome::Throttled, Verdict::Hold { retry_after: 120 }, Verdict::Forward { verified: false }),
             ("PUT/Succeeded", answer(500, ""), Outcome::Unavailable, Verdict::Hold { retry_after: 30 }, Verdict::Forward { verified: false }),
             ("PUT/Succeeded", Answer::default(), Outcome::Unavailable, Verdict::Hold { retry_after: 30 }, Verdict::Forward { verified: false }),
-            ("PUT/Succeeded", answer(200, r#"{"properties":{}}"#), Outcome::Unavailable, Verdict::Hold { retry_after: 30 }, Verdict::Forward { verified: false }),
+            (
+                "PUT/Succeeded",
+                answer(200, r#"{"properties":{}}"#),
+                Outcome::Unavailable,
+                Verdict::Hold { retry_after: 30 },
+                Verdict::Forward { verified: false },
+            ),
         ];
         for (kind, arm, outcome, hold, forward) in cases {
             let decision = run(&Host::new(), &check_hold, kind, Some(token_answer()), arm);
@@ -613,7 +633,11 @@ mod tests {
             let now = NOW + i * 250 * MS;
             let decision = settle(&host, &check, start(&*host, &check, &event("PUT/Succeeded"), now), now, |cluster| {
                 fetched.set(fetched.get() + 1);
-                if cluster == "login" { token_named(&format!("tok-{}", fetched.get())) } else { answer(401, REFUSED_TOKEN) }
+                if cluster == "login" {
+                    token_named(&format!("tok-{}", fetched.get()))
+                } else {
+                    answer(401, REFUSED_TOKEN)
+                }
             });
             assert_eq!(decision.outcome, Outcome::TokenRejected);
             levels.push(decision.level());
