@@ -11,6 +11,7 @@ pub mod dedupe;
 pub mod event;
 pub mod json_path;
 pub mod filter;
+pub mod global_limit;
 pub mod held;
 pub mod media;
 pub mod metrics;

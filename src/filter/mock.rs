@@ -3,7 +3,7 @@
 //! lines, outbound calls).
 
 use super::{Guard, Headers, HttpHost};
-use crate::outbound::{self, Outbound};
+use crate::outbound::{self, GrpcOutbound, Outbound};
 use crate::config::Config;
 use crate::metrics::{Counter, Histogram, ListenerCounter};
 use crate::shared::memory::MemoryStore;
@@ -48,6 +48,12 @@ pub(crate) struct Mock {
     /// Dispatched calls: (cluster, `:path`).
     pub(crate) calls: RefCell<Vec<(String, String)>>,
     pub(crate) answer: RefCell<outbound::Answer>,
+    /// Dispatched gRPC calls: (cluster, service, method, message, timeout).
+    pub(crate) grpc_calls: RefCell<Vec<(String, String, String, Vec<u8>, u64)>>,
+    /// The answer message of the gRPC call being reported.
+    pub(crate) grpc_body: RefCell<Vec<u8>>,
+    /// gRPC calls cannot be sent (no such cluster).
+    pub(crate) grpc_refused: Cell<bool>,
     pub(crate) resumed: Cell<bool>,
     /// Streams the root entered (`RootHost::enter`), in order.
     pub(crate) entered: RefCell<Vec<u32>>,
@@ -81,6 +87,20 @@ impl Outbound for Rc<Mock> {
     }
     fn answer(&self, _body_size: usize) -> outbound::Answer {
         self.answer.borrow().clone()
+    }
+}
+
+impl GrpcOutbound for Rc<Mock> {
+    fn dispatch_grpc(&self, call: &outbound::GrpcCall<'_>) -> Option<u32> {
+        if self.grpc_refused.get() {
+            return None;
+        }
+        let mut calls = self.grpc_calls.borrow_mut();
+        calls.push((call.cluster.into(), call.service.into(), call.method.into(), call.message.to_vec(), call.timeout_ms));
+        u32::try_from(calls.len()).ok()
+    }
+    fn grpc_answer(&self, size: usize) -> Vec<u8> {
+        self.grpc_body.borrow().get(..size).map(<[u8]>::to_vec).unwrap_or_default()
     }
 }
 
