@@ -1,6 +1,7 @@
 //! A fleet: two Envoy replicas running `examples/fleet/envoy.yaml` (webhook-guard, then
 //! Envoy's global rate limit filter), one rate limit service (tools/ratelimit-service:
-//! Kuadrant's limitador over a real Redis) and one recording upstream.
+//! Kuadrant's limitador over a real Redis) and one recording upstream. The fleet with
+//! the filter asking the service itself is tested in fleet_stream.rs, on the same pieces.
 
 use crate::harness::{get, post_json, required_file, send, wasm_path, Envoy, Options, Response, Upstream};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -10,17 +11,17 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const SIG: &str = "fleet-secret";
+pub(super) const SIG: &str = "fleet-secret";
 /// The per-application limit the tests configure (60 s window).
-const LIMIT: usize = 5;
+pub(super) const LIMIT: usize = 5;
 /// The application whose limit has a 2 s window, for the retry test.
-const SHORT: &str = "app-short";
+pub(super) const SHORT: &str = "app-short";
 /// A subscription Azure spells in capitals; its limit (one per minute) is written in the
 /// lowercase form webhook-guard puts in `x-webhook-subscription`.
-const UPPER_SUBSCRIPTION: &str = "9E1C6F2A-4B7D-4C8E-A1F3-2D5B8C7E6A90";
+pub(super) const UPPER_SUBSCRIPTION: &str = "9E1C6F2A-4B7D-4C8E-A1F3-2D5B8C7E6A90";
 /// Concurrent senders in the wave test: limitador's Redis storage reads the counters and
 /// then increments them, so each request in flight can slip past a spent counter once.
-const SENDERS: usize = 4;
+pub(super) const SENDERS: usize = 4;
 
 /// Test limits in limitador's format, over the descriptors `examples/fleet/envoy.yaml`
 /// sends: [0] endpoint + application, [1] endpoint + subscription.
@@ -56,19 +57,19 @@ fn limits() -> String {
     )
 }
 
-const SUBSCRIPTION: &str = "0b88dfdb-55b3-4fb0-b474-5b6dcbe6b2ef";
+pub(super) const SUBSCRIPTION: &str = "0b88dfdb-55b3-4fb0-b474-5b6dcbe6b2ef";
 
 /// The canonical, lowercased application id webhook-guard puts in `x-webhook-application`.
-fn application_key(app: &str) -> String {
+pub(super) fn application_key(app: &str) -> String {
     format!("/subscriptions/{SUBSCRIPTION}/resourcegroups/rg-fleet/providers/microsoft.solutions/applications/{app}")
 }
 
 /// The `n`-th distinct notification about `app` (distinct event times, so distinct ids).
-fn notification(app: &str, n: u32) -> String {
+pub(super) fn notification(app: &str, n: u32) -> String {
     notification_in(SUBSCRIPTION, app, n)
 }
 
-fn notification_in(subscription: &str, app: &str, n: u32) -> String {
+pub(super) fn notification_in(subscription: &str, app: &str, n: u32) -> String {
     format!(
         r#"{{"eventType":"PUT","applicationId":"subscriptions/{subscription}/resourceGroups/rg-fleet/providers/Microsoft.Solutions/applications/{app}","eventTime":"2024-05-01T10:{:02}:{:02}.1707163Z","provisioningState":"Succeeded","applicationDefinitionId":"subscriptions/{subscription}/resourceGroups/rg-fleet/providers/Microsoft.Solutions/applicationDefinitions/def"}}"#,
         n / 60,
@@ -76,7 +77,7 @@ fn notification_in(subscription: &str, app: &str, n: u32) -> String {
     )
 }
 
-fn deliver(envoy: &Envoy, body: &str) -> Response {
+pub(super) fn deliver(envoy: &Envoy, body: &str) -> Response {
     post_json(envoy.port, &format!("/api/resource?sig={SIG}"), body.as_bytes())
 }
 
@@ -86,10 +87,10 @@ fn is_global_429(r: &Response) -> bool {
 }
 
 /// A server process of a test, stopped when dropped.
-struct Process(Child);
+pub(super) struct Process(Child);
 
 impl Process {
-    fn stop(&mut self) {
+    pub(super) fn stop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -102,8 +103,8 @@ impl Drop for Process {
 }
 
 /// Debian's redis-server on a free loopback port, with nothing persisted.
-struct Redis {
-    process: Process,
+pub(super) struct Redis {
+    pub(super) process: Process,
     port: u16,
 }
 
@@ -155,9 +156,9 @@ fn which(name: &str) -> Option<PathBuf> {
 }
 
 /// tools/ratelimit-service, listening on a port it picks and reports.
-struct RateLimitService {
-    process: Process,
-    port: u16,
+pub(super) struct RateLimitService {
+    pub(super) process: Process,
+    pub(super) port: u16,
     _dir: TempDir,
 }
 
@@ -198,10 +199,10 @@ impl Drop for TempDir {
     }
 }
 
-/// `examples/fleet/envoy.yaml` as shipped, pointed at the test's module, upstream and
+/// `examples/fleet/<example>` as shipped, pointed at the test's module, upstream and
 /// rate limit service, on ports Envoy picks.
-fn replica_config(upstream: u16, service: u16) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet/envoy.yaml");
+pub(super) fn replica_config(example: &str, upstream: u16, service: u16) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet").join(example);
     let mut text = std::fs::read_to_string(path).unwrap();
     let swaps = [
         ("{ address: 127.0.0.1, port_value: 9901 }".to_string(), "{ address: 127.0.0.1, port_value: 0 }".to_string()),
@@ -211,37 +212,46 @@ fn replica_config(upstream: u16, service: u16) -> String {
         ("{ address: ratelimit.internal, port_value: 8081 }".to_string(), format!("{{ address: 127.0.0.1, port_value: {service} }}")),
     ];
     for (from, to) in swaps {
-        assert!(text.contains(&from), "examples/fleet/envoy.yaml no longer holds {from}");
+        assert!(text.contains(&from), "examples/fleet/{example} no longer holds {from}");
         text = text.replace(&from, &to);
     }
     text
 }
 
-struct Fleet {
-    upstream: Upstream,
-    replicas: [Envoy; 2],
-    service: RateLimitService,
-    redis: Redis,
+pub(super) struct Fleet {
+    pub(super) upstream: Upstream,
+    pub(super) replicas: [Envoy; 2],
+    pub(super) service: RateLimitService,
+    pub(super) redis: Redis,
+}
+
+/// A replica of `config` (2 workers) with the example's secrets set.
+pub(super) fn replica(config: &str, upstream: &Upstream) -> Envoy {
+    let mut opts = Options::new("", upstream.port);
+    opts.concurrency = 2;
+    opts.env = ["AZURE_SIG", "AZURE_SIG_NEXT", "STORE_SIG"].iter().map(|k| (k.to_string(), SIG.to_string())).collect();
+    Envoy::launch_bootstrap(config, &opts).unwrap_or_else(|log| panic!("Envoy did not start:\n{log}"))
 }
 
 impl Fleet {
     fn start() -> Fleet {
+        Fleet::start_with("envoy.yaml")
+    }
+
+    /// Two replicas of `examples/fleet/<example>`.
+    pub(super) fn start_with(example: &str) -> Fleet {
         let redis = Redis::start();
         let service = RateLimitService::start(&redis);
         let upstream = Upstream::start();
-        let config = replica_config(upstream.port, service.port);
-        let mut opts = Options::new("", upstream.port);
-        opts.concurrency = 2;
-        opts.env = ["AZURE_SIG", "AZURE_SIG_NEXT", "STORE_SIG"].iter().map(|k| (k.to_string(), SIG.to_string())).collect();
-        let replica = || Envoy::launch_bootstrap(&config, &opts).unwrap_or_else(|log| panic!("Envoy did not start:\n{log}"));
-        let replicas = [replica(), replica()];
+        let config = replica_config(example, upstream.port, service.port);
+        let replicas = [replica(&config, &upstream), replica(&config, &upstream)];
         Fleet { upstream, replicas, service, redis }
     }
 
     /// Sends `bodies` through both replicas at once: `SENDERS` threads (half on each
     /// replica), each sending its share one after the other, so at most `SENDERS`
     /// requests are in flight.
-    fn deliver_all(&self, bodies: Vec<String>) -> Vec<Response> {
+    pub(super) fn deliver_all(&self, bodies: Vec<String>) -> Vec<Response> {
         let handles: Vec<_> = (0..SENDERS)
             .map(|sender| {
                 let port = self.replicas[sender % 2].port;
@@ -253,12 +263,12 @@ impl Fleet {
     }
 
     /// How many notifications about `app` the upstream took.
-    fn taken(&self, app: &str) -> usize {
+    pub(super) fn taken(&self, app: &str) -> usize {
         let key = application_key(app);
         self.upstream.taken().iter().filter(|r| r.header("x-webhook-application") == Some(key.as_str())).count()
     }
 
-    fn stat(&self, replica: usize, name: &str) -> u64 {
+    pub(super) fn stat(&self, replica: usize, name: &str) -> u64 {
         let text = String::from_utf8(get(self.replicas[replica].admin, &format!("/stats?filter={name}")).body).unwrap();
         text.lines().filter_map(|l| l.split_once(": ")).filter(|(k, _)| k.ends_with(name)).map(|(_, v)| v.trim().parse::<u64>().unwrap()).sum()
     }

@@ -16,6 +16,7 @@ mod nonconforming;
 mod dedupe;
 mod failure_policy;
 mod fleet;
+mod fleet_stream;
 mod operability;
 mod ratelimit;
 mod redirects;
