@@ -109,7 +109,7 @@ pub(super) struct Redis {
 }
 
 impl Redis {
-    fn start() -> Redis {
+    pub(super) fn start() -> Redis {
         let server = which("redis-server").expect("redis-server not found: install Debian's redis-server (`make e2e` does)");
         for _ in 0..5 {
             let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -163,7 +163,7 @@ pub(super) struct RateLimitService {
 }
 
 impl RateLimitService {
-    fn start(redis: &Redis) -> RateLimitService {
+    pub(super) fn start(redis: &Redis) -> RateLimitService {
         let binary = required_file("RATELIMIT_SERVICE", "tools/ratelimit-service/target/debug/ratelimit-service");
         let dir = TempDir::new("ratelimit");
         let file = dir.0.join("limits.yaml");
