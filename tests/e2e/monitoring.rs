@@ -394,7 +394,9 @@ fn every_shipped_configuration_extracts_the_labels() {
         assert!(text.contains(&format!("extraStatTags: [{}]", labels.join(", "))), "{file} lacks extraStatTags");
         assert!(text.contains("inclusionPrefixes: [\"wasmcustom.webhook_guard.\", \"wasm.\"]"), "{file} lacks proxyStatsMatcher");
     }
-    let gateway = read(&root.join("examples/envoy-gateway/gateway.yaml"));
     let indented: String = block.lines().filter(|l| !l.starts_with('#')).map(|l| format!("      {l}\n")).collect();
-    assert!(gateway.contains(&format!("    type: Merge\n    value: |\n{indented}")), "the EnvoyProxy lacks the stats_config merge");
+    for file in ["examples/envoy-gateway/gateway.yaml", "examples/fleet/envoy-gateway-global-rate-limit.yaml"] {
+        let text = read(&root.join(file));
+        assert!(text.contains(&format!("    type: Merge\n    value: |\n{indented}")), "{file}: the EnvoyProxy lacks the stats_config merge");
+    }
 }
