@@ -61,6 +61,7 @@ impl<H: HttpHost> Guard<H> {
         let action = match global_limit::verdict(status, &body) {
             Verdict::Allow => self.confirm(endpoint, event, body_size),
             Verdict::Limited { retry_after, headers } => self.globally_limited(endpoint, &event, retry_after, headers),
+            Verdict::Failed(why) if status != 0 => self.global_failed(endpoint, global, event, body_size, &format!("{why} (gRPC status {status})")),
             Verdict::Failed(why) => self.global_failed(endpoint, global, event, body_size, why),
         };
         if action == Action::Continue {
@@ -156,8 +157,9 @@ mod tests {
             assert_eq!(action, Action::Pause, "{mode}: held for the service");
             let calls = mock.grpc_calls.borrow().clone();
             assert_eq!(calls.len(), 1);
-            let (cluster, service, method, message, timeout) = &calls[0];
-            assert_eq!((cluster.as_str(), service.as_str(), method.as_str(), *timeout), ("ratelimit", global_limit::SERVICE, "ShouldRateLimit", 500));
+            let call = &calls[0];
+            assert_eq!((call.cluster.as_str(), call.service.as_str(), call.method.as_str(), call.timeout_ms), ("ratelimit", global_limit::SERVICE, "ShouldRateLimit", 500));
+            let message = &call.message;
             let application = "/subscriptions/s/resourcegroups/r/providers/microsoft.solutions/applications/a";
             let want = proto::encode_request("webhook-guard", &[vec![("endpoint", "fleet"), ("application", application)], vec![("endpoint", "fleet"), ("subscription", "s")]]);
             assert_eq!(*message, want);
@@ -196,7 +198,7 @@ mod tests {
         g.on_grpc_response(1, 14, 0);
         assert!(mock.resumed.get());
         assert_eq!(counted(&mock, Counter::GlobalRateLimitFailedOpen), 1);
-        assert!(mock.logs.borrow()[0].contains("global rate limit unavailable endpoint=fleet cluster=ratelimit: the call failed; forwarded"));
+        assert!(mock.logs.borrow()[0].contains("global rate limit unavailable endpoint=fleet cluster=ratelimit: the call failed (gRPC status 14); forwarded"));
 
         let (mock, mut g, _) = sent(&config("stream", r#","on_error":"hold""#, false), &store, &DOC.replace("19:20:08", "19:20:09"));
         answer(&mock, &mut g, 0);

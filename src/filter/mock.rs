@@ -48,8 +48,8 @@ pub(crate) struct Mock {
     /// Dispatched calls: (cluster, `:path`).
     pub(crate) calls: RefCell<Vec<(String, String)>>,
     pub(crate) answer: RefCell<outbound::Answer>,
-    /// Dispatched gRPC calls: (cluster, service, method, message, timeout).
-    pub(crate) grpc_calls: RefCell<Vec<(String, String, String, Vec<u8>, u64)>>,
+    /// Dispatched gRPC calls.
+    pub(crate) grpc_calls: RefCell<Vec<GrpcCallMade>>,
     /// The answer message of the gRPC call being reported.
     pub(crate) grpc_body: RefCell<Vec<u8>>,
     /// gRPC calls cannot be sent (no such cluster).
@@ -57,6 +57,16 @@ pub(crate) struct Mock {
     pub(crate) resumed: Cell<bool>,
     /// Streams the root entered (`RootHost::enter`), in order.
     pub(crate) entered: RefCell<Vec<u32>>,
+}
+
+/// A gRPC call the flow dispatched.
+#[derive(Debug, Clone)]
+pub(crate) struct GrpcCallMade {
+    pub(crate) cluster: String,
+    pub(crate) service: String,
+    pub(crate) method: String,
+    pub(crate) message: Vec<u8>,
+    pub(crate) timeout_ms: u64,
 }
 
 impl Mock {
@@ -96,7 +106,7 @@ impl GrpcOutbound for Rc<Mock> {
             return None;
         }
         let mut calls = self.grpc_calls.borrow_mut();
-        calls.push((call.cluster.into(), call.service.into(), call.method.into(), call.message.to_vec(), call.timeout_ms));
+        calls.push(GrpcCallMade { cluster: call.cluster.into(), service: call.service.into(), method: call.method.into(), message: call.message.to_vec(), timeout_ms: call.timeout_ms });
         u32::try_from(calls.len()).ok()
     }
     fn grpc_answer(&self, size: usize) -> Vec<u8> {

@@ -266,8 +266,11 @@ mod tests {
         assert_eq!(setting(&config).request("azure", &RateKeys::default()), None);
     }
 
-    /// A `RateLimitResponse` with `code` and statuses of (code, limit, remaining, reset).
-    fn answer(code: u8, statuses: &[(u8, Option<(u8, u8)>, u8, Option<u8>)]) -> Vec<u8> {
+    /// A descriptor status: (code, (requests_per_unit, unit), limit_remaining, seconds until reset).
+    type Status = (u8, Option<(u8, u8)>, u8, Option<u8>);
+
+    /// A `RateLimitResponse` with `code` and `statuses`.
+    fn answer(code: u8, statuses: &[Status]) -> Vec<u8> {
         let mut out = vec![0x08, code];
         for (code, limit, remaining, reset) in statuses {
             let mut status = vec![0x08, *code];

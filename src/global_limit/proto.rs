@@ -227,6 +227,25 @@ mod tests {
         assert_eq!(decode_response(&bytes).unwrap().statuses[0].reset_secs, Some(0));
     }
 
+    proptest::proptest! {
+        /// Any bytes are read or refused, never a trap; a status the real encoder would
+        /// write inside any prefix is read back.
+        #[test]
+        fn any_answer_is_read_or_refused(
+            noise in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            remaining in 0u8..128,
+            reset in 0u8..128,
+        ) {
+            let _ = decode_response(&noise);
+            let status = [0x08, 0x02, 0x18, remaining, 0x22, 0x02, 0x08, reset];
+            let mut bytes = vec![0x08, 0x02, 0x12, status.len() as u8];
+            bytes.extend_from_slice(&status);
+            let read = decode_response(&bytes);
+            let want = DescriptorStatus { code: OVER_LIMIT, limit: None, remaining: u64::from(remaining), reset_secs: Some(u64::from(reset)) };
+            proptest::prop_assert_eq!(read.map(|r| r.statuses), Some(vec![want]));
+        }
+    }
+
     #[test]
     fn malformed_answers_are_refused_never_trapped() {
         for bad in [&b"\x08"[..], b"\x12\x05ab", b"\x0b", b"\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", b"\x12\x02\x08", b"\x79\x01"] {
