@@ -3,7 +3,7 @@
 //! Kuadrant's limitador over a real Redis) and one recording upstream. The fleet with
 //! the filter asking the service itself is tested in fleet_stream.rs, on the same pieces.
 
-use crate::harness::{get, post_json, required_file, send, wasm_path, Envoy, Options, Response, Upstream};
+use crate::harness::{eventually, get, post_json, required_file, send, wasm_path, Envoy, Options, Response, Upstream};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -88,6 +88,9 @@ fn is_global_429(r: &Response) -> bool {
 
 /// How many notifications about `app` `upstream` took, by the CloudEvent's subject.
 pub(super) fn taken(upstream: &Upstream, app: &str) -> usize {
+    // The upstream records an answer just after writing it, so the sender may see it
+    // first: let the record catch up with every request read.
+    eventually(|| upstream.answered().len() == upstream.requests().len());
     upstream.taken().iter().filter(|r| r.json()["subject"].as_str().is_some_and(|s| s.to_ascii_lowercase() == application_key(app))).count()
 }
 

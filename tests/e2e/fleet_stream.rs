@@ -82,6 +82,13 @@ fn a_slow_or_unreachable_service_forwards_by_default_or_holds_with_503() {
     assert_eq!(deliver(&slow, &notification("app-s", 0)).status, 200);
     assert_eq!(taken(&upstream, "app-s"), 1);
     assert_eq!(slow.counter("global_rate_limit_total", &[("outcome", "failed_open")]), 1);
+    // A cluster Envoy does not have: the same, never a trap.
+    let config = replica_config(EXAMPLE, upstream.port, closed_port()).replace(r#""cluster": "ratelimit""#, r#""cluster": "no-such-cluster""#);
+    let misnamed = replica(&config, &upstream);
+    for n in 0..2 {
+        assert_eq!(deliver(&misnamed, &notification("app-m", n)).status, 200);
+    }
+    assert_eq!(misnamed.counter("global_rate_limit_total", &[("outcome", "failed_open")]), 2);
     // "on_error": "hold": 503 with Retry-After (both senders retry it), nothing upstream,
     // for a slow service and for an unreachable one.
     for service in [silent_service(), closed_port()] {
