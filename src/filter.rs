@@ -3,10 +3,10 @@
 //! [`body`] (validate the buffered body, suppress duplicates), [`global_limit`] (the
 //! fleet's rate limit service, asynchronous), [`verify`] (the ARM check, asynchronous),
 //! [`forward`] (what the upstream gets) and [`answer`] (the upstream's answer, and every
-//! local reply); [`limit`] holds the rate limits the head and the body
-//! apply. The flow talks to Envoy only through [`HttpHost`], so every stage is unit-tested
-//! natively against a recording mock (`mock`); `host.rs` implements the trait with
-//! proxy-wasm calls.
+//! local reply); [`limit`] holds the rate limits the head and the body apply. The flow
+//! talks to Envoy only through [`HttpHost`], so every stage is unit-tested natively
+//! against a recording mock (`mock`); `host.rs` implements the trait with proxy-wasm
+//! calls.
 
 mod answer;
 mod body;
@@ -36,7 +36,8 @@ use proxy_wasm::types::Action;
 use std::rc::Rc;
 
 /// What the flow needs from the proxy for one HTTP stream; the shared store holds
-/// state common to every worker, and outbound calls serve the verify stage.
+/// state common to every worker, and outbound calls serve the verify and global limit
+/// stages.
 pub trait HttpHost: Outbound + GrpcOutbound {
     /// The host clock, nanoseconds since the Unix epoch.
     fn now_nanos(&self) -> u64;
