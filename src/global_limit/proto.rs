@@ -108,9 +108,11 @@ fn decode_status(bytes: &[u8]) -> Option<DescriptorStatus> {
                         _ => {}
                     }
                 }
-                // Negative durations (two's complement, so huge here) mean nothing left to wait.
-                let seconds = if seconds > i64::MAX as u64 { 0 } else { seconds };
-                status.reset_secs = Some(seconds.saturating_add(u64::from(nanos > 0 && nanos <= i32::MAX as u64)));
+                // Negative values (two's complement, so past the signed range here) mean
+                // nothing left to wait.
+                let seconds = i64::try_from(seconds).map_or(0, |_| seconds);
+                let part = i32::try_from(nanos).is_ok_and(|n| n > 0);
+                status.reset_secs = Some(seconds.saturating_add(u64::from(part)));
             }
             _ => {}
         }
@@ -219,12 +221,15 @@ mod tests {
 
     #[test]
     fn a_negative_reset_is_no_wait() {
-        let mut status = b"\x22\x0b\x08".to_vec();
-        status.extend_from_slice(&[0xff; 9]);
-        status.push(0x01);
-        let mut bytes = vec![0x12, status.len() as u8];
-        bytes.extend_from_slice(&status);
-        assert_eq!(decode_response(&bytes).unwrap().statuses[0].reset_secs, Some(0));
+        // seconds -1 (ten-byte varint); then 7 s with nanos -1, which rounds nothing up.
+        let minus_one = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+        for (duration, want) in [([&[0x08][..], &minus_one].concat(), 0), ([&[0x08, 0x07, 0x10][..], &minus_one].concat(), 7)] {
+            let mut status = vec![0x22, duration.len() as u8];
+            status.extend_from_slice(&duration);
+            let mut bytes = vec![0x12, status.len() as u8];
+            bytes.extend_from_slice(&status);
+            assert_eq!(decode_response(&bytes).unwrap().statuses[0].reset_secs, Some(want));
+        }
     }
 
     proptest::proptest! {
