@@ -4,7 +4,7 @@
 //! Gateway form), 2 workers each, one tools/ratelimit-service on a real Redis, one
 //! recording upstream. The scenarios shared with the ratelimit-filter path are fleet.rs's.
 
-use crate::fleet::{self, deliver, notification, replica, replica_config, taken, FleetLimit, SIG};
+use crate::fleet::{self, application_key, deliver, notification, replica, replica_config, taken, FleetLimit, RateLimitService, Redis, LIMIT, SIG, SUBSCRIPTION};
 use crate::harness::{Response, Upstream};
 use std::io::Read;
 use std::net::TcpListener;
@@ -101,4 +101,24 @@ fn a_slow_or_unreachable_service_forwards_by_default_or_holds_with_503() {
         assert_eq!(held.counter("global_rate_limit_total", &[("outcome", "error")]), 1);
         assert!(!String::from_utf8_lossy(&answer.body).contains(SIG));
     }
+}
+
+/// The same setting with the head held (`"header_mode": "hold"` and the flag): the limit
+/// holds across replicas, and the forwarded request carries the descriptor headers too.
+#[test]
+fn with_a_held_head_the_limit_holds_the_same() {
+    let redis = Redis::start();
+    let service = RateLimitService::start(&redis);
+    let upstream = Upstream::start();
+    let config = replica_config(EXAMPLE, upstream.port, service.port)
+        .replace(r#""header_mode": "stream""#, r#""header_mode": "hold""#)
+        .replace("failure_policy: FAIL_RELOAD", "allow_on_headers_stop_iteration: true\n                failure_policy: FAIL_RELOAD");
+    let replicas = [replica(&config, &upstream), replica(&config, &upstream)];
+    let answers: Vec<Response> = (0..2 * LIMIT as u32).map(|n| deliver(&replicas[n as usize % 2], &notification("app-k", n))).collect();
+    assert_eq!(answers.iter().filter(|r| r.status == 200).count(), LIMIT, "{answers:#?}");
+    assert!(answers.iter().all(|r| r.status == 200 || is_fleet_429(r)), "{answers:#?}");
+    assert_eq!(taken(&upstream, "app-k"), LIMIT);
+    let seen = upstream.taken();
+    assert_eq!(seen[0].header("x-webhook-application"), Some(application_key("app-k").as_str()));
+    assert_eq!(seen[0].header("x-webhook-subscription"), Some(SUBSCRIPTION));
 }
