@@ -206,6 +206,7 @@ mod tests {
         assert!(mock.sent_headers.borrow().contains(&("retry-after".to_string(), "5".to_string())));
         assert_eq!(counted(&mock, Counter::GlobalRateLimitError), 1);
         assert_eq!(counted(&mock, Counter::Rejected(Reason::RateLimitUnavailable)), 1);
+        assert!(mock.logs.borrow()[0].ends_with("detail=the fleet rate limit could not be checked (the answer has no code); retry later"), "{:?}", mock.logs.borrow());
         // Held, so not in flight: the retry is asked again.
         let (mock, _, _) = sent(&config("stream", r#","on_error":"hold""#, false), &store, &DOC.replace("19:20:08", "19:20:09"));
         assert_eq!(mock.grpc_calls.borrow().len(), 1);

@@ -224,6 +224,12 @@ mod tests {
         assert_eq!(global.descriptors, [vec![Endpoint]]);
         assert_eq!((global.timeout_ms, global.on_error), (50, OnError::Hold));
         assert!(endpoint("azure_managed_app", "null").unwrap().endpoints[0].global_rate_limit.is_none());
+        // The bounds themselves are accepted: 8 descriptors, 10 s.
+        let eight = vec![r#"["endpoint"]"#; 8].join(",");
+        let config = endpoint("azure_managed_app", &format!(r#"{{"cluster":"c","domain":"d","timeout_ms":10000,"descriptors":[{eight}]}}"#)).unwrap();
+        assert_eq!((setting(&config).descriptors.len(), setting(&config).timeout_ms), (8, 10_000));
+        let nine = vec![r#"["endpoint"]"#; 9].join(",");
+        assert!(endpoint("azure_managed_app", &format!(r#"{{"cluster":"c","domain":"d","descriptors":[{nine}]}}"#)).unwrap_err().contains("must list 1 to 8"));
     }
 
     #[test]
@@ -296,6 +302,11 @@ mod tests {
         assert_eq!(verdict(0, &answer(2, &[(2, Some((3, 3)), 0, None)])), Verdict::Limited { retry_after: 3600, headers: vec![("x-ratelimit-limit", "3, 3;w=3600".into()), ("x-ratelimit-remaining", "0".into())] });
         assert_eq!(verdict(0, &answer(2, &[(2, Some((3, 5)), 0, Some(0))])), Verdict::Limited { retry_after: 1, headers: vec![("x-ratelimit-limit", "3".into()), ("x-ratelimit-remaining", "0".into()), ("x-ratelimit-reset", "0".into())] });
         assert_eq!(verdict(0, &answer(2, &[])), Verdict::Limited { retry_after: 1, headers: vec![] });
+        // Every unit with a fixed length.
+        for (unit, seconds) in [(1, 1), (2, 60), (3, 3600), (4, 86_400)] {
+            let Verdict::Limited { retry_after, .. } = verdict(0, &answer(2, &[(2, Some((1, unit)), 0, None)])) else { panic!("limited") };
+            assert_eq!(retry_after, seconds, "unit {unit}");
+        }
     }
 
     #[test]
