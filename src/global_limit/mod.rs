@@ -225,10 +225,10 @@ mod tests {
         assert_eq!((global.timeout_ms, global.on_error), (50, OnError::Hold));
         assert!(endpoint("azure_managed_app", "null").unwrap().endpoints[0].global_rate_limit.is_none());
         // The bounds themselves are accepted: 8 descriptors, 10 s.
-        let eight = vec![r#"["endpoint"]"#; 8].join(",");
+        let eight = [r#"["endpoint"]"#; 8].join(",");
         let config = endpoint("azure_managed_app", &format!(r#"{{"cluster":"c","domain":"d","timeout_ms":10000,"descriptors":[{eight}]}}"#)).unwrap();
         assert_eq!((setting(&config).descriptors.len(), setting(&config).timeout_ms), (8, 10_000));
-        let nine = vec![r#"["endpoint"]"#; 9].join(",");
+        let nine = [r#"["endpoint"]"#; 9].join(",");
         assert!(endpoint("azure_managed_app", &format!(r#"{{"cluster":"c","domain":"d","descriptors":[{nine}]}}"#)).unwrap_err().contains("must list 1 to 8"));
     }
 
