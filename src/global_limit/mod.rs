@@ -304,8 +304,9 @@ mod tests {
         assert_eq!(verdict(0, &answer(2, &[])), Verdict::Limited { retry_after: 1, headers: vec![] });
         // Every unit with a fixed length.
         for (unit, seconds) in [(1, 1), (2, 60), (3, 3600), (4, 86_400)] {
-            let Verdict::Limited { retry_after, .. } = verdict(0, &answer(2, &[(2, Some((1, unit)), 0, None)])) else { panic!("limited") };
+            let Verdict::Limited { retry_after, headers } = verdict(0, &answer(2, &[(2, Some((1, unit)), 0, None)])) else { panic!("limited") };
             assert_eq!(retry_after, seconds, "unit {unit}");
+            assert_eq!(headers[0], ("x-ratelimit-limit", format!("1, 1;w={seconds}")));
         }
     }
 
