@@ -2,6 +2,7 @@
 //! so a bad configuration is refused with one message naming the field, never discovered
 //! on a request.
 
+use crate::global_limit::{self, GlobalRateLimit};
 use crate::json_path;
 use crate::problem::clip;
 use crate::profile::azure_managed_app::arm::config::OnError;
@@ -75,6 +76,8 @@ pub struct Endpoint {
     pub forward: Forward,
     pub upstream_4xx: Upstream4xx,
     pub rate_limit: Option<RateLimit>,
+    /// The fleet-wide limit asked of a rate limit service (src/global_limit/).
+    pub global_rate_limit: Option<GlobalRateLimit>,
     pub mode: Mode,
     /// Window in which a copy of a delivered event is answered without forwarding.
     pub dedupe_seconds: Option<u64>,
@@ -162,7 +165,8 @@ struct RawConfig<'a> {
 
 /// The keys every endpoint has, whatever its profile; a profile reads its own
 /// ([`profile::Registration::keys`]) from the same object.
-pub const COMMON_KEYS: [&str; 10] = ["name", "path", "profile", "secret", "max_body_bytes", "forward", "upstream_4xx", "rate_limit", "mode", "dedupe_seconds"];
+pub const COMMON_KEYS: [&str; 11] =
+    ["name", "path", "profile", "secret", "max_body_bytes", "forward", "upstream_4xx", "rate_limit", "global_rate_limit", "mode", "dedupe_seconds"];
 
 /// The common keys (`deny_unknown_fields` is done by [`unknown_key`], which knows the
 /// profiles' keys too).
@@ -176,6 +180,7 @@ struct RawEndpoint {
     forward: Option<String>,
     upstream_4xx: Option<String>,
     rate_limit: Option<RawRateLimit>,
+    global_rate_limit: Option<global_limit::Raw>,
     mode: Option<String>,
     dedupe_seconds: Option<u64>,
 }
@@ -374,6 +379,7 @@ impl Endpoint {
         let profile = (registration.configure)(&Section { json, part, at, name: &raw.name, secret: &secret, env })?;
         let max_body = body_limit(profile.min_body_bytes(), raw.max_body_bytes)?;
         let rate_limit = raw.rate_limit.as_ref().map(|r| RateLimit::validate(r, profile.as_ref(), &raw.name)).transpose()?;
+        let global_rate_limit = raw.global_rate_limit.as_ref().map(|g| GlobalRateLimit::validate(g, profile.as_ref())).transpose()?;
         // A replay the signature still accepts must meet the duplicate mark.
         let dedupe_seconds = match (profile.replay_window(), raw.dedupe_seconds) {
             (Some(window), Some(seconds)) if seconds < window => {
@@ -387,6 +393,7 @@ impl Endpoint {
             dedupe_seconds,
             mode,
             rate_limit,
+            global_rate_limit,
             source: format!("/webhook-guard/{}", raw.name),
             name: raw.name.clone(),
             path: raw.path.clone(),

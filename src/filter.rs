@@ -1,15 +1,17 @@
 //! The per-request flow: a short driver over the stages of an Envoy HTTP stream. Each
 //! stage's rules live in their own module: [`head`] (route, authenticate, clean the head),
-//! [`body`] (validate the buffered body, suppress duplicates), [`verify`] (the ARM check,
-//! asynchronous), [`forward`] (what the upstream gets) and [`answer`] (the upstream's
-//! answer, and every local reply); [`limit`] holds the rate limits the head and the body
-//! apply. The flow talks to Envoy only through [`HttpHost`], so every stage is unit-tested
-//! natively against a recording mock (`mock`); `host.rs` implements the trait with
-//! proxy-wasm calls.
+//! [`body`] (validate the buffered body, suppress duplicates), [`global_limit`] (the
+//! fleet's rate limit service, asynchronous), [`verify`] (the ARM check, asynchronous),
+//! [`forward`] (what the upstream gets) and [`answer`] (the upstream's answer, and every
+//! local reply); [`limit`] holds the rate limits the head and the body apply. The flow
+//! talks to Envoy only through [`HttpHost`], so every stage is unit-tested natively
+//! against a recording mock (`mock`); `host.rs` implements the trait with proxy-wasm
+//! calls.
 
 mod answer;
 mod body;
 mod forward;
+mod global_limit;
 mod head;
 mod headers;
 #[cfg(test)]
@@ -28,14 +30,15 @@ pub use headers::Headers;
 use crate::config::{Config, Endpoint, HeaderMode};
 use crate::media::Media;
 use crate::metrics::{Counter, Histogram, ListenerCounter};
-use crate::outbound::Outbound;
+use crate::outbound::{GrpcOutbound, Outbound};
 use crate::profile::SignedHeaders;
 use proxy_wasm::types::Action;
 use std::rc::Rc;
 
 /// What the flow needs from the proxy for one HTTP stream; the shared store holds
-/// state common to every worker, and outbound calls serve the verify stage.
-pub trait HttpHost: Outbound {
+/// state common to every worker, and outbound calls serve the verify and global limit
+/// stages.
+pub trait HttpHost: Outbound + GrpcOutbound {
     /// The host clock, nanoseconds since the Unix epoch.
     fn now_nanos(&self) -> u64;
     /// All request headers, read in one call. Values are bytes: HTTP/1 allows non-UTF-8
@@ -76,6 +79,8 @@ enum Stage {
     Idle,
     /// Head accepted; buffering the body.
     Body { media: Media, size: usize },
+    /// Body accepted; held while the fleet's rate limit service answers.
+    Limiting(Box<global_limit::Asking>),
     /// Body accepted; held while Azure Resource Manager confirms the notification.
     Verifying(Box<verify::Confirming>),
     /// Sent upstream; its answer is checked.
@@ -139,6 +144,13 @@ impl<H: HttpHost> Guard<H> {
     pub fn on_call_response(&mut self, call: u32, body_size: usize) {
         if matches!(self.stage, Stage::Verifying(_)) {
             self.on_endpoint((), |guard, _, endpoint| guard.verify_answer(endpoint, call, body_size));
+        }
+    }
+
+    /// The answer of the fleet's rate limit service ([`global_limit`]).
+    pub fn on_grpc_response(&mut self, call: u32, status: u32, size: usize) {
+        if matches!(self.stage, Stage::Limiting(_)) {
+            self.on_endpoint((), |guard, _, endpoint| guard.global_answer(endpoint, call, status, size));
         }
     }
 

@@ -7,7 +7,7 @@
 use crate::config::{Config, Endpoint};
 use crate::filter::{Guard, Headers, HttpHost};
 use crate::metrics::{Counter, Histogram, ListenerCounter};
-use crate::outbound::{Answer, Call, Outbound};
+use crate::outbound::{Answer, Call, GrpcCall, GrpcOutbound, Outbound};
 use crate::root::{self, Flow, Root, RootHost, Streams};
 use crate::shared::{SharedStore, StoreError};
 use proxy_wasm::hostcalls;
@@ -19,7 +19,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 /// How often the root context checks held heads and whether a token needs refreshing.
 const TICK: Duration = Duration::from_secs(1);
-/// Largest answer body read from ARM or a token issuer.
+/// Largest answer body read from ARM, a token issuer or the rate limit service.
 const MAX_CALL_BODY: usize = 256 * 1024;
 
 proxy_wasm::main! {{
@@ -152,6 +152,15 @@ impl Context for Stream {
         }
         self.track_wait();
     }
+
+    /// The rate limit service's answer (`status` 0) or the call's failure; an allowed
+    /// notification's ARM check may then wait for another's token fetch.
+    fn on_grpc_call_response(&mut self, call: u32, status: u32, size: usize) {
+        if let Ok(mut guard) = self.guard.try_borrow_mut() {
+            guard.on_grpc_response(call, status, size);
+        }
+        self.track_wait();
+    }
 }
 
 impl HttpContext for Stream {
@@ -268,6 +277,24 @@ impl Outbound for WasmHost {
         };
         let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size.min(MAX_CALL_BODY)).ok().flatten();
         Answer { status: header(":status").and_then(|s| s.parse().ok()), retry_after: header("retry-after"), body: body.unwrap_or_default() }
+    }
+}
+
+impl GrpcOutbound for WasmHost {
+    fn dispatch_grpc(&self, call: &GrpcCall<'_>) -> Option<u32> {
+        let timeout = Duration::from_millis(call.timeout_ms);
+        // A cluster Envoy does not know is a ParseFailure here, not a trap.
+        match hostcalls::dispatch_grpc_call(call.cluster, call.service, call.method, vec![], Some(call.message), timeout) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                log::warn!("webhook-guard: calling cluster {} failed: {e:?}", call.cluster);
+                None
+            }
+        }
+    }
+
+    fn grpc_answer(&self, size: usize) -> Vec<u8> {
+        hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size.min(MAX_CALL_BODY)).ok().flatten().unwrap_or_default()
     }
 }
 

@@ -23,6 +23,7 @@
 //! - [`event`]: the normalised event, its name-based id and its CloudEvent rendering.
 //! - [`ratelimit`]: token buckets over shared data, one per endpoint or key slot.
 //! - [`dedupe`]: duplicate suppression, marked only once the upstream took the event.
+//! - [`global_limit`]: the fleet-wide limit asked of a rate limit service over gRPC.
 //! - [`shared`]: the shared-data store as a trait, bounded CAS updates, slot keys.
 //! - [`outbound`]: calls out through an Envoy cluster (the ARM check's).
 //! - [`upstream`]: what the sender is told for the upstream's status, per profile.
@@ -41,6 +42,7 @@ pub mod dedupe;
 pub mod event;
 pub mod filter;
 pub mod form;
+pub mod global_limit;
 pub mod held;
 pub mod json_path;
 pub mod media;

@@ -25,12 +25,16 @@ pub enum Counter {
     UpstreamMapped(Mapped),
     /// A copy of a delivered event, answered 200 without forwarding (`dedupe_seconds`).
     Duplicate,
-    /// Forwarded by the filter, then refused 429 by Envoy's global rate limit filter placed
-    /// after it: never reached the upstream.
+    /// Refused 429 by the fleet's limit: by Envoy's global rate limit filter placed after
+    /// the filter, or by the filter's own `global_rate_limit`. Never reached the upstream.
     GlobalRateLimited,
-    /// Forwarded by the filter, then answered by the global rate limit filter because its
-    /// service failed (`failure_mode_deny: true`): never reached the upstream.
+    /// Answered because the rate limit service failed: by the global rate limit filter
+    /// (`failure_mode_deny: true`) or by `global_rate_limit.on_error: hold`. Never reached
+    /// the upstream.
     GlobalRateLimitError,
+    /// The rate limit service of `global_rate_limit` failed and the notification was
+    /// forwarded (`on_error: forward`).
+    GlobalRateLimitFailedOpen,
     /// A notification breaking a rule of its sender's documented table (the rule's slug),
     /// whatever was done with it.
     Nonconforming(&'static str),
@@ -143,6 +147,9 @@ impl Counter {
             Counter::GlobalRateLimited,
             Counter::GlobalRateLimitError,
         ];
+        if endpoint.global_rate_limit.is_some() {
+            all.push(Counter::GlobalRateLimitFailedOpen);
+        }
         all.extend(Reason::ALL.iter().filter(|r| !NOT_PER_ENDPOINT.contains(r)).map(|r| Counter::Rejected(*r)));
         all.extend(Mapped::ALL.map(Counter::UpstreamMapped));
         all.extend(endpoint.profile.counters());
@@ -172,6 +179,7 @@ impl Counter {
             Counter::Duplicate => ("duplicates_total", vec![]),
             Counter::GlobalRateLimited => ("global_rate_limit_total", label("outcome", "limited")),
             Counter::GlobalRateLimitError => ("global_rate_limit_total", label("outcome", "error")),
+            Counter::GlobalRateLimitFailedOpen => ("global_rate_limit_total", label("outcome", "failed_open")),
             Counter::Nonconforming(rule) => ("nonconforming_total", label("rule", rule)),
             Counter::Profile(own) => (own.family, own.labels.iter().map(|(name, value)| (*name, value.to_string())).collect()),
         }

@@ -1,5 +1,6 @@
 //! Calls out of the filter through an Envoy cluster (a profile's confirmation step, e.g.
-//! Azure's ARM check), behind a trait so that they are tested natively against the mock.
+//! Azure's ARM check, and the fleet's rate limit service), behind a trait so that they
+//! are tested natively against the mock.
 
 use crate::shared::SharedStore;
 
@@ -28,10 +29,29 @@ impl Answer {
     }
 }
 
-/// What the check needs from the host besides shared data: calls out and their answers.
+/// A unary gRPC call through an Envoy cluster.
+#[derive(Debug)]
+pub struct GrpcCall<'a> {
+    pub cluster: &'a str,
+    pub service: &'a str,
+    pub method: &'a str,
+    /// The request message, serialised.
+    pub message: &'a [u8],
+    pub timeout_ms: u64,
+}
+
+/// What the checks need from the host besides shared data: calls out and their answers.
 pub trait Outbound: SharedStore {
     /// Dispatches `call`; the id its answer will carry, `None` when it cannot be sent.
     fn dispatch(&self, call: &Call<'_>) -> Option<u32>;
     /// The answer of the call being reported, its body read up to `body_size` bytes.
     fn answer(&self, body_size: usize) -> Answer;
+}
+
+/// gRPC calls out (the fleet's rate limit service) and their answers.
+pub trait GrpcOutbound {
+    /// Dispatches `call`; the id its answer will carry, `None` when it cannot be sent.
+    fn dispatch_grpc(&self, call: &GrpcCall<'_>) -> Option<u32>;
+    /// The response message of the gRPC call being reported, `size` bytes.
+    fn grpc_answer(&self, size: usize) -> Vec<u8>;
 }

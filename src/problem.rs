@@ -43,6 +43,8 @@ reasons! {
     /// A nonconforming notification refused (`on_nonconforming: reject`).
     Nonconforming,
     Unverified,
+    /// The fleet's rate limit service gave no verdict (`global_rate_limit.on_error: hold`).
+    RateLimitUnavailable,
     /// The filter could not build what it forwards: its own fault, so the sender retries.
     Internal,
 }
@@ -60,7 +62,7 @@ impl Reason {
             Reason::RateLimited | Reason::InFlight => 429,
             Reason::UpstreamRejected => 502,
             Reason::NotHeld | Reason::Held => 503,
-            Reason::Unverified => 503,
+            Reason::Unverified | Reason::RateLimitUnavailable => 503,
             Reason::Internal => 500,
         }
     }
@@ -85,6 +87,7 @@ impl Reason {
             Reason::Held => "held",
             Reason::Nonconforming => "nonconforming",
             Reason::Unverified => "unverified",
+            Reason::RateLimitUnavailable => "rate_limit_unavailable",
             Reason::Internal => "internal_error",
         }
     }
@@ -108,6 +111,7 @@ impl Reason {
             Reason::Held => "Nonconforming notification held",
             Reason::Nonconforming => "Nonconforming notification",
             Reason::Unverified => "Not confirmed by Azure Resource Manager",
+            Reason::RateLimitUnavailable => "Rate limit unavailable",
             Reason::Internal => "Internal error",
         }
     }
@@ -123,11 +127,13 @@ pub struct Rejection {
     pub retry_after: Option<u64>,
     /// `Allow` header value (405).
     pub allow: Option<&'static str>,
+    /// Further headers: the fleet limit's `x-ratelimit-*`.
+    pub extra: Vec<(&'static str, String)>,
 }
 
 impl Rejection {
     pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
-        Rejection { reason, detail: detail.into(), retry_after: None, allow: None }
+        Rejection { reason, detail: detail.into(), retry_after: None, allow: None, extra: Vec::new() }
     }
 
     pub fn status(&self) -> u16 {
@@ -166,6 +172,7 @@ impl Rejection {
         if let Some(allow) = self.allow {
             headers.push(("allow", allow.to_string()));
         }
+        headers.extend(self.extra.iter().cloned());
         headers
     }
 }

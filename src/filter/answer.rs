@@ -19,7 +19,7 @@ impl<H: HttpHost> Guard<H> {
     /// a later filter's local reply).
     pub(super) fn upstream_answer(&mut self, index: usize, endpoint: &Endpoint) -> Action {
         // `stream` only: the upstream may answer a head whose body it has not got yet.
-        let early = self.head_sent && endpoint.mode == Mode::Enforce && matches!(self.stage, Stage::Body { .. } | Stage::Verifying(_));
+        let early = self.head_sent && endpoint.mode == Mode::Enforce && matches!(self.stage, Stage::Body { .. } | Stage::Limiting(_) | Stage::Verifying(_));
         if !early && !matches!(self.stage, Stage::Forwarded) {
             return Action::Continue;
         }

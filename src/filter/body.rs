@@ -1,8 +1,9 @@
 //! The body stage: the buffered body against the endpoint's size limit, its profile's
 //! validation, what the endpoint does with a nonconforming notification, the
 //! per-application or per-subscription rate limit, shadow mode's verdict, the vendor's
-//! ping, and duplicate suppression. What passes goes to the verify stage when the
-//! endpoint confirms notifications with ARM, else straight to the forward stage.
+//! ping, and duplicate suppression. What passes goes to the fleet's rate limit service
+//! when the endpoint asks one, then to the verify stage when the endpoint confirms
+//! notifications with ARM, else straight to the forward stage.
 
 use super::{Guard, HttpHost, Stage};
 use crate::config::{Endpoint, Mode};
@@ -74,6 +75,11 @@ impl<H: HttpHost> Guard<H> {
                 }
             }
         }
+        self.limit_globally(endpoint, event, size)
+    }
+
+    /// The ARM check when the endpoint confirms notifications, else the forward stage.
+    pub(super) fn confirm(&mut self, endpoint: &Endpoint, event: Event, size: usize) -> Action {
         match endpoint.profile.arm_check() {
             Some(check) => self.verify(endpoint, check, event, size),
             None => self.forward(endpoint, &event, size, None),

@@ -5,7 +5,7 @@
 use super::{Guard, Headers, HttpHost};
 use crate::config::Config;
 use crate::metrics::{Counter, Histogram, ListenerCounter};
-use crate::outbound::{self, Outbound};
+use crate::outbound::{self, GrpcOutbound, Outbound};
 use crate::shared::memory::MemoryStore;
 use crate::shared::{SharedStore, StoreError};
 use proxy_wasm::types::Action;
@@ -48,9 +48,25 @@ pub(crate) struct Mock {
     /// Dispatched calls: (cluster, `:path`).
     pub(crate) calls: RefCell<Vec<(String, String)>>,
     pub(crate) answer: RefCell<outbound::Answer>,
+    /// Dispatched gRPC calls.
+    pub(crate) grpc_calls: RefCell<Vec<GrpcCallMade>>,
+    /// The answer message of the gRPC call being reported.
+    pub(crate) grpc_body: RefCell<Vec<u8>>,
+    /// gRPC calls cannot be sent (no such cluster).
+    pub(crate) grpc_refused: Cell<bool>,
     pub(crate) resumed: Cell<bool>,
     /// Streams the root entered (`RootHost::enter`), in order.
     pub(crate) entered: RefCell<Vec<u32>>,
+}
+
+/// A gRPC call the flow dispatched.
+#[derive(Debug, Clone)]
+pub(crate) struct GrpcCallMade {
+    pub(crate) cluster: String,
+    pub(crate) service: String,
+    pub(crate) method: String,
+    pub(crate) message: Vec<u8>,
+    pub(crate) timeout_ms: u64,
 }
 
 impl Mock {
@@ -81,6 +97,26 @@ impl Outbound for Rc<Mock> {
     }
     fn answer(&self, _body_size: usize) -> outbound::Answer {
         self.answer.borrow().clone()
+    }
+}
+
+impl GrpcOutbound for Rc<Mock> {
+    fn dispatch_grpc(&self, call: &outbound::GrpcCall<'_>) -> Option<u32> {
+        if self.grpc_refused.get() {
+            return None;
+        }
+        let mut calls = self.grpc_calls.borrow_mut();
+        calls.push(GrpcCallMade {
+            cluster: call.cluster.into(),
+            service: call.service.into(),
+            method: call.method.into(),
+            message: call.message.to_vec(),
+            timeout_ms: call.timeout_ms,
+        });
+        u32::try_from(calls.len()).ok()
+    }
+    fn grpc_answer(&self, size: usize) -> Vec<u8> {
+        self.grpc_body.borrow().get(..size).map(<[u8]>::to_vec).unwrap_or_default()
     }
 }
 

@@ -74,14 +74,14 @@ impl Drop for Azure {
 
 /// Envoy clusters `arm` and `login` (plain HTTP to the stand-in; `login_port` may differ).
 fn clusters(arm_port: u16, login_port: u16) -> String {
-    [("arm", arm_port), ("login", login_port)]
-        .iter()
-        .map(|(name, port)| {
-            format!(
-                "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}\n"
-            )
-        })
-        .collect()
+    cluster("arm", arm_port) + &cluster("login", login_port)
+}
+
+/// One cluster of the bootstrap's list, to 127.0.0.1:`port`.
+fn cluster(name: &str, port: u16) -> String {
+    format!(
+        "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}\n"
+    )
 }
 
 fn client_credentials(extra: &str) -> String {
@@ -212,6 +212,38 @@ fn lagging_arm_is_held_with_503_then_forwarded_on_the_retry() {
     // A copy of the delivered event needs no ARM call.
     assert_eq!(notify(&s, "PUT", "Succeeded").header("x-webhook-duplicate"), Some("true"));
     assert_eq!(s.azure.arm_requests().len(), 2);
+}
+
+/// The fleet's limit (`global_rate_limit`, tools/ratelimit-service on a real Redis with
+/// fleet.rs's limits: 5 per application) is asked before ARM, with a streamed head: a
+/// notification over it costs no ARM call and reaches no upstream.
+#[test]
+fn a_notification_over_the_fleet_limit_costs_no_arm_call() {
+    use crate::fleet::{RateLimitService, Redis, LIMIT};
+    let redis = Redis::start();
+    let service = RateLimitService::start(&redis);
+    let global = r#", "global_rate_limit": {"cluster": "ratelimit", "domain": "webhook-guard"}"#;
+    let streamed = plugin(&client_credentials(""), global).replacen(r#""header_mode": "hold""#, r#""header_mode": "stream""#, 1);
+    let azure = Azure::start();
+    let upstream = Upstream::start();
+    let mut opts = Options::new(&streamed, upstream.port);
+    opts.concurrency = 2;
+    opts.env = vec![("ARM_CLIENT_SECRET".into(), CLIENT_SECRET.into())];
+    let h2 = "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: { http2_protocol_options: {} }\n";
+    opts.clusters = format!("{}{}{h2}", clusters(azure.port, azure.port), cluster("ratelimit", service.port));
+    let envoy = Envoy::start_with(opts);
+    let at = |n: usize| notification("PUT", "Succeeded").replace("09:41:27", &format!("09:41:{n:02}"));
+    for n in 0..LIMIT {
+        let answer = post_json(envoy.port, &signed("/api/resource"), at(n).as_bytes());
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+    assert_eq!(azure.arm_requests().len(), LIMIT);
+    let refused = post_json(envoy.port, &signed("/api/resource"), at(LIMIT).as_bytes());
+    refused.assert_problem(429, "rate_limited");
+    assert!(refused.header("retry-after").is_some());
+    assert_eq!(azure.arm_requests().len(), LIMIT, "no ARM call for the refused notification");
+    assert_eq!(upstream.requests().len(), LIMIT, "nor an upstream request");
+    assert_eq!(envoy.counter("global_rate_limit_total", &[("endpoint", "azure"), ("outcome", "limited")]), 1);
 }
 
 /// `"header_mode": "stream"` without allow_on_headers_stop_iteration (Istio's WasmPlugin,

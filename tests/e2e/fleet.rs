@@ -1,8 +1,9 @@
 //! A fleet: two Envoy replicas running `examples/fleet/envoy.yaml` (webhook-guard, then
 //! Envoy's global rate limit filter), one rate limit service (tools/ratelimit-service:
-//! Kuadrant's limitador over a real Redis) and one recording upstream.
+//! Kuadrant's limitador over a real Redis) and one recording upstream. The fleet with
+//! the filter asking the service itself is tested in fleet_stream.rs, on the same pieces.
 
-use crate::harness::{get, post_json, required_file, send, wasm_path, Envoy, Options, Response, Upstream};
+use crate::harness::{eventually, get, post_json, required_file, send, wasm_path, Envoy, Options, Response, Upstream};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -10,17 +11,17 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const SIG: &str = "fleet-secret";
+pub(super) const SIG: &str = "fleet-secret";
 /// The per-application limit the tests configure (60 s window).
-const LIMIT: usize = 5;
+pub(super) const LIMIT: usize = 5;
 /// The application whose limit has a 2 s window, for the retry test.
-const SHORT: &str = "app-short";
+pub(super) const SHORT: &str = "app-short";
 /// A subscription Azure spells in capitals; its limit (one per minute) is written in the
 /// lowercase form webhook-guard puts in `x-webhook-subscription`.
-const UPPER_SUBSCRIPTION: &str = "9E1C6F2A-4B7D-4C8E-A1F3-2D5B8C7E6A90";
+pub(super) const UPPER_SUBSCRIPTION: &str = "9E1C6F2A-4B7D-4C8E-A1F3-2D5B8C7E6A90";
 /// Concurrent senders in the wave test: limitador's Redis storage reads the counters and
 /// then increments them, so each request in flight can slip past a spent counter once.
-const SENDERS: usize = 4;
+pub(super) const SENDERS: usize = 4;
 
 /// Test limits in limitador's format, over the descriptors `examples/fleet/envoy.yaml`
 /// sends: [0] endpoint + application, [1] endpoint + subscription.
@@ -56,19 +57,19 @@ fn limits() -> String {
     )
 }
 
-const SUBSCRIPTION: &str = "0b88dfdb-55b3-4fb0-b474-5b6dcbe6b2ef";
+pub(super) const SUBSCRIPTION: &str = "0b88dfdb-55b3-4fb0-b474-5b6dcbe6b2ef";
 
 /// The canonical, lowercased application id webhook-guard puts in `x-webhook-application`.
-fn application_key(app: &str) -> String {
+pub(super) fn application_key(app: &str) -> String {
     format!("/subscriptions/{SUBSCRIPTION}/resourcegroups/rg-fleet/providers/microsoft.solutions/applications/{app}")
 }
 
 /// The `n`-th distinct notification about `app` (distinct event times, so distinct ids).
-fn notification(app: &str, n: u32) -> String {
+pub(super) fn notification(app: &str, n: u32) -> String {
     notification_in(SUBSCRIPTION, app, n)
 }
 
-fn notification_in(subscription: &str, app: &str, n: u32) -> String {
+pub(super) fn notification_in(subscription: &str, app: &str, n: u32) -> String {
     format!(
         r#"{{"eventType":"PUT","applicationId":"subscriptions/{subscription}/resourceGroups/rg-fleet/providers/Microsoft.Solutions/applications/{app}","eventTime":"2024-05-01T10:{:02}:{:02}.1707163Z","provisioningState":"Succeeded","applicationDefinitionId":"subscriptions/{subscription}/resourceGroups/rg-fleet/providers/Microsoft.Solutions/applicationDefinitions/def"}}"#,
         n / 60,
@@ -76,7 +77,7 @@ fn notification_in(subscription: &str, app: &str, n: u32) -> String {
     )
 }
 
-fn deliver(envoy: &Envoy, body: &str) -> Response {
+pub(super) fn deliver(envoy: &Envoy, body: &str) -> Response {
     post_json(envoy.port, &format!("/api/resource?sig={SIG}"), body.as_bytes())
 }
 
@@ -85,11 +86,30 @@ fn is_global_429(r: &Response) -> bool {
     r.status == 429 && r.header("x-envoy-ratelimited") == Some("true")
 }
 
+/// How many notifications about `app` `upstream` took, by the CloudEvent's subject.
+pub(super) fn taken(upstream: &Upstream, app: &str) -> usize {
+    // The upstream records an answer just after writing it, so the sender may see it
+    // first: let the record catch up with every request read.
+    eventually(|| upstream.answered().len() == upstream.requests().len());
+    upstream.taken().iter().filter(|r| r.json()["subject"].as_str().is_some_and(|s| s.to_ascii_lowercase() == application_key(app))).count()
+}
+
+/// One way the fleet's limit is asked: the example every replica runs, its refusal, and
+/// the stat counting a notification let through because the service failed.
+pub(super) struct FleetLimit {
+    pub(super) example: &'static str,
+    pub(super) refused: fn(&Response) -> bool,
+    pub(super) failed_open: &'static str,
+}
+
+/// Envoy's ratelimit filter after webhook-guard, head held.
+const RATELIMIT_FILTER: FleetLimit = FleetLimit { example: "envoy.yaml", refused: is_global_429, failed_open: "ratelimit.failure_mode_allowed" };
+
 /// A server process of a test, stopped when dropped.
-struct Process(Child);
+pub(super) struct Process(Child);
 
 impl Process {
-    fn stop(&mut self) {
+    pub(super) fn stop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -102,13 +122,13 @@ impl Drop for Process {
 }
 
 /// Debian's redis-server on a free loopback port, with nothing persisted.
-struct Redis {
-    process: Process,
+pub(super) struct Redis {
+    pub(super) process: Process,
     port: u16,
 }
 
 impl Redis {
-    fn start() -> Redis {
+    pub(super) fn start() -> Redis {
         let server = which("redis-server").expect("redis-server not found: install Debian's redis-server (`make e2e` does)");
         for _ in 0..5 {
             let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -155,14 +175,14 @@ fn which(name: &str) -> Option<PathBuf> {
 }
 
 /// tools/ratelimit-service, listening on a port it picks and reports.
-struct RateLimitService {
-    process: Process,
-    port: u16,
+pub(super) struct RateLimitService {
+    pub(super) process: Process,
+    pub(super) port: u16,
     _dir: TempDir,
 }
 
 impl RateLimitService {
-    fn start(redis: &Redis) -> RateLimitService {
+    pub(super) fn start(redis: &Redis) -> RateLimitService {
         let binary = required_file("RATELIMIT_SERVICE", "tools/ratelimit-service/target/debug/ratelimit-service");
         let dir = TempDir::new("ratelimit");
         let file = dir.0.join("limits.yaml");
@@ -192,10 +212,10 @@ impl Drop for TempDir {
     }
 }
 
-/// `examples/fleet/envoy.yaml` as shipped, pointed at the test's module, upstream and
+/// `examples/fleet/<example>` as shipped, pointed at the test's module, upstream and
 /// rate limit service, on ports Envoy picks.
-fn replica_config(upstream: u16, service: u16) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet/envoy.yaml");
+pub(super) fn replica_config(example: &str, upstream: u16, service: u16) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet").join(example);
     let mut text = std::fs::read_to_string(path).unwrap();
     let swaps = [
         ("{ address: 127.0.0.1, port_value: 9901 }".to_string(), "{ address: 127.0.0.1, port_value: 0 }".to_string()),
@@ -205,37 +225,42 @@ fn replica_config(upstream: u16, service: u16) -> String {
         ("{ address: ratelimit.internal, port_value: 8081 }".to_string(), format!("{{ address: 127.0.0.1, port_value: {service} }}")),
     ];
     for (from, to) in swaps {
-        assert!(text.contains(&from), "examples/fleet/envoy.yaml no longer holds {from}");
+        assert!(text.contains(&from), "examples/fleet/{example} no longer holds {from}");
         text = text.replace(&from, &to);
     }
     text
 }
 
-struct Fleet {
-    upstream: Upstream,
-    replicas: [Envoy; 2],
-    service: RateLimitService,
-    redis: Redis,
+pub(super) struct Fleet {
+    pub(super) upstream: Upstream,
+    pub(super) replicas: [Envoy; 2],
+    pub(super) service: RateLimitService,
+    pub(super) redis: Redis,
+}
+
+/// A replica of `config` (2 workers) with the example's secrets set.
+pub(super) fn replica(config: &str, upstream: &Upstream) -> Envoy {
+    let mut opts = Options::new("", upstream.port);
+    opts.concurrency = 2;
+    opts.env = ["AZURE_SIG", "AZURE_SIG_NEXT", "STORE_SIG"].iter().map(|k| (k.to_string(), SIG.to_string())).collect();
+    Envoy::launch_bootstrap(config, &opts).unwrap_or_else(|log| panic!("Envoy did not start:\n{log}"))
 }
 
 impl Fleet {
-    fn start() -> Fleet {
+    /// Two replicas of `examples/fleet/<example>`.
+    pub(super) fn start_with(example: &str) -> Fleet {
         let redis = Redis::start();
         let service = RateLimitService::start(&redis);
         let upstream = Upstream::start();
-        let config = replica_config(upstream.port, service.port);
-        let mut opts = Options::new("", upstream.port);
-        opts.concurrency = 2;
-        opts.env = ["AZURE_SIG", "AZURE_SIG_NEXT", "STORE_SIG"].iter().map(|k| (k.to_string(), SIG.to_string())).collect();
-        let replica = || Envoy::launch_bootstrap(&config, &opts).unwrap_or_else(|log| panic!("Envoy did not start:\n{log}"));
-        let replicas = [replica(), replica()];
+        let config = replica_config(example, upstream.port, service.port);
+        let replicas = [replica(&config, &upstream), replica(&config, &upstream)];
         Fleet { upstream, replicas, service, redis }
     }
 
     /// Sends `bodies` through both replicas at once: `SENDERS` threads (half on each
     /// replica), each sending its share one after the other, so at most `SENDERS`
     /// requests are in flight.
-    fn deliver_all(&self, bodies: Vec<String>) -> Vec<Response> {
+    pub(super) fn deliver_all(&self, bodies: Vec<String>) -> Vec<Response> {
         let handles: Vec<_> = (0..SENDERS)
             .map(|sender| {
                 let port = self.replicas[sender % 2].port;
@@ -246,28 +271,33 @@ impl Fleet {
         handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
     }
 
-    /// How many notifications about `app` the upstream took.
-    fn taken(&self, app: &str) -> usize {
-        let key = application_key(app);
-        self.upstream.taken().iter().filter(|r| r.header("x-webhook-application") == Some(key.as_str())).count()
+    /// How many notifications about `app` the upstream took (by the CloudEvent's subject:
+    /// a streamed head carries no header derived from the body).
+    pub(super) fn taken(&self, app: &str) -> usize {
+        taken(&self.upstream, app)
     }
 
-    fn stat(&self, replica: usize, name: &str) -> u64 {
+    pub(super) fn stat(&self, replica: usize, name: &str) -> u64 {
         let text = String::from_utf8(get(self.replicas[replica].admin, &format!("/stats?filter={name}")).body).unwrap();
         text.lines().filter_map(|l| l.split_once(": ")).filter(|(k, _)| k.ends_with(name)).map(|(_, v)| v.trim().parse::<u64>().unwrap()).sum()
     }
 }
 
-#[test]
-fn the_application_limit_holds_across_replicas() {
-    let fleet = Fleet::start();
-    // Twice the limit, alternating between the replicas: exactly the limit passes.
+/// Twice the limit, alternating between the replicas, then a concurrent wave: the
+/// per-application limit holds fleet-wide (within the engine's slack), each refusal
+/// carries `Retry-After` and `x-ratelimit-*` and is counted, other applications pass.
+pub(super) fn the_application_limit_holds(path: &FleetLimit) -> Fleet {
+    let fleet = Fleet::start_with(path.example);
+    let refused_by = path.refused;
     let answers: Vec<Response> = (0..2 * LIMIT as u32).map(|n| deliver(&fleet.replicas[n as usize % 2], &notification("app-a", n))).collect();
     let ok = answers.iter().filter(|r| r.status == 200).count();
-    let refused: Vec<&Response> = answers.iter().filter(|r| is_global_429(r)).collect();
+    let refused: Vec<&Response> = answers.iter().filter(|r| refused_by(r)).collect();
     assert_eq!(ok, LIMIT, "{answers:#?}");
-    assert_eq!(refused.len(), LIMIT, "every other answer is the global 429: {answers:#?}");
+    assert_eq!(refused.len(), LIMIT, "every other answer is the fleet's 429: {answers:#?}");
     assert_eq!(fleet.taken("app-a"), LIMIT);
+    // No complete request for a refused notification reached the upstream (streamed, its
+    // head went ahead, never its body).
+    assert_eq!(fleet.upstream.requests().len(), LIMIT);
     // At once through both: limitador's Redis storage reads the counters, then increments
     // them (not one atomic step), so requests checked concurrently may each pass: the
     // slack is at most the number of requests in flight for the counter (SENDERS).
@@ -275,15 +305,11 @@ fn the_application_limit_holds_across_replicas() {
     let answers = fleet.deliver_all((0..wave as u32).map(|n| notification("app-w", n)).collect());
     let ok = answers.iter().filter(|r| r.status == 200).count();
     assert!((LIMIT..=LIMIT + SENDERS).contains(&ok), "{ok} of {wave} passed a limit of {LIMIT} with {SENDERS} senders: {answers:#?}");
-    assert!(answers.iter().all(|r| r.status == 200 || is_global_429(r)), "{answers:#?}");
+    assert!(answers.iter().all(|r| r.status == 200 || refused_by(r)), "{answers:#?}");
     assert_eq!(fleet.taken("app-w"), ok);
     for replica in &fleet.replicas {
-        assert!(is_global_429(&deliver(replica, &notification("app-w", 99))), "the counter is spent fleet-wide");
+        assert!(refused_by(&deliver(replica, &notification("app-w", 99))), "the counter is spent fleet-wide");
     }
-    // The ratelimit filter saw webhook-guard's headers: the count is per application.
-    let seen = fleet.upstream.taken();
-    assert_eq!(seen[0].header("x-webhook-subscription"), Some(SUBSCRIPTION));
-    assert_eq!(seen[0].header("x-webhook-endpoint"), Some("azure"));
     for r in refused {
         let retry_after: u64 = r.header("retry-after").expect("Retry-After").parse().unwrap();
         assert!((1..=60).contains(&retry_after), "{r:?}");
@@ -291,7 +317,7 @@ fn the_application_limit_holds_across_replicas() {
         assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
         assert!(r.header("x-ratelimit-reset").is_some_and(|v| v.parse::<u64>().is_ok()), "{r:?}");
     }
-    // The refusals happened after webhook-guard forwarded them, and are counted so.
+    // Every refusal is counted, on the replica that answered it.
     let refused_counted: u64 = (0..2).map(|i| fleet.stat(i, "outcome=.=limited;.;global_rate_limit_total")).sum();
     assert_eq!(refused_counted, (LIMIT + wave - ok + 2) as u64);
     // Another application is unaffected, on either replica.
@@ -299,11 +325,23 @@ fn the_application_limit_holds_across_replicas() {
         assert_eq!(deliver(replica, &notification("app-b", i as u32)).status, 200);
     }
     assert_eq!(fleet.taken("app-b"), 2);
+    fleet
 }
 
 #[test]
-fn only_forwarded_notifications_use_quota_and_descriptors_cannot_be_spoofed() {
-    let fleet = Fleet::start();
+fn the_application_limit_holds_across_replicas() {
+    let fleet = the_application_limit_holds(&RATELIMIT_FILTER);
+    // The ratelimit filter saw webhook-guard's headers: the count is per application.
+    let seen = fleet.upstream.taken();
+    assert_eq!(seen[0].header("x-webhook-subscription"), Some(SUBSCRIPTION));
+    assert_eq!(seen[0].header("x-webhook-endpoint"), Some("azure"));
+}
+
+/// Forged, invalid and duplicate requests draw no quota; descriptor headers a client
+/// sends change nothing; a subscription in capitals is counted in lowercase.
+pub(super) fn only_forwarded_notifications_use_quota(path: &FleetLimit) -> Fleet {
+    let fleet = Fleet::start_with(path.example);
+    let refused_by = path.refused;
     let [one, two] = &fleet.replicas;
     // Refused by webhook-guard: a wrong secret, an invalid document. None reach the limit.
     for n in 0..2 * LIMIT as u32 {
@@ -324,43 +362,51 @@ fn only_forwarded_notifications_use_quota_and_descriptors_cannot_be_spoofed() {
     for n in 101..100 + LIMIT as u32 {
         assert_eq!(deliver(two, &notification("app-c", n)).status, 200);
     }
-    assert!(is_global_429(&deliver(one, &notification("app-c", 200))));
+    assert!(refused_by(&deliver(one, &notification("app-c", 200))));
     assert_eq!(fleet.taken("app-c"), LIMIT);
 
-    // A client's own descriptor headers are removed: claiming to be app-c does not spend
-    // app-c's quota for app-d, and claiming to be app-d does not free app-c.
+    // A client's own descriptor headers count for nothing: claiming to be app-c does not
+    // spend app-c's quota for app-d, and claiming to be app-d does not free app-c.
     let spoof = |app: &str, claimed: &str, n: u32| {
         let headers =
             [("content-type", "application/json"), ("x-webhook-endpoint", "azure"), ("x-webhook-application", claimed), ("x-webhook-subscription", "other")];
         send(two.port, "POST", &format!("/api/resource?sig={SIG}"), &headers, notification(app, n).as_bytes())
     };
     assert_eq!(spoof("app-d", &application_key("app-c"), 0).status, 200);
-    assert!(is_global_429(&spoof("app-c", &application_key("app-d"), 300)));
-    let d = fleet.upstream.taken().into_iter().find(|r| r.header("x-webhook-application") == Some(application_key("app-d").as_str()));
-    assert_eq!(d.expect("app-d delivered").header("x-webhook-subscription"), Some(SUBSCRIPTION));
+    assert!(refused_by(&spoof("app-c", &application_key("app-d"), 300)));
+    assert_eq!(fleet.taken("app-d"), 1);
 
     // A subscription id in capitals is counted under its lowercase form: the limit written
     // for that form (one per minute) refuses the second event, on the other replica.
-    let lower = UPPER_SUBSCRIPTION.to_ascii_lowercase();
     assert_eq!(deliver(one, &notification_in(UPPER_SUBSCRIPTION, "app-u", 0)).status, 200);
-    assert!(is_global_429(&deliver(two, &notification_in(UPPER_SUBSCRIPTION, "app-u", 1))));
+    assert!(refused_by(&deliver(two, &notification_in(UPPER_SUBSCRIPTION, "app-u", 1))));
+    fleet
+}
+
+#[test]
+fn only_forwarded_notifications_use_quota_and_descriptors_cannot_be_spoofed() {
+    let fleet = only_forwarded_notifications_use_quota(&RATELIMIT_FILTER);
+    // webhook-guard replaced the client's headers with the trusted ones.
+    let d = fleet.upstream.taken().into_iter().find(|r| r.header("x-webhook-application") == Some(application_key("app-d").as_str()));
+    assert_eq!(d.expect("app-d delivered").header("x-webhook-subscription"), Some(SUBSCRIPTION));
+    let lower = UPPER_SUBSCRIPTION.to_ascii_lowercase();
     let u = fleet.upstream.taken().into_iter().find(|r| r.header("x-webhook-application").is_some_and(|a| a.ends_with("/app-u")));
     assert_eq!(u.expect("app-u delivered").header("x-webhook-subscription"), Some(lower.as_str()));
 }
 
-#[test]
-fn after_a_global_429_the_retry_is_forwarded_not_held_in_flight() {
-    let fleet = Fleet::start();
+/// The short window admits one event per 2 s: after a refusal the sender's retry of the
+/// same event (duplicate suppression on) is never 429 in_flight, and once the window
+/// allows it, it is forwarded and taken.
+pub(super) fn after_a_429_the_retry_is_forwarded(path: &FleetLimit) {
+    let fleet = Fleet::start_with(path.example);
+    let refused_by = path.refused;
     let one = &fleet.replicas[0];
-    // The short window admits one event per 2 s: send new ones until one is refused.
-    let refused = (0..50).map(|n| notification(SHORT, n)).find(|body| is_global_429(&deliver(one, body))).expect("the 2 s window refused nothing");
-    // The sender retries the same event at the same replica (duplicate suppression is on):
-    // never 429 in_flight; once the window allows it, it is forwarded and taken.
+    let refused = (0..50).map(|n| notification(SHORT, n)).find(|body| refused_by(&deliver(one, body))).expect("the 2 s window refused nothing");
     let deadline = Instant::now() + Duration::from_secs(30);
     let retry = loop {
         thread::sleep(Duration::from_millis(200));
         let retry = deliver(one, &refused);
-        assert!(retry.status == 200 || is_global_429(&retry), "{retry:?}");
+        assert!(retry.status == 200 || refused_by(&retry), "{retry:?}");
         if retry.status == 200 || Instant::now() > deadline {
             break retry;
         }
@@ -372,20 +418,28 @@ fn after_a_global_429_the_retry_is_forwarded_not_held_in_flight() {
 }
 
 #[test]
-fn a_failed_rate_limit_service_fails_open_never_a_dropped_4xx() {
-    let mut fleet = Fleet::start();
+fn after_a_global_429_the_retry_is_forwarded_not_held_in_flight() {
+    after_a_429_the_retry_is_forwarded(&RATELIMIT_FILTER);
+}
+
+/// Redis stopped, then the service: every notification goes through (fail open, never a
+/// status a sender drops), each replica's local limit still applying, each counted.
+pub(super) fn a_failed_service_fails_open(path: &FleetLimit) {
+    let mut fleet = Fleet::start_with(path.example);
     let answers: Vec<Response> = (0..=LIMIT as u32).map(|n| deliver(&fleet.replicas[n as usize % 2], &notification("app-e", n))).collect();
-    assert!(is_global_429(&answers[LIMIT]), "the limit is reached: {answers:#?}");
-    // Redis gone: the service answers unavailable, Envoy lets the notification through
-    // (failure_mode_deny: false); each replica's local limit still applies.
+    assert!((path.refused)(&answers[LIMIT]), "the limit is reached: {answers:#?}");
     fleet.redis.process.stop();
     let answers = fleet.deliver_all((10..14).map(|n| notification("app-e", n)).collect());
     assert!(answers.iter().all(|r| r.status == 200), "{answers:#?}");
-    // The service gone too: the same.
     fleet.service.process.stop();
     let answers = fleet.deliver_all((20..24).map(|n| notification("app-e", n)).collect());
     assert!(answers.iter().all(|r| r.status == 200), "{answers:#?}");
     assert_eq!(fleet.taken("app-e"), LIMIT + 8);
-    let allowed: u64 = (0..2).map(|i| fleet.stat(i, "ratelimit.failure_mode_allowed")).sum();
-    assert_eq!(allowed, 8, "Envoy counted each as a rate limit service failure");
+    let allowed: u64 = (0..2).map(|i| fleet.stat(i, path.failed_open)).sum();
+    assert_eq!(allowed, 8, "each counted as a rate limit service failure");
+}
+
+#[test]
+fn a_failed_rate_limit_service_fails_open_never_a_dropped_4xx() {
+    a_failed_service_fails_open(&RATELIMIT_FILTER);
 }

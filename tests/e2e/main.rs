@@ -14,6 +14,7 @@ mod dedupe;
 mod failure_policy;
 mod faults;
 mod fleet;
+mod fleet_stream;
 mod github;
 mod hostile;
 mod monitoring;

@@ -402,7 +402,13 @@ fn every_shipped_configuration_extracts_the_labels() {
     let labels: Vec<&str> = webhook_guard::metrics::LABELS.to_vec();
     let regexes: Vec<String> = labels.iter().map(|l| format!("  - {{ tag_name: {l}, regex: '({l}=\\.=(.*?);\\.;)' }}\n")).collect();
     assert!(block.ends_with(&format!("stats_config:\n  stats_tags:\n{}", regexes.concat())), "one regex per label:\n{block}");
-    for file in ["envoy.yaml", "examples/envoy-production.yaml", "examples/fleet/envoy.yaml", "examples/arm-check/envoy.yaml"] {
+    for file in [
+        "envoy.yaml",
+        "examples/envoy-production.yaml",
+        "examples/fleet/envoy.yaml",
+        "examples/fleet/envoy-global-rate-limit.yaml",
+        "examples/arm-check/envoy.yaml",
+    ] {
         assert!(read(&root.join(file)).contains(&block), "{file} lacks examples/observability/stats-tags.yaml's block");
     }
     for file in ["examples/istio/sidecar-env-patch.yaml", "examples/istio/envoyfilter-sidecar-patch.yaml"] {
@@ -410,7 +416,9 @@ fn every_shipped_configuration_extracts_the_labels() {
         assert!(text.contains(&format!("extraStatTags: [{}]", labels.join(", "))), "{file} lacks extraStatTags");
         assert!(text.contains("inclusionPrefixes: [\"wasmcustom.webhook_guard.\", \"wasm.\"]"), "{file} lacks proxyStatsMatcher");
     }
-    let gateway = read(&root.join("examples/envoy-gateway/gateway.yaml"));
     let indented: String = block.lines().filter(|l| !l.starts_with('#')).map(|l| format!("      {l}\n")).collect();
-    assert!(gateway.contains(&format!("    type: Merge\n    value: |\n{indented}")), "the EnvoyProxy lacks the stats_config merge");
+    for file in ["examples/envoy-gateway/gateway.yaml", "examples/fleet/envoy-gateway-global-rate-limit.yaml"] {
+        let text = read(&root.join(file));
+        assert!(text.contains(&format!("    type: Merge\n    value: |\n{indented}")), "{file}: the EnvoyProxy lacks the stats_config merge");
+    }
 }

@@ -157,7 +157,8 @@ test("fill-examples fills every example that pins the image, from dist/ or the v
     assert.equal(run.status, 0, run.stderr);
     const written = run.stdout.trim().split("\n");
     assert.deepEqual(written.map((p) => p.slice(run.out.length + 1)).sort(), [
-      "envoy-gateway/extension-policy.yaml", "envoy-gateway/patch-policy.yaml", "fleet/envoy-gateway.yaml", "istio/wasmplugin.yaml",
+      "envoy-gateway/extension-policy.yaml", "envoy-gateway/patch-policy.yaml", "fleet/envoy-gateway-global-rate-limit.yaml",
+      "fleet/envoy-gateway.yaml", "fleet/istio-wasmplugin.yaml", "istio/wasmplugin.yaml",
     ]);
     for (const path of written) {
       const text = readFileSync(path, "utf8");

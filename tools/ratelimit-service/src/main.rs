@@ -247,6 +247,55 @@ mod tests {
         }
     }
 
+    /// webhook-guard encodes `RateLimitRequest` and reads `RateLimitResponse` by hand
+    /// (src/global_limit/proto.rs): the real definitions read what it writes, and it reads
+    /// what they write, unknown fields included.
+    #[test]
+    fn the_modules_protobuf_encoding_matches_the_real_definitions() {
+        use envoy_types::pb::envoy::config::core::v3::HeaderValue;
+        use envoy_types::pb::envoy::extensions::common::ratelimit::v3::{rate_limit_descriptor::Entry, RateLimitDescriptor};
+        use prost::Message;
+        use webhook_guard::global_limit::proto;
+
+        let value = "/subscriptions/9e1c/resourcegroups/rg/providers/microsoft.solutions/applications/été-".repeat(3);
+        let descriptors = [vec![("endpoint", "azure"), ("application", value.as_str())], vec![("endpoint", "azure"), ("subscription", "")]];
+        let ours = proto::encode_request("webhook-guard", &descriptors);
+        let theirs = RateLimitRequest {
+            domain: "webhook-guard".into(),
+            descriptors: descriptors
+                .iter()
+                .map(|d| RateLimitDescriptor { entries: d.iter().map(|(k, v)| Entry { key: k.to_string(), value: v.to_string() }).collect(), ..Default::default() })
+                .collect(),
+            ..Default::default()
+        };
+        assert_eq!(RateLimitRequest::decode(ours.as_slice()).unwrap(), theirs);
+        // Byte for byte, but for the empty value prost leaves out (proto3 default).
+        let empty = proto::encode_request("webhook-guard", &[vec![("endpoint", "azure")]]);
+        let theirs_empty = RateLimitRequest { domain: "webhook-guard".into(), descriptors: vec![RateLimitDescriptor { entries: vec![Entry { key: "endpoint".into(), value: "azure".into() }], ..Default::default() }], ..Default::default() };
+        assert_eq!(empty, theirs_empty.encode_to_vec());
+
+        let counters = |code: Code, remaining: u32, reset: i64| DescriptorStatus {
+            code: code.into(),
+            current_limit: Some(RateLimit { name: "per-application".into(), requests_per_unit: 5, unit: Unit::Minute.into() }),
+            limit_remaining: remaining,
+            duration_until_reset: Some(Duration { seconds: reset, nanos: 250_000_000 }),
+            ..Default::default()
+        };
+        let response = RateLimitResponse {
+            overall_code: Code::OverLimit.into(),
+            statuses: vec![counters(Code::Ok, 3, 7), counters(Code::OverLimit, 0, 41)],
+            response_headers_to_add: vec![HeaderValue { key: "x-a".into(), value: "b".into(), ..Default::default() }],
+            raw_body: b"over".to_vec(),
+            ..Default::default()
+        };
+        let read = proto::decode_response(&response.encode_to_vec()).unwrap();
+        assert_eq!(read.code, proto::OVER_LIMIT);
+        let want = |code, remaining, reset| proto::DescriptorStatus { code, limit: Some((5, 2)), remaining, reset_secs: Some(reset) };
+        assert_eq!(read.statuses, [want(proto::OK, 3, 8), want(proto::OVER_LIMIT, 0, 42)]);
+        let ok = RateLimitResponse { overall_code: Code::Ok.into(), ..Default::default() };
+        assert_eq!(proto::decode_response(&ok.encode_to_vec()).unwrap().code, proto::OK);
+    }
+
     #[test]
     fn windows_map_to_the_units_envoy_knows() {
         assert_eq!(unit(60), Unit::Minute);
