@@ -115,13 +115,7 @@ pub fn assert_envoy_accepts(file: &str, text: &str) {
 #[test]
 fn shipped_envoy_configs_are_accepted_by_envoy() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for file in [
-        "envoy.yaml",
-        "examples/envoy-production.yaml",
-        "examples/fleet/envoy.yaml",
-        "examples/fleet/envoy-global-rate-limit.yaml",
-        "examples/arm-check/envoy.yaml",
-    ] {
+    for file in crate::harness::SHIPPED_BOOTSTRAPS {
         assert_envoy_accepts(file, &std::fs::read_to_string(root.join(file)).unwrap());
     }
 }

@@ -81,6 +81,16 @@ pub enum Form {
 
 pub const FORMS: [Form; 2] = [Form::Hold, Form::Stream];
 
+/// The shipped Envoy bootstrap files (relative to the repository): Envoy must accept each,
+/// and each must extract the metrics' labels.
+pub const SHIPPED_BOOTSTRAPS: [&str; 5] = [
+    "envoy.yaml",
+    "examples/envoy-production.yaml",
+    "examples/fleet/envoy.yaml",
+    "examples/fleet/envoy-global-rate-limit.yaml",
+    "examples/arm-check/envoy.yaml",
+];
+
 impl Form {
     /// The plugin's `header_mode`.
     pub fn header_mode(self) -> &'static str {

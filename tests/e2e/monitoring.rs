@@ -402,13 +402,7 @@ fn every_shipped_configuration_extracts_the_labels() {
     let labels: Vec<&str> = webhook_guard::metrics::LABELS.to_vec();
     let regexes: Vec<String> = labels.iter().map(|l| format!("  - {{ tag_name: {l}, regex: '({l}=\\.=(.*?);\\.;)' }}\n")).collect();
     assert!(block.ends_with(&format!("stats_config:\n  stats_tags:\n{}", regexes.concat())), "one regex per label:\n{block}");
-    for file in [
-        "envoy.yaml",
-        "examples/envoy-production.yaml",
-        "examples/fleet/envoy.yaml",
-        "examples/fleet/envoy-global-rate-limit.yaml",
-        "examples/arm-check/envoy.yaml",
-    ] {
+    for file in crate::harness::SHIPPED_BOOTSTRAPS {
         assert!(read(&root.join(file)).contains(&block), "{file} lacks examples/observability/stats-tags.yaml's block");
     }
     for file in ["examples/istio/sidecar-env-patch.yaml", "examples/istio/envoyfilter-sidecar-patch.yaml"] {

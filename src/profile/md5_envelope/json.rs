@@ -116,7 +116,7 @@ pub(super) fn describe(what: &str, e: &serde_json::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{md5_hex, refusal_detail};
+    use super::super::tests::{assert_ping_data, md5_hex, refusal_detail};
     use super::*;
     use serde_json::Value;
 
@@ -164,12 +164,7 @@ mod tests {
 
     #[test]
     fn exact_data_output() {
-        let md5 = md5_hex(PING.as_bytes());
-        let ev = parse(signed(PING).as_bytes()).unwrap();
-        assert_eq!(
-            ev.data.get(),
-            format!(r#"{{"payloadType":"ping","md5":"{md5}","epochTimestamp":1466526410,"payload":{{"type":"ping","epoch_timestamp":1466526410}}}}"#)
-        );
+        assert_ping_data(&parse(signed(PING).as_bytes()).unwrap(), PING);
     }
 
     #[test]

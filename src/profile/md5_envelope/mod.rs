@@ -266,6 +266,14 @@ pub(crate) mod tests {
         assert!(d.chars().count() <= 120, "detail too long: {d}");
     }
 
+    /// A ping's `data` is the same whatever the envelope's syntax: the payload as compact
+    /// JSON (XML integers as numbers), the md5 of the payload as sent.
+    pub(crate) fn assert_ping_data(event: &Event, payload: &str) {
+        let md5 = md5_hex(payload.as_bytes());
+        let want = format!(r#"{{"payloadType":"ping","md5":"{md5}","epochTimestamp":1466526410,"payload":{{"type":"ping","epoch_timestamp":1466526410}}}}"#);
+        assert_eq!(event.data.get(), want);
+    }
+
     /// The detail of `parse`'s refusal of `body`, which must be a digest mismatch when
     /// `digest`, else an invalid document, and short.
     pub(crate) fn refusal_detail(parse: fn(&[u8]) -> Result<Event, Rejected>, body: &str, digest: bool) -> String {
