@@ -145,6 +145,7 @@ fn forged_stale_future_and_incomplete_deliveries_are_refused() {
             ("no webhook-timestamp", missing(|d| d.timestamp.clear()), 401, "unauthorized"),
             ("no webhook-signature", missing(|d| d.signature.clear()), 401, "unauthorized"),
             ("v1a malformed", missing(|d| d.signature = "v1a,AAAA".into()), 401, "unauthorized"),
+            ("v1a under whsec_ secrets only", missing(|d| d.signature = sign_v1a(1, &d.id, &d.timestamp, &d.body).0), 401, "unauthorized"),
         ];
         for (what, delivery, status, slug) in cases {
             let answer = delivery.send(&s);
@@ -160,7 +161,7 @@ fn forged_stale_future_and_incomplete_deliveries_are_refused() {
                 s.envoy.counter("rejected_total", &[("endpoint", "sw"), ("reason", "forbidden")]),
                 s.envoy.counter("rejected_total", &[("endpoint", "sw"), ("reason", "unauthorized")])
             ),
-            (5, 6),
+            (5, 7),
             "{form:?}"
         );
     }

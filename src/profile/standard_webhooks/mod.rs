@@ -62,6 +62,11 @@ impl StandardWebhooks {
         signing::fresh("the webhook-timestamp header", timestamp, now_secs, self.0.tolerance).map_err(unauthorized)?;
         let signatures =
             signature::parse(headers.required(SIGNATURE, &SIGNED)?).map_err(|rule| unauthorized(format!("the webhook-signature header {rule}")))?;
+        // Refused on the head, before the body (in `stream` before the backend sees the
+        // head), when no entry could match: e.g. only v1a entries under whsec_ secrets.
+        if !signature::checkable(&signatures, &self.0.keys) {
+            return Err(unauthorized("the webhook-signature header holds no v1 signature for a whsec_ secret nor v1a for a whpk_ key".into()));
+        }
         Ok(Delivery { id, timestamp, signatures })
     }
 }
@@ -178,8 +183,15 @@ mod tests {
         p.verify_signature(&h, body, NOW).unwrap();
         let forged = p.verify_signature(&h, &body[1..], NOW).unwrap_err();
         assert_eq!((forged.status(), forged.reason), (403, Reason::Forbidden));
-        // Under the whsec_ key alone, the same delivery is refused.
-        assert_eq!(profile("").unwrap().verify_signature(&h, body, NOW).unwrap_err().status(), 403);
+        // Under the whsec_ key alone, the same delivery is refused on the head.
+        assert_eq!(profile("").unwrap().check_signed_head(&h, NOW).unwrap_err().status(), 401);
+        let v1 = signature::sign(&Key::decode(SECRET.as_bytes()).unwrap(), "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", "1649367553", body);
+        let json = format!(r#"{{"endpoints":[{{"name":"sw","path":"/sw","profile":"standard_webhooks","secret":{{"values":["{PUBLIC}"]}}}}]}}"#);
+        let public_only = Config::parse(json.as_bytes(), |_| None).unwrap().endpoints.remove(0).profile;
+        let h = headers("msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", "1649367553", &v1);
+        assert_eq!(public_only.check_signed_head(&h, NOW).unwrap_err().status(), 401, "v1 under whpk_ keys only");
+        let both = headers("msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", "1649367553", &format!("{v1} {v1a}"));
+        public_only.verify_signature(&both, body, NOW).unwrap();
     }
 
     #[test]

@@ -89,6 +89,13 @@ pub fn parse(header: &str) -> Result<Signatures, &'static str> {
     Ok(signatures)
 }
 
+/// Whether `keys` hold a kind that one of `signatures` could match: a `whsec_` secret for
+/// a `v1` entry, a `whpk_` key for a `v1a` entry.
+pub fn checkable(signatures: &Signatures, keys: &[Key]) -> bool {
+    let has = |public: bool| keys.iter().any(|k| matches!(k, Key::Public(_)) == public);
+    (!signatures.v1.is_empty() && has(false)) || (!signatures.v1a.is_empty() && has(true))
+}
+
 /// Whether one `v1` signature is the HMAC of `{id}.{timestamp}.{body}` under one `whsec_`
 /// key (every pair tried, each in constant time), or one `v1a` signature is its ed25519
 /// signature under one `whpk_` key.
