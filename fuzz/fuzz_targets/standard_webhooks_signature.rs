@@ -1,10 +1,14 @@
 //! `standard_webhooks::signature::parse` over any `webhook-signature` value: never panics;
-//! on Ok, 1 to 16 signatures, each exactly what the value's `v1` entries encode (written
-//! back as `v1,<base64>` they parse to the same), and none verifies an unrelated message.
+//! on Ok, 1 to 16 signatures, each exactly what the value's `v1` and `v1a` entries encode
+//! (written back as `v1,<base64>` and `v1a,<base64>` they parse to the same), and none
+//! verifies an unrelated message, under a `whsec_` key, a `whpk_` key or both.
 #![no_main]
 
+use ed25519_compact::{KeyPair, Seed};
 use libfuzzer_sys::fuzz_target;
-use webhook_guard::profile::standard_webhooks::signature::{parse, sign, verify, Key, MAX_SIGNATURES};
+use webhook_guard::profile::standard_webhooks::signature::{parse, sign, verify, Key, Signatures, MAX_SIGNATURES};
+
+const SECRET: &[u8] = b"whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
 fuzz_target!(|data: &[u8]| {
     let Ok(header) = std::str::from_utf8(data) else {
@@ -13,18 +17,28 @@ fuzz_target!(|data: &[u8]| {
     let Ok(signatures) = parse(header) else {
         return;
     };
-    assert!((1..=MAX_SIGNATURES).contains(&signatures.len()), "{header:?}");
-    let v1 = header.split(' ').filter(|e| e.starts_with("v1,")).count();
-    assert_eq!(signatures.len(), v1, "{header:?}");
-    let key = Key::decode(b"whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
-    let signed = sign(&key, "msg_fuzz", "1700000000", data);
-    let rewritten: Vec<String> = signatures.iter().map(|s| format!("v1,{}", base64_of(s))).collect();
+    let total = signatures.v1.len() + signatures.v1a.len();
+    assert!((1..=MAX_SIGNATURES).contains(&total), "{header:?}");
+    let count = |prefix: &str| header.split(' ').filter(|e| e.starts_with(prefix)).count();
+    assert_eq!((signatures.v1.len(), signatures.v1a.len()), (count("v1,"), count("v1a,")), "{header:?}");
+    let v1 = signatures.v1.iter().map(|s| format!("v1,{}", base64_of(s)));
+    let rewritten: Vec<String> = v1.chain(signatures.v1a.iter().map(|s| format!("v1a,{}", base64_of(s)))).collect();
     assert_eq!(parse(&rewritten.join(" ")).unwrap(), signatures);
-    // Only the signature of this very message verifies it.
-    let genuine = parse(&signed).unwrap();
-    assert!(verify(&[key], "msg_fuzz", "1700000000", data, &genuine));
-    let key = Key::decode(b"whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
-    assert_eq!(verify(&[key], "msg_fuzz", "1700000000", data, &signatures), signatures.contains(&genuine[0]));
+    // Only the signature of this very message verifies it, whatever the keys.
+    let pair = KeyPair::from_seed(Seed::new([7; 32]));
+    let public = || Key::decode(format!("whpk_{}", base64_of(&pair.pk[..])).as_bytes()).unwrap();
+    let secret = || Key::decode(SECRET).unwrap();
+    let genuine = Signatures {
+        v1: parse(&sign(&secret(), "msg_fuzz", "1700000000", data)).unwrap().v1,
+        v1a: vec![*pair.sk.sign([&b"msg_fuzz.1700000000."[..], data].concat(), None)],
+    };
+    assert!(verify(&[secret()], "msg_fuzz", "1700000000", data, &Signatures { v1: genuine.v1.clone(), v1a: Vec::new() }));
+    assert!(verify(&[public()], "msg_fuzz", "1700000000", data, &Signatures { v1: Vec::new(), v1a: genuine.v1a.clone() }));
+    let has_v1 = signatures.v1.contains(&genuine.v1[0]);
+    let has_v1a = signatures.v1a.contains(&genuine.v1a[0]);
+    assert_eq!(verify(&[secret()], "msg_fuzz", "1700000000", data, &signatures), has_v1);
+    assert_eq!(verify(&[public()], "msg_fuzz", "1700000000", data, &signatures), has_v1a);
+    assert_eq!(verify(&[public(), secret()], "msg_fuzz", "1700000000", data, &signatures), has_v1 || has_v1a);
 });
 
 fn base64_of(bytes: &[u8]) -> String {

@@ -144,7 +144,8 @@ fn forged_stale_future_and_incomplete_deliveries_are_refused() {
             ("no webhook-id", missing(|d| d.id.clear()), 401, "unauthorized"),
             ("no webhook-timestamp", missing(|d| d.timestamp.clear()), 401, "unauthorized"),
             ("no webhook-signature", missing(|d| d.signature.clear()), 401, "unauthorized"),
-            ("v1a only", missing(|d| d.signature = "v1a,AAAA".into()), 401, "unauthorized"),
+            ("v1a malformed", missing(|d| d.signature = "v1a,AAAA".into()), 401, "unauthorized"),
+            ("v1a under whsec_ secrets only", missing(|d| d.signature = sign_v1a(1, &d.id, &d.timestamp, &d.body).0), 401, "unauthorized"),
         ];
         for (what, delivery, status, slug) in cases {
             let answer = delivery.send(&s);
@@ -160,7 +161,7 @@ fn forged_stale_future_and_incomplete_deliveries_are_refused() {
                 s.envoy.counter("rejected_total", &[("endpoint", "sw"), ("reason", "forbidden")]),
                 s.envoy.counter("rejected_total", &[("endpoint", "sw"), ("reason", "unauthorized")])
             ),
-            (5, 6),
+            (5, 7),
             "{form:?}"
         );
     }
@@ -173,6 +174,42 @@ fn a_sender_rotating_its_own_secret_signs_with_both() {
         let mut both = Delivery::new("msg_both", OTHER_SECRET, 0);
         both.signature = format!("{} {}", both.signature, sign(NEXT_SECRET, &both.id, &both.timestamp, &both.body));
         assert_eq!(both.send(&s).status, 200, "{form:?}");
+    }
+}
+
+/// `v1a,<base64 ed25519>` of `{id}.{timestamp}.{body}` by the keypair of `seed`, and its
+/// `whpk_` public key (signed with ed25519-compact's own signing, which the filter never
+/// runs; the unit tests hold a vector made with Python's `cryptography`).
+fn sign_v1a(seed: u8, id: &str, timestamp: &str, body: &[u8]) -> (String, String) {
+    let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([seed; 32]));
+    let signature = pair.sk.sign([format!("{id}.{timestamp}.").as_bytes(), body].concat(), None);
+    (format!("v1a,{}", STANDARD.encode(*signature)), format!("whpk_{}", STANDARD.encode(*pair.pk)))
+}
+
+#[test]
+fn a_v1a_delivery_under_a_whpk_key_is_forwarded_and_a_forged_one_refused() {
+    for form in FORMS {
+        // Mid-migration: the endpoint holds the sender's whsec_ secret and its whpk_ key.
+        let (_, public) = sign_v1a(1, "", "", b"");
+        let endpoint = format!(r#"{{"name": "sw", "path": "{PATH}", "profile": "standard_webhooks", "secret": {{"values": ["{SECRET}", "{public}"]}}}}"#);
+        let s = signed::start(form, &endpoint, &[], None);
+        let mut forged = Delivery::new("msg_v1a_forged", SECRET, 0);
+        forged.signature = sign_v1a(2, &forged.id, &forged.timestamp, &forged.body).0;
+        forged.send(&s).assert_problem(403, "forbidden");
+        assert_nothing_delivered(&s, form, &forged.signature);
+        let mut changed = Delivery::new("msg_v1a_changed", SECRET, 0);
+        changed.signature = sign_v1a(1, &changed.id, &changed.timestamp, &changed.body).0;
+        changed.body[40] ^= 1;
+        changed.send(&s).assert_problem(403, "forbidden");
+        assert_nothing_delivered(&s, form, &changed.signature);
+        let mut genuine = Delivery::new("msg_v1a", SECRET, 0);
+        genuine.signature = sign_v1a(1, &genuine.id, &genuine.timestamp, &genuine.body).0;
+        let answer = genuine.send_with(&s, &SPOOFED);
+        assert_eq!(answer.status, 200, "{form:?}: {answer:?}");
+        let (seen, event) = signed::assert_cloudevent_forwarded(&s, form, PATH, "standard_webhooks", &["webhook-signature"]);
+        assert_eq!(seen.header("webhook-id"), Some("msg_v1a"));
+        assert_eq!(event["data"], serde_json::from_str::<serde_json::Value>(BODY).unwrap());
+        assert!(!format!("{seen:?}").contains(&genuine.signature[4..]), "{form:?}");
     }
 }
 

@@ -1,7 +1,8 @@
 //! `standard_webhooks`: senders following Standard Webhooks 1.0 (Svix and the services
 //! built on it, among others). A delivery carries `webhook-id` (the message id, the same
 //! on every retry), `webhook-timestamp` (Unix seconds) and `webhook-signature`
-//! (space-separated `v1,<base64 HMAC-SHA256>` over `{id}.{timestamp}.{raw body}`).
+//! (space-separated `v1,<base64 HMAC-SHA256>` under `whsec_` secrets and
+//! `v1a,<base64 ed25519>` under `whpk_` public keys, over `{id}.{timestamp}.{raw body}`).
 //! See docs/profiles/standard_webhooks.md.
 //!
 //! The head is checked cheaply (the three headers present and well formed, the timestamp
@@ -46,7 +47,7 @@ fn configure(section: &Section) -> Result<Box<dyn Profile>, String> {
 struct Delivery<'a> {
     id: &'a str,
     timestamp: &'a str,
-    signatures: Vec<[u8; signature::SIGNATURE_BYTES]>,
+    signatures: signature::Signatures,
 }
 
 impl StandardWebhooks {
@@ -61,6 +62,11 @@ impl StandardWebhooks {
         signing::fresh("the webhook-timestamp header", timestamp, now_secs, self.0.tolerance).map_err(unauthorized)?;
         let signatures =
             signature::parse(headers.required(SIGNATURE, &SIGNED)?).map_err(|rule| unauthorized(format!("the webhook-signature header {rule}")))?;
+        // Refused on the head, before the body (in `stream` before the backend sees the
+        // head), when no entry could match: e.g. only v1a entries under whsec_ secrets.
+        if !signature::checkable(&signatures, &self.0.keys) {
+            return Err(unauthorized("the webhook-signature header holds no v1 signature for a whsec_ secret nor v1a for a whpk_ key".into()));
+        }
         Ok(Delivery { id, timestamp, signatures })
     }
 }
@@ -83,7 +89,7 @@ impl Profile for StandardWebhooks {
         if signature::verify(&self.0.keys, delivery.id, delivery.timestamp, body, &delivery.signatures) {
             Ok(())
         } else {
-            Err(Rejection::new(Reason::Forbidden, "the webhook-signature does not match the body and headers under any configured secret"))
+            Err(Rejection::new(Reason::Forbidden, "the webhook-signature does not match the body and headers under any configured key"))
         }
     }
 
@@ -163,6 +169,31 @@ mod tests {
         assert_eq!(p.replay_window(), Some(600));
     }
 
+    /// The public key of signature.rs's test vector (made with Python's `cryptography`).
+    const PUBLIC: &str = "whpk_3QPC+MuKnO2mTuDIBDslqPHSXD064SfMyyIePN719uo=";
+
+    #[test]
+    fn a_v1a_delivery_is_verified_under_a_whpk_key() {
+        let json = format!(r#"{{"endpoints":[{{"name":"sw","path":"/sw","profile":"standard_webhooks","secret":{{"values":["{SECRET}","{PUBLIC}"]}}}}]}}"#);
+        let p = Config::parse(json.as_bytes(), |_| None).unwrap().endpoints.remove(0).profile;
+        let body = br#"{"email":"test@example.com","username":"test_user"}"#;
+        let v1a = "v1a,q4aZHa0apStovPyo71O3UW4K2IQ7gt2BiB1Y/vA5UGcCH5s00DkoIBlG/6p4M1I6oF/zaF3401pJnrV0SWpEAg==";
+        let h = headers("msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", "1649367553", v1a);
+        p.check_signed_head(&h, NOW).unwrap();
+        p.verify_signature(&h, body, NOW).unwrap();
+        let forged = p.verify_signature(&h, &body[1..], NOW).unwrap_err();
+        assert_eq!((forged.status(), forged.reason), (403, Reason::Forbidden));
+        // Under the whsec_ key alone, the same delivery is refused on the head.
+        assert_eq!(profile("").unwrap().check_signed_head(&h, NOW).unwrap_err().status(), 401);
+        let v1 = signature::sign(&Key::decode(SECRET.as_bytes()).unwrap(), "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", "1649367553", body);
+        let json = format!(r#"{{"endpoints":[{{"name":"sw","path":"/sw","profile":"standard_webhooks","secret":{{"values":["{PUBLIC}"]}}}}]}}"#);
+        let public_only = Config::parse(json.as_bytes(), |_| None).unwrap().endpoints.remove(0).profile;
+        let h = headers("msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", "1649367553", &v1);
+        assert_eq!(public_only.check_signed_head(&h, NOW).unwrap_err().status(), 401, "v1 under whpk_ keys only");
+        let both = headers("msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", "1649367553", &format!("{v1} {v1a}"));
+        public_only.verify_signature(&both, body, NOW).unwrap();
+    }
+
     #[test]
     fn the_timestamp_is_checked_both_ways_against_the_tolerance() {
         let p = profile(r#","tolerance_seconds":60"#).unwrap();
@@ -207,10 +238,16 @@ mod tests {
         assert!(err.starts_with("endpoints[0].dedupe_seconds: must be at least 600"), "{err}");
         let json = r#"{"endpoints":[{"name":"sw","path":"/sw","profile":"standard_webhooks","secret":{"values":["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD","whpk_AAAA"]}}]}"#;
         let err = Config::parse(json.as_bytes(), |_| None).unwrap_err();
-        assert_eq!(err, "endpoints[0].secret: secret 2 of 2 v1a (ed25519) keys are not supported yet; give the endpoint's whsec_ secret");
+        assert_eq!(err, "endpoints[0].secret: secret 2 of 2 must be whpk_ followed by the base64 of a 32-byte ed25519 public key");
+        let json = r#"{"endpoints":[{"name":"sw","path":"/sw","profile":"standard_webhooks","secret":{"values":["whsk_JbJsqNhrG9ewnhvR+YcVJvv0OnOVxqNdbtixVsy9rXE="]}}]}"#;
+        let err = Config::parse(json.as_bytes(), |_| None).unwrap_err();
+        assert!(err.starts_with("endpoints[0].secret: secret 1 of 1 is a whsk_ ed25519 signing key; give the sender's whpk_ public key"), "{err}");
+        assert!(!err.contains("JbJs"));
+        let json = format!(r#"{{"endpoints":[{{"name":"sw","path":"/sw","profile":"standard_webhooks","secret":{{"values":["{SECRET}","{PUBLIC}"]}}}}]}}"#);
+        assert!(Config::parse(json.as_bytes(), |_| None).is_ok(), "whsec_ and whpk_ keys mix");
         let json = r#"{"endpoints":[{"name":"sw","path":"/sw","profile":"standard_webhooks","secret":{"values":["s3cret"]}}]}"#;
         let err = Config::parse(json.as_bytes(), |_| None).unwrap_err();
-        assert!(err.contains("must be whsec_ followed by base64") || err.contains("24 to 64"), "{err}");
+        assert!(err.contains("must be whsec_ or whpk_ followed by base64") || err.contains("24 to 64"), "{err}");
         assert!(!err.contains("s3cret"));
         let err = profile(r#","answer_ping":true"#).unwrap_err();
         assert!(err.starts_with("endpoints[0].answer_ping: only applies to the md5_envelope profile"), "{err}");
