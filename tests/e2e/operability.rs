@@ -61,8 +61,8 @@ fn counters_match_a_scripted_mix_exactly() {
     assert_eq!(statuses, vec![401, 403, 400, 405, 415, 413, 200, 200, 200, 500, 502, 200, 429, 200, 400, 200, 200]);
 
     let mut want: BTreeMap<String, u64> = envoy.counters().keys().map(|k| (k.clone(), 0)).collect();
-    // 45 Azure and 28 vendor counters, and the listener's one.
-    assert_eq!(want.len(), 45 + 28 + 1, "every counter is defined up front: {want:?}");
+    // 46 Azure and 29 vendor counters, and the listener's one.
+    assert_eq!(want.len(), 46 + 29 + 1, "every counter is defined up front: {want:?}");
     let key = |family: &str, endpoint: &str, extra: &str| {
         let profile = if endpoint == "azure" { "azure_managed_app" } else { "md5_envelope" };
         format!(r#"{family}{{endpoint="{endpoint}",profile="{profile}"{extra}}}"#)
