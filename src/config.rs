@@ -478,16 +478,19 @@ fn check_secret(value: String) -> Result<Vec<u8>, &'static str> {
 /// the member (`endpoints[1].secret.values`) and the line and column counted in the whole
 /// plugin configuration, which a reader looks up there, not in the YAML file embedding it.
 pub fn deserialize<'a, T: Deserialize<'a>>(json: &str, part: &'a str) -> Result<T, String> {
-    serde_json::from_str(part).map_err(|e| {
-        let message = redact(&e);
-        let Some(message) = message.strip_suffix(&format!(" at line {} column {}", e.line(), e.column())) else {
-            return format!("configuration: {message}");
-        };
-        let start = (part.as_ptr() as usize).saturating_sub(json.as_ptr() as usize);
-        let place = json_path::place(json, start + json_path::offset(part, e.line(), e.column()));
-        let path = if place.path.is_empty() { "configuration" } else { &place.path };
-        format!("{path}: {message} at line {} column {} of the plugin configuration", place.line, place.column)
-    })
+    serde_json::from_str(part).map_err(|e| placed(json, part, &e))
+}
+
+/// The message of [`deserialize`]'s error `e`: apart, so that its instances share one copy.
+fn placed(json: &str, part: &str, e: &serde_json::Error) -> String {
+    let message = redact(e);
+    let Some(message) = message.strip_suffix(&format!(" at line {} column {}", e.line(), e.column())) else {
+        return format!("configuration: {message}");
+    };
+    let start = (part.as_ptr() as usize).saturating_sub(json.as_ptr() as usize);
+    let place = json_path::place(json, start + json_path::offset(part, e.line(), e.column()));
+    let path = if place.path.is_empty() { "configuration" } else { &place.path };
+    format!("{path}: {message} at line {} column {} of the plugin configuration", place.line, place.column)
 }
 
 /// A parser error without the string values serde quotes in it ("invalid type: string
