@@ -13,6 +13,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::fmt;
 
+mod object;
+pub use object::Object;
+
 /// Largest accepted `max_body_bytes`. Envoy's own buffer limit
 /// (`per_connection_buffer_limit_bytes`, 1 MiB by default) must be raised to match.
 pub const MAX_BODY_LIMIT: u64 = 16 * 1024 * 1024;
@@ -153,24 +156,16 @@ impl fmt::Debug for Secret {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig<'a> {
-    #[serde(borrow)]
-    endpoints: Vec<&'a RawValue>,
-    log_level: Option<String>,
-    header_mode: Option<String>,
-    unguarded: Option<String>,
-}
+/// The top level's keys.
+const TOP_KEYS: [&str; 4] = ["endpoints", "log_level", "header_mode", "unguarded"];
 
 /// The keys every endpoint has, whatever its profile; a profile reads its own
 /// ([`profile::Registration::keys`]) from the same object.
 pub const COMMON_KEYS: [&str; 11] =
     ["name", "path", "profile", "secret", "max_body_bytes", "forward", "upstream_4xx", "rate_limit", "global_rate_limit", "mode", "dedupe_seconds"];
 
-/// The common keys (`deny_unknown_fields` is done by [`unknown_key`], which knows the
-/// profiles' keys too).
-#[derive(Deserialize)]
+/// The common keys (unknown keys are refused by [`strays`], which knows the profiles'
+/// keys too).
 struct RawEndpoint {
     name: String,
     path: String,
@@ -185,8 +180,31 @@ struct RawEndpoint {
     dedupe_seconds: Option<u64>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+impl RawEndpoint {
+    /// Type errors first, then missing keys, in the order serde's derive gave them.
+    fn read(o: &Object) -> Result<Self, String> {
+        let (name, path, profile) = (o.get("name")?, o.get("path")?, o.get("profile")?);
+        let secret = o.object("secret", "struct RawSecret", false)?.map(|s| RawSecret::read(&s)).transpose()?;
+        let (max_body_bytes, forward, upstream_4xx) = (o.get("max_body_bytes")?, o.get("forward")?, o.get("upstream_4xx")?);
+        let rate_limit = o.object("rate_limit", "struct RawRateLimit", true)?.map(|r| RawRateLimit::read(&r)).transpose()?;
+        let global_rate_limit = o.object("global_rate_limit", "struct Raw", true)?.map(|g| global_limit::Raw::read(&g)).transpose()?;
+        let (mode, dedupe_seconds) = (o.get("mode")?, o.get("dedupe_seconds")?);
+        Ok(RawEndpoint {
+            name: name.ok_or_else(|| o.missing("name"))?,
+            path: path.ok_or_else(|| o.missing("path"))?,
+            profile: profile.ok_or_else(|| o.missing("profile"))?,
+            secret: secret.ok_or_else(|| o.missing("secret"))?,
+            max_body_bytes: max_body_bytes.flatten(),
+            forward: forward.flatten(),
+            upstream_4xx: upstream_4xx.flatten(),
+            rate_limit,
+            global_rate_limit,
+            mode: mode.flatten(),
+            dedupe_seconds: dedupe_seconds.flatten(),
+        })
+    }
+}
+
 struct RawRateLimit {
     per_second: f64,
     burst: u32,
@@ -194,17 +212,38 @@ struct RawRateLimit {
     on_contention: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+impl RawRateLimit {
+    fn read(o: &Object) -> Result<Self, String> {
+        o.closed(&["per_second", "burst", "key", "on_contention"])?;
+        let (per_second, burst, key, on_contention) = (o.get("per_second")?, o.get("burst")?, o.get("key")?, o.get("on_contention")?);
+        Ok(RawRateLimit {
+            per_second: per_second.ok_or_else(|| o.missing("per_second"))?,
+            burst: burst.ok_or_else(|| o.missing("burst"))?,
+            key: key.flatten(),
+            on_contention: on_contention.flatten(),
+        })
+    }
+}
+
 struct RawSecret {
     param: Option<String>,
-    #[serde(default)]
     values: Vec<String>,
-    #[serde(default)]
     env: Vec<String>,
     /// Variables that must be set but may be empty: a rotation's second slot.
-    #[serde(default)]
     env_optional: Vec<String>,
+}
+
+impl RawSecret {
+    fn read(o: &Object) -> Result<Self, String> {
+        o.closed(&["param", "values", "env", "env_optional"])?;
+        let param = o.get::<Option<String>>("param")?.flatten();
+        Ok(RawSecret {
+            param,
+            values: o.get("values")?.unwrap_or_default(),
+            env: o.get("env")?.unwrap_or_default(),
+            env_optional: o.get("env_optional")?.unwrap_or_default(),
+        })
+    }
 }
 
 impl Config {
@@ -213,17 +252,22 @@ impl Config {
     pub fn parse(json: &[u8], env: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         // Text, not bytes: one serde_json reader for every parse in the module.
         let json = std::str::from_utf8(json).map_err(|e| format!("configuration: {e}"))?;
-        let raw: RawConfig = deserialize(json, json)?;
-        if raw.endpoints.is_empty() || raw.endpoints.len() > MAX_ENDPOINTS {
+        let top = Object::read(json, json, "struct RawConfig")?;
+        top.closed(&TOP_KEYS)?;
+        let list: Vec<&RawValue> = top.get("endpoints")?.ok_or_else(|| top.missing("endpoints"))?;
+        let [log_level, header_mode, unguarded] = ["log_level", "header_mode", "unguarded"].map(|key| top.get::<Option<String>>(key).map(Option::flatten));
+        let (log_level, header_mode, unguarded) = (log_level?, header_mode?, unguarded?);
+        if list.is_empty() || list.len() > MAX_ENDPOINTS {
             return Err(format!("endpoints: must list 1 to {MAX_ENDPOINTS} endpoints"));
         }
-        let mut endpoints: Vec<Endpoint> = Vec::with_capacity(raw.endpoints.len());
-        for (i, value) in raw.endpoints.iter().enumerate() {
+        let mut endpoints: Vec<Endpoint> = Vec::with_capacity(list.len());
+        for (i, value) in list.iter().enumerate() {
             let at = format!("endpoints[{i}]");
-            let raw: RawEndpoint = deserialize(json, value.get())?;
+            let object = Object::read(json, value.get(), "struct RawEndpoint")?;
+            let raw = RawEndpoint::read(&object)?;
             let registration = profile::find(&raw.profile);
-            unknown_key(json, value.get(), registration)?;
-            let endpoint = Endpoint::validate(&raw, registration, (json, value.get(), &at), &env).map_err(|e| format!("{at}.{e}"))?;
+            strays(&object, registration)?;
+            let endpoint = Endpoint::validate(&raw, registration, (&object, &at), &env).map_err(|e| format!("{at}.{e}"))?;
             if endpoints.iter().any(|e| e.name == endpoint.name) {
                 return Err(format!("{at}.name: duplicate endpoint name '{}'", endpoint.name));
             }
@@ -239,16 +283,16 @@ impl Config {
             ("warn", Some(log::Level::Warn)),
             ("error", Some(log::Level::Error)),
         ];
-        let log_level = pick("log_level", "level", raw.log_level.as_deref().unwrap_or("info"), &levels)?;
+        let log_level = pick("log_level", "level", log_level.as_deref().unwrap_or("info"), &levels)?;
         let header_modes = [("stream", HeaderMode::Stream), ("hold", HeaderMode::Hold)];
-        let header_mode = pick("header_mode", "mode", raw.header_mode.as_deref().unwrap_or("stream"), &header_modes)?;
+        let header_mode = pick("header_mode", "mode", header_mode.as_deref().unwrap_or("stream"), &header_modes)?;
         // Streamed, the head has gone before the check ends (too late for x-webhook-verified)
         // and the original body carries no CloudEvent attribute: unverified would look verified.
         let unmarked = |e: &Endpoint| e.forward == Forward::Original && e.profile.arm_check().is_some_and(|a| a.on_error == OnError::Forward);
         if let Some(i) = endpoints.iter().position(unmarked).filter(|_| header_mode == HeaderMode::Stream) {
             return Err(format!("endpoints[{i}].arm_check.on_error: \"forward\" with \"forward\": \"original\" and \"header_mode\": \"stream\" gives the backend no verified mark; use on_error \"hold\", forward \"cloudevent\" or header_mode \"hold\""));
         }
-        let unguarded = pick("unguarded", "value", raw.unguarded.as_deref().unwrap_or("pass"), &[("pass", Unguarded::Pass), ("reject", Unguarded::Reject)])?;
+        let unguarded = pick("unguarded", "value", unguarded.as_deref().unwrap_or("pass"), &[("pass", Unguarded::Pass), ("reject", Unguarded::Reject)])?;
         Ok(Config { endpoints, log_level, header_mode, unguarded })
     }
 
@@ -294,57 +338,33 @@ fn unknown(field: &str, noun: &str, value: &str, names: &[&str]) -> String {
 }
 
 /// Refuses a key that is neither common nor `registration`'s, at its place in the whole
-/// configuration; a key of another profile is named as such.
-fn unknown_key(json: &str, part: &str, registration: Option<&profile::Registration>) -> Result<(), String> {
-    let Members(members) = deserialize(json, part)?;
+/// configuration (a key of another profile is named as such), and a key given twice.
+fn strays(object: &Object, registration: Option<&profile::Registration>) -> Result<(), String> {
     let own = |key: &str| COMMON_KEYS.contains(&key) || registration.is_none_or(|r| r.keys.contains(&key));
-    let Some((key, value)) = members.iter().find(|(key, _)| !own(key)) else {
+    let Some((stray, place)) = object.stray(own) else {
         return Ok(());
     };
-    // Just past the key's closing quote, where serde_json reports an unknown field.
-    let value_at = (value.get().as_ptr() as usize).saturating_sub(json.as_ptr() as usize);
-    let key_end = json.get(..value_at).and_then(|before| before.rfind('"')).map_or(value_at, |quote| quote + 1);
-    let place = json_path::place(json, key_end);
+    let key = match stray {
+        Ok(key) => key,
+        Err(key) => return Err(object::at(&place, &object::duplicate(key))),
+    };
     // A key several signed senders read (`tolerance_seconds`) names them all.
-    let owners: Vec<&str> = profile::REGISTRY.iter().filter(|r| r.keys.contains(&key.as_str())).map(|r| r.name).collect();
+    let owners: Vec<&str> = profile::REGISTRY.iter().filter(|r| r.keys.contains(&key)).map(|r| r.name).collect();
     let message = match owners.split_last() {
         Some((last, [])) => format!("only applies to the {last} profile"),
         Some((last, rest)) => format!("only applies to the {} and {last} profiles", rest.join(", ")),
         None => format!("unknown field `{}`", clip(key)),
     };
-    Err(format!("{}: {message} at line {} column {} of the plugin configuration", place.path, place.line, place.column))
-}
-
-/// An object's members in order, values unread (a map costs the module 4 KB more).
-struct Members<'a>(Vec<(String, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Members<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut members = Vec::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    members.push((key, map.next_value()?));
-                }
-                Ok(Members(members))
-            }
-        }
-        deserializer.deserialize_map(Visit)
-    }
+    Err(object::at(&place, &message))
 }
 
 impl Endpoint {
-    /// `(json, part, at)`: the whole configuration, this endpoint's object in it, and its
-    /// place (`endpoints[i]`), for the profile's own keys.
+    /// `(object, at)`: this endpoint's object and its place (`endpoints[i]`), for the
+    /// profile's own keys.
     fn validate(
         raw: &RawEndpoint,
         registration: Option<&profile::Registration>,
-        (json, part, at): (&str, &str, &str),
+        (object, at): (&Object, &str),
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, String> {
         let name_ok =
@@ -376,7 +396,7 @@ impl Endpoint {
             return Err(format!("dedupe_seconds: must be between 1 and {MAX_DEDUPE_SECONDS}"));
         }
         let secret = Secret::validate(&raw.secret, env)?;
-        let profile = (registration.configure)(&Section { json, part, at, name: &raw.name, secret: &secret, env })?;
+        let profile = (registration.configure)(&Section { object, at, name: &raw.name, secret: &secret, env })?;
         let max_body = body_limit(profile.min_body_bytes(), raw.max_body_bytes)?;
         let rate_limit = raw.rate_limit.as_ref().map(|r| RateLimit::validate(r, profile.as_ref(), &raw.name)).transpose()?;
         let global_rate_limit = raw.global_rate_limit.as_ref().map(|g| GlobalRateLimit::validate(g, profile.as_ref())).transpose()?;
@@ -483,21 +503,19 @@ pub fn deserialize<'a, T: Deserialize<'a>>(json: &str, part: &'a str) -> Result<
 
 /// The message of [`deserialize`]'s error `e`: apart, so that its instances share one copy.
 fn placed(json: &str, part: &str, e: &serde_json::Error) -> String {
-    let message = redact(e);
+    let message = redact(&e.to_string());
     let Some(message) = message.strip_suffix(&format!(" at line {} column {}", e.line(), e.column())) else {
         return format!("configuration: {message}");
     };
     let start = (part.as_ptr() as usize).saturating_sub(json.as_ptr() as usize);
-    let place = json_path::place(json, start + json_path::offset(part, e.line(), e.column()));
-    let path = if place.path.is_empty() { "configuration" } else { &place.path };
-    format!("{path}: {message} at line {} column {} of the plugin configuration", place.line, place.column)
+    object::at(&json_path::place(json, start + json_path::offset(part, e.line(), e.column())), message)
 }
 
 /// A parser error without the string values serde quotes in it ("invalid type: string
 /// \"...\""), which could be a secret.
-fn redact(e: &serde_json::Error) -> String {
+fn redact(message: &str) -> String {
     let mut out = String::new();
-    for (i, part) in e.to_string().split('"').enumerate() {
+    for (i, part) in message.split('"').enumerate() {
         out.push_str(if i % 2 == 0 { part } else { "\"…\"" });
     }
     out
@@ -708,6 +726,47 @@ mod tests {
         assert_eq!(err, "log_level: invalid type: integer `3`, expected a string at line 1 column 15 of the plugin configuration");
         let err = parse("{\"endpoints\": [}").unwrap_err();
         assert_eq!(err, "endpoints: expected value at line 1 column 16 of the plugin configuration");
+    }
+
+    #[test]
+    fn missing_repeated_and_unknown_keys_are_named_as_serdes_derive_did() {
+        let endpoint = |members: &str| format!("{{\"endpoints\": [{{\"name\": \"a\", \"path\": \"/a\", {members}}}]}}");
+        let cases = [
+            (
+                "{\"endpoints\": [{\"path\": \"/a\", \"profile\": \"md5_envelope\",\n  \"secret\": {\"values\": [\"s\"]}}]}".to_string(),
+                "endpoints[0]: missing field `name` at line 2 column 30",
+            ),
+            (
+                endpoint(r#""name": "b", "profile": "md5_envelope", "secret": {"values": ["s"]}"#),
+                "endpoints[0].name: duplicate field `name` at line 1 column 49",
+            ),
+            (
+                endpoint(r#""profile": "md5_envelope", "answer_ping": true, "answer_ping": true, "secret": {"values": ["s"]}"#),
+                "endpoints[0].answer_ping: duplicate field `answer_ping` at line 1 column 104",
+            ),
+            (
+                endpoint(r#""profile": "md5_envelope", "secret": {"values": ["s"], "zz": 1}"#),
+                "endpoints[0].secret.zz: unknown field `zz`, expected one of `param`, `values`, `env`, `env_optional` at line 1 column 102",
+            ),
+            (
+                endpoint(r#""profile": "md5_envelope", "secret": {"values": ["s"]}, "rate_limit": {"burst": 1}"#),
+                "endpoints[0].rate_limit: missing field `per_second` at line 1 column 125",
+            ),
+            (
+                endpoint(
+                    r#""profile": "azure_managed_app", "secret": {"values": ["s"]}, "arm_check": {"arm_cluster": "a", "token_cluster": "t", "managed_identity": {"id": 1}}"#,
+                ),
+                "endpoints[0].arm_check.managed_identity.id: unknown field `id`, expected `client_id` at line 1 column 185",
+            ),
+            // An object's members given as an array (serde's sequence form of a struct) is refused.
+            (
+                endpoint(r#""profile": "md5_envelope", "secret": ["s"]"#),
+                "endpoints[0].secret: invalid type: sequence, expected struct RawSecret at line 1 column 80",
+            ),
+        ];
+        for (json, want) in cases {
+            assert_eq!(parse(&json).unwrap_err(), format!("{want} of the plugin configuration"), "{json}");
+        }
     }
 
     #[test]

@@ -8,7 +8,6 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::digest::KeyInit;
 use hmac::Mac;
-use serde::Deserialize;
 use std::fmt;
 
 /// The largest `tolerance_seconds` a profile accepts.
@@ -60,21 +59,15 @@ pub struct Signed<K> {
     pub keep_signature: bool,
 }
 
-#[derive(Deserialize)]
-struct SignedKeys {
-    tolerance_seconds: Option<u64>,
-    keep_signature: Option<bool>,
-}
-
 impl<K> Signed<K> {
     /// The endpoint's secrets decoded by `decode`, its `tolerance_seconds` (`tolerance`:
     /// the sender's documented default, `None` for a sender that signs no time, whose
     /// registration does not list the key) and `keep_signature`.
     pub fn configure(section: &Section, tolerance: Option<u64>, decode: impl Fn(&[u8]) -> Result<K, &'static str>) -> Result<Self, String> {
-        let raw: SignedKeys = section.parse()?;
-        let tolerance = tolerance.map_or(Ok(0), |default| self::tolerance(raw.tolerance_seconds, default))?;
+        let (tolerance_seconds, keep_signature) = (section.get("tolerance_seconds")?, section.get("keep_signature")?);
+        let tolerance = tolerance.map_or(Ok(0), |default| self::tolerance(tolerance_seconds, default))?;
         let keys = keys(&section.secret.values, decode)?;
-        Ok(Signed { keys, tolerance, keep_signature: raw.keep_signature.unwrap_or(false) })
+        Ok(Signed { keys, tolerance, keep_signature: keep_signature.unwrap_or(false) })
     }
 
     /// The profile's [`crate::profile::Profile::signed`]: the `headers` it reads, of which

@@ -7,10 +7,9 @@
 
 pub mod proto;
 
-use crate::config::pick;
+use crate::config::{pick, Object};
 use crate::event::RateKeys;
 use crate::profile::Profile;
-use serde::Deserialize;
 
 /// The default timeout: the ratelimit filter's in the fleet example (`timeout: 0.5s`).
 const DEFAULT_TIMEOUT_MS: u64 = 500;
@@ -68,14 +67,29 @@ pub enum OnError {
     Hold,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The `global_rate_limit` block as given (read by [`Raw::read`]).
 pub struct Raw {
     cluster: String,
     domain: String,
     descriptors: Option<Vec<Vec<String>>>,
     timeout_ms: Option<u64>,
     on_error: Option<String>,
+}
+
+impl Raw {
+    /// The block's members, typed; errors worded as serde's derive gave them.
+    pub fn read(o: &Object) -> Result<Self, String> {
+        o.closed(&["cluster", "domain", "descriptors", "timeout_ms", "on_error"])?;
+        let (cluster, domain, descriptors) = (o.get("cluster")?, o.get("domain")?, o.get::<Option<_>>("descriptors")?);
+        let (timeout_ms, on_error) = (o.get::<Option<_>>("timeout_ms")?, o.get::<Option<_>>("on_error")?);
+        Ok(Raw {
+            cluster: cluster.ok_or_else(|| o.missing("cluster"))?,
+            domain: domain.ok_or_else(|| o.missing("domain"))?,
+            descriptors: descriptors.flatten(),
+            timeout_ms: timeout_ms.flatten(),
+            on_error: on_error.flatten(),
+        })
+    }
 }
 
 impl GlobalRateLimit {

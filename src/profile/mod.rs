@@ -17,7 +17,7 @@ pub mod slack;
 pub mod standard_webhooks;
 pub mod stripe;
 
-use crate::config::{deserialize, Secret, Upstream4xx};
+use crate::config::{Object, Secret, Upstream4xx};
 use crate::event::Event;
 use crate::media::Media;
 use crate::metrics::Counter;
@@ -59,10 +59,8 @@ pub fn find(name: &str) -> Option<&'static Registration> {
 
 /// One endpoint's configuration, as a profile reads its own keys from it.
 pub struct Section<'a> {
-    /// The whole plugin configuration (error places are counted in it).
-    pub json: &'a str,
-    /// This endpoint's object, a slice of `json`.
-    pub part: &'a str,
+    /// This endpoint's object in the plugin configuration.
+    pub object: &'a Object<'a>,
     /// `endpoints[i]`: stripped from parse errors, which the caller prefixes again.
     pub at: &'a str,
     /// The endpoint's name (shared-data keys are built from it).
@@ -73,13 +71,25 @@ pub struct Section<'a> {
 }
 
 impl<'a> Section<'a> {
-    /// The endpoint's object read as `T` (which ignores the keys it does not name). Errors
-    /// name the field, relative to the endpoint (`arm_check.timeout_ms: ...`).
-    pub fn parse<T: Deserialize<'a>>(&self) -> Result<T, String> {
-        deserialize(self.json, self.part).map_err(|e| match e.strip_prefix(self.at).and_then(|e| e.strip_prefix('.')) {
+    /// The endpoint's member `key` as `T`, `None` when absent or `null`. Errors name the
+    /// field relative to the endpoint (`allowed_rate: ...`).
+    pub fn get<T: Deserialize<'a>>(&self, key: &str) -> Result<Option<T>, String> {
+        self.object.get::<Option<T>>(key).map(Option::flatten).map_err(|e| self.relative(e))
+    }
+
+    /// The endpoint's member `key`, an object (`what`: see [`Object::read`]), read by
+    /// `read`; `None` when absent or `null`. Errors as [`Section::get`]'s.
+    pub fn object<T>(&self, key: &str, what: &'static str, read: impl FnOnce(&Object) -> Result<T, String>) -> Result<Option<T>, String> {
+        let object = self.object.object(key, what, true).map_err(|e| self.relative(e))?;
+        object.map(|o| read(&o).map_err(|e| self.relative(e))).transpose()
+    }
+
+    /// A configuration error without the endpoint's place, which the caller prefixes again.
+    fn relative(&self, e: String) -> String {
+        match e.strip_prefix(self.at).and_then(|e| e.strip_prefix('.')) {
             Some(relative) => relative.to_string(),
             None => e,
-        })
+        }
     }
 }
 

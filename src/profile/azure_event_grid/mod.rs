@@ -23,7 +23,6 @@ use crate::profile::{LocalAnswer, Profile, Registration, Section, SignedHeaders}
 use crate::timestamp;
 use crate::upstream::{self, Told};
 use delivery::{Delivery, RULES};
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
 pub const REGISTRATION: Registration = Registration { name: "azure_event_grid", keys: &["allowed_rate"], configure };
@@ -57,14 +56,8 @@ struct AzureEventGrid {
     allowed_rate: String,
 }
 
-#[derive(Deserialize)]
-struct Keys {
-    allowed_rate: Option<u32>,
-}
-
 fn configure(section: &Section) -> Result<Box<dyn Profile>, String> {
-    let keys: Keys = section.parse()?;
-    let allowed_rate = match keys.allowed_rate {
+    let allowed_rate = match section.get::<u32>("allowed_rate")? {
         Some(0) => return Err("allowed_rate: must be at least 1 (requests per minute); leave it out for no limit".into()),
         Some(rate) => rate.to_string(),
         None => "*".into(),

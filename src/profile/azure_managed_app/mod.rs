@@ -20,7 +20,6 @@ use crate::profile::{Profile, Registration, Section, SignedHeaders};
 use arm::config::{ArmCheck, RawArmCheck};
 use conformance::RULES;
 use notification::PAIRS;
-use serde::Deserialize;
 
 pub const REGISTRATION: Registration = Registration { name: "azure_managed_app", keys: &["on_nonconforming", "arm_check"], configure };
 
@@ -48,17 +47,12 @@ struct AzureManagedApp {
     arm_check: Option<ArmCheck>,
 }
 
-#[derive(Deserialize)]
-struct Keys {
-    on_nonconforming: Option<String>,
-    arm_check: Option<RawArmCheck>,
-}
-
 fn configure(section: &Section) -> Result<Box<dyn Profile>, String> {
-    let keys: Keys = section.parse()?;
+    let on_nonconforming = section.get::<String>("on_nonconforming")?;
+    let arm_check = section.object("arm_check", "struct RawArmCheck", RawArmCheck::read)?;
     let choices = [("forward", OnNonconforming::Forward), ("hold", OnNonconforming::Hold), ("reject", OnNonconforming::Reject)];
-    let on_nonconforming = pick("on_nonconforming", "value", keys.on_nonconforming.as_deref().unwrap_or("forward"), &choices)?;
-    let arm_check = keys.arm_check.map(|a| ArmCheck::validate(a, section.name, section.env)).transpose()?;
+    let on_nonconforming = pick("on_nonconforming", "value", on_nonconforming.as_deref().unwrap_or("forward"), &choices)?;
+    let arm_check = arm_check.map(|a| ArmCheck::validate(a, section.name, section.env)).transpose()?;
     Ok(Box::new(AzureManagedApp { on_nonconforming, arm_check }))
 }
 

@@ -49,14 +49,8 @@ struct Github {
     answer_ping: bool,
 }
 
-#[derive(Deserialize)]
-struct Keys {
-    ping: Option<String>,
-}
-
 fn configure(section: &Section) -> Result<Box<dyn Profile>, String> {
-    let raw: Keys = section.parse()?;
-    let answer_ping = match raw.ping.as_deref() {
+    let answer_ping = match section.get::<String>("ping")?.as_deref() {
         None | Some("forward") => false,
         Some("answer") => true,
         Some(_) => return Err("ping: must be forward or answer".into()),

@@ -54,8 +54,6 @@ use crate::upstream::{self, Told};
 
 /// `pings_answered_total`: a ping the filter answered itself, its verdict on the request.
 const PING_ANSWERED: ProfileCounter = ProfileCounter { family: "pings_answered_total", labels: &[], verdict: true };
-use serde::Deserialize;
-
 pub const REGISTRATION: Registration = Registration { name: "md5_envelope", keys: &["answer_ping"], configure };
 
 #[derive(Debug)]
@@ -64,14 +62,8 @@ struct Md5Envelope {
     answer_ping: bool,
 }
 
-#[derive(Deserialize)]
-struct Keys {
-    answer_ping: Option<bool>,
-}
-
 fn configure(section: &Section) -> Result<Box<dyn Profile>, String> {
-    let keys: Keys = section.parse()?;
-    Ok(Box::new(Md5Envelope { answer_ping: keys.answer_ping.unwrap_or(false) }))
+    Ok(Box::new(Md5Envelope { answer_ping: section.get("answer_ping")?.unwrap_or(false) }))
 }
 
 impl Profile for Md5Envelope {

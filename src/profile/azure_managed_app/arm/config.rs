@@ -1,7 +1,7 @@
 //! The `arm_check` block of an `azure_managed_app` endpoint, validated at configure time.
 
+use crate::config::Object;
 use crate::problem::clip;
-use serde::Deserialize;
 use std::fmt;
 
 /// Azure Resource Manager's current API version for `Microsoft.Solutions/applications`.
@@ -64,8 +64,7 @@ impl fmt::Debug for ClientSecret {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The `arm_check` block as given (read by [`RawArmCheck::read`]).
 pub struct RawArmCheck {
     arm_cluster: String,
     arm_authority: Option<String>,
@@ -79,16 +78,71 @@ pub struct RawArmCheck {
     managed_identity: Option<RawManagedIdentity>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+const KEYS: [&str; 10] = [
+    "arm_cluster",
+    "arm_authority",
+    "token_cluster",
+    "token_authority",
+    "api_version",
+    "timeout_ms",
+    "retry_after_seconds",
+    "on_error",
+    "client_credentials",
+    "managed_identity",
+];
+
+impl RawArmCheck {
+    /// The block's members, typed; errors worded as serde's derive gave them.
+    pub fn read(o: &Object) -> Result<Self, String> {
+        o.closed(&KEYS)?;
+        let (arm_cluster, token_cluster) = (o.get::<String>("arm_cluster")?, o.get::<String>("token_cluster")?);
+        let [arm_authority, token_authority, api_version, on_error] =
+            ["arm_authority", "token_authority", "api_version", "on_error"].map(|key| o.get::<Option<String>>(key).map(Option::flatten));
+        let [timeout_ms, retry_after_seconds] = ["timeout_ms", "retry_after_seconds"].map(|key| o.get::<Option<u64>>(key).map(Option::flatten));
+        let client_credentials = o.object("client_credentials", "struct RawClientCredentials", true)?.map(|c| RawClientCredentials::read(&c)).transpose()?;
+        let managed_identity = o.object("managed_identity", "struct RawManagedIdentity", true)?;
+        let managed_identity = managed_identity.map(|m| m.closed(&["client_id"]).and(m.get::<Option<String>>("client_id"))).transpose()?;
+        Ok(RawArmCheck {
+            arm_cluster: arm_cluster.ok_or_else(|| o.missing("arm_cluster"))?,
+            arm_authority: arm_authority?,
+            token_cluster: token_cluster.ok_or_else(|| o.missing("token_cluster"))?,
+            token_authority: token_authority?,
+            api_version: api_version?,
+            timeout_ms: timeout_ms?,
+            retry_after_seconds: retry_after_seconds?,
+            on_error: on_error?,
+            client_credentials,
+            managed_identity: managed_identity.map(|client_id| RawManagedIdentity { client_id: client_id.flatten() }),
+        })
+    }
+}
+
+#[cfg(test)]
+impl RawArmCheck {
+    /// The block alone as JSON text (the tests' form).
+    pub fn parse(json: &str) -> Result<Self, String> {
+        RawArmCheck::read(&Object::read(json, json, "struct RawArmCheck")?)
+    }
+}
+
 struct RawClientCredentials {
     tenant: String,
     client_id: String,
     client_secret_env: String,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+impl RawClientCredentials {
+    fn read(o: &Object) -> Result<Self, String> {
+        o.closed(&["tenant", "client_id", "client_secret_env"])?;
+        let (tenant, client_id, client_secret_env) = (o.get("tenant")?, o.get("client_id")?, o.get("client_secret_env")?);
+        Ok(RawClientCredentials {
+            tenant: tenant.ok_or_else(|| o.missing("tenant"))?,
+            client_id: client_id.ok_or_else(|| o.missing("client_id"))?,
+            client_secret_env: client_secret_env.ok_or_else(|| o.missing("client_secret_env"))?,
+        })
+    }
+}
+
 struct RawManagedIdentity {
     client_id: Option<String>,
 }
@@ -194,7 +248,7 @@ mod tests {
     use super::*;
 
     fn parse(json: &str, env: impl Fn(&str) -> Option<String>) -> Result<ArmCheck, String> {
-        let raw: RawArmCheck = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let raw = RawArmCheck::parse(json)?;
         ArmCheck::validate(raw, "azure", &env)
     }
 

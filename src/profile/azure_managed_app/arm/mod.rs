@@ -91,7 +91,7 @@ impl Outcome {
 /// A recording [`Outbound`] over a shared in-memory store, for the module's tests.
 #[cfg(test)]
 pub mod testing {
-    use super::config::ArmCheck;
+    use super::config::{ArmCheck, RawArmCheck};
     use super::{Answer, Call, Outbound};
     use crate::shared::memory::MemoryStore;
     use crate::shared::{SharedStore, StoreError};
@@ -155,7 +155,7 @@ pub mod testing {
     pub fn check(source: &str) -> ArmCheck {
         let json = format!(r#"{{"arm_cluster":"arm","token_cluster":"login","timeout_ms":3000,{source}}}"#);
         let env = |_: &str| Some("Sup3rSecret".to_string());
-        let raw = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+        let raw = RawArmCheck::parse(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
         ArmCheck::validate(raw, "azure", &env).unwrap_or_else(|e| panic!("{e}"))
     }
 }

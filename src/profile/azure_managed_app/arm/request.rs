@@ -74,11 +74,12 @@ fn encode(value: &str, keep: impl Fn(u8) -> bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::azure_managed_app::arm::config::RawArmCheck;
 
     fn check(source: &str) -> ArmCheck {
         let json = format!(r#"{{"arm_cluster":"arm","token_cluster":"login",{source}}}"#);
         let env = |_: &str| Some("a&b=c d+é".to_string());
-        ArmCheck::validate(serde_json::from_str(&json).unwrap(), "azure", &env).unwrap()
+        ArmCheck::validate(RawArmCheck::parse(&json).unwrap(), "azure", &env).unwrap()
     }
 
     fn header<'a>(call: &'a Call<'_>, name: &str) -> Option<&'a str> {
