@@ -29,7 +29,7 @@ SOAK_MODE    ?= stream
 FUZZ_SECONDS ?= 300
 FUZZ_RUNS    ?= 200000
 
-.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-check bench test lint unit e2e e2e-older wasm-target envoy size clean fleet-deps ratelimit-service fill-examples examples-check cargo-mutants mutants mutants-small build-trap prometheus cost budget soak-check bench-check newcomer
+.PHONY: all toolchain binaryen build release reproduce run samples soak fuzz fuzz-check bench test lint unit e2e e2e-older wasm-target envoy size clean fleet-deps ratelimit-service fill-examples examples-check cargo-mutants mutants mutants-small build-trap prometheus cost budget soak-check bench-check newcomer ext-authz-verifier
 
 all: build
 
@@ -166,16 +166,23 @@ fuzz-check: toolchain
 	./fuzz/run.sh --runs $(FUZZ_RUNS)
 	cd fuzz && cargo test --lib --quiet
 
+# The benchmark's ext_authz service: webhook-guard's own checks compiled for this machine
+# behind a small HTTP server, asked by Envoy's ext_authz filter (its own crate and lock
+# file, never part of the module).
+EXT_AUTHZ_VERIFIER := benches/ext-authz-verifier/target/release/ext-authz-verifier
+ext-authz-verifier: toolchain
+	cargo build --release --locked --manifest-path benches/ext-authz-verifier/Cargo.toml
+
 # Side-by-side benchmark against Envoy's own options (docs/benchmarks.md); run it on a
 # quiet machine. The criterion micro-benchmarks: cargo bench --bench pure.
-bench: build $(ENVOY)
-	ENVOY=$(ENVOY) WASM=$(WASM) PYTHON=$(PYTHON) ./benches/run.sh
+bench: build $(ENVOY) ext-authz-verifier
+	ENVOY=$(ENVOY) WASM=$(WASM) VERIFIER=$(EXT_AUTHZ_VERIFIER) PYTHON=$(PYTHON) ./benches/run.sh
 
 # Every bench variant once, for a second, so the bench cannot rot: every answer and the
 # connection reuse checked, no timing asserted, the report written to target/ (not docs/).
 # The load comes from benches/loadgen.py (oha's command line, no oha to build).
-bench-check: build $(ENVOY)
-	ENVOY=$(ENVOY) WASM=$(WASM) PYTHON=$(PYTHON) ROUNDS=1 DURATION=1 WARMUP=0 RETRIES=0 BENCH_WAIT_QUIET=0 \
+bench-check: build $(ENVOY) ext-authz-verifier
+	ENVOY=$(ENVOY) WASM=$(WASM) VERIFIER=$(EXT_AUTHZ_VERIFIER) PYTHON=$(PYTHON) ROUNDS=1 DURATION=1 WARMUP=0 RETRIES=0 BENCH_WAIT_QUIET=0 \
 	  BENCH_PIN=0 BENCH_NICE=0 BENCH_VARIANTS=all BENCH_LOADGEN=python BENCH_DOC=target/bench-check.md ./benches/run.sh
 
 # Mixed load through Envoy with 2 workers; reports throughput, errors and memory

@@ -33,6 +33,11 @@ VARIANTS = {
     "v5_wg_reject_hold": ("5h. webhook-guard, invalid → 400, hold", "hold", "the same as 4h", "invalid (no `eventType`)", 400),
     "v5_wg_reject_stream": ("5s. webhook-guard, invalid → 400, stream", "stream", "the same as 4s", "invalid (no `eventType`)", 400),
     "v8_wg_head_reject": ("8. webhook-guard, no secret → 401", "stream", "the same as 4s", "valid, without `sig`", 401),
+    "v9_ext_authz": ("9. ext_authz + service, valid → 200", "hold",
+                     "Envoy's `ext_authz` (`http_service`, whole body) asking `benches/ext-authz-verifier`: webhook-guard's checks, "
+                     "native, same configuration; forwarded as sent", "valid", 200),
+    "v9r_ext_authz_reject": ("9r. ext_authz + service, invalid → 400", "hold", "the same as 9", "invalid (no `eventType`)", 400),
+    "v9h_ext_authz_head_reject": ("9h. ext_authz + service, no secret → 401", "hold", "the same as 9", "valid, without `sig`", 401),
     "v6_wg_original": ("6. webhook-guard, forward original, no rate limit, hold", "hold",
                        "webhook-guard, `forward: original`, no `rate_limit` (diagnostic)", "valid", 200),
     "v7_wg_no_rate_limit": ("7. webhook-guard, CloudEvent, no rate limit, hold", "hold",
@@ -44,6 +49,14 @@ TARGETS = [
     ("v4_wg_stream", "v2_empty_stream", 1.05, "accepted → CloudEvent within 1.05 × the empty filter's CPU/req, stream"),
     ("v8_wg_head_reject", "v1_router", 1.05, "refusal on the head within 1.05 × the router-only CPU/req"),
     ("v5_wg_reject_hold", "v2_empty_hold", 1.00, "refusal after the body (hold) no dearer than the empty filter"),
+]
+# The variants whose checks run in the ext_authz service: its CPU time counts with Envoy's.
+SERVICE = ("v9_ext_authz", "v9r_ext_authz_reject", "v9h_ext_authz_head_reject")
+# (request, webhook-guard variant, ext_authz variant): the same answer, in-proxy or asked.
+AGAINST_EXT_AUTHZ = [
+    ("valid → 200", "v4_wg_hold", "v9_ext_authz"),
+    ("invalid → 400", "v5_wg_reject_hold", "v9r_ext_authz_reject"),
+    ("no secret → 401", "v8_wg_head_reject", "v9h_ext_authz_head_reject"),
 ]
 NOTES_MARKER = "<!-- Notes below this line are kept when benches/run.sh regenerates this file. -->"
 MODULE_LIMIT = 400_000
@@ -130,16 +143,19 @@ def cmd_record(a):
         line["envoy"] = envoy
         line["expect"] = a.expect
         line["unexpected"] = unexpected(oha, envoy, a.expect)
-        # --cpu-before/--cpu-after: "utime stime cpu_busy cpu_total all_busy all_total", in
-        # clock ticks (cpu_*: the CPU Envoy is pinned to; all_*: the whole machine)
+        # --cpu-before/--cpu-after: "utime stime cpu_busy cpu_total all_busy all_total
+        # service_utime service_stime", in clock ticks (cpu_*: the CPU Envoy is pinned to;
+        # all_*: the whole machine; service_*: the ext_authz service, pinned with Envoy)
         b = [int(x) for x in a.cpu_before.split()]
         e = [int(x) for x in a.cpu_after.split()]
-        user, sys_, busy, total, all_busy, all_total = (e[i] - b[i] for i in range(6))
+        user, sys_, busy, total, all_busy, all_total, s_user, s_sys = (e[i] - b[i] for i in range(8))
         gen_s = read_times(a.times_after) - read_times(a.times_before)
         line["oha_cpu_s"] = round(gen_s, 3)
-        # Other processes' CPU use anywhere on the machine, in CPUs (oha and Envoy excluded).
+        # Other processes' CPU use anywhere on the machine, in CPUs (oha, Envoy and the
+        # ext_authz service excluded).
         ncpu = os.cpu_count() or 1
-        others = all_busy - user - sys_ - gen_s * a.clk_tck
+        own = user + sys_ + s_user + s_sys
+        others = all_busy - own - gen_s * a.clk_tck
         line["others_cpus"] = round(max(others, 0) * ncpu / all_total, 3) if all_total else None
         cpu_s = (user + sys_) / a.clk_tck
         done = envoy.get("completed", 0)
@@ -147,8 +163,12 @@ def cmd_record(a):
         line["envoy_user_s"] = round(user / a.clk_tck, 3)
         line["envoy_sys_s"] = round(sys_ / a.clk_tck, 3)
         line["cpu_us_per_req"] = round(cpu_s * 1e6 / done, 2) if done else None
+        if a.variant in SERVICE:
+            service_s = (s_user + s_sys) / a.clk_tck
+            line["service_cpu_s"] = round(service_s, 3)
+            line["service_cpu_us_per_req"] = round(service_s * 1e6 / done, 2) if done else None
         # Share of Envoy's CPU (or of the machine when not pinned) used by anything else.
-        line["interference_pct"] = round(100 * max(busy - user - sys_, 0) / total, 1) if total else None
+        line["interference_pct"] = round(100 * max(busy - own, 0) / total, 1) if total else None
         if a.kind == "latency":
             line["target_rate"] = a.rate
     else:
@@ -160,6 +180,9 @@ def cmd_record(a):
                 if l.startswith("VmRSS:"):
                     rss = int(l.split()[1]) * 1024
         line["rss_bytes"] = rss
+        if a.variant in SERVICE and a.service_status:
+            with open(a.service_status, encoding="utf-8") as f:
+                line["service_rss_bytes"] = next((int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:")), None)
         line["allocated_bytes"] = int(mem.get("allocated", 0))
         line["heap_bytes"] = int(mem.get("heap_size", 0))
     print(json.dumps(line, sort_keys=True))
@@ -199,6 +222,7 @@ def cmd_progress(_a):
     print(
         f"  round {tp.get('round')} {v:<24} {tp.get('rps', 0):>9.0f} req/s  "
         f"{tp.get('cpu_us_per_req') or 0:>6.1f} µs CPU/req "
+        + (f"+ service {tp.get('service_cpu_us_per_req') or 0:.1f} " if "service_cpu_s" in tp else "") +
         f"({100 * tp.get('envoy_sys_s', 0) / (tp.get('envoy_cpu_s') or 1):.0f}% sys, "
         f"{tp.get('interference_pct') or 0:.0f}% other, others {tp.get('others_cpus') or 0:.2f} CPU)  "
         f"p50 {lat.get('p50_us') or 0:>6.0f} µs  p99 {lat.get('p99_us') or 0:>6.0f} µs  "
@@ -250,6 +274,62 @@ def diff(a, b):
     return None if a is None or b is None else a - b
 
 
+def fnum(x, fmt):
+    return "n/a" if x is None else fmt.format(x)
+
+
+def total_cpu(row):
+    """CPU µs per request of Envoy and, for the ext_authz variants, of the service."""
+    cpu, service = row.get("cpu_us_per_req"), row.get("service_cpu_us_per_req")
+    if cpu is None or ("service_cpu_s" in row and service is None):
+        return None
+    return cpu + (service or 0)
+
+
+def against_ext_authz(w, agg, med, round_ratios, present):
+    """webhook-guard's variants against ext_authz asking a service with the same checks."""
+    pairs = [(what, wg, ext) for what, wg, ext in AGAINST_EXT_AUTHZ if wg in present and ext in present]
+    if not pairs:
+        return
+    w("## webhook-guard against ext_authz")
+    w("")
+    w("The same checks, in the proxy (webhook-guard) or asked by Envoy's `ext_authz` of a service")
+    w("on loopback (9, 9r, 9h). CPU per request is Envoy's plus the service's; the ratio is")
+    w("taken within each round, median (min–max).")
+    w("")
+    w("| request | webhook-guard CPU µs/req | ext_authz: Envoy + service = total µs/req | ext_authz ÷ webhook-guard (CPU/req) "
+      "| p50 µs webhook-guard / ext_authz | p99 µs webhook-guard / ext_authz | service RSS MiB |")
+    w("|---|---|---|---|---|---|---|")
+    said = []
+    for what, wg, ext in pairs:
+        d, e = med[wg], med[ext]
+        ratios = round_ratios(ext, wg)
+        w(f"| {what} ({VARIANTS[wg][0].split('.')[0]} / {VARIANTS[ext][0].split('.')[0]}) | {spread(agg[wg]['total'], '{:.1f}')} "
+          f"| {fnum(e['cpu'], '{:.1f}')} + {fnum(e['service'], '{:.1f}')} = {spread(agg[ext]['total'], '{:.1f}')} "
+          f"| {spread(ratios, '{:.2f}')} | {fnum(d['p50'], '{:.0f}')} / {fnum(e['p50'], '{:.0f}')} "
+          f"| {fnum(d['p99'], '{:.0f}')} / {fnum(e['p99'], '{:.0f}')} | {fnum(e['service_rss'], '{:.1f}')} |")
+        if ratios:
+            said.append(f"{spread(ratios, '{:.2f}')} × for {what}")
+    w("")
+    if said:
+        w(f"Per request, ext_authz with the same checks takes {', '.join(said)} of")
+        w("webhook-guard's CPU (Envoy's and the service's together).")
+    valid = round_ratios("v9_ext_authz", "v4_wg_hold")
+    if valid:
+        r, p50 = median(valid), diff(med["v9_ext_authz"]["p50"], med["v4_wg_hold"]["p50"])
+        if min(valid) <= 1 <= max(valid):
+            verdict = f"On an accepted notification the two cost the same CPU within the spread of the rounds ({spread(valid, '{:.2f}')} ×)"
+        elif r > 1:
+            verdict = f"In the proxy, webhook-guard saves {100 * (1 - 1 / r):.0f} % of the CPU an accepted notification costs with ext_authz"
+        else:
+            verdict = f"On an accepted notification webhook-guard costs {100 * (1 / r - 1):.0f} % more CPU than ext_authz"
+        w(verdict + ("." if p50 is None else f"; ext_authz answers it {abs(p50):.0f} µs {'later' if p50 >= 0 else 'sooner'} at p50."))
+    if "v9h_ext_authz_head_reject" in present:
+        w("A request without its secret is refused on its head in the proxy, but only after its whole")
+        w("body with ext_authz, which buffers the body before it asks.")
+    w("")
+
+
 def cmd_report(a):
     with open(a.raw, encoding="utf-8") as f:
         rows = [json.loads(l) for l in f if l.strip()]
@@ -268,6 +348,9 @@ def cmd_report(a):
         agg[v] = {
             "rps": [r["rps"] for r in tp],
             "cpu": [r.get("cpu_us_per_req") for r in tp],
+            "service": [r.get("service_cpu_us_per_req") for r in tp if "service_cpu_s" in r],
+            "total": [total_cpu(r) for r in tp],
+            "service_rss": [r["service_rss_bytes"] / 2**20 for r in mem if r.get("service_rss_bytes")],
             "sys": [100 * r["envoy_sys_s"] / r["envoy_cpu_s"] for r in tp if r.get("envoy_cpu_s")],
             "other": [r.get("interference_pct") for r in tp],
             "others": [r.get("others_cpus") for r in tp],
@@ -280,19 +363,17 @@ def cmd_report(a):
             "statuses": sorted({k for r in tp + lat for k in r["statuses"]}),
         }
     med = {v: {k: median(x) for k, x in d.items() if isinstance(x, list) and k != "statuses"} for v, d in agg.items()}
-    # CPU per request by round, for ratios taken within a round (the variants of a round
-    # run minutes apart at most, so they share the machine's state).
+    # CPU per request (Envoy's, plus the ext_authz service's) by round, for ratios taken
+    # within a round (the variants of a round run minutes apart at most, so they share the
+    # machine's state).
     by_round = {}
     for r in rows:
-        if r["kind"] == "throughput" and r.get("cpu_us_per_req"):
-            by_round.setdefault(r["variant"], {})[r["round"]] = r["cpu_us_per_req"]
+        if r["kind"] == "throughput" and total_cpu(r):
+            by_round.setdefault(r["variant"], {})[r["round"]] = total_cpu(r)
 
     def round_ratios(v, base):
         a, b = by_round.get(v, {}), by_round.get(base, {})
         return [a[k] / b[k] for k in sorted(set(a) & set(b)) if b[k]]
-
-    def fnum(x, fmt):
-        return "n/a" if x is None else fmt.format(x)
 
     out = []
     w = out.append
@@ -314,6 +395,16 @@ def cmd_report(a):
     w("over HTTP/1.1 keep-alive on loopback. *hold*: the filter holds the request head until")
     w("the body's verdict (`allow_on_headers_stop_iteration: true`); *stream*: the head goes")
     w("upstream at once and only the body is held.")
+    if any(v in present for v in SERVICE):
+        w("")
+        w("*ext_authz* (9): the alternative to an in-proxy filter. Envoy's `ext_authz` HTTP filter")
+        w("buffers the whole body (`with_request_body`, `allow_partial_message: false`, at most")
+        w("65536 bytes as the guard's limit), holding the head meanwhile, and sends the request to")
+        w("`benches/ext-authz-verifier` on loopback: webhook-guard's own flow compiled for this")
+        w("machine behind `hyper`, one thread serving every connection, with the same configuration.")
+        w("It answers 200 (Envoy forwards the request as it came: no CloudEvent) or the guard's")
+        w("refusal, which Envoy returns to the sender. The service is pinned to Envoy's CPU, as a")
+        w("sidecar shares its pod's CPU; its CPU time (`/proc/<pid>/stat`) is added to Envoy's.")
     w("")
     w("| variant | header mode | filter | request | expected |")
     w("|---|---|---|---|---|")
@@ -349,7 +440,8 @@ def cmd_report(a):
     w(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     w(f"- CPU: {m['cpu']}, {m['cores']} cores, {m['memory']} memory; kernel {m['kernel']}")
     w(f"- Envoy {meta['envoy_version']}; {meta['oha_version']}")
-    w(f"- `{meta['wasm']}`: {meta['wasm_bytes']:,} bytes; empty filter: {meta['empty_wasm_bytes']:,} bytes")
+    w(f"- `{meta['wasm']}`: {meta['wasm_bytes']:,} bytes; empty filter: {meta['empty_wasm_bytes']:,} bytes"
+      + (f"; ext_authz service: {meta['verifier_bytes']:,} bytes" if meta.get("verifier_bytes") else ""))
     w(f"- webhook-guard configuration (stream; hold differs only in `header_mode`): `{meta['wg_config']}`")
     if "rate_limit" not in meta["wg_config"]:
         w("  (run without `rate_limit`: `BENCH_WG_EXTRA=\"\"`; the rate limiter's shared-data CAS is not measured)")
@@ -362,6 +454,10 @@ def cmd_report(a):
     if by_variant:
         w("- upstream connections / requests: " + ", ".join(
             f"{VARIANTS[v][0].split('.')[0]} {cx:,} / {rq:,}" for v, (cx, rq) in by_variant.items() if v in VARIANTS))
+    authz = {v: n for v, n in (meta.get("authz_by_variant") or {}).items() if v in VARIANTS}
+    if authz:
+        w("- ext_authz service connections / requests: " + ", ".join(
+            f"{VARIANTS[v][0].split('.')[0]} {cx:,} / {rq:,}" for v, (cx, rq) in authz.items()))
     w(f"- whole run: {meta['elapsed_s'] // 60} min {meta['elapsed_s'] % 60} s{waited}; raw results: `{meta['raw']}`")
     w("")
     w("## Results")
@@ -369,23 +465,26 @@ def cmd_report(a):
     w("Median over rounds, (min–max) in brackets: the spread is the noise of this machine.")
     w("*kernel %*: Envoy's system time in its CPU time. *other CPU %*: share of Envoy's CPU taken")
     w("by other processes during the throughput runs; *others CPU*: CPUs used by other processes")
-    w("anywhere on the machine meanwhile (Envoy and oha excluded). Both are 0 on a quiet machine.")
+    w("anywhere on the machine meanwhile (Envoy, the ext_authz service and oha excluded). Both are")
+    w("0 on a quiet machine.")
     w(f"A variant's measurements that saw more than {meta['max_interference']} % (of Envoy's CPU, or of a")
     w(f"CPU elsewhere) were discarded and run again ({meta['retries']} time(s) at most; the last attempt is")
     w(f"kept): {discarded} discarded in this run.")
     w("")
-    w("| variant | throughput req/s | Envoy CPU µs/req | kernel % | p50 µs | p99 µs | RSS MiB | heap MiB | other CPU % | others CPU | responses checked | unexpected |")
-    w("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    w("| variant | throughput req/s | Envoy CPU µs/req | service CPU µs/req | kernel % | p50 µs | p99 µs | RSS MiB | heap MiB | other CPU % | others CPU | responses checked | unexpected |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for v in present:
         name, d = VARIANTS[v][0], agg[v]
-        w(f"| {name} | {spread(d['rps'], '{:,.0f}')} | {spread(d['cpu'], '{:.1f}')} | {fnum(median(d['sys']), '{:.0f}')} "
+        service = spread(d["service"], "{:.1f}") if v in SERVICE else "—"
+        w(f"| {name} | {spread(d['rps'], '{:,.0f}')} | {spread(d['cpu'], '{:.1f}')} | {service} | {fnum(median(d['sys']), '{:.0f}')} "
           f"| {spread(d['p50'], '{:.0f}')} | {spread(d['p99'], '{:.0f}')} | {spread(d['rss'], '{:.1f}')} "
           f"| {spread(d['alloc'], '{:.1f}')} | {fnum(median(d['other']), '{:.0f}')} "
           f"| {fnum(median(d['others']), '{:.2f}')} "
           f"| {d['requests']:,} ({', '.join(d['statuses'])}) | {d['unexpected']} |")
     w("")
-    w("CPU per request against the baselines: the ratio within each round, median (min–max)")
-    w("over rounds; the empty filter of the same header mode is the baseline of a WASM variant.")
+    w("CPU per request (Envoy's, plus the ext_authz service's for 9) against the baselines: the")
+    w("ratio within each round, median (min–max) over rounds; the empty filter of the same header")
+    w("mode is the baseline of a WASM variant.")
     w("")
     w("| variant | CPU/req ÷ router | CPU/req ÷ empty filter (same mode) | p99 added over the router µs |")
     w("|---|---|---|---|")
@@ -396,6 +495,7 @@ def cmd_report(a):
         w(f"| {VARIANTS[v][0]} | {spread(round_ratios(v, 'v1_router'), '{:.2f}')} "
           f"| {spread(round_ratios(v, empty), '{:.2f}') if empty else '—'} | {fnum(p99_add, '{:+.0f}')} |")
     w("")
+    against_ext_authz(w, agg, med, round_ratios, present)
     w("## Targets")
     w("")
     w("Ratios of CPU per request within a round, median (min–max); reported, never enforced.")
@@ -418,7 +518,7 @@ def cmd_report(a):
     w(f"| module ≤ {MODULE_LIMIT:,} bytes | {meta['wasm_bytes']:,} bytes | {size_ok} |")
     w("")
     c = {v: med[v]["cpu"] for v in VARIANTS}
-    w("## Where the CPU goes (medians, µs of Envoy CPU per request)")
+    w("## Where the CPU goes (medians, µs of Envoy CPU per request; the ext_authz service's where said)")
     w("")
     lines = [
         ("router only, two passes through Envoy", "v1_router", None),
@@ -437,6 +537,16 @@ def cmd_report(a):
         if c.get(v) is None or (base and c.get(base) is None):
             continue
         w(f"- {text}: {c[v] - c[base]:+.1f}" if base else f"- {text}: {c[v]:.1f}")
+    t = {v: med[v]["total"] for v in VARIANTS}
+    for text, v, base, of in [
+        ("Envoy's side of ext_authz, buffering and asking the service (9 − 1, Envoy only)", "v9_ext_authz", "v1_router", c),
+        ("the ext_authz service's own (9, service only)", "v9_ext_authz", None, {v: med[v]["service"] for v in VARIANTS}),
+        ("ext_authz, Envoy and service, over webhook-guard, hold (9 − 4h)", "v9_ext_authz", "v4_wg_hold", t),
+        ("a refusal after the body: ext_authz over webhook-guard (9r − 5h)", "v9r_ext_authz_reject", "v5_wg_reject_hold", t),
+        ("a request without its secret: ext_authz over webhook-guard (9h − 8)", "v9h_ext_authz_head_reject", "v8_wg_head_reject", t),
+    ]:
+        if of.get(v) is not None and (base is None or of.get(base) is not None):
+            w(f"- {text}: {of[v] - of[base]:+.1f}" if base else f"- {text}: {of[v]:.1f}")
     w("")
     cost = meta.get("cost_md")
     if cost and os.path.exists(cost):
@@ -486,8 +596,8 @@ def main():
     r.add_argument("--oha")
     r.add_argument("--stats-before")
     r.add_argument("--stats-after")
-    r.add_argument("--cpu-before", default="0 0 0 0 0 0")
-    r.add_argument("--cpu-after", default="0 0 0 0 0 0")
+    r.add_argument("--cpu-before", default="0 0 0 0 0 0 0 0")
+    r.add_argument("--cpu-after", default="0 0 0 0 0 0 0 0")
     r.add_argument("--times-before")
     r.add_argument("--times-after")
     r.add_argument("--clk-tck", type=int, default=100)
@@ -495,6 +605,7 @@ def main():
     r.add_argument("--rate", type=int)
     r.add_argument("--admin-memory")
     r.add_argument("--proc-status")
+    r.add_argument("--service-status")
     sub.add_parser("progress")
     n = sub.add_parser("noise")
     n.add_argument("file")

@@ -12,6 +12,15 @@
 #   v4 webhook-guard, valid notification, hold|stream     -> 200  (forwarded as a CloudEvent)
 #   v5 webhook-guard, invalid notification, hold|stream   -> 400  (refused after the body)
 #   v8 webhook-guard, no secret                           -> 401  (refused on the head)
+#   v9 Envoy's ext_authz calling benches/ext-authz-verifier, valid -> 200 (forwarded as sent)
+#   v9r the same, invalid notification                    -> 400  (the service's refusal)
+#   v9h the same, no secret                               -> 401  (refused after the body too)
+# v9 is the alternative a platform team would build instead of an in-proxy filter: Envoy's
+# ext_authz HTTP filter (http_service, the whole body: with_request_body, no partial
+# message, 65536 bytes as the guard's limit) asks a service on loopback that runs
+# webhook-guard's own checks natively, with the same configuration. The service shares
+# Envoy's CPU (pinned with it), as a sidecar shares its pod's; its CPU time is measured
+# too (/proc/<pid>/stat) and added to Envoy's for the comparison.
 # A refused body in stream mode resets the upstream request its head started, and with it
 # the upstream connection: v5 stream is exempt from the reuse check, and says so.
 #
@@ -29,14 +38,16 @@
 #   a CPU on the machine, are discarded and run again, RETRIES times at most (the last
 #   attempt is kept whatever it shows)
 #   BENCH_WG_EXTRA [rate_limit JSON] members added to the webhook-guard endpoint; "" for none
-#   BENCH_PORT [19100] first of the loopback ports used (admin; +1 upstream; +11..+17 variants)
+#   BENCH_PORT [19100] first of the loopback ports used (admin; +1 upstream; +2 the ext_authz
+#   service; +11.. the variants)
 #   BENCH_PIN [1] pin Envoy to CPU 0 and the load generator to CPU 1 (when there are 2+ CPUs)
 #   BENCH_NICE [-20] niceness of Envoy and the load generator (applied when allowed; 0: off)
 #   BENCH_WAIT_QUIET [60] seconds to wait, at most, for other processes to leave the CPUs
 #   (nearly) idle before measuring
 #   ENVOY, WASM, PYTHON: Envoy binary, webhook-guard module, python3
+#   VERIFIER: the ext_authz service (make ext-authz-verifier builds it when missing)
 #   BENCH_DOC [docs/benchmarks.md]  BENCH_NOTE: a free-text line added to the report
-#   BENCH_VARIANTS [v1..v5, v8]: the variants to measure, by name; two diagnostic ones can
+#   BENCH_VARIANTS [v1..v5, v8, v9]: the variants to measure, by name; two diagnostic ones can
 #   be added: v6_wg_original (forward: original, no rate limit, hold) and
 #   v7_wg_no_rate_limit (CloudEvent, hold); "all" for every variant
 #   OHA [.tools/oha/bin/oha]: the load generator (installed there when missing)
@@ -62,8 +73,8 @@ BENCH_NICE=${BENCH_NICE:--20}
 BENCH_WAIT_QUIET=${BENCH_WAIT_QUIET:-60}
 BENCH_DOC=${BENCH_DOC:-docs/benchmarks.md}
 ALL_VARIANTS=(v1_router v2_empty_hold v2_empty_stream v3_lua v4_wg_hold v4_wg_stream v5_wg_reject_hold v5_wg_reject_stream
-  v8_wg_head_reject v6_wg_original v7_wg_no_rate_limit)
-BENCH_VARIANTS=${BENCH_VARIANTS:-${ALL_VARIANTS[*]:0:9}}
+  v8_wg_head_reject v9_ext_authz v9r_ext_authz_reject v9h_ext_authz_head_reject v6_wg_original v7_wg_no_rate_limit)
+BENCH_VARIANTS=${BENCH_VARIANTS:-${ALL_VARIANTS[*]:0:12}}
 [[ $BENCH_VARIANTS == all ]] && BENCH_VARIANTS=${ALL_VARIANTS[*]}
 BENCH_NOTE=${BENCH_NOTE:-}
 DEFAULT_WG_EXTRA='"rate_limit": {"per_second": 1000000, "burst": 1000000, "key": "global"}'
@@ -71,6 +82,7 @@ BENCH_WG_EXTRA=${BENCH_WG_EXTRA-$DEFAULT_WG_EXTRA}
 ENVOY_VERSION=1.40.0
 ENVOY=${ENVOY:-.tools/envoy/envoy/_bin/envoy}
 WASM=${WASM:-webhook_guard.wasm}
+VERIFIER=${VERIFIER:-benches/ext-authz-verifier/target/release/ext-authz-verifier}
 PYTHON=${PYTHON:-python3}
 MAX_INTERFERENCE=${MAX_INTERFERENCE:-10}
 RETRIES=${RETRIES:-1}
@@ -111,6 +123,10 @@ if [[ ! -f $WASM ]]; then
   log "$WASM is missing: running make build"
   make build
 fi
+if [[ ! -x $VERIFIER ]]; then
+  log "$VERIFIER is missing: running make ext-authz-verifier"
+  make ext-authz-verifier
+fi
 rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 
 # --- 2. the empty WASM filter ---------------------------------------------------------------
@@ -122,9 +138,11 @@ EMPTY_WASM=$EMPTY_TARGET/wasm32-wasip1/release/empty_filter.wasm
 
 # --- 3. Envoy -------------------------------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/webhook-guard-bench.XXXXXX")
-ENVOY_PID="" LAUNCHER_PID=""
+ENVOY_PID="" LAUNCHER_PID="" VERIFIER_PID="" VERIFIER_LAUNCHER=""
 cleanup() {
   local status=$?
+  if [[ -n $VERIFIER_PID ]]; then kill "$VERIFIER_PID" 2>/dev/null || true; fi
+  if [[ -n $VERIFIER_LAUNCHER ]]; then wait "$VERIFIER_LAUNCHER" 2>/dev/null || true; fi
   if [[ -n $ENVOY_PID ]] && kill -0 "$ENVOY_PID" 2>/dev/null; then
     kill "$ENVOY_PID" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$ENVOY_PID" 2>/dev/null || break; sleep 0.1; done
@@ -132,6 +150,9 @@ cleanup() {
   if [[ -n $LAUNCHER_PID ]]; then wait "$LAUNCHER_PID" 2>/dev/null || true; fi
   if [[ $status -ne 0 && -f $WORK/envoy.log ]]; then
     log "last lines of the Envoy log:"; tail -n 20 "$WORK/envoy.log" >&2 || true
+  fi
+  if [[ $status -ne 0 && -s $WORK/verifier.log ]]; then
+    log "last lines of the ext_authz service's log:"; tail -n 20 "$WORK/verifier.log" >&2 || true
   fi
   rm -rf "$WORK"
   exit "$status"
@@ -141,6 +162,8 @@ trap 'exit 130' INT TERM
 
 ADMIN_PORT=$BENCH_PORT
 UPSTREAM_PORT=$((BENCH_PORT + 1))
+AUTHZ_PORT=$((BENCH_PORT + 2))
+SERVICE_VARIANTS=(v9_ext_authz v9r_ext_authz_reject v9h_ext_authz_head_reject)
 read -r -a VARIANTS <<< "$BENCH_VARIANTS"
 for v in "${VARIANTS[@]}"; do
   [[ " ${ALL_VARIANTS[*]} " == *" $v "* ]] || die "unknown variant '$v' in BENCH_VARIANTS (known: ${ALL_VARIANTS[*]})"
@@ -152,8 +175,10 @@ for i in "${!ALL_VARIANTS[@]}"; do
   PORT[$v]=$((BENCH_PORT + 11 + i)) EXPECT[$v]=200 BODY[$v]=$VALID_BODY QUERY[$v]="?sig=$SECRET"
 done
 EXPECT[v5_wg_reject_hold]=400 EXPECT[v5_wg_reject_stream]=400 EXPECT[v8_wg_head_reject]=401
+EXPECT[v9r_ext_authz_reject]=400 EXPECT[v9h_ext_authz_head_reject]=401
 BODY[v5_wg_reject_hold]=$WORK/invalid.json BODY[v5_wg_reject_stream]=$WORK/invalid.json
-QUERY[v8_wg_head_reject]=""
+BODY[v9r_ext_authz_reject]=$WORK/invalid.json
+QUERY[v8_wg_head_reject]="" QUERY[v9h_ext_authz_head_reject]=""
 # Without an eventType a document can never be a notification: 400 once the body is parsed
 # (an invalid pair such as PATCH/Deleted is forwarded, flagged nonconforming).
 grep -v '"eventType"' "$VALID_BODY" > "$WORK/invalid.json"
@@ -179,6 +204,8 @@ WG_STREAM_YAML=$(wg_config stream cloudevent "$BENCH_WG_EXTRA")
 # limit; v7 forwards a CloudEvent without a rate limit (both hold).
 WG_ORIGINAL_YAML=$(wg_config hold original "")
 WG_NO_LIMIT_YAML=$(wg_config hold cloudevent "")
+# The ext_authz service reads the hold variant's configuration (as JSON, not a YAML scalar).
+"$PYTHON" -c 'import json,sys; print(json.loads(sys.argv[1]))' "$WG_HOLD_YAML" > "$WORK/verifier.json"
 
 hcm() { # name port "filters yaml"
   cat <<YAML
@@ -223,6 +250,21 @@ wasm_filter() { # vm_id path configuration-yaml-scalar
                 configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
                   value: $3
+YAML
+}
+# ext_authz with the whole body, as webhook-guard holds the head for it; the headers the
+# checks read besides those always sent (Host, Method, Path, Content-Length, Authorization).
+# The timeout is the route's: a slow check on a loaded machine shows as latency, not as 403.
+ext_authz_filter() { # variant
+  cat <<YAML
+          - name: envoy.filters.http.ext_authz
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+              http_service:
+                server_uri: { uri: "http://127.0.0.1:$AUTHZ_PORT", cluster: authz_$1, timeout: 15s }
+              allowed_headers:
+                patterns: [{ exact: content-type }, { exact: content-encoding }]
+              with_request_body: { max_request_bytes: 65536, allow_partial_message: false }
 YAML
 }
 LUA_FILTER=$(cat <<YAML
@@ -273,6 +315,7 @@ YAML
   hcm v5_wg_reject_hold "${PORT[v5_wg_reject_hold]}" "$(wasm_filter wg_hold "$WG_WASM" "$WG_HOLD_YAML")"
   hcm v5_wg_reject_stream "${PORT[v5_wg_reject_stream]}" "$(wasm_filter wg_stream "$WG_WASM" "$WG_STREAM_YAML")"
   hcm v8_wg_head_reject "${PORT[v8_wg_head_reject]}" "$(wasm_filter wg_stream "$WG_WASM" "$WG_STREAM_YAML")"
+  for v in "${SERVICE_VARIANTS[@]}"; do hcm "$v" "${PORT[$v]}" "$(ext_authz_filter "$v")"; done
   hcm v6_wg_original "${PORT[v6_wg_original]}" "$(wasm_filter wg_original "$WG_WASM" "$WG_ORIGINAL_YAML")"
   hcm v7_wg_no_rate_limit "${PORT[v7_wg_no_rate_limit]}" "$(wasm_filter wg_no_rate_limit "$WG_WASM" "$WG_NO_LIMIT_YAML")"
   echo "  clusters:"
@@ -286,6 +329,18 @@ YAML
       endpoints:
       - lb_endpoints:
         - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $UPSTREAM_PORT } } }
+YAML
+  done
+  for v in "${SERVICE_VARIANTS[@]}"; do
+    cat <<YAML
+  - name: authz_$v
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: authz_$v
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $AUTHZ_PORT } } }
 YAML
   done
 } > "$WORK/envoy.yaml"
@@ -319,6 +374,18 @@ boosted() {
     bash -c 'echo $$ > "$0"; exec "$@"' "$pidfile" "$@"
   fi
 }
+# The ext_authz service on Envoy's CPU: a sidecar shares its pod's CPU with the proxy, and
+# the load generator's CPU stays its own.
+log "starting the ext_authz service on 127.0.0.1:$AUTHZ_PORT"
+boosted "$WORK/verifier.pid" "${ENVOY_CPU[@]}" "$VERIFIER" "127.0.0.1:$AUTHZ_PORT" "$WORK/verifier.json" > "$WORK/verifier.log" 2>&1 &
+VERIFIER_LAUNCHER=$!
+for _ in $(seq 1 50); do [[ -s $WORK/verifier.pid ]] && break; sleep 0.1; done
+VERIFIER_PID=$(cat "$WORK/verifier.pid" 2>/dev/null) || die "the ext_authz service did not start"
+for _ in $(seq 1 100); do
+  kill -0 "$VERIFIER_PID" 2>/dev/null || die "the ext_authz service exited during startup"
+  curl -s -o /dev/null "http://127.0.0.1:$AUTHZ_PORT/" && break
+  sleep 0.1
+done
 log "starting Envoy (--concurrency 1) with admin on 127.0.0.1:$ADMIN_PORT"
 boosted "$WORK/envoy.pid" "${ENVOY_CPU[@]}" "$ENVOY" -c "$WORK/envoy.yaml" --concurrency 1 \
   --log-level warn --disable-hot-restart > "$WORK/envoy.log" 2>&1 &
@@ -345,13 +412,20 @@ for v in "${ALL_VARIANTS[@]}"; do
 done
 # The filters are really in the path: a wrong secret and a body without the required fields
 # are refused by the Lua filter and by webhook-guard.
-for v in v3_lua v4_wg_hold v4_wg_stream v6_wg_original v7_wg_no_rate_limit; do
+for v in v3_lua v4_wg_hold v4_wg_stream v9_ext_authz v6_wg_original v7_wg_no_rate_limit; do
   code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' \
     --data-binary "@$VALID_BODY" "http://127.0.0.1:${PORT[$v]}/api/resource?sig=wrong")
   [[ $code == 403 ]] || die "$v answered $code to a wrong secret, expected 403"
   code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' \
     --data-binary '{"eventType": "PUT"}' "$(url "$v")")
   [[ $code == 400 ]] || die "$v answered $code to an incomplete notification, expected 400"
+done
+# ext_authz hands the service's refusal to the sender: the guard's own problem document.
+for v in v9r_ext_authz_reject v9h_ext_authz_head_reject; do
+  curl -s -D "$WORK/smoke.head" -o "$WORK/smoke.out" -X POST -H 'content-type: application/json' \
+    --data-binary "@${BODY[$v]}" "$(url "$v")"
+  grep -qi '^content-type: application/problem+json' "$WORK/smoke.head" && grep -q "\"status\":${EXPECT[$v]}" "$WORK/smoke.out" ||
+    { cat "$WORK/smoke.head" "$WORK/smoke.out" >&2; die "$v did not pass on the service's problem document"; }
 done
 log "every variant answers as expected"
 
@@ -364,13 +438,14 @@ CLK_TCK=$(getconf CLK_TCK)
 
 # Envoy's utime and stime (all threads); the busy (user, nice, system, steal) and total
 # ticks of the CPU Envoy is pinned to (of the whole machine when not pinned); the same for
-# the whole machine. Busy ticks that are neither Envoy's nor oha's are other processes'.
+# the whole machine; the ext_authz service's utime and stime. Busy ticks that are neither
+# Envoy's, the service's nor oha's are other processes'.
 cpu_sample() {
   local cpu=cpu
   [[ ${#ENVOY_CPU[@]} -gt 0 ]] && cpu=cpu0
   echo "$(awk '{ print $14, $15 }' "/proc/$ENVOY_PID/stat") $(awk -v c="$cpu" '
     $1 == c || $1 == "cpu" { busy = $2 + $3 + $4 + $9; total = busy + $5 + $6 + $7 + $8; t[$1] = busy " " total }
-    END { print t[c], t["cpu"] }' /proc/stat)"
+    END { print t[c], t["cpu"] }' /proc/stat) $(awk '{ print $14, $15 }' "/proc/$VERIFIER_PID/stat")"
 }
 stats() { curl -s "http://127.0.0.1:$ADMIN_PORT/stats?filter=downstream_rq_(completed|[1-5]xx)\$" > "$1"; }
 # oha's own CPU time is read with the shell's `times` (children's user and system time)
@@ -435,7 +510,7 @@ for round in $(seq 1 "$ROUNDS"); do
       # (d) memory at the end of the variant's run
       curl -s "http://127.0.0.1:$ADMIN_PORT/memory" > "$WORK/memory.json"
       record --kind memory --round "$round" --variant "$v" --admin-memory "$WORK/memory.json" \
-        --proc-status "/proc/$ENVOY_PID/status" >> "$WORK/attempt.jsonl"
+        --proc-status "/proc/$ENVOY_PID/status" --service-status "/proc/$VERIFIER_PID/status" >> "$WORK/attempt.jsonl"
       # Other processes took more than MAX_INTERFERENCE % of Envoy's CPU, or used more than
       # MAX_INTERFERENCE % of a CPU anywhere on the machine: keep the lines, marked
       # discarded, and measure again (RETRIES times at most).
@@ -455,20 +530,29 @@ done
 # Every variant should reuse its upstream connections, as a keep-alive backend allows: a
 # connection per request would measure TCP set-up instead of the filters. A refused body
 # in stream mode resets the upstream request its head started, closing that connection.
-upstream_counter() { curl -s "http://127.0.0.1:$ADMIN_PORT/stats?filter=^cluster\\.up_$1\\.upstream_$2\$" | awk '{ print $2 }'; }
-upstream_cx=0 upstream_rq=0 upstream_json=""
+# The same holds for Envoy's connections to the ext_authz service.
+cluster_counter() { curl -s "http://127.0.0.1:$ADMIN_PORT/stats?filter=^cluster\\.$1\\.upstream_$2\$" | awk '{ print $2 }'; }
+reused() { # what connections requests
+  # Reused connections number at most the requests ever in flight at once (both load
+  # phases' connections), however few requests a loaded machine got through.
+  [[ $2 -le $((CONCURRENCY + LAT_CONNECTIONS + 10)) || $2 -le $(($3 / 100 + 10)) ]] || die "$1 did not reuse its connections"
+}
+upstream_cx=0 upstream_rq=0 upstream_json="" authz_json=""
 for v in "${VARIANTS[@]}"; do
-  cx=$(upstream_counter "$v" cx_total) rq=$(upstream_counter "$v" rq_total)
+  cx=$(cluster_counter "up_$v" cx_total) rq=$(cluster_counter "up_$v" rq_total)
   upstream_cx=$((upstream_cx + cx)) upstream_rq=$((upstream_rq + rq))
   upstream_json+="${upstream_json:+, }\"$v\": [$cx, $rq]"
   if [[ $v == v5_wg_reject_stream ]]; then
     log "upstream of $v: $cx connections for $rq requests (each refused streamed body resets its upstream request)"
   else
     log "upstream of $v: $cx connections for $rq requests"
-    # Reused connections number at most the requests ever in flight at once (both load
-    # phases' connections), however few requests a loaded machine got through.
-    [[ $cx -le $((CONCURRENCY + LAT_CONNECTIONS + 10)) || $cx -le $((rq / 100 + 10)) ]] ||
-      die "the upstream of $v did not reuse its connections"
+    reused "the upstream of $v" "$cx" "$rq"
+  fi
+  if [[ " ${SERVICE_VARIANTS[*]} " == *" $v "* ]]; then
+    cx=$(cluster_counter "authz_$v" cx_total) rq=$(cluster_counter "authz_$v" rq_total)
+    authz_json+="${authz_json:+, }\"$v\": [$cx, $rq]"
+    log "ext_authz service of $v: $cx connections for $rq requests"
+    reused "the ext_authz service of $v" "$cx" "$rq"
   fi
 done
 # The deterministic side of the same module (make cost): counts, not timings.
@@ -480,7 +564,8 @@ cat > "$WORK/meta.json" <<JSON
   "envoy_version": $(json_str "$("$ENVOY" --version 2>/dev/null | sed -n 's/.*version: //p' | head -n 1)"),
   "wasm": "$WASM", "wasm_bytes": $(wc -c < "$WG_WASM"), "empty_wasm_bytes": $(wc -c < "$EMPTY_WASM"),
   "oha_version": $(json_str "$("$OHA" --version | head -n 1)"),
-  "wg_config": $WG_STREAM_YAML, "upstream_by_variant": { $upstream_json },
+  "wg_config": $WG_STREAM_YAML, "upstream_by_variant": { $upstream_json }, "authz_by_variant": { $authz_json },
+  "verifier_bytes": $(wc -c < "$VERIFIER"),
   "rounds": $ROUNDS, "duration_s": $DURATION, "concurrency": $CONCURRENCY, "rate": $RATE,
   "lat_connections": $LAT_CONNECTIONS, "warmup_s": $WARMUP, "pinned": $([[ ${#ENVOY_CPU[@]} -gt 0 ]] && echo true || echo false),
   "nice": $([[ ${#PRIO[@]} -gt 0 ]] && echo "$BENCH_NICE" || echo 0),
