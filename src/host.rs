@@ -132,7 +132,7 @@ impl Stream {
 
     /// Hands a check waiting for another's token fetch to the root, which wakes it.
     fn track_wait(&self) {
-        root::track_wait(self.id, &self.guard, &self.waiting, now_nanos());
+        root::track_wait(self.id, &self.guard, &self.waiting, now_nanos);
     }
 
     /// The head's body arrived (or the stream ended): the safety net lets it go.
@@ -166,7 +166,7 @@ impl Context for Stream {
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let action = self.with(Action::Pause, |guard| guard.on_request_headers(end_of_stream));
-        root::track_head(self.id, &self.guard, &self.held, now_nanos());
+        root::track_head(self.id, &self.guard, &self.held, now_nanos);
         action
     }
 

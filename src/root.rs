@@ -164,21 +164,22 @@ impl<H: RootHost> Root<H> {
     }
 }
 
-/// After a stream's head: a held head is tracked for the safety net.
-pub fn track_head<H: HttpHost>(id: u32, flow: &Flow<H>, held: &Streams<H>, now: u64) {
+/// After a stream's head: a held head is tracked for the safety net. The clock is read
+/// only then: most heads go on, and each read is a host call.
+pub fn track_head<H: HttpHost>(id: u32, flow: &Flow<H>, held: &Streams<H>, now: impl FnOnce() -> u64) {
     if flow.try_borrow().is_ok_and(|guard| guard.holds_head()) {
         if let Ok(mut held) = held.try_borrow_mut() {
-            held.hold(id, now, Rc::downgrade(flow));
+            held.hold(id, now(), Rc::downgrade(flow));
         }
     }
 }
 
 /// After a stream's body: a check waiting for another's token fetch is handed to the
 /// root, which wakes it.
-pub fn track_wait<H: HttpHost>(id: u32, flow: &Flow<H>, waiting: &Streams<H>, now: u64) {
+pub fn track_wait<H: HttpHost>(id: u32, flow: &Flow<H>, waiting: &Streams<H>, now: impl FnOnce() -> u64) {
     if flow.try_borrow().is_ok_and(|guard| guard.verify_awaiting() == Some(Awaiting::SharedToken)) {
         if let Ok(mut waiting) = waiting.try_borrow_mut() {
-            waiting.hold(id, now, Rc::downgrade(flow));
+            waiting.hold(id, now(), Rc::downgrade(flow));
         }
     }
 }
@@ -205,7 +206,7 @@ mod tests {
         let (stream, guard) = guard_on(&store, SECOND, "POST", "/az?sig=k", &[]);
         let flow = Rc::new(RefCell::new(guard));
         flow.borrow_mut().on_request_headers(false);
-        track_head(7, &flow, &root.held, SECOND);
+        track_head(7, &flow, &root.held, || SECOND);
         host.now.set(SECOND + (HOLD_TIMEOUT_SECS - 1) * SECOND);
         root.on_tick();
         assert_eq!(stream.sent_status(), None, "not yet");
@@ -225,12 +226,12 @@ mod tests {
         let (stream, guard) = guard_on(&store, 0, "POST", "/az?sig=k", &[]);
         let flow = Rc::new(RefCell::new(guard));
         flow.borrow_mut().on_request_headers(false);
-        track_head(1, &flow, &root.held, 0);
+        track_head(1, &flow, &root.held, || 0);
         root.held.borrow_mut().release(1);
         let (_, gone) = guard_on(&store, 0, "POST", "/az?sig=k", &[]);
         let gone = Rc::new(RefCell::new(gone));
         gone.borrow_mut().on_request_headers(false);
-        track_head(2, &gone, &root.held, 0);
+        track_head(2, &gone, &root.held, || 0);
         drop(gone);
         host.now.set(60 * SECOND);
         root.on_tick();
@@ -269,8 +270,8 @@ mod tests {
         let (_, guard) = guard_on(&store, 0, "POST", "/az?sig=wrong", &[]);
         let flow = Rc::new(RefCell::new(guard));
         flow.borrow_mut().on_request_headers(false);
-        track_head(3, &flow, &root.held, 0);
-        track_wait(3, &flow, &root.waiting, 0);
+        track_head(3, &flow, &root.held, || 0);
+        track_wait(3, &flow, &root.waiting, || 0);
         assert!(root.held.borrow_mut().take(3).is_none(), "refused, not held");
         assert!(root.waiting.borrow_mut().take(3).is_none());
     }
