@@ -202,8 +202,9 @@ cargo-mutants:
 
 # The modules that keep the two laws: authentication, query and path handling, the answer
 # mapping (filter/answer.rs, upstream.rs), duplicate suppression, rate limits, the head
-# checks, the signature checks, the Azure validation and conformance rules and the md5
-# envelope's digest check.
+# checks, the signature checks (shared and each signed sender's), the Azure validation and
+# conformance rules, Event Grid's handshakes and delivery reading and the md5 envelope's
+# digest check.
 # MUTANTS_SMALL (`make test`) are the smallest of them (query.rs alone has over 100
 # mutants: a quarter of an hour on 2 loaded cores, so it is in the full run only). Every mutant must be killed by the
 # unit tests or be excluded, with why it is harmless, in .cargo/mutants.toml
@@ -212,15 +213,18 @@ MUTANTS_SMALL := src/auth.rs src/filter/answer.rs src/upstream.rs
 MUTANTS_FILES := $(MUTANTS_SMALL) src/query.rs src/route.rs src/check.rs src/dedupe.rs src/ratelimit.rs \
   src/signing.rs src/profile/azure_managed_app/notification.rs \
   src/profile/azure_managed_app/conformance.rs src/profile/md5_envelope/mod.rs \
-  src/profile/standard_webhooks/signature.rs
+  src/profile/standard_webhooks/signature.rs src/profile/github/signature.rs \
+  src/profile/stripe/signature.rs src/profile/slack/signature.rs src/profile/shopify/signature.rs \
+  src/profile/azure_event_grid/mod.rs src/profile/azure_event_grid/delivery.rs
 MUTANTS_JOBS  ?= 1
 MUTANTS_ARGS  := --jobs $(MUTANTS_JOBS) --no-shuffle --copy-target false
 
 # Mutants of the files $(1), results in $(2)/mutants.out; fails on a survivor. A timeout
 # (a mutant whose tests never end: a loop index that no longer advances) is detected too,
 # so cargo-mutants' exit code 3 (timeouts) passes; a survivor is read from missed.txt.
+# cargo-mutants creates $(2) but not its parent: a clean clone has no target/ yet.
 define run-mutants
-	@nice cargo mutants $(MUTANTS_ARGS) $(addprefix --file ,$(1)) -o $(2); rc=$$?; \
+	@mkdir -p $(2); nice cargo mutants $(MUTANTS_ARGS) $(addprefix --file ,$(1)) -o $(2); rc=$$?; \
 	  if [ -s $(2)/mutants.out/missed.txt ]; then \
 	    echo "surviving mutants: kill each with a test, or exclude it with the reason in"; \
 	    echo ".cargo/mutants.toml and tests/mutants-survivors.md:"; \

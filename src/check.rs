@@ -134,4 +134,20 @@ mod tests {
         let refused = checked(store, Some("text/plain"), None).unwrap_err();
         assert_eq!(refused.detail, "content type 'text/plain' is not accepted; send application/json, application/xml or application/x-www-form-urlencoded");
     }
+
+    #[test]
+    fn a_signed_body_is_verified_before_it_is_validated() {
+        use crate::profile::github::signature::sign;
+        use crate::signing::Key;
+        let json = r#"{"endpoints":[{"name":"gh","path":"/gh","profile":"github","secret":{"values":["k"]}}]}"#;
+        let config = Config::parse(json.as_bytes(), |_| None).unwrap();
+        let github = &config.endpoints[0];
+        let payload = br#"{"zen":"Keep it logically awesome."}"#;
+        let signed =
+            |signature: String| SignedHeaders(["72d3162e-cc78-11e3-81ab-4c9367dc0958".into(), "ping".into(), signature].map(|v| Some(v.into_bytes())).to_vec());
+        assert!(body(github, Media::Json, payload, &signed(sign(&Key::new(b"k".to_vec()), payload)), 0).is_ok());
+        // A well-formed body under another secret's signature never reaches validation.
+        let forged = body(github, Media::Json, payload, &signed(sign(&Key::new(b"other".to_vec()), payload)), 0).unwrap_err();
+        assert_eq!(forged.reason, Reason::Forbidden);
+    }
 }

@@ -341,6 +341,10 @@ mod tests {
         let forms = lenient(b"/api/resource%00/x");
         assert!(forms.contains(&"/api/resource".to_string()), "{forms:?}");
         assert!(forms.contains(&"/api/resource/x".to_string()), "{forms:?}");
+        // Bytes that are not UTF-8 end it the same way, for a backend that stops at them.
+        let forms = lenient(b"/api/resource%FF/x");
+        assert!(forms.contains(&"/api/resource".to_string()), "{forms:?}");
+        assert!(forms.contains(&"/api/resource/x".to_string()), "{forms:?}");
     }
 
     /// Every non-ASCII character whose simple case mapping is an ASCII letter is folded

@@ -208,6 +208,8 @@ mod tests {
         assert!(d.findings.is_empty());
         let single = d.single.unwrap();
         assert_eq!((single.kind.as_deref(), single.subject, single.event_grid), (Some("T"), None, false));
+        // A CloudEvent's id is unique within its source, as an Event Grid event's within its topic.
+        assert_eq!(d.keys, [["/s".to_string(), "9".to_string()]]);
         let d = read(r#"{"specversion":"0.3","id":"9","source":"/s","type":"T"}"#).unwrap();
         assert_eq!(rules(&d), ["specversion_unsupported"]);
         let d = read(r#"{"id":"9","topic":"/s","eventType":"T"}"#).unwrap();

@@ -13,8 +13,12 @@ fn profile(extra: &str) -> Result<Box<dyn Profile>, String> {
     Config::parse(json.as_bytes(), |_| None).map(|mut c| c.endpoints.remove(0).profile)
 }
 
+/// The request's headers as the filter captures them: each name the profile asks for, in
+/// its order (an empty value is an absent header).
 fn headers(event_type: &str, origin: &str) -> SignedHeaders {
-    SignedHeaders([event_type, origin].iter().map(|v| (!v.is_empty()).then(|| v.as_bytes().to_vec())).collect())
+    let request = [("aeg-event-type", event_type), ("webhook-request-origin", origin)];
+    let named = |name: &&str| request.iter().find(|(n, v)| n == name && !v.is_empty()).map(|(_, v)| v.as_bytes().to_vec());
+    SignedHeaders(profile("").unwrap().signed_headers().iter().map(named).collect())
 }
 
 fn notification() -> SignedHeaders {

@@ -350,4 +350,19 @@ pub(crate) mod tests {
             assert_eq!((&ev.id, &ev.kind, &ev.time), (&events[0].id, &events[0].kind, &events[0].time));
         }
     }
+
+    #[test]
+    fn a_ping_is_answered_only_with_answer_ping_and_its_counter_is_declared() {
+        let profile = |extra: &str| {
+            let json = format!(r#"{{"endpoints":[{{"name":"store","path":"/store","profile":"md5_envelope","secret":{{"values":["k"]}}{extra}}}]}}"#);
+            crate::config::Config::parse(json.as_bytes(), |_| None).map(|mut c| c.endpoints.remove(0).profile).unwrap()
+        };
+        let ping = parse(Media::Json, include_bytes!("../../../examples/requests/vendor-ping.json").trim_ascii_end()).unwrap();
+        assert!(profile("").local_answer(&ping).is_none(), "forwarded by default");
+        let answering = profile(r#","answer_ping":true"#);
+        let answer = answering.local_answer(&ping).unwrap();
+        assert_eq!(answer.status, 200);
+        // Counters are defined at configure time: one missing from the list is never counted.
+        assert_eq!(answering.counters(), [answer.counter]);
+    }
 }
