@@ -376,7 +376,18 @@ pub fn link(linker: &mut Linker<Host>, module: &Module) -> Result<(), Error> {
     linker.func_wrap(
         "env",
         "proxy_http_call",
-        |mut c: Caller<'_, Host>, uptr: i32, ulen: i32, hptr: i32, hlen: i32, bptr: i32, blen: i32, tptr: i32, tlen: i32, _timeout: i32, ret: i32| -> Result<i32, Error> {
+        |mut c: Caller<'_, Host>,
+         uptr: i32,
+         ulen: i32,
+         hptr: i32,
+         hlen: i32,
+         bptr: i32,
+         blen: i32,
+         tptr: i32,
+         tlen: i32,
+         _timeout: i32,
+         ret: i32|
+         -> Result<i32, Error> {
             tally(&mut c, "proxy_http_call");
             for (p, l) in [(uptr, ulen), (hptr, hlen), (bptr, blen), (tptr, tlen)] {
                 read(&mut c, p, l)?;

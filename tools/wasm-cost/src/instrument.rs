@@ -62,11 +62,7 @@ impl Reencode for Counting {
         Ok(())
     }
 
-    fn parse_function_body(
-        &mut self,
-        code: &mut wasm_encoder::CodeSection,
-        func: wasmparser::FunctionBody<'_>,
-    ) -> Result<(), reencode::Error<Infallible>> {
+    fn parse_function_body(&mut self, code: &mut wasm_encoder::CodeSection, func: wasmparser::FunctionBody<'_>) -> Result<(), reencode::Error<Infallible>> {
         let index = self.seen;
         self.seen += 1;
         let Some(&global) = self.targets.get(&index) else {

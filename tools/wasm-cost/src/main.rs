@@ -331,7 +331,11 @@ fn compare(budget: &Value, module_size: u64, costs: &[(&Scenario, Cost)]) -> (Ve
 }
 
 fn percent(now: u64, was: u64) -> f64 {
-    if was == 0 { 0.0 } else { (now as f64 - was as f64) * 100.0 / was as f64 }
+    if was == 0 {
+        0.0
+    } else {
+        (now as f64 - was as f64) * 100.0 / was as f64
+    }
 }
 
 fn short(name: &str) -> &str {

@@ -53,7 +53,11 @@ impl Scenario {
 
 impl Request {
     pub fn target(&self) -> String {
-        if self.secret { format!("{}{SECRET_QUERY}", self.path) } else { self.path.to_string() }
+        if self.secret {
+            format!("{}{SECRET_QUERY}", self.path)
+        } else {
+            self.path.to_string()
+        }
     }
 }
 
@@ -70,8 +74,22 @@ const CLOUDEVENT: Expect = Expect::Upstream(r#"{"specversion":"1.0""#);
 const ORIGINAL: Expect = Expect::Upstream("{\n  \"eventType\"");
 
 pub const SCENARIOS: &[Scenario] = &[
-    Scenario { name: "azure_cloudevent_hold", header_mode: "hold", endpoint: AZURE_CLOUDEVENT, before: WARM, request: azure(CATALOG, true), expect: CLOUDEVENT },
-    Scenario { name: "azure_cloudevent_stream", header_mode: "stream", endpoint: AZURE_CLOUDEVENT, before: WARM, request: azure(CATALOG, true), expect: CLOUDEVENT },
+    Scenario {
+        name: "azure_cloudevent_hold",
+        header_mode: "hold",
+        endpoint: AZURE_CLOUDEVENT,
+        before: WARM,
+        request: azure(CATALOG, true),
+        expect: CLOUDEVENT,
+    },
+    Scenario {
+        name: "azure_cloudevent_stream",
+        header_mode: "stream",
+        endpoint: AZURE_CLOUDEVENT,
+        before: WARM,
+        request: azure(CATALOG, true),
+        expect: CLOUDEVENT,
+    },
     Scenario { name: "azure_original_hold", header_mode: "hold", endpoint: AZURE_ORIGINAL, before: WARM, request: azure(CATALOG, true), expect: ORIGINAL },
     Scenario { name: "azure_original_stream", header_mode: "stream", endpoint: AZURE_ORIGINAL, before: WARM, request: azure(CATALOG, true), expect: ORIGINAL },
     Scenario {
@@ -82,7 +100,14 @@ pub const SCENARIOS: &[Scenario] = &[
         request: azure(CATALOG, true),
         expect: CLOUDEVENT,
     },
-    Scenario { name: "refused_head_no_secret", header_mode: "stream", endpoint: AZURE_CLOUDEVENT, before: WARM, request: azure(CATALOG, false), expect: Expect::Local(401) },
+    Scenario {
+        name: "refused_head_no_secret",
+        header_mode: "stream",
+        endpoint: AZURE_CLOUDEVENT,
+        before: WARM,
+        request: azure(CATALOG, false),
+        expect: Expect::Local(401),
+    },
     Scenario {
         name: "refused_body_invalid_hold",
         header_mode: "hold",
@@ -99,22 +124,47 @@ pub const SCENARIOS: &[Scenario] = &[
         request: azure(br#"{"eventType": "PUT"}"#, true),
         expect: Expect::Local(400),
     },
-    Scenario { name: "duplicate", header_mode: "stream", endpoint: AZURE_PRODUCTION, before: &[azure(CATALOG, true)], request: azure(CATALOG, true), expect: Expect::Local(200) },
-    Scenario { name: "rate_limited", header_mode: "stream", endpoint: AZURE_ONE_TOKEN, before: &[azure(CATALOG, true)], request: azure(CATALOG, true), expect: Expect::Local(429) },
+    Scenario {
+        name: "duplicate",
+        header_mode: "stream",
+        endpoint: AZURE_PRODUCTION,
+        before: &[azure(CATALOG, true)],
+        request: azure(CATALOG, true),
+        expect: Expect::Local(200),
+    },
+    Scenario {
+        name: "rate_limited",
+        header_mode: "stream",
+        endpoint: AZURE_ONE_TOKEN,
+        before: &[azure(CATALOG, true)],
+        request: azure(CATALOG, true),
+        expect: Expect::Local(429),
+    },
     Scenario {
         name: "vendor_json",
         header_mode: "stream",
         endpoint: VENDOR,
         before: &[VENDOR_XML],
-        request: Request { method: "POST", path: "/hooks/store", secret: true, content_type: "application/json", body: include_bytes!("../../../examples/requests/vendor-ping.json") },
+        request: Request {
+            method: "POST",
+            path: "/hooks/store",
+            secret: true,
+            content_type: "application/json",
+            body: include_bytes!("../../../examples/requests/vendor-ping.json"),
+        },
         expect: CLOUDEVENT,
     },
     Scenario { name: "vendor_xml", header_mode: "stream", endpoint: VENDOR, before: &[VENDOR_FORM], request: VENDOR_XML, expect: CLOUDEVENT },
     Scenario { name: "vendor_form", header_mode: "stream", endpoint: VENDOR, before: &[VENDOR_XML], request: VENDOR_FORM, expect: CLOUDEVENT },
 ];
 
-const VENDOR_XML: Request =
-    Request { method: "PUT", path: "/hooks/store", secret: true, content_type: "application/xml", body: include_bytes!("../../../examples/requests/vendor-purchase.xml") };
+const VENDOR_XML: Request = Request {
+    method: "PUT",
+    path: "/hooks/store",
+    secret: true,
+    content_type: "application/xml",
+    body: include_bytes!("../../../examples/requests/vendor-purchase.xml"),
+};
 const VENDOR_FORM: Request = Request {
     method: "POST",
     path: "/hooks/store",
