@@ -16,6 +16,7 @@
 mod host;
 mod instrument;
 mod scenarios;
+mod sign;
 
 use host::{serialize_map, Headers, Host, LocalReply, Stream, Tally};
 use instrument::Counted;
@@ -140,7 +141,7 @@ impl Vm {
     fn request(&mut self, request: &Request) -> Result<(Outcome, u64), String> {
         let context = self.next_context;
         self.next_context += 1;
-        let headers = [
+        let mut headers = vec![
             (":authority", "guard.example".to_string()),
             (":path", request.target()),
             (":method", request.method.to_string()),
@@ -151,6 +152,11 @@ impl Vm {
             ("x-forwarded-proto", "https".to_string()),
             ("x-request-id", "9b2e4c1a-3f5d-4e6b-8a7c-0d1e2f3a4b5c".to_string()),
         ];
+        let own = request.headers.iter().map(|(k, v)| (*k, v.to_string()));
+        for (name, value) in own.chain(request.sign.map(|sign| sign(request))) {
+            headers.retain(|(k, _)| *k != name);
+            headers.push((name, value));
+        }
         let request_headers = headers.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect::<Headers>();
         let count = request_headers.len() as i32;
         self.store.data_mut().stream = Stream { request_headers, request_body: request.body.to_vec(), ..Stream::default() };
@@ -228,8 +234,14 @@ fn verify(scenario: &Scenario, outcome: &Outcome) -> Result<(), String> {
             if !body.starts_with(prefix.as_bytes()) {
                 return Err(format!("the upstream got {:?}, expected a body starting {prefix:?}", String::from_utf8_lossy(body)));
             }
-            if serialize_map(headers).windows(6).any(|w| w == b"s3cret") {
+            let forwarded = serialize_map(headers);
+            if forwarded.windows(6).any(|w| w == b"s3cret") {
                 return Err("the secret reached the upstream".into());
+            }
+            if let Some((name, value)) = scenario.request.sign.map(|sign| sign(&scenario.request)) {
+                if forwarded.windows(value.len()).any(|w| w == value.as_bytes()) {
+                    return Err(format!("{name} reached the upstream"));
+                }
             }
             Ok(())
         }
