@@ -216,15 +216,21 @@ MUTANTS_FILES := $(MUTANTS_SMALL) src/query.rs src/route.rs src/check.rs src/ded
   src/profile/standard_webhooks/signature.rs src/profile/github/signature.rs \
   src/profile/stripe/signature.rs src/profile/slack/signature.rs src/profile/shopify/signature.rs \
   src/profile/azure_event_grid/mod.rs src/profile/azure_event_grid/delivery.rs
+# The signed senders' profile modules, only the functions that call the signature checks
+# (a `verify_signature` that always accepts would let an unsigned body through) and read
+# the signed head: the rest of each module shapes the event and is left to the unit tests.
+MUTANTS_SIGNED_FILES := $(foreach p,github stripe slack shopify standard_webhooks,src/profile/$(p)/mod.rs)
+MUTANTS_SIGNED_RE    := verify_signature|check_signed_head|Github::signature|Stripe::header|Slack::checked|StandardWebhooks::delivery|(replace|in) signatures\b
 MUTANTS_JOBS  ?= 1
 MUTANTS_ARGS  := --jobs $(MUTANTS_JOBS) --no-shuffle --copy-target false
 
-# Mutants of the files $(1), results in $(2)/mutants.out; fails on a survivor. A timeout
+# Mutants of the files $(1) (further cargo-mutants arguments: $(3)), results in
+# $(2)/mutants.out; fails on a survivor. A timeout
 # (a mutant whose tests never end: a loop index that no longer advances) is detected too,
 # so cargo-mutants' exit code 3 (timeouts) passes; a survivor is read from missed.txt.
 # cargo-mutants creates $(2) but not its parent: a clean clone has no target/ yet.
 define run-mutants
-	@mkdir -p $(2); nice cargo mutants $(MUTANTS_ARGS) $(addprefix --file ,$(1)) -o $(2); rc=$$?; \
+	@mkdir -p $(2); nice cargo mutants $(MUTANTS_ARGS) $(addprefix --file ,$(1)) $(3) -o $(2); rc=$$?; \
 	  if [ -s $(2)/mutants.out/missed.txt ]; then \
 	    echo "surviving mutants: kill each with a test, or exclude it with the reason in"; \
 	    echo ".cargo/mutants.toml and tests/mutants-survivors.md:"; \
@@ -234,6 +240,7 @@ endef
 
 mutants: cargo-mutants
 	$(call run-mutants,$(MUTANTS_FILES),target/mutants)
+	$(call run-mutants,$(MUTANTS_SIGNED_FILES),target/mutants-signed,--re '$(MUTANTS_SIGNED_RE)')
 
 mutants-small: cargo-mutants
 	$(call run-mutants,$(MUTANTS_SMALL),target/mutants-small)

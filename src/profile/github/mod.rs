@@ -258,6 +258,17 @@ mod tests {
     }
 
     #[test]
+    fn the_delivery_guid_is_at_most_its_length() {
+        let p = profile("").unwrap();
+        let sig = signature::sign(&Key::new(SECRET.as_bytes().to_vec()), BODY);
+        let longest = "d".repeat(MAX_NAME_LEN);
+        p.verify_signature(&headers([&longest, "issues", &sig]), BODY, 0).unwrap();
+        let over = headers([&format!("{longest}d"), "issues", &sig]);
+        assert_eq!(p.check_signed_head(&over, 0).unwrap_err().status(), 401);
+        assert_eq!(p.verify_signature(&over, BODY, 0).unwrap_err().status(), 401);
+    }
+
+    #[test]
     fn the_ping_is_forwarded_unless_the_endpoint_answers_it() {
         let body = br#"{"zen":"Design for failure.","hook_id":42}"#;
         let h = signed("ping", body);

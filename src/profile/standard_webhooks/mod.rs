@@ -228,6 +228,19 @@ mod tests {
     }
 
     #[test]
+    fn the_webhook_id_is_at_most_its_length() {
+        let p = profile("").unwrap();
+        let key = Key::decode(SECRET.as_bytes()).unwrap();
+        let longest = "m".repeat(signature::MAX_ID_LEN);
+        let h = headers(&longest, "1649367553", &signature::sign(&key, &longest, "1649367553", BODY));
+        p.verify_signature(&h, BODY, NOW).unwrap();
+        let over = format!("{longest}m");
+        let h = headers(&over, "1649367553", &signature::sign(&key, &over, "1649367553", BODY));
+        assert_eq!(p.check_signed_head(&h, NOW).unwrap_err().status(), 401);
+        assert_eq!(p.verify_signature(&h, BODY, NOW).unwrap_err().status(), 401);
+    }
+
+    #[test]
     fn configuration_is_checked() {
         assert!(profile(r#","keep_signature":true"#).unwrap().removed_headers().is_empty());
         let err = profile(r#","tolerance_seconds":0"#).unwrap_err();
