@@ -57,6 +57,14 @@ pub fn find(name: &str) -> Option<&'static Registration> {
     REGISTRY.iter().find(|r| r.name == name)
 }
 
+/// A JSON sender's body: its text and the document as the event's `data`, or the
+/// refusal every JSON profile gives.
+pub fn json_document(body: &[u8]) -> Result<(&str, Box<serde_json::value::RawValue>), Rejection> {
+    let text = std::str::from_utf8(body).map_err(|_| Rejection::new(Reason::Invalid, "the body is not UTF-8 JSON"))?;
+    let data = serde_json::from_str(text).map_err(|_| Rejection::new(Reason::Invalid, "the body is not JSON"))?;
+    Ok((text, data))
+}
+
 /// One endpoint's configuration, as a profile reads its own keys from it.
 pub struct Section<'a> {
     /// This endpoint's object in the plugin configuration.

@@ -14,10 +14,9 @@ pub mod signature;
 use crate::event::{name_based_id, usable_type, Event, RateKeys};
 use crate::media::Media;
 use crate::problem::{Reason, Rejection};
-use crate::profile::{Profile, Registration, Section, SignatureHeaders, SignedHeaders};
+use crate::profile::{json_document, Profile, Registration, Section, SignatureHeaders, SignedHeaders};
 use crate::signing::{Key, Signed};
 use crate::timestamp;
-use serde_json::value::RawValue;
 
 pub const REGISTRATION: Registration = Registration { name: "shopify", keys: &["keep_signature"], configure };
 
@@ -110,9 +109,7 @@ impl Profile for Shopify {
     }
 
     fn validate(&self, _media: Media, body: &[u8], headers: &SignedHeaders) -> Result<Event, Rejection> {
-        let invalid = |detail: &str| Rejection::new(Reason::Invalid, detail);
-        let text = std::str::from_utf8(body).map_err(|_| invalid("the body is not UTF-8 JSON"))?;
-        let data: Box<RawValue> = serde_json::from_str(text).map_err(|_| invalid("the body is not JSON"))?;
+        let (text, data) = json_document(body)?;
         // One delivery (a subscription's copy of an event) keeps its webhook id on every
         // retry; events deliveries carry only the event id; without either, the body,
         // which a retry repeats.

@@ -15,11 +15,10 @@ pub mod signature;
 use crate::event::{name_based_id, usable_type, Event, RateKeys};
 use crate::media::Media;
 use crate::problem::{Reason, Rejection};
-use crate::profile::{Profile, Registration, Section, SignatureHeaders, SignedHeaders};
+use crate::profile::{json_document, Profile, Registration, Section, SignatureHeaders, SignedHeaders};
 use crate::signing::{self, Signed};
 use crate::timestamp;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use signature::Key;
 
 pub const REGISTRATION: Registration = Registration { name: "standard_webhooks", keys: &["tolerance_seconds", "keep_signature"], configure };
@@ -94,9 +93,7 @@ impl Profile for StandardWebhooks {
     }
 
     fn validate(&self, _media: Media, body: &[u8], headers: &SignedHeaders) -> Result<Event, Rejection> {
-        let invalid = |detail: &str| Rejection::new(Reason::Invalid, detail);
-        let text = std::str::from_utf8(body).map_err(|_| invalid("the body is not UTF-8 JSON"))?;
-        let data: Box<RawValue> = serde_json::from_str(text).map_err(|_| invalid("the body is not JSON"))?;
+        let (text, data) = json_document(body)?;
         let payload: Payload = serde_json::from_str(text).unwrap_or_default();
         let id = headers.text(ID).map(str::trim).unwrap_or_default();
         let kind = match payload.kind.filter(|t| usable_type(t)) {

@@ -14,11 +14,10 @@ pub mod signature;
 use crate::event::{name_based_id, usable_type, Event, RateKeys};
 use crate::media::Media;
 use crate::problem::{Reason, Rejection};
-use crate::profile::{Profile, Registration, Section, SignatureHeaders, SignedHeaders};
+use crate::profile::{json_document, Profile, Registration, Section, SignatureHeaders, SignedHeaders};
 use crate::signing::{self, Key, Signed};
 use crate::timestamp;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 pub const REGISTRATION: Registration = Registration { name: "stripe", keys: &["tolerance_seconds", "keep_signature"], configure };
 
@@ -74,9 +73,7 @@ impl Profile for Stripe {
     }
 
     fn validate(&self, _media: Media, body: &[u8], _headers: &SignedHeaders) -> Result<Event, Rejection> {
-        let invalid = |detail: &str| Rejection::new(Reason::Invalid, detail);
-        let text = std::str::from_utf8(body).map_err(|_| invalid("the body is not UTF-8 JSON"))?;
-        let data: Box<RawValue> = serde_json::from_str(text).map_err(|_| invalid("the body is not JSON"))?;
+        let (text, data) = json_document(body)?;
         let payload: Payload = serde_json::from_str(text).unwrap_or_default();
         // The event's id is the same on every retry; a body without one (never seen from
         // Stripe) is keyed on its bytes, which a retry repeats too.
