@@ -431,6 +431,23 @@ mod tests {
         assert_eq!(ev.keys, RateKeys { application: Some(lower), subscription: Some("<subid>".into()) });
     }
 
+    /// The bench's replay (benches/empty-filter, `replay-*`) forwards what webhook-guard
+    /// forwards for this sample, without computing it: its body and headers are constants.
+    #[test]
+    fn the_bench_replay_forwards_the_catalog_samples_cloudevent() {
+        let ev = validate(CATALOG_SAMPLE.as_bytes()).unwrap();
+        let replayed = include_str!("../../../benches/empty-filter/src/cloudevent.json");
+        let cloudevent = ev.to_cloudevent("/webhook-guard/azure").unwrap();
+        assert_eq!(String::from_utf8(cloudevent).unwrap(), replayed, "benches/empty-filter/src/cloudevent.json is out of date");
+        let filter = include_str!("../../../benches/empty-filter/src/lib.rs");
+        let keys = (ev.keys.application.unwrap(), ev.keys.subscription.unwrap());
+        for (name, value) in
+            [("x-webhook-event-id", &ev.id), ("x-webhook-event-type", &ev.kind), ("x-webhook-application", &keys.0), ("x-webhook-subscription", &keys.1)]
+        {
+            assert!(filter.contains(&format!("(\"{name}\", \"{value}\")")), "benches/empty-filter/src/lib.rs: {name} is not {value}");
+        }
+    }
+
     #[test]
     fn marketplace_sample_gives_the_exact_event() {
         let ev = validate(MARKETPLACE_SAMPLE.as_bytes()).unwrap();
