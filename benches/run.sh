@@ -10,6 +10,8 @@
 #   v2 empty WASM filter (benches/empty-filter), hold|stream -> 200  (floor of a WASM body filter)
 #   v3 Lua filter (benches/guard.lua)                     -> 200  (sig + substring checks)
 #   v4 webhook-guard, valid notification, hold|stream     -> 200  (forwarded as a CloudEvent)
+#   v10 the empty filter replaying v4's accepted path, hold|stream -> 200  (its host calls and
+#       rewritten request, no checks: plugin configuration replay-hold|replay-stream)
 #   v5 webhook-guard, invalid notification, hold|stream   -> 400  (refused after the body)
 #   v8 webhook-guard, no secret                           -> 401  (refused on the head)
 #   v9 Envoy's ext_authz calling benches/ext-authz-verifier, valid -> 200 (forwarded as sent)
@@ -21,6 +23,9 @@
 # webhook-guard's own checks natively, with the same configuration. The service shares
 # Envoy's CPU (pinned with it), as a sidecar shares its pod's; its CPU time is measured
 # too (/proc/<pid>/stat) and added to Envoy's for the comparison.
+# v10 is the floor under v4: what any filter forwarding this CloudEvent pays Envoy. It makes
+# the host calls webhook-guard makes on that path (make cost's azure_cloudevent_hold and
+# _stream, the rate limit's excepted) and sends upstream the same request, from constants.
 # A refused body in stream mode resets the upstream request its head started, and with it
 # the upstream connection: v5 stream is exempt from the reuse check, and says so.
 #
@@ -47,7 +52,7 @@
 #   ENVOY, WASM, PYTHON: Envoy binary, webhook-guard module, python3
 #   VERIFIER: the ext_authz service (make ext-authz-verifier builds it when missing)
 #   BENCH_DOC [docs/benchmarks.md]  BENCH_NOTE: a free-text line added to the report
-#   BENCH_VARIANTS [v1..v5, v8, v9]: the variants to measure, by name; two diagnostic ones can
+#   BENCH_VARIANTS [v1..v5, v10, v8, v9]: the variants to measure, by name; two diagnostic ones can
 #   be added: v6_wg_original (forward: original, no rate limit, hold) and
 #   v7_wg_no_rate_limit (CloudEvent, hold); "all" for every variant
 #   OHA [.tools/oha/bin/oha]: the load generator (installed there when missing)
@@ -72,9 +77,10 @@ BENCH_PIN=${BENCH_PIN:-1}
 BENCH_NICE=${BENCH_NICE:--20}
 BENCH_WAIT_QUIET=${BENCH_WAIT_QUIET:-60}
 BENCH_DOC=${BENCH_DOC:-docs/benchmarks.md}
-ALL_VARIANTS=(v1_router v2_empty_hold v2_empty_stream v3_lua v4_wg_hold v4_wg_stream v5_wg_reject_hold v5_wg_reject_stream
-  v8_wg_head_reject v9_ext_authz v9r_ext_authz_reject v9h_ext_authz_head_reject v6_wg_original v7_wg_no_rate_limit)
-BENCH_VARIANTS=${BENCH_VARIANTS:-${ALL_VARIANTS[*]:0:12}}
+ALL_VARIANTS=(v1_router v2_empty_hold v2_empty_stream v3_lua v4_wg_hold v4_wg_stream v10_replay_hold v10_replay_stream
+  v5_wg_reject_hold v5_wg_reject_stream v8_wg_head_reject v9_ext_authz v9r_ext_authz_reject v9h_ext_authz_head_reject
+  v6_wg_original v7_wg_no_rate_limit)
+BENCH_VARIANTS=${BENCH_VARIANTS:-${ALL_VARIANTS[*]:0:14}}
 [[ $BENCH_VARIANTS == all ]] && BENCH_VARIANTS=${ALL_VARIANTS[*]}
 BENCH_NOTE=${BENCH_NOTE:-}
 DEFAULT_WG_EXTRA='"rate_limit": {"per_second": 1000000, "burst": 1000000, "key": "global"}'
@@ -312,6 +318,8 @@ YAML
   # Another plugin configuration needs its own root context: another vm_id and root_id.
   hcm v4_wg_hold "${PORT[v4_wg_hold]}" "$(wasm_filter wg_hold "$WG_WASM" "$WG_HOLD_YAML")"
   hcm v4_wg_stream "${PORT[v4_wg_stream]}" "$(wasm_filter wg_stream "$WG_WASM" "$WG_STREAM_YAML")"
+  hcm v10_replay_hold "${PORT[v10_replay_hold]}" "$(wasm_filter replay_hold "$EMPTY_WASM" '"replay-hold"')"
+  hcm v10_replay_stream "${PORT[v10_replay_stream]}" "$(wasm_filter replay_stream "$EMPTY_WASM" '"replay-stream"')"
   hcm v5_wg_reject_hold "${PORT[v5_wg_reject_hold]}" "$(wasm_filter wg_hold "$WG_WASM" "$WG_HOLD_YAML")"
   hcm v5_wg_reject_stream "${PORT[v5_wg_reject_stream]}" "$(wasm_filter wg_stream "$WG_WASM" "$WG_STREAM_YAML")"
   hcm v8_wg_head_reject "${PORT[v8_wg_head_reject]}" "$(wasm_filter wg_stream "$WG_WASM" "$WG_STREAM_YAML")"
@@ -405,10 +413,21 @@ done
 [[ $(curl -s "http://127.0.0.1:$ADMIN_PORT/ready") == LIVE ]] || die "Envoy did not become ready"
 
 url() { echo "http://127.0.0.1:${PORT[$1]}/api/resource${QUERY[$1]}"; }
+cluster_counter() { curl -s "http://127.0.0.1:$ADMIN_PORT/stats?filter=^cluster\\.$1\\.upstream_$2\$" | awk '{ print $2 }'; }
 for v in "${ALL_VARIANTS[@]}"; do
   code=$(curl -s -o "$WORK/smoke.out" -w '%{http_code}' -X POST -H 'content-type: application/json' \
     --data-binary "@${BODY[$v]}" "$(url "$v")")
   [[ $code == "${EXPECT[$v]}" ]] || { cat "$WORK/smoke.out" >&2; die "$v answered $code, expected ${EXPECT[$v]}"; }
+done
+# The replay is really in the path and sends upstream what webhook-guard sends: as many
+# bytes (the same head but for values of the same length, the same body), counted before
+# the refusals below (a streamed refused body has sent its head).
+replayed=$(curl -s "http://127.0.0.1:$ADMIN_PORT/stats?filter=empty_filter\\.replay\\.forwarded_total\$" | awk '{ print $2 }')
+[[ ${replayed:-0} -ge 2 ]] || die "the replay variants counted ${replayed:-no} forwarded requests, expected 2"
+for mode in hold stream; do
+  sent_wg=$(cluster_counter "up_v4_wg_$mode" cx_tx_bytes_total) sent_replay=$(cluster_counter "up_v10_replay_$mode" cx_tx_bytes_total)
+  [[ ${sent_wg:-0} -gt 0 && $sent_replay == "$sent_wg" ]] || die "v10_replay_$mode sent ${sent_replay:-no} bytes upstream, v4_wg_$mode ${sent_wg:-none}"
+  log "v10_replay_$mode sent upstream as many bytes as v4_wg_$mode: $sent_wg"
 done
 # The filters are really in the path: a wrong secret and a body without the required fields
 # are refused by the Lua filter and by webhook-guard.
@@ -531,7 +550,6 @@ done
 # connection per request would measure TCP set-up instead of the filters. A refused body
 # in stream mode resets the upstream request its head started, closing that connection.
 # The same holds for Envoy's connections to the ext_authz service.
-cluster_counter() { curl -s "http://127.0.0.1:$ADMIN_PORT/stats?filter=^cluster\\.$1\\.upstream_$2\$" | awk '{ print $2 }'; }
 reused() { # what connections requests
   # Reused connections number at most the requests ever in flight at once (both load
   # phases' connections), however few requests a loaded machine got through.
