@@ -50,7 +50,6 @@ const MAX_ORIGIN_LEN: usize = 253;
 const VALIDATION_ANSWERED: ProfileCounter = ProfileCounter { family: "handshakes_total", labels: &[("event_type", "subscription_validation")], verdict: true };
 const OPTIONS_ANSWERED: ProfileCounter = ProfileCounter { family: "handshakes_total", labels: &[("event_type", "abuse_protection")], verdict: true };
 
-#[derive(Debug)]
 struct AzureEventGrid {
     /// `WebHook-Allowed-Rate`: requests per minute, or `*` (no limit).
     allowed_rate: String,

@@ -41,7 +41,6 @@ const EVENT_COUNTERS: [ProfileCounter; PAIRS.len()] = [
     event!("delete", "failed"),
 ];
 
-#[derive(Debug)]
 struct AzureManagedApp {
     on_nonconforming: OnNonconforming,
     arm_check: Option<ArmCheck>,

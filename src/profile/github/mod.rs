@@ -43,7 +43,6 @@ const MAX_NAME_LEN: usize = 128;
 /// `pings_answered_total`: a ping the filter answered itself, its verdict on the request.
 const PING_ANSWERED: ProfileCounter = ProfileCounter { family: "pings_answered_total", labels: &[], verdict: true };
 
-#[derive(Debug)]
 struct Github {
     signed: Signed<Key>,
     answer_ping: bool,

@@ -56,7 +56,6 @@ use crate::upstream::{self, Told};
 const PING_ANSWERED: ProfileCounter = ProfileCounter { family: "pings_answered_total", labels: &[], verdict: true };
 pub const REGISTRATION: Registration = Registration { name: "md5_envelope", keys: &["answer_ping"], configure };
 
-#[derive(Debug)]
 struct Md5Envelope {
     /// Answer `ping` events without calling the upstream.
     answer_ping: bool,

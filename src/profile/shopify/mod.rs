@@ -50,7 +50,6 @@ const DEFAULT_KIND: &str = "webhookguard.shopify.webhook";
 /// Longest id used as the duplicate key (Shopify's are UUIDs).
 const MAX_ID_LEN: usize = 255;
 
-#[derive(Debug)]
 struct Shopify(Signed<Key>);
 
 fn configure(section: &Section) -> Result<Box<dyn Profile>, String> {

@@ -40,7 +40,6 @@ const MAX_CHALLENGE_LEN: usize = 256;
 /// `handshakes_total{event_type="url_verification"}`: a challenge the filter answered, its verdict.
 const HANDSHAKE_ANSWERED: ProfileCounter = ProfileCounter { family: "handshakes_total", labels: &[("event_type", "url_verification")], verdict: true };
 
-#[derive(Debug)]
 struct Slack(Signed<Key>);
 
 fn configure(section: &Section) -> Result<Box<dyn Profile>, String> {

@@ -35,7 +35,6 @@ pub const KIND_PREFIX: &str = "webhookguard.standard_webhooks.";
 /// The event `type` of a body without a usable `type`.
 const DEFAULT_KIND: &str = "webhookguard.standard_webhooks.message";
 
-#[derive(Debug)]
 struct StandardWebhooks(Signed<Key>);
 
 fn configure(section: &Section) -> Result<Box<dyn Profile>, String> {

@@ -33,7 +33,6 @@ const DEFAULT_KIND: &str = "webhookguard.stripe.event";
 /// Longest event `id` used as the duplicate key (Stripe's are `evt_` + 24 characters).
 const MAX_ID_LEN: usize = 255;
 
-#[derive(Debug)]
 struct Stripe(Signed<Key>);
 
 fn configure(section: &Section) -> Result<Box<dyn Profile>, String> {
