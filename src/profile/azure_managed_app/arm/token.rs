@@ -100,7 +100,10 @@ struct RawToken<'a> {
 
 /// The token and its lifetime in seconds from a token endpoint's JSON answer.
 pub fn parse(body: &[u8]) -> Result<(String, u64), &'static str> {
-    let raw: RawToken = serde_json::from_slice(body).map_err(|_| "not the JSON of a token (access_token, expires_in)")?;
+    const NOT_A_TOKEN: &str = "not the JSON of a token (access_token, expires_in)";
+    // Read as text: serde_json's reader of bytes would be a second copy of the parser.
+    let json = std::str::from_utf8(body).map_err(|_| NOT_A_TOKEN)?;
+    let raw: RawToken = serde_json::from_str(json).map_err(|_| NOT_A_TOKEN)?;
     let text = raw.expires_in.get();
     let digits = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
     let seconds = digits.parse::<u64>().ok().filter(|s| *s > 0).ok_or("expires_in is not a positive number of seconds")?;

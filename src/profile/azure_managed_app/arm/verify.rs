@@ -280,7 +280,11 @@ struct Properties {
 fn judge(pending: &Pending, answer: &Answer) -> Decision {
     let (event_type, state) = pending.pair;
     let about = format!("{event_type}/{state}");
-    let resource = |body: &[u8]| serde_json::from_slice::<Resource>(body).ok().map(|r| r.properties.provisioning_state);
+    // Read as text: serde_json's reader of bytes would be a second copy of the parser.
+    let resource = |body: &[u8]| {
+        let text = std::str::from_utf8(body).ok()?;
+        serde_json::from_str::<Resource>(text).ok().map(|r| r.properties.provisioning_state)
+    };
     let arm = match answer.status {
         Some(200) => match resource(&answer.body) {
             Some(state) => state,
