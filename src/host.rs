@@ -59,7 +59,7 @@ fn define<M>(kind: MetricType, metric: M, name: &str) -> Option<(M, u32)> {
     match hostcalls::define_metric(kind, name) {
         Ok(id) => Some((metric, id)),
         Err(e) => {
-            log::warn!("webhook-guard: defining metric {name} failed: {e:?}");
+            failed(format_args!("defining metric {name}"), e);
             None
         }
     }
@@ -85,7 +85,7 @@ impl RootContext for Worker {
                 // and the ARM tokens' refresh.
                 if root.start() {
                     if let Err(e) = hostcalls::set_tick_period(TICK) {
-                        log::warn!("webhook-guard: setting the tick period failed: {e:?}");
+                        failed(format_args!("setting the tick period"), e);
                     }
                 }
                 self.root = Some(root);
@@ -264,7 +264,7 @@ impl Outbound for WasmHost {
         match hostcalls::dispatch_http_call(call.cluster, headers, call.body.as_deref(), vec![], timeout) {
             Ok(id) => Some(id),
             Err(e) => {
-                log::warn!("webhook-guard: calling cluster {} failed: {e:?}", call.cluster);
+                failed(format_args!("calling cluster {}", call.cluster), e);
                 None
             }
         }
@@ -287,7 +287,7 @@ impl GrpcOutbound for WasmHost {
         match hostcalls::dispatch_grpc_call(call.cluster, call.service, call.method, vec![], Some(call.message), timeout) {
             Ok(id) => Some(id),
             Err(e) => {
-                log::warn!("webhook-guard: calling cluster {} failed: {e:?}", call.cluster);
+                failed(format_args!("calling cluster {}", call.cluster), e);
                 None
             }
         }
@@ -309,7 +309,7 @@ impl HttpHost for WasmHost {
 
     fn set_request_header(&self, name: &str, value: Option<&str>) {
         if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
-            log::warn!("webhook-guard: setting request header {name} failed: {status:?}");
+            failed(format_args!("setting request header {name}"), status);
         }
     }
 
@@ -319,7 +319,7 @@ impl HttpHost for WasmHost {
 
     fn set_request_body(&self, size: usize, body: &[u8]) {
         if let Err(status) = hostcalls::set_buffer(BufferType::HttpRequestBody, 0, size, body) {
-            log::warn!("webhook-guard: replacing the request body failed: {status:?}");
+            failed(format_args!("replacing the request body"), status);
         }
     }
 
@@ -336,13 +336,13 @@ impl HttpHost for WasmHost {
     fn set_response_status(&self, status: u16) {
         let status = status.to_string();
         if let Err(e) = hostcalls::set_map_value(MapType::HttpResponseHeaders, ":status", Some(&status)) {
-            log::warn!("webhook-guard: rewriting the response status failed: {e:?}");
+            failed(format_args!("rewriting the response status"), e);
         }
     }
 
     fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
         if let Err(e) = hostcalls::send_http_response(u32::from(status), headers.to_vec(), Some(body)) {
-            log::warn!("webhook-guard: sending the local reply failed: {e:?}");
+            failed(format_args!("sending the local reply"), e);
         }
     }
 
@@ -360,7 +360,7 @@ impl HttpHost for WasmHost {
         let id = self.metrics.histograms.get(endpoint).and_then(|m| m.iter().find(|(h, _)| *h == histogram)).map(|(_, id)| *id);
         if let Some(id) = id {
             if let Err(e) = hostcalls::record_metric(id, millis) {
-                log::warn!("webhook-guard: recording a metric failed: {e:?}");
+                failed(format_args!("recording a metric"), e);
             }
         }
     }
@@ -375,7 +375,7 @@ impl HttpHost for WasmHost {
 
     fn resume_request(&self) {
         if let Err(e) = hostcalls::resume_http_request() {
-            log::warn!("webhook-guard: resuming the request failed: {e:?}");
+            failed(format_args!("resuming the request"), e);
         }
     }
 }
@@ -402,10 +402,18 @@ fn request_header_map() -> Vec<u8> {
     }
 }
 
+/// A host call that failed, in Envoy's log: one out-of-line copy of the logging rather
+/// than one inlined at each call.
+#[cold]
+#[inline(never)]
+fn failed(what: std::fmt::Arguments, status: Status) {
+    log::warn!("webhook-guard: {what} failed: {status:?}");
+}
+
 fn increment(metric: Option<u32>) {
     if let Some(id) = metric {
         if let Err(e) = hostcalls::increment_metric(id, 1) {
-            log::warn!("webhook-guard: incrementing a metric failed: {e:?}");
+            failed(format_args!("incrementing a metric"), e);
         }
     }
 }
