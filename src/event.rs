@@ -26,10 +26,83 @@ pub struct Event {
     /// Values a rate limit may be keyed on.
     pub keys: RateKeys,
     /// The CloudEvent's `data` member, already serialised.
-    pub data: Box<RawValue>,
+    pub data: Json,
     /// Where the notification departs from the sender's documented table (empty when it
     /// conforms); the id does not depend on it.
     pub nonconforming: Vec<Finding>,
+}
+
+/// The text of one valid JSON value: read by serde_json, or written by [`Object`].
+#[derive(Debug, Clone)]
+pub struct Json(String);
+
+impl Json {
+    pub fn get(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<Box<RawValue>> for Json {
+    fn from(raw: Box<RawValue>) -> Self {
+        Json(Box::<str>::from(raw).into_string())
+    }
+}
+
+/// A JSON object written member by member into one buffer: byte for byte what
+/// serde_json's compact serialiser writes for a struct of these fields in this order,
+/// without its escaping of every key and value byte by byte.
+pub struct Object(String);
+
+impl Object {
+    /// An empty object; `capacity` bytes are reserved for its text.
+    pub fn with_capacity(capacity: usize) -> Object {
+        let mut out = String::with_capacity(capacity);
+        out.push('{');
+        Object(out)
+    }
+
+    /// Starts member `name`, written as it is: the members' names are plain literals.
+    fn key(&mut self, name: &str) {
+        self.0.push_str(if self.0.len() > 1 { ",\"" } else { "\"" });
+        self.0.push_str(name);
+        self.0.push_str("\":");
+    }
+
+    /// Member `name`: a string.
+    pub fn string(&mut self, name: &str, value: &str) -> Result<(), serde_json::Error> {
+        self.key(name);
+        push_string(&mut self.0, value)
+    }
+
+    /// Member `name`: a JSON value as it is.
+    pub fn json(&mut self, name: &str, value: &Json) {
+        self.key(name);
+        self.0.push_str(value.get());
+    }
+
+    /// Member `name`: a JSON value as serde_json read it.
+    pub fn raw(&mut self, name: &str, value: &RawValue) {
+        self.key(name);
+        self.0.push_str(value.get());
+    }
+
+    /// Member `name`: an array of these values.
+    pub fn array(&mut self, name: &str, values: &[Json]) {
+        self.key(name);
+        self.0.push('[');
+        for (i, value) in values.iter().enumerate() {
+            if i > 0 {
+                self.0.push(',');
+            }
+            self.0.push_str(value.get());
+        }
+        self.0.push(']');
+    }
+
+    pub fn end(mut self) -> Json {
+        self.0.push('}');
+        Json(self.0)
+    }
 }
 
 /// Identifiers of the sender-side resource, used as rate-limit keys.
@@ -89,47 +162,47 @@ impl Event {
         let values = source.len() + self.id.len() + self.kind.len() + data.len();
         let flags = nonconforming::flags(&self.nonconforming);
         let optionals = optional(&self.subject) + optional(&self.time) + optional(&flags);
-        let mut out = Vec::with_capacity(128 + values + optionals);
-        out.extend_from_slice(b"{\"specversion\":\"1.0\",\"id\":");
+        let mut out = String::with_capacity(128 + values + optionals);
+        out.push_str("{\"specversion\":\"1.0\",\"id\":");
         push_string(&mut out, &self.id)?;
-        out.extend_from_slice(b",\"source\":");
+        out.push_str(",\"source\":");
         push_string(&mut out, source)?;
-        out.extend_from_slice(b",\"type\":");
+        out.push_str(",\"type\":");
         push_string(&mut out, &self.kind)?;
         if let Some(subject) = &self.subject {
-            out.extend_from_slice(b",\"subject\":");
+            out.push_str(",\"subject\":");
             push_string(&mut out, subject)?;
         }
         if let Some(time) = &self.time {
-            out.extend_from_slice(b",\"time\":");
+            out.push_str(",\"time\":");
             push_string(&mut out, time)?;
         }
         if let Some(flags) = &flags {
             // The CloudEvents extension attribute: the same rules as the header.
-            out.extend_from_slice(b",\"nonconforming\":");
+            out.push_str(",\"nonconforming\":");
             push_string(&mut out, flags)?;
         }
         if let Some(verified) = verified {
-            out.extend_from_slice(b",\"verified\":");
-            out.extend_from_slice(if verified { "true" } else { "false" }.as_bytes());
+            out.push_str(",\"verified\":");
+            out.push_str(if verified { "true" } else { "false" });
         }
-        out.extend_from_slice(b",\"datacontenttype\":\"application/json\",\"data\":");
-        out.extend_from_slice(data.as_bytes());
-        out.push(b'}');
-        Ok(out)
+        out.push_str(",\"datacontenttype\":\"application/json\",\"data\":");
+        out.push_str(data);
+        out.push('}');
+        Ok(out.into_bytes())
     }
 }
 
 /// `s` as a JSON string: copied when nothing in it needs an escape (the usual case),
 /// else written by serde_json.
-pub(crate) fn push_string(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
+pub(crate) fn push_string(out: &mut String, s: &str) -> Result<(), serde_json::Error> {
     if needs_escape(s.as_bytes()) {
-        out.extend_from_slice(serde_json::to_string(s)?.as_bytes());
+        out.push_str(&serde_json::to_string(s)?);
         return Ok(());
     }
-    out.push(b'"');
-    out.extend_from_slice(s.as_bytes());
-    out.push(b'"');
+    out.push('"');
+    out.push_str(s);
+    out.push('"');
     Ok(())
 }
 
@@ -211,6 +284,35 @@ mod tests {
     }
 
     #[test]
+    fn object_is_byte_for_byte_what_serde_json_writes() {
+        #[derive(serde::Serialize)]
+        struct Reference<'a> {
+            plain: &'a str,
+            odd: &'a str,
+            nested: &'a RawValue,
+            list: Vec<&'a RawValue>,
+            empty: Vec<&'a RawValue>,
+            raw: &'a RawValue,
+        }
+        let odd = "q\"b\\s\u{1}\t\n\u{1f}\u{7f}é😀/";
+        let raw = RawValue::from_string(r#"{"a": [1, "\u00e9"]}"#.into()).unwrap();
+        let mut inner = Object::with_capacity(0);
+        inner.string("k", odd).unwrap();
+        let inner = inner.end();
+        let mut out = Object::with_capacity(0);
+        out.string("plain", "v").unwrap();
+        out.string("odd", odd).unwrap();
+        out.json("nested", &inner);
+        out.array("list", &[inner.clone(), Object::with_capacity(0).end()]);
+        out.array("empty", &[]);
+        out.raw("raw", &raw);
+        let nested = RawValue::from_string(inner.get().into()).unwrap();
+        let empty = RawValue::from_string("{}".into()).unwrap();
+        let want = serde_json::to_string(&Reference { plain: "v", odd, nested: &nested, list: vec![&nested, &empty], empty: vec![], raw: &raw }).unwrap();
+        assert_eq!(out.end().get(), want);
+    }
+
+    #[test]
     fn cloudevent_has_every_required_attribute() {
         let ev = Event {
             id: "i".into(),
@@ -218,7 +320,7 @@ mod tests {
             subject: Some("s".into()),
             time: None,
             keys: RateKeys::default(),
-            data: RawValue::from_string(r#"{"a":1}"#.into()).unwrap(),
+            data: RawValue::from_string(r#"{"a":1}"#.into()).unwrap().into(),
             nonconforming: Vec::new(),
         };
         let v: serde_json::Value = serde_json::from_slice(&ev.to_cloudevent("/src").unwrap()).unwrap();
@@ -237,7 +339,7 @@ mod tests {
             subject: None,
             time: None,
             keys: RateKeys::default(),
-            data: RawValue::from_string("{}".into()).unwrap(),
+            data: RawValue::from_string("{}".into()).unwrap().into(),
             nonconforming: Vec::new(),
         };
         for verified in [true, false] {
@@ -273,7 +375,7 @@ mod tests {
                     subject: subject.map(String::from),
                     time: time.map(String::from),
                     keys: RateKeys::default(),
-                    data: RawValue::from_string(r#"{"a": [1, "\u00e9"]}"#.into()).unwrap(),
+                    data: RawValue::from_string(r#"{"a": [1, "\u00e9"]}"#.into()).unwrap().into(),
                     nonconforming: Vec::new(),
                 };
                 let want = serde_json::to_vec(&Reference {
@@ -284,7 +386,7 @@ mod tests {
                     subject,
                     time,
                     datacontenttype: "application/json",
-                    data: &ev.data,
+                    data: &RawValue::from_string(ev.data.get().into()).unwrap(),
                 })
                 .unwrap();
                 assert_eq!(ev.to_cloudevent(source).unwrap(), want);

@@ -117,7 +117,7 @@ mod tests {
             subject: None,
             time: None,
             keys: RateKeys::default(),
-            data: RawValue::from_string("{}".into()).unwrap(),
+            data: RawValue::from_string("{}".into()).unwrap().into(),
             nonconforming: vec![finding("time_no_offset", "eventTime 'x' has no offset"), finding("error_missing", "m")],
         };
         assert_eq!(

@@ -145,22 +145,22 @@ impl Rejection {
         // Written straight into one buffer, byte for byte what serde_json writes for these
         // members in this order: a refusal is answered without its serializer.
         let (title, status) = (self.reason.title(), self.status().to_string());
-        let mut out = Vec::with_capacity(96 + title.len() + self.detail.len());
-        out.extend_from_slice(b"{\"type\":\"urn:webhook-guard:problem:");
-        out.extend_from_slice(self.reason.slug().as_bytes());
-        out.extend_from_slice(b"\",\"title\":");
+        let mut out = String::with_capacity(96 + title.len() + self.detail.len());
+        out.push_str("{\"type\":\"urn:webhook-guard:problem:");
+        out.push_str(self.reason.slug());
+        out.push_str("\",\"title\":");
         let written = push_string(&mut out, title).and_then(|()| {
-            out.extend_from_slice(b",\"status\":");
-            out.extend_from_slice(status.as_bytes());
-            out.extend_from_slice(b",\"detail\":");
+            out.push_str(",\"status\":");
+            out.push_str(&status);
+            out.push_str(",\"detail\":");
             push_string(&mut out, &self.detail)
         });
-        out.push(b'}');
+        out.push('}');
         // Writing strings cannot fail; keep a valid body regardless.
         if written.is_err() {
             return b"{}".to_vec();
         }
-        out
+        out.into_bytes()
     }
 
     /// Response headers: content type plus `Retry-After` / `Allow` where they apply.

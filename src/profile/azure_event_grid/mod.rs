@@ -66,17 +66,16 @@ fn configure(section: &Section) -> Result<Box<dyn Profile>, String> {
 
 /// The duplicate keys as a JSON array of `[source, id]` pairs (what serde_json writes).
 fn key_json(keys: &[[String; 2]]) -> Result<String, serde_json::Error> {
-    let mut out = vec![b'['];
+    let mut out = String::from("[");
     for (i, [source, id]) in keys.iter().enumerate() {
-        out.extend_from_slice(if i == 0 { b"[" } else { b",[" });
+        out.push_str(if i == 0 { "[" } else { ",[" });
         push_string(&mut out, source)?;
-        out.push(b',');
+        out.push(',');
         push_string(&mut out, id)?;
-        out.push(b']');
+        out.push(']');
     }
-    out.push(b']');
-    // Built from strings only: always UTF-8.
-    Ok(String::from_utf8_lossy(&out).into_owned())
+    out.push(']');
+    Ok(out)
 }
 
 /// A `WebHook-Request-Origin` that can be echoed as is: a DNS name.
@@ -131,7 +130,15 @@ impl Profile for AzureEventGrid {
         };
         // The events' own ids, each with the topic or source it is unique within.
         let id = key_json(&keys).map_err(|_| Rejection::new(Reason::Internal, "the event id could not be derived"))?;
-        Ok(Event { id: name_based_id(&format!("azure_event_grid\n{id}")), kind, subject, time, keys: RateKeys::default(), data, nonconforming: findings })
+        Ok(Event {
+            id: name_based_id(&format!("azure_event_grid\n{id}")),
+            kind,
+            subject,
+            time,
+            keys: RateKeys::default(),
+            data: data.into(),
+            nonconforming: findings,
+        })
     }
 
     fn local_answer(&self, event: &Event) -> Option<LocalAnswer> {
@@ -139,10 +146,15 @@ impl Profile for AzureEventGrid {
             return None;
         }
         let code = delivery::validation_code(event.data.get())?;
-        let mut body = br#"{"validationResponse":"#.to_vec();
+        let mut body = String::from(r#"{"validationResponse":"#);
         push_string(&mut body, &code).ok()?;
-        body.push(b'}');
-        Some(LocalAnswer { status: 200, headers: vec![("content-type", "application/json".into())], body, counter: Counter::Profile(VALIDATION_ANSWERED) })
+        body.push('}');
+        Some(LocalAnswer {
+            status: 200,
+            headers: vec![("content-type", "application/json".into())],
+            body: body.into_bytes(),
+            counter: Counter::Profile(VALIDATION_ANSWERED),
+        })
     }
 
     fn told(&self, status: u16, upstream_4xx: Upstream4xx) -> Told {

@@ -13,12 +13,11 @@
 use std::borrow::Cow;
 use std::fmt::Display;
 
-use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::conformance::Rule;
 use super::resource_id::{Kind, ResourceId};
-use crate::event::{name_based_id, Event, RateKeys};
+use crate::event::{name_based_id, Event, Json, Object, RateKeys};
 use crate::problem::clip;
 use crate::strict_json::{self, Walked};
 use crate::timestamp;
@@ -50,9 +49,8 @@ const MAX_NAME_CHARS: usize = 64;
 /// for the two levels the CloudEvent adds under any backend's limit of 128.
 const MAX_DEPTH: usize = 64;
 
-/// The CloudEvent `data`: the notification's facts in canonical form, plus the original.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
+/// The CloudEvent `data`: the notification's facts in canonical form, plus the original;
+/// written in this order, without the members that are `None`.
 struct Data<'a> {
     event_type: &'a str,
     provisioning_state: &'a str,
@@ -62,18 +60,42 @@ struct Data<'a> {
     application_name: &'a str,
     event_time: &'a str,
     flavour: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     application_definition_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     plan: Option<Plan<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     billing: Option<Billing<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorInfo<'a>>,
     original: &'a RawValue,
 }
 
-#[derive(Serialize)]
+impl Data<'_> {
+    fn write(&self) -> Result<Json, serde_json::Error> {
+        // One buffer the members and the original fit in.
+        let mut out = Object::with_capacity(512 + 2 * self.application_id.len() + self.original.get().len());
+        out.string("eventType", self.event_type)?;
+        out.string("provisioningState", self.provisioning_state)?;
+        out.string("applicationId", self.application_id)?;
+        out.string("subscriptionId", self.subscription_id)?;
+        out.string("resourceGroup", self.resource_group)?;
+        out.string("applicationName", self.application_name)?;
+        out.string("eventTime", self.event_time)?;
+        out.string("flavour", self.flavour)?;
+        if let Some(id) = &self.application_definition_id {
+            out.string("applicationDefinitionId", id)?;
+        }
+        if let Some(plan) = &self.plan {
+            out.json("plan", &plan.write()?);
+        }
+        if let Some(billing) = &self.billing {
+            out.json("billing", &billing.write()?);
+        }
+        if let Some(error) = &self.error {
+            out.json("error", &error.write()?);
+        }
+        out.raw("original", self.original);
+        Ok(out.end())
+    }
+}
+
 struct Plan<'a> {
     publisher: Cow<'a, str>,
     product: Cow<'a, str>,
@@ -81,24 +103,60 @@ struct Plan<'a> {
     version: Cow<'a, str>,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
+impl Plan<'_> {
+    fn write(&self) -> Result<Json, serde_json::Error> {
+        let mut out = Object::with_capacity(64);
+        out.string("publisher", &self.publisher)?;
+        out.string("product", &self.product)?;
+        out.string("name", &self.name)?;
+        out.string("version", &self.version)?;
+        Ok(out.end())
+    }
+}
+
 struct Billing<'a> {
     resource_usage_id: Cow<'a, str>,
 }
 
-#[derive(Serialize)]
+impl Billing<'_> {
+    fn write(&self) -> Result<Json, serde_json::Error> {
+        let mut out = Object::with_capacity(64);
+        out.string("resourceUsageId", &self.resource_usage_id)?;
+        Ok(out.end())
+    }
+}
+
 struct ErrorInfo<'a> {
     code: Cow<'a, str>,
     message: Cow<'a, str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     details: Option<Vec<Detail<'a>>>,
 }
 
-#[derive(Serialize)]
+impl ErrorInfo<'_> {
+    fn write(&self) -> Result<Json, serde_json::Error> {
+        let mut out = Object::with_capacity(64);
+        out.string("code", &self.code)?;
+        out.string("message", &self.message)?;
+        if let Some(details) = &self.details {
+            let details = details.iter().map(Detail::write).collect::<Result<Vec<_>, _>>()?;
+            out.array("details", &details);
+        }
+        Ok(out.end())
+    }
+}
+
 struct Detail<'a> {
     code: Cow<'a, str>,
     message: Cow<'a, str>,
+}
+
+impl Detail<'_> {
+    fn write(&self) -> Result<Json, serde_json::Error> {
+        let mut out = Object::with_capacity(64);
+        out.string("code", &self.code)?;
+        out.string("message", &self.message)?;
+        Ok(out.end())
+    }
 }
 
 /// The channel-specific members, each kept only when well-formed.
@@ -182,7 +240,7 @@ pub fn validate(body: &[u8]) -> Result<Event, String> {
     let application = app.canonical();
     // ASCII lowercase: ARM names are case-insensitive, and any backend can recompute it.
     let application_key = application.to_ascii_lowercase();
-    let data = serde_json::value::to_raw_value(&Data {
+    let data = Data {
         event_type: &event_type,
         provisioning_state: &state,
         application_id: &application,
@@ -196,7 +254,8 @@ pub fn validate(body: &[u8]) -> Result<Event, String> {
         billing: flavour.billing,
         error,
         original,
-    })
+    }
+    .write()
     .map_err(|e| format!("cannot serialise the event: {e}"))?;
     let name = ["azure_managed_app\n", &application_key, "\n", &event_type, "\n", &state, "\n", &time.utc];
     let mut kind = String::from(KIND_PREFIX);

@@ -124,7 +124,7 @@ impl Profile for Github {
             subject,
             time: None,
             keys: RateKeys::default(),
-            data,
+            data: data.into(),
             nonconforming: Vec::new(),
         })
     }

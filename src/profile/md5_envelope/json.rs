@@ -212,7 +212,7 @@ mod tests {
         let compact = r#"{"type":"ping","epoch_timestamp":1466526410,"x":"é"}"#;
         for basis in [p, compact] {
             let ev = parse(envelope(p, &md5_hex(basis.as_bytes())).as_bytes()).unwrap();
-            assert!(ev.data.get().ends_with(&format!(r#""payload":{compact}}}"#)), "{}", ev.data);
+            assert!(ev.data.get().ends_with(&format!(r#""payload":{compact}}}"#)), "{}", ev.data.get());
         }
         // Another re-serialisation (serde_json's Value sorts the keys) is no basis.
         let sorted = serde_json::to_string(&serde_json::from_str::<Value>(p).unwrap()).unwrap();

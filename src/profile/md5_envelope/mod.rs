@@ -228,7 +228,7 @@ fn build_event(payload_type: &str, md5: &str, epoch_timestamp: Option<i64>, payl
         subject: None,
         time,
         keys: RateKeys::default(),
-        data,
+        data: data.into(),
         nonconforming: Vec::new(),
     })
 }

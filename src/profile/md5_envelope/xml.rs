@@ -694,7 +694,7 @@ mod tests {
         let rails = json.replace('<', "\\u003c");
         for basis in [p, json, &rails] {
             let ev = parse(doc(p, &md5_hex(basis.as_bytes())).as_bytes()).unwrap();
-            assert!(ev.data.get().ends_with(&format!(r#""payload":{json}}}"#)), "{}", ev.data);
+            assert!(ev.data.get().ends_with(&format!(r#""payload":{json}}}"#)), "{}", ev.data.get());
         }
         digest_detail(&doc(p, &md5_hex(p.trim().as_bytes())));
     }
@@ -708,6 +708,6 @@ mod tests {
             assert_eq!(integer(text), None, "{text}");
         }
         let ev = parse(signed("<type>42</type><n>42</n>").as_bytes()).unwrap();
-        assert!(ev.data.get().ends_with(r#""payload":{"type":"42","n":42}}"#), "{}", ev.data);
+        assert!(ev.data.get().ends_with(r#""payload":{"type":"42","n":42}}"#), "{}", ev.data.get());
     }
 }

@@ -125,7 +125,7 @@ impl Profile for Shopify {
             None => DEFAULT_KIND.to_string(),
         };
         let time = first(headers, TRIGGERED_AT).and_then(|t| timestamp::parse(t).ok()).map(|t| t.utc);
-        Ok(Event { id, kind, subject: None, time, keys: RateKeys::default(), data, nonconforming: Vec::new() })
+        Ok(Event { id, kind, subject: None, time, keys: RateKeys::default(), data: data.into(), nonconforming: Vec::new() })
     }
 
     fn replay_window(&self) -> Option<u64> {

@@ -111,7 +111,7 @@ impl Profile for Slack {
             None => format!("slack\nsignature\n{}", headers.text(SIGNATURE).map(str::trim).unwrap_or_default().to_ascii_lowercase()),
         };
         let time = payload.event_time.and_then(|t| serde_json::from_str::<i64>(t.get()).ok()).and_then(timestamp::rfc3339_from_unix);
-        Ok(Event { id: name_based_id(&key), kind, subject: None, time, keys: RateKeys::default(), data, nonconforming: Vec::new() })
+        Ok(Event { id: name_based_id(&key), kind, subject: None, time, keys: RateKeys::default(), data: data.into(), nonconforming: Vec::new() })
     }
 
     fn local_answer(&self, event: &Event) -> Option<LocalAnswer> {
@@ -121,13 +121,13 @@ impl Profile for Slack {
             return None;
         }
         let payload: Payload = serde_json::from_str(event.data.get()).ok()?;
-        let mut body = br#"{"challenge":"#.to_vec();
+        let mut body = String::from(r#"{"challenge":"#);
         push_string(&mut body, &challenge(payload.challenge)?).ok()?;
-        body.push(b'}');
+        body.push('}');
         Some(LocalAnswer {
             status: 200,
             headers: vec![("content-type", "application/json".into()), ("x-webhook-answered-by", "webhook-guard".into())],
-            body,
+            body: body.into_bytes(),
             counter: Counter::Profile(HANDSHAKE_ANSWERED),
         })
     }
@@ -153,17 +153,17 @@ fn form_data(body: &[u8]) -> Result<(Box<RawValue>, &'static str), String> {
     }
     // A JSON object of string members, in the order sent, written directly (no
     // `serde_json::Value`, which would add its whole machinery to the module).
-    let mut object = b"{".to_vec();
+    let mut object = String::from("{");
     for (i, (name, value)) in fields.iter().enumerate() {
         if i > 0 {
-            object.push(b',');
+            object.push(',');
         }
         push_string(&mut object, name).map_err(unwritable)?;
-        object.push(b':');
+        object.push(':');
         push_string(&mut object, value).map_err(unwritable)?;
     }
-    object.push(b'}');
-    let data = String::from_utf8(object).map_err(unwritable).and_then(|text| RawValue::from_string(text).map_err(unwritable))?;
+    object.push('}');
+    let data = RawValue::from_string(object).map_err(unwritable)?;
     Ok((data, "slash_command"))
 }
 

@@ -106,7 +106,7 @@ impl Profile for StandardWebhooks {
             subject: None,
             time,
             keys: RateKeys::default(),
-            data,
+            data: data.into(),
             nonconforming: Vec::new(),
         })
     }

@@ -85,7 +85,7 @@ impl Profile for Stripe {
             None => DEFAULT_KIND.to_string(),
         };
         let time = payload.created.and_then(timestamp::rfc3339_from_unix);
-        Ok(Event { id, kind, subject: None, time, keys: RateKeys::default(), data, nonconforming: Vec::new() })
+        Ok(Event { id, kind, subject: None, time, keys: RateKeys::default(), data: data.into(), nonconforming: Vec::new() })
     }
 
     fn replay_window(&self) -> Option<u64> {
