@@ -51,6 +51,9 @@ impl<'a> ResourceId<'a> {
         // One trailing `/` is tolerated, as ARM tolerates it in request paths.
         let s = s.strip_suffix('/').unwrap_or(s);
         let body = s.strip_prefix('/').unwrap_or(s);
+        if let Some(id) = Self::canonical_spelling(body, kind) {
+            return id;
+        }
         if body.is_empty() {
             return Err("is empty".into());
         }
@@ -79,10 +82,31 @@ impl<'a> ResourceId<'a> {
                 return Err(format!("segment {position} must be '{want}'"));
             }
         }
+        Self::with_values(kind, subscription, resource_group, name)
+    }
+
+    /// The ID of these values, once each is checked.
+    fn with_values(kind: Kind, subscription: &'a str, resource_group: &'a str, name: &'a str) -> Result<Self, String> {
         for (label, value) in [("subscription", subscription), ("resource group", resource_group), ("name", name)] {
             check_value(label, value)?;
         }
         Ok(ResourceId { kind, subscription, resource_group, name })
+    }
+
+    /// `body` (without its leading and trailing `/`) when it spells the segment names as
+    /// ARM does, the usual case: three exact prefixes and two `/` found, instead of eight
+    /// segments split and compared ignoring case. `None` for any other shape, which the
+    /// general reading of [`ResourceId::parse`] judges; the values are checked alike.
+    fn canonical_spelling(body: &'a str, kind: Kind) -> Option<Result<Self, String>> {
+        let rest = body.strip_prefix("subscriptions/")?;
+        let (subscription, rest) = rest.split_once('/')?;
+        let rest = rest.strip_prefix("resourceGroups/")?;
+        let (resource_group, rest) = rest.split_once('/')?;
+        let name = rest.strip_prefix("providers/Microsoft.Solutions/")?.strip_prefix(kind.segment())?.strip_prefix('/')?;
+        if subscription.is_empty() || resource_group.is_empty() || name.is_empty() || name.contains('/') {
+            return None;
+        }
+        Some(Self::with_values(kind, subscription, resource_group, name))
     }
 
     /// `/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Solutions/{kind}/{name}`
@@ -205,6 +229,43 @@ mod tests {
         }
         let err = ResourceId::parse(APP, Kind::ApplicationDefinition).unwrap_err();
         assert_eq!(err, "segment 7 must be 'applicationDefinitions'");
+    }
+
+    /// `input` reads as it does with `Subscriptions`, a spelling only the general reading takes.
+    fn assert_read_alike(input: &str, kind: Kind) {
+        let spelled = input.replacen("subscriptions/", "Subscriptions/", 1);
+        assert!(ResourceId::canonical_spelling(spelled.trim_matches('/'), kind).is_none());
+        let owned = |id: ResourceId| (id.kind, id.subscription.to_string(), id.resource_group.to_string(), id.name.to_string());
+        assert_eq!(ResourceId::parse(input, kind).map(owned), ResourceId::parse(&spelled, kind).map(owned), "{input}");
+    }
+
+    #[test]
+    fn the_canonical_spelling_reads_as_any_other() {
+        let long = "a".repeat(257);
+        let p = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Solutions/applications";
+        let inputs = [
+            APP.to_string(),
+            format!("{APP}/"),
+            APP[1..].to_string(),
+            format!("{APP}/x"),
+            format!("{APP}//"),
+            format!("/{APP}"),
+            APP.replace("/rg/", "//"),
+            APP.replace("/s/", "//"),
+            format!("{p}/"),
+            p.to_string(),
+            APP.replace("/s/", &format!("/{long}/")),
+            format!("{p}/{long}"),
+            APP.replace("/rg/", "/r\tg/"),
+            format!("{p}/a?b"),
+            format!("{p}/é\u{3000}"),
+            format!("{p}/grüße"),
+        ];
+        for input in &inputs {
+            for kind in [Kind::Application, Kind::ApplicationDefinition] {
+                assert_read_alike(input, kind);
+            }
+        }
     }
 
     #[test]
