@@ -51,12 +51,8 @@ pub fn parse(s: &str) -> Result<Timestamp, String> {
     }
     let days = days_from_civil(i64::from(year), i64::from(month), i64::from(day));
     let local = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
-    let utc = rfc3339_from_unix(local - offset_minutes.unwrap_or(0) * 60).ok_or("is outside the years 0000 to 9999 in UTC")?;
-    let utc = match fraction {
-        "" => utc,
-        // Offsets are whole minutes: the fraction carries over unchanged.
-        _ => [utc.trim_end_matches('Z'), ".", fraction, "Z"].concat(),
-    };
+    // Offsets are whole minutes: the fraction carries over unchanged.
+    let utc = rfc3339(local - offset_minutes.unwrap_or(0) * 60, fraction).ok_or("is outside the years 0000 to 9999 in UTC")?;
     Ok(Timestamp { utc, has_offset: offset_minutes.is_some() })
 }
 
@@ -111,13 +107,33 @@ pub fn days_in_month(year: u32, month: u32) -> u32 {
 /// RFC 3339 UTC form of a Unix time, e.g. `1466526410` -> `2016-06-21T16:26:50Z`;
 /// `None` outside the years 0000..=9999, which RFC 3339 cannot write.
 pub fn rfc3339_from_unix(secs: i64) -> Option<String> {
+    rfc3339(secs, "")
+}
+
+/// [`rfc3339_from_unix`] with the digits `fraction` (when not empty) after the seconds:
+/// written digit by digit into one buffer, without the formatting machinery.
+fn rfc3339(secs: i64, fraction: &str) -> Option<String> {
     let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
     if !(0..=9999).contains(&year) {
         return None;
     }
     let sod = secs.rem_euclid(86_400);
-    let (hour, minute, second) = (sod / 3600, sod / 60 % 60, sod % 60);
-    Some(format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z"))
+    let mut out = String::with_capacity(21 + fraction.len());
+    let fields = [(year, 4, "-"), (month, 2, "-"), (day, 2, "T"), (sod / 3600, 2, ":"), (sod / 60 % 60, 2, ":"), (sod % 60, 2, "")];
+    for (value, width, separator) in fields {
+        // Every field is within 0..=9999 and fits its width.
+        for place in (0..width).rev() {
+            let digit = u32::try_from(value / 10_i64.pow(place) % 10).unwrap_or(0);
+            out.push(char::from_digit(digit, 10).unwrap_or('0'));
+        }
+        out.push_str(separator);
+    }
+    if !fraction.is_empty() {
+        out.push('.');
+        out.push_str(fraction);
+    }
+    out.push('Z');
+    Some(out)
 }
 
 /// Proleptic Gregorian date of a day count since 1970-01-01: the inverse of Howard
@@ -265,6 +281,13 @@ mod tests {
         ];
         for (secs, want) in cases {
             assert_eq!(rfc3339_from_unix(secs).as_deref(), want, "{secs}");
+        }
+        // Digit by digit, what `format!` writes, over the whole range.
+        for secs in (-62_167_219_200..=253_402_300_799_i64).step_by(987_654_321).chain([-62_167_219_200, 253_402_300_799]) {
+            let ((year, month, day), sod) = (civil_from_days(secs.div_euclid(86_400)), secs.rem_euclid(86_400));
+            let want = format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}", sod / 3600, sod / 60 % 60, sod % 60);
+            assert_eq!(rfc3339_from_unix(secs), Some(format!("{want}Z")));
+            assert_eq!(rfc3339(secs, "0123"), Some(format!("{want}.0123Z")));
         }
     }
 
