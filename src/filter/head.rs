@@ -12,6 +12,7 @@ use crate::problem::{Reason, Rejection};
 use crate::profile::{Authentication, SignedHeaders};
 use crate::query::{self, Secrets};
 use proxy_wasm::types::Action;
+use std::borrow::Cow;
 use std::rc::Rc;
 
 /// Headers a client may not set: the filter owns them on the upstream request.
@@ -38,7 +39,7 @@ impl<H: HttpHost> Guard<H> {
         let raw_path = find(":path").unwrap_or_default();
         let bare_path = raw_path.split(|b| *b == b'?').next().unwrap_or_default();
         let config = Rc::clone(&self.config);
-        let lossy = String::from_utf8_lossy(raw_path);
+        let lossy = lossy_text(raw_path);
         let (index, endpoint) = match config.route(bare_path) {
             Route::Guarded(index, endpoint) => (index, endpoint),
             Route::Ambiguous(index, endpoint, why) => {
@@ -48,10 +49,11 @@ impl<H: HttpHost> Guard<H> {
             Route::Unguarded => return self.unguarded(&lossy),
         };
         self.take(index, endpoint, &lossy, &headers);
-        let Ok(path) = std::str::from_utf8(raw_path) else {
+        // Borrowed exactly when the path is UTF-8.
+        let Cow::Borrowed(path) = lossy else {
             return self.reject(endpoint, Rejection::new(Reason::Invalid, "the request target is not UTF-8"));
         };
-        let text = |name: &str| find(name).map(String::from_utf8_lossy);
+        let text = |name: &str| find(name).map(lossy_text);
         let (method, content_type, content_length) = (text(":method"), text("content-type"), text("content-length"));
         let content_encoding = text("content-encoding");
         let head = check::Head {
@@ -84,20 +86,18 @@ impl<H: HttpHost> Guard<H> {
         if endpoint.mode == Mode::Shadow {
             self.host.set_request_header(VERDICT_HEADER, None);
         } else {
+            let replaced = endpoint.forward == Forward::CloudEvent;
             for (name, _) in &headers {
-                if GATEWAY_PREFIXES.iter().any(|p| name.starts_with(p)) || METHOD_OVERRIDES.contains(&name) {
+                let owned = GATEWAY_PREFIXES.iter().any(|p| name.starts_with(p)) || METHOD_OVERRIDES.contains(&name);
+                // A replaced body: nothing that describes the sent one may stay (its length
+                // is set again once it is known on a held head; a streamed head's upstream
+                // request is chunked).
+                let describes_body = replaced && (name.starts_with("content-") || DIGESTS.contains(&name));
+                if owned || describes_body {
                     self.host.set_request_header(name, None);
                 }
             }
-            if endpoint.forward == Forward::CloudEvent {
-                // The body will be replaced: nothing that describes the sent one may stay
-                // (its length is set again once it is known on a held head; a streamed
-                // head's upstream request is chunked).
-                for (name, _) in &headers {
-                    if name.starts_with("content-") || DIGESTS.contains(&name) {
-                        self.host.set_request_header(name, None);
-                    }
-                }
+            if replaced {
                 self.host.set_request_header("content-type", Some("application/cloudevents+json"));
             }
             self.host.set_request_header("x-webhook-profile", Some(endpoint.profile.name()));
@@ -184,6 +184,12 @@ impl<H: HttpHost> Guard<H> {
     fn secret_params(&self) -> Vec<&str> {
         self.config.endpoints.iter().map(|e| e.secret.param.as_str()).collect()
     }
+}
+
+/// A header value as text: borrowed when it is UTF-8 (checked a word at a time for
+/// ASCII, unlike the lossy reading), else with replacement characters.
+fn lossy_text(value: &[u8]) -> Cow<'_, str> {
+    std::str::from_utf8(value).map_or_else(|_| String::from_utf8_lossy(value), Cow::Borrowed)
 }
 
 #[cfg(test)]
