@@ -35,7 +35,7 @@ pub fn only<'a>(fields: &'a [(String, String)], name: &str) -> Result<Option<&'a
 fn decode(raw: &[u8]) -> Result<String, &'static str> {
     let spaced: Vec<u8> = raw.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
     let bytes = crate::query::decode(&spaced).ok_or("has a '%' not followed by two hexadecimal digits")?;
-    String::from_utf8(bytes).map_err(|_| "is not UTF-8 once percent-decoded")
+    String::from_utf8(bytes.into_owned()).map_err(|_| "is not UTF-8 once percent-decoded")
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! `%XX` escapes are decoded.
 
 use crate::auth;
+use std::borrow::Cow;
 
 /// What the query string holds under the secret parameter.
 #[derive(Debug, PartialEq)]
@@ -56,18 +57,23 @@ impl Reading {
         query.split(separators)
     }
 
-    /// The key and value of `piece`, decoded leniently.
-    fn pair(self, piece: &str) -> (Vec<u8>, Vec<u8>) {
+    /// The key and value of `piece`, decoded leniently (borrowed where nothing is).
+    fn pair(self, piece: &str) -> (Cow<'_, [u8]>, Cow<'_, [u8]>) {
         match self {
             Reading::Standard | Reading::Semicolons => {
                 let (key, value) = split_pair(piece.as_bytes());
                 (decode_lenient(key), decode_lenient(value))
             }
-            Reading::DecodedFirst => {
-                let decoded = decode_lenient(piece.as_bytes());
-                let (key, value) = split_pair(&decoded);
-                (key.to_vec(), value.to_vec())
-            }
+            Reading::DecodedFirst => match decode_lenient(piece.as_bytes()) {
+                Cow::Borrowed(piece) => {
+                    let (key, value) = split_pair(piece);
+                    (Cow::Borrowed(key), Cow::Borrowed(value))
+                }
+                Cow::Owned(decoded) => {
+                    let (key, value) = split_pair(&decoded);
+                    (Cow::Owned(key.to_vec()), Cow::Owned(value.to_vec()))
+                }
+            },
         }
     }
 }
@@ -121,7 +127,7 @@ pub fn find(query: Option<&str>, param: &str) -> Found {
         }
     }
     match found {
-        Some(v) if !v.is_empty() => Found::Value(v),
+        Some(v) if !v.is_empty() => Found::Value(v.into_owned()),
         _ => Found::Missing,
     }
 }
@@ -133,6 +139,11 @@ pub fn find(query: Option<&str>, param: &str) -> Found {
 /// that is forwarded or logged.
 pub fn without_secrets(path: &str, secrets: &Secrets) -> String {
     let (base, query) = split(path);
+    without_secrets_in(base, query, secrets)
+}
+
+/// [`without_secrets`] of the path `base` (holding no `?`) with `query`, when any.
+pub fn without_secrets_in(base: &str, query: Option<&str>, secrets: &Secrets) -> String {
     // Without a `;` (the usual path) there is no path parameter: the base stays as it is.
     let base = if base.contains(';') { without_parameters(base, secrets) } else { base.to_string() };
     let Some(query) = query else {
@@ -174,8 +185,11 @@ fn without_parameters(base: &str, secrets: &Secrets) -> String {
 fn holds(piece: &str, secrets: &Secrets) -> bool {
     [Reading::Standard, Reading::DecodedFirst].into_iter().any(|reading| {
         let (key, value) = reading.pair(piece);
-        let spaced: Vec<u8> = value.iter().map(|b| if *b == b'+' { b' ' } else { *b }).collect();
-        secrets.params.iter().any(|param| names(&key, param)) || auth::matches_any(&value, &secrets.values) || auth::matches_any(&spaced, &secrets.values)
+        // Without a `+`, the spaced reading is the value itself.
+        let spaced = value.contains(&b'+').then(|| value.iter().map(|b| if *b == b'+' { b' ' } else { *b }).collect::<Vec<u8>>());
+        secrets.params.iter().any(|param| names(&key, param))
+            || auth::matches_any(&value, &secrets.values)
+            || spaced.is_some_and(|spaced| auth::matches_any(&spaced, &secrets.values))
     })
 }
 
@@ -200,18 +214,22 @@ fn trim(key: &[u8]) -> &[u8] {
 }
 
 /// Decodes `%XX` escapes; `None` when an escape is malformed.
-pub fn decode(s: &[u8]) -> Option<Vec<u8>> {
+pub fn decode(s: &[u8]) -> Option<Cow<'_, [u8]>> {
     unescape(s, true)
 }
 
 /// Decodes the well-formed `%XX` escapes and keeps any other `%` as it is, as a lenient
 /// server does.
-pub fn decode_lenient(s: &[u8]) -> Vec<u8> {
+pub fn decode_lenient(s: &[u8]) -> Cow<'_, [u8]> {
     unescape(s, false).unwrap_or_default()
 }
 
-/// `None` only when `strict` and an escape is malformed.
-fn unescape(s: &[u8], strict: bool) -> Option<Vec<u8>> {
+/// `None` only when `strict` and an escape is malformed. Without a `%` (most keys and
+/// values) `s` is its own decoding: borrowed, not copied.
+fn unescape(s: &[u8], strict: bool) -> Option<Cow<'_, [u8]>> {
+    if !s.contains(&b'%') {
+        return Some(Cow::Borrowed(s));
+    }
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while let Some(&b) = s.get(i) {
@@ -231,7 +249,7 @@ fn unescape(s: &[u8], strict: bool) -> Option<Vec<u8>> {
             }
         }
     }
-    Some(out)
+    Some(Cow::Owned(out))
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -350,9 +368,12 @@ mod tests {
 
     #[test]
     fn lenient_decoding_keeps_a_malformed_escape() {
-        assert_eq!(decode_lenient(b"%41%zz%4%"), b"A%zz%4%");
+        assert_eq!(*decode_lenient(b"%41%zz%4%"), *b"A%zz%4%");
         assert_eq!(decode(b"%41%4"), None);
-        assert_eq!(decode(b"%41+"), Some(b"A+".to_vec()));
+        assert_eq!(decode(b"%41+").as_deref(), Some(&b"A+"[..]));
+        // Nothing to decode: borrowed, not copied.
+        assert!(matches!(decode(b"a+b"), Some(Cow::Borrowed(b"a+b"))));
+        assert!(matches!(decode_lenient(b""), Cow::Borrowed(b"")));
     }
 
     #[test]

@@ -122,7 +122,7 @@ pub fn lenient(path: &[u8]) -> Vec<String> {
             if next == bytes {
                 break;
             }
-            bytes = next;
+            bytes = next.into_owned();
         }
         // `None` for a control character or bytes that are not UTF-8; a U+FFFD sent as such
         // is a character like any other (the canonical form keeps it too).

@@ -148,7 +148,8 @@ impl<H: HttpHost> Guard<H> {
             _ if endpoint.mode != Mode::Enforce => query::without_secrets(path, &Secrets { params: self.secret_params(), values }),
             (_, Some(query)) => {
                 let secrets = Secrets { params: vec![endpoint.secret.param.as_str()], values };
-                query::without_secrets(&format!("{}?{query}", endpoint.path), &secrets)
+                // The configured path holds no `?` (config.rs).
+                query::without_secrets_in(&endpoint.path, Some(query), &secrets)
             }
             (_, None) => endpoint.path.clone(),
         };
