@@ -15,7 +15,7 @@
 pub mod delivery;
 
 use crate::config::Upstream4xx;
-use crate::event::{name_based_id, push_string, usable_type, Event, RateKeys};
+use crate::event::{name_based_id_of, push_string, usable_type, Event, RateKeys};
 use crate::media::Media;
 use crate::metrics::{Counter, ProfileCounter};
 use crate::problem::{Reason, Rejection};
@@ -131,7 +131,7 @@ impl Profile for AzureEventGrid {
         // The events' own ids, each with the topic or source it is unique within.
         let id = key_json(&keys).map_err(|_| Rejection::new(Reason::Internal, "the event id could not be derived"))?;
         Ok(Event {
-            id: name_based_id(&format!("azure_event_grid\n{id}")),
+            id: name_based_id_of(&["azure_event_grid\n", &id]),
             kind,
             subject,
             time,

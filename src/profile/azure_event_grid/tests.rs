@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::Config;
+use crate::event::name_based_id;
 use crate::upstream::Mapped;
 
 pub const BLOB_CREATED: &str = include_str!("samples/blob_created.json");

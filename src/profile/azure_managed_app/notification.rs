@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 
 use super::conformance::Rule;
 use super::resource_id::{Kind, ResourceId};
-use crate::event::{name_based_id, Event, Json, Object, RateKeys};
+use crate::event::{name_based_id_of, Event, Json, Object, RateKeys};
 use crate::problem::clip;
 use crate::strict_json::{self, Walked};
 use crate::timestamp;
@@ -263,7 +263,7 @@ pub fn validate(body: &[u8]) -> Result<Event, String> {
     kind.push('.');
     type_name(&state, &mut kind);
     Ok(Event {
-        id: name_based_id(&name.concat()),
+        id: name_based_id_of(&name),
         kind,
         subject: Some(application),
         time: Some(time.utc),
@@ -419,6 +419,7 @@ fn name<'a>(field: &str, options: &[&'static str], documented: usize, raw: Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::name_based_id;
     use crate::nonconforming::Finding;
     use serde::Deserialize;
     use serde_json::{json, Value};

@@ -11,7 +11,7 @@
 
 pub mod signature;
 
-use crate::event::{name_based_id, usable_type, Event, RateKeys};
+use crate::event::{name_based_id_of, usable_type, Event, RateKeys};
 use crate::media::Media;
 use crate::problem::{Reason, Rejection};
 use crate::profile::{json_document, Profile, Registration, Section, SignatureHeaders, SignedHeaders};
@@ -116,9 +116,9 @@ impl Profile for Shopify {
         let event_id = first(headers, EVENT_ID).filter(|id| usable_id(id));
         let topic = first(headers, TOPIC).filter(|t| usable_type(t));
         let id = match (webhook_id, event_id) {
-            (Some(id), _) => name_based_id(&format!("shopify\n{id}")),
-            (None, Some(id)) => name_based_id(&format!("shopify\nevent\n{id}\n{}", topic.unwrap_or_default())),
-            (None, None) => name_based_id(&format!("shopify\nbody\n{}\n{text}", topic.unwrap_or_default())),
+            (Some(id), _) => name_based_id_of(&["shopify\n", id]),
+            (None, Some(id)) => name_based_id_of(&["shopify\nevent\n", id, "\n", topic.unwrap_or_default()]),
+            (None, None) => name_based_id_of(&["shopify\nbody\n", topic.unwrap_or_default(), "\n", text]),
         };
         let kind = match topic {
             Some(t) => format!("{KIND_PREFIX}{t}"),
@@ -138,6 +138,7 @@ impl Profile for Shopify {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::event::name_based_id;
 
     const SECRET: &str = "hush";
     const BODY: &[u8] = br##"{"id":820982911946154508,"email":"jon@example.com","name":"#9999"}"##;

@@ -12,7 +12,7 @@
 
 pub mod signature;
 
-use crate::event::{name_based_id, usable_type, Event, RateKeys};
+use crate::event::{name_based_id_of, usable_type, Event, RateKeys};
 use crate::media::Media;
 use crate::problem::{Reason, Rejection};
 use crate::profile::{json_document, Profile, Registration, Section, SignatureHeaders, SignedHeaders};
@@ -101,7 +101,7 @@ impl Profile for StandardWebhooks {
         };
         let time = payload.timestamp.and_then(|t| timestamp::parse(&t).ok()).map(|t| t.utc);
         Ok(Event {
-            id: name_based_id(&format!("standard_webhooks\n{id}")),
+            id: name_based_id_of(&["standard_webhooks\n", id]),
             kind,
             subject: None,
             time,
@@ -130,6 +130,7 @@ struct Payload {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::event::name_based_id;
 
     const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
     const NOW: u64 = 1_649_367_553;

@@ -11,7 +11,7 @@
 
 pub mod signature;
 
-use crate::event::{name_based_id, usable_type, Event, RateKeys};
+use crate::event::{name_based_id_of, usable_type, Event, RateKeys};
 use crate::media::Media;
 use crate::problem::{Reason, Rejection};
 use crate::profile::{json_document, Profile, Registration, Section, SignatureHeaders, SignedHeaders};
@@ -77,8 +77,8 @@ impl Profile for Stripe {
         // The event's id is the same on every retry; a body without one (never seen from
         // Stripe) is keyed on its bytes, which a retry repeats too.
         let id = match payload.id.filter(|id| !id.is_empty() && id.len() <= MAX_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic())) {
-            Some(id) => name_based_id(&format!("stripe\n{id}")),
-            None => name_based_id(&format!("stripe\nbody\n{text}")),
+            Some(id) => name_based_id_of(&["stripe\n", &id]),
+            None => name_based_id_of(&["stripe\nbody\n", text]),
         };
         let kind = match payload.kind.filter(|t| usable_type(t)) {
             Some(t) => format!("{KIND_PREFIX}{t}"),
@@ -108,6 +108,7 @@ struct Payload {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::event::name_based_id;
 
     const SECRET: &str = "whsec_test_secret";
     const NOW: u64 = 1_700_000_000;
