@@ -41,8 +41,8 @@ pub fn parse(s: &str) -> Result<Timestamp, String> {
         "Z" | "z" => Some(0),
         zone => Some(offset(zone).ok_or_else(shape)?),
     };
-    let [year, month, day] = fields(date, '-', [4, 2, 2]).ok_or_else(shape)?;
-    let [hour, minute, second] = fields(time, ':', [2, 2, 2]).ok_or_else(shape)?;
+    let [year, month, day] = fields(date, b'-', [4, 2, 2]).ok_or_else(shape)?;
+    let [hour, minute, second] = fields(time, b':', [2, 2, 2]).ok_or_else(shape)?;
     if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
         return Err("is not a valid calendar date".into());
     }
@@ -74,20 +74,21 @@ fn offset(zone: &str) -> Option<i64> {
     (hh <= 23 && mm <= 59).then_some(sign * (hh * 60 + mm))
 }
 
-/// Three ASCII-digit fields of fixed widths joined by `sep`.
-fn fields(s: &str, sep: char, widths: [usize; 3]) -> Option<[u32; 3]> {
+/// Three ASCII-digit fields of fixed widths joined by `sep`, read as bytes (no
+/// character boundary to keep: a non-ASCII byte is no digit and no separator).
+fn fields(s: &str, sep: u8, widths: [usize; 3]) -> Option<[u32; 3]> {
     let mut out = [0; 3];
-    let mut rest = s;
+    let mut rest = s.as_bytes();
     for (i, (slot, width)) in out.iter_mut().zip(widths).enumerate() {
         if i > 0 {
-            rest = rest.strip_prefix(sep)?;
+            rest = rest.strip_prefix(&[sep])?;
         }
         let (part, tail) = rest.split_at_checked(width)?;
         // Digits only: no sign, and the fold cannot underflow.
-        if !part.bytes().all(|b| b.is_ascii_digit()) {
+        if !part.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        *slot = part.bytes().fold(0u32, |n, b| n.saturating_mul(10).saturating_add(u32::from(b - b'0')));
+        *slot = part.iter().fold(0u32, |n, b| n.saturating_mul(10).saturating_add(u32::from(b - b'0')));
         rest = tail;
     }
     rest.is_empty().then_some(out)
@@ -306,11 +307,11 @@ mod tests {
 
     #[test]
     fn fields_reads_exactly_three_fixed_width_numbers() {
-        assert_eq!(fields("2019-08-14", '-', [4, 2, 2]), Some([2019, 8, 14]));
-        assert_eq!(fields("19:20:08", ':', [2, 2, 2]), Some([19, 20, 8]));
+        assert_eq!(fields("2019-08-14", b'-', [4, 2, 2]), Some([2019, 8, 14]));
+        assert_eq!(fields("19:20:08", b':', [2, 2, 2]), Some([19, 20, 8]));
         let bad = ["2019-8-014", "2019-08-1", "2019-08-144", "2019-08-+4", "2019-08:14"];
         for bad in bad.into_iter().chain(["2019-08-14-", "٢٠١٩-08-14", ""]) {
-            assert_eq!(fields(bad, '-', [4, 2, 2]), None, "{bad}");
+            assert_eq!(fields(bad, b'-', [4, 2, 2]), None, "{bad}");
         }
     }
 }

@@ -136,7 +136,11 @@ fn check_value(label: &str, value: &str) -> Result<(), String> {
     if value.len() > MAX_VALUE_CHARS && value.chars().count() > MAX_VALUE_CHARS {
         return Err(format!("{label} is longer than {MAX_VALUE_CHARS} characters"));
     }
-    // ASCII (the usual case) is checked byte by byte, without decoding characters.
+    // Printable ASCII but for '?' and '#' (the usual case) passes in one pass over the bytes.
+    if !value.bytes().any(|b| b <= b' ' || b >= 0x7f || b == b'?' || b == b'#') {
+        return Ok(());
+    }
+    // ASCII is checked byte by byte, without decoding characters.
     let refused = if value.is_ascii() {
         value.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'?' || b == b'#')
     } else {
