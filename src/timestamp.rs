@@ -119,16 +119,21 @@ fn rfc3339(secs: i64, fraction: &str) -> Option<String> {
         return None;
     }
     let sod = secs.rem_euclid(86_400);
-    let mut out = String::with_capacity(21 + fraction.len());
-    let fields = [(year, 4, "-"), (month, 2, "-"), (day, 2, "T"), (sod / 3600, 2, ":"), (sod / 60 % 60, 2, ":"), (sod % 60, 2, "")];
-    for (value, width, separator) in fields {
-        // Every field is within 0..=9999 and fits its width.
-        for place in (0..width).rev() {
-            let digit = u32::try_from(value / 10_i64.pow(place) % 10).unwrap_or(0);
-            out.push(char::from_digit(digit, 10).unwrap_or('0'));
+    // Each field's digits written from its last into the template's zeros; every field
+    // is within 0..=9999 and fits its width.
+    let mut text = *b"0000-00-00T00:00:00";
+    let fields = [(0..4, year), (5..7, month), (8..10, day), (11..13, sod / 3600), (14..16, sod / 60 % 60), (17..19, sod % 60)];
+    for (digits, mut value) in fields {
+        for at in digits.rev() {
+            if let Some(byte) = text.get_mut(at) {
+                *byte = b'0' + u8::try_from(value % 10).unwrap_or(0);
+            }
+            value /= 10;
         }
-        out.push_str(separator);
     }
+    let mut out = String::with_capacity(21 + fraction.len());
+    // ASCII: always UTF-8.
+    out.push_str(std::str::from_utf8(&text).ok()?);
     if !fraction.is_empty() {
         out.push('.');
         out.push_str(fraction);
