@@ -145,9 +145,9 @@ impl<H: HttpHost> Guard<H> {
         self.host.count(index, Counter::Received);
         let values = endpoint.secret.values.iter().map(Vec::as_slice).collect();
         let target = match query::split(path) {
-            _ if endpoint.mode != Mode::Enforce => query::without_secrets(path, &Secrets { params: self.secret_params(), values }),
+            _ if endpoint.mode != Mode::Enforce => query::without_secrets(path, &Secrets { params: &self.secret_params(), values }),
             (_, Some(query)) => {
-                let secrets = Secrets { params: vec![endpoint.secret.param.as_str()], values };
+                let secrets = Secrets { params: &[endpoint.secret.param.as_str()], values };
                 // The configured path holds no `?` (config.rs).
                 query::without_secrets_in(&endpoint.path, Some(query), &secrets)
             }
@@ -168,7 +168,7 @@ impl<H: HttpHost> Guard<H> {
         }
         // A sender's URL with a wrong path still carries its secret, of any endpoint.
         let values = self.config.endpoints.iter().flat_map(|e| e.secret.values.iter().map(Vec::as_slice)).collect();
-        let stripped = query::without_secrets(path, &Secrets { params: self.secret_params(), values });
+        let stripped = query::without_secrets(path, &Secrets { params: &self.secret_params(), values });
         if stripped != path {
             self.host.set_request_header(":path", Some(&stripped));
         }
