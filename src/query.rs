@@ -49,6 +49,16 @@ enum Reading {
 impl Reading {
     const ALL: [Reading; 3] = [Reading::Standard, Reading::Semicolons, Reading::DecodedFirst];
 
+    /// `readings` (the standard one first) that can read `text` otherwise than the standard
+    /// one: none when it holds no `;` and no `%`, as all then split and decode it alike.
+    fn distinct<'r>(readings: &'r [Reading], text: &str) -> &'r [Reading] {
+        if text.bytes().any(|b| b == b';' || b == b'%') {
+            readings
+        } else {
+            readings.get(..1).unwrap_or_default()
+        }
+    }
+
     fn pieces(self, query: &str) -> std::str::Split<'_, &'static [char]> {
         let separators: &'static [char] = match self {
             Reading::Standard => &['&'],
@@ -119,7 +129,7 @@ pub fn find(query: Option<&str>, param: &str) -> Found {
         Some(None) => return Found::Malformed,
         found => found.flatten(),
     };
-    for reading in Reading::ALL {
+    for &reading in Reading::distinct(&Reading::ALL, query) {
         let mut copies = reading.pieces(query).map(|piece| reading.pair(piece)).filter(|(key, _)| names(key, param));
         let (first, second) = (copies.next(), copies.next());
         if second.is_some() || first.zip(found.as_ref()).is_some_and(|((_, value), found)| value != *found) {
@@ -183,7 +193,7 @@ fn without_parameters(base: &str, secrets: &Secrets) -> String {
 /// under some reading: its key names a secret parameter, or its value is a secret
 /// (compared in constant time, `+` read literally and as a space).
 fn holds(piece: &str, secrets: &Secrets) -> bool {
-    [Reading::Standard, Reading::DecodedFirst].into_iter().any(|reading| {
+    Reading::distinct(&[Reading::Standard, Reading::DecodedFirst], piece).iter().any(|&reading| {
         let (key, value) = reading.pair(piece);
         // Without a `+`, the spaced reading is the value itself.
         let spaced = value.contains(&b'+').then(|| value.iter().map(|b| if *b == b'+' { b' ' } else { *b }).collect::<Vec<u8>>());
@@ -364,6 +374,20 @@ mod tests {
             assert!(!names(key.as_bytes(), "sig"), "{key}");
         }
         assert_eq!(find(Some("sig=S&sig[x=T"), "sig"), Found::Value(b"S".to_vec()));
+    }
+
+    #[test]
+    fn readings_agree_on_a_text_without_semicolon_or_escape() {
+        let read = |reading: Reading, text| reading.pieces(text).map(|piece| reading.pair(piece)).collect::<Vec<_>>();
+        for text in ["sig=a&b=c", "a+b=c+d&sig[]=x", " sig=x", "x", "", "=&&="] {
+            assert_eq!(Reading::distinct(&Reading::ALL, text).len(), 1, "{text}");
+            for reading in Reading::ALL {
+                assert_eq!(read(reading, text), read(Reading::Standard, text), "{text}");
+            }
+        }
+        for text in ["a;b", "a%3Bb", "%"] {
+            assert_eq!(Reading::distinct(&Reading::ALL, text).len(), 3, "{text}");
+        }
     }
 
     #[test]
