@@ -78,20 +78,18 @@ fn offset(zone: &str) -> Option<i64> {
 /// character boundary to keep: a non-ASCII byte is no digit and no separator).
 fn fields(s: &str, sep: u8, widths: [usize; 3]) -> Option<[u32; 3]> {
     let mut out = [0; 3];
-    let mut rest = s.as_bytes();
+    let mut bytes = s.as_bytes().iter();
     for (i, (slot, width)) in out.iter_mut().zip(widths).enumerate() {
-        if i > 0 {
-            rest = rest.strip_prefix(&[sep])?;
-        }
-        let (part, tail) = rest.split_at_checked(width)?;
-        // Digits only: no sign, and the fold cannot underflow.
-        if !part.iter().all(u8::is_ascii_digit) {
+        if i > 0 && bytes.next() != Some(&sep) {
             return None;
         }
-        *slot = part.iter().fold(0u32, |n, b| n.saturating_mul(10).saturating_add(u32::from(b - b'0')));
-        rest = tail;
+        // Digits only (no sign), at most four: no overflow.
+        for _ in 0..width {
+            let digit = bytes.next().filter(|b| b.is_ascii_digit())?;
+            *slot = *slot * 10 + u32::from(digit - b'0');
+        }
     }
-    rest.is_empty().then_some(out)
+    bytes.next().is_none().then_some(out)
 }
 
 /// Days in `month` (1-12) of `year` (proleptic Gregorian).
