@@ -93,36 +93,39 @@ def short_names(entries):
     return uleb(len(entries)) + b"".join(uleb(index) + vec_name(name) for index, name in entries)
 
 
-def name_section(body):
-    """The `name` custom section's payload with subsection 1 (functions) shortened."""
-    out = bytearray()
-    i = 0
-    while i < len(body):
-        kind = body[i]
-        size, j = leb(body, i + 1)
-        sub = body[j : j + size]
-        if kind == 1:
-            sub = short_names(function_names(sub))
-        out += bytes([kind]) + uleb(len(sub)) + sub
+def rewrite(data, start, edit):
+    """`data` with each section from `start` on (or subsection: both are an id byte and a
+    sized payload) replaced by `edit(id, payload)`."""
+    out = bytearray(data[:start])
+    i = start
+    while i < len(data):
+        kind = data[i]
+        size, j = leb(data, i + 1)
+        body = edit(kind, data[j : j + size])
+        out += bytes([kind]) + uleb(len(body)) + body
         i = j + size
     return bytes(out)
 
 
+def function_names_shortened(kind, sub):
+    """Subsection 1 of the `name` section (functions) shortened; the others as they are."""
+    return short_names(function_names(sub)) if kind == 1 else sub
+
+
+def name_section_shortened(kind, body):
+    """The custom section `name` with its function names shortened; the others as they are."""
+    if kind != 0:
+        return body
+    length, k = leb(body, 0)
+    if body[k : k + length] != b"name":
+        return body
+    return body[: k + length] + rewrite(body[k + length :], 0, function_names_shortened)
+
+
 def main(source, target):
     data = open(source, "rb").read()
-    out = bytearray(data[:8])
-    i = 8
-    while i < len(data):
-        kind = data[i]
-        size, j = leb(data, i + 1)
-        body = data[j : j + size]
-        if kind == 0:
-            length, k = leb(body, 0)
-            if body[k : k + length] == b"name":
-                body = body[: k + length] + name_section(body[k + length :])
-        out += bytes([kind]) + uleb(len(body)) + body
-        i = j + size
-    open(target, "wb").write(out)
+    # After the module's magic number and version (8 bytes).
+    open(target, "wb").write(rewrite(data, 8, name_section_shortened))
 
 
 if __name__ == "__main__":
