@@ -300,6 +300,21 @@ mod tests {
     use std::collections::HashSet;
 
     #[test]
+    fn a_profile_prints_as_its_name_alone() {
+        for r in REGISTRY {
+            // The secret in each profile's own form.
+            let secret = match r.name {
+                "standard_webhooks" => "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+                "stripe" => "whsec_pQ3sB7nVx2LkR9tYw4ZcE1uH6jM8aF0d",
+                _ => "s3cret",
+            };
+            let json = format!(r#"{{"endpoints":[{{"name":"e","path":"/e","profile":"{}","secret":{{"values":["{secret}"]}}}}]}}"#, r.name);
+            let profile = crate::config::Config::parse(json.as_bytes(), |_| None).unwrap().endpoints.remove(0).profile;
+            assert_eq!(format!("{profile:?}"), r.name);
+        }
+    }
+
+    #[test]
     fn names_are_unique_and_keys_are_not_common() {
         let names: HashSet<&str> = REGISTRY.iter().map(|r| r.name).collect();
         assert_eq!(names.len(), REGISTRY.len());

@@ -46,6 +46,12 @@ struct AzureManagedApp {
     arm_check: Option<ArmCheck>,
 }
 
+/// Whether `s` has more than `max` characters. A character is at least one byte: they
+/// are counted only when the bytes could be too many (an ID or a name rarely can).
+fn longer_than(s: &str, max: usize) -> bool {
+    max < s.len() && s.chars().count() > max
+}
+
 fn configure(section: &Section) -> Result<Box<dyn Profile>, String> {
     let on_nonconforming = section.get::<String>("on_nonconforming")?;
     let arm_check = section.object("arm_check", "struct RawArmCheck", RawArmCheck::read)?;
@@ -102,6 +108,15 @@ impl Profile for AzureManagedApp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn longer_than_counts_characters_not_bytes() {
+        assert!(!longer_than("abc", 3));
+        assert!(longer_than("abcd", 3));
+        assert!(!longer_than("ééé", 3), "six bytes, three characters");
+        assert!(longer_than("éééé", 3));
+        assert!(!longer_than("", 0));
+    }
 
     #[test]
     fn event_counters_follow_the_documented_pairs() {

@@ -407,8 +407,7 @@ where
 /// it is one of the first `documented` options.
 fn name<'a>(field: &str, options: &[&'static str], documented: usize, raw: Option<&'a str>) -> Result<(Cow<'a, str>, bool), String> {
     let given = required(field, raw)?;
-    // A character is at least one byte: count them only when the bytes could be too many.
-    if given.len() > MAX_NAME_CHARS && given.chars().count() > MAX_NAME_CHARS {
+    if super::longer_than(&given, MAX_NAME_CHARS) {
         return Err(format!("{field} '{}' is longer than {MAX_NAME_CHARS} characters", clip(&given)));
     }
     Ok(match options.iter().enumerate().find(|(_, o)| o.eq_ignore_ascii_case(&given)) {

@@ -132,8 +132,7 @@ fn segments(s: &str) -> impl Iterator<Item = &str> {
 
 /// Rejects what would make the ID ambiguous once it is put in a URL or a log line.
 fn check_value(label: &str, value: &str) -> Result<(), String> {
-    // A character is at least one byte: count them only when the bytes could be too many.
-    if value.len() > MAX_VALUE_CHARS && value.chars().count() > MAX_VALUE_CHARS {
+    if super::longer_than(value, MAX_VALUE_CHARS) {
         return Err(format!("{label} is longer than {MAX_VALUE_CHARS} characters"));
     }
     // Printable ASCII but for '?' and '#' (the usual case) passes in one pass over the bytes.
@@ -241,6 +240,18 @@ mod tests {
         assert!(ResourceId::canonical_spelling(spelled.trim_matches('/'), kind).is_none());
         let owned = |id: ResourceId| (id.kind, id.subscription.to_string(), id.resource_group.to_string(), id.name.to_string());
         assert_eq!(ResourceId::parse(input, kind).map(owned), ResourceId::parse(&spelled, kind).map(owned), "{input}");
+    }
+
+    #[test]
+    fn a_value_of_one_refused_character_is_refused() {
+        // Alone, so that the printable-ASCII shortcut cannot pass it on another byte's account.
+        // And next to a non-ASCII character, which the general check reads by characters.
+        for value in [" ", "\t", "\u{7f}", "?", "#", "\u{85}", "\u{3000}", "é ", "é\t", "é?", "é#"] {
+            assert!(check_value("name", value).is_err(), "{value:?}");
+        }
+        for value in ["a", "~", "é", "grüße"] {
+            assert_eq!(check_value("name", value), Ok(()), "{value:?}");
+        }
     }
 
     #[test]
